@@ -1,0 +1,237 @@
+"""The scenario engine: walks each logical packet along its path and times every sighting.
+
+A scenario describes capture points (:class:`~pktkit.write.Interface`), and flows: for each,
+the path of each direction (a list of :class:`Hop`) and the conversation (a list of
+:class:`~pktkit.craft.traffic.Emission`). The engine applies the kernel transforms hop by hop,
+draws each hop's delay from the timing model, and yields :class:`Sighting` records in time
+order. Flows must come in order of start time; a flow's sightings are held only until no later
+flow can precede them, so memory stays flat however many flows there are.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from scapy.layers.l2 import Ether
+
+from pktkit.craft.flight import InFlight, ip_layers, ip_proto, l4_ports
+from pktkit.craft.kernel import ETHERTYPE, FlowState, Transform, rebuild, rewrite_tuple
+from pktkit.craft.nat import Conntrack, NatLedger
+from pktkit.craft.traffic import Emission
+from pktkit.truth import NatFlowTruth
+from pktkit.write import Interface
+
+EPOCH_NS = 1_768_471_200 * 10**9  # 2026-01-15 10:00:00 UTC: every scenario starts here
+
+
+@dataclass(frozen=True)
+class Hop:
+    """The transforms the packet meets since the previous hop, then where it is seen (if
+    anywhere): ``point`` None is a step no capture point observes (a router on the Internet)."""
+
+    point: Interface | None
+    direction: str  # "in" or "out", from the capturing host's point of view
+    latency_us: float
+    transforms: tuple[Transform, ...] = ()
+
+
+@dataclass(frozen=True)
+class Path:
+    """One direction of a flow: the sender's link header, its hops, and the last mile."""
+
+    src_mac: str
+    dst_mac: str
+    hops: tuple[Hop, ...]
+    final_latency_us: float = 20.0
+
+
+@dataclass
+class FlowSpec:
+    flow_id: int
+    start_ns: int  # offset from the scenario epoch
+    forward: Path
+    reverse: Path
+    emissions: list[Emission]
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One frame as recorded at one capture point, with what the builder knows of it."""
+
+    true_ts_ns: int
+    point: Interface
+    direction: str
+    frame: bytes
+    packet_id: int
+    hop: int
+    flow_id: int
+    nat_flow_id: int | None
+    encap: str
+    vni: int | None
+    overhead_bytes: int
+    fragment: str
+    outer: tuple[str | None, str | None, int | None, int | None]
+    inner: tuple[str, str, int, int | None, int | None]
+
+
+@dataclass
+class Timing:
+    """Per-hop latency: the hop's mean, scaled by seeded Gaussian jitter, in whole µs.
+
+    Whole microseconds because that is what tcpdump records; at least 1 µs per hop so that the
+    order of sightings along a path is never ambiguous."""
+
+    rng: random.Random
+    jitter: float = 0.15
+
+    def delay_ns(self, mean_us: float) -> int:
+        scale = max(0.3, 1.0 + self.rng.gauss(0.0, self.jitter))
+        return max(1, round(mean_us * scale)) * 1000
+
+
+class Scenario(ABC):
+    """Base of every scenario builder. Subclasses set the class attributes and two methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type]
+    default_flows: ClassVar[int] = 8
+    default_duration_s: ClassVar[float] = 2.0
+
+    def __init__(self, params: Any, seed: int, flows: int, duration_s: float,
+                 clock_offsets_ns: dict[str, int] | None = None) -> None:
+        self.params = params
+        self.seed = seed
+        self.flow_count = flows
+        self.duration_ns = int(duration_s * 1e9)
+        self.rng = random.Random(f"{self.name}:{seed}")
+        self.nat_ledger = NatLedger()
+        self.clock_offsets_ns = clock_offsets_ns or {}
+
+    def conntrack(self) -> Conntrack:
+        return Conntrack(random.Random(f"{self.name}:{self.seed}:ct"), self.nat_ledger)
+
+    def start_ns(self, index: int) -> int:
+        """Start of flow ``index``: evenly over the duration, whole µs, never decreasing."""
+        step = self.duration_ns // max(1, self.flow_count)
+        return (index * step + self.rng.randint(0, max(0, step // 2))) // 1000 * 1000
+
+    @abstractmethod
+    def interfaces(self) -> list[Interface]:
+        """Every capture point, in the order files and interface blocks are written."""
+
+    @abstractmethod
+    def flows(self) -> Iterator[FlowSpec]:
+        """The flows in order of ``start_ns`` (the engine relies on that order)."""
+
+    def nat_flows(self) -> list[NatFlowTruth]:
+        """Every NAT flow created so far (complete once the engine has run)."""
+        return list(self.nat_ledger.flows)
+
+    def conntracks(self) -> list[Conntrack]:
+        """The NAT tables whose entries should expire as time passes (none by default)."""
+        return []
+
+
+def _describe(flight: InFlight) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    layers = ip_layers(flight.pkt)
+    inner_ip = layers[-1]
+    sport, dport = (None, None) if flight.fragment == "non-first" else l4_ports(inner_ip)
+    inner = (inner_ip.src, inner_ip.dst, ip_proto(inner_ip), sport, dport)
+    if not flight.tunnels:
+        return (None, None, None, None), inner
+    outer_ip = layers[0]
+    osport, odport = l4_ports(outer_ip) if ip_proto(outer_ip) == 17 else (None, None)
+    return (outer_ip.src, outer_ip.dst, osport, odport), inner
+
+
+class Engine:
+    """Turns a scenario's flows into time-ordered sightings."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.timing = Timing(random.Random(f"{scenario.name}:{scenario.seed}:timing"))
+        self._next_packet_id = 1
+
+    def _walk(self, emission: Emission, path: Path, send_ns: int, flow: FlowSpec,
+              state: FlowState) -> tuple[list[tuple[int, InFlight, Hop, int]], int]:
+        """Follow one packet; return its sightings (time, frame, hop, hop index) and arrival."""
+        l3 = emission.l3
+        if emission.direction == "rev" and state.conntrack is not None:
+            # Conversations are written from the originator's view; the responder answers the
+            # translated tuple, which the reverse path's NatReply maps back.
+            l3 = l3.copy()
+            _, xsrc, xsport, xdst, xdport = state.conntrack.xlat
+            rewrite_tuple(l3, xdst, xdport, xsrc, xsport)
+        version = 6 if ":" in l3.src else 4
+        link = Ether(src=path.src_mac, dst=path.dst_mac, type=ETHERTYPE[version])
+        flights = [InFlight(rebuild(link / l3))]
+        now = send_ns
+        seen: list[tuple[int, InFlight, Hop, int]] = []
+        sighting_index = 0
+        for number, hop in enumerate(path.hops):
+            if emission.lost_after is not None and number >= emission.lost_after:
+                return seen, -1
+            now += self.timing.delay_ns(hop.latency_us)
+            for transform in hop.transforms:
+                flights = [out for flight in flights for out in transform(flight, state)]
+            if not flights:
+                return seen, -1  # dropped by the kernel
+            if hop.point is not None:
+                seen.extend((now, flight, hop, sighting_index) for flight in flights)
+                sighting_index += 1
+        return seen, now + self.timing.delay_ns(path.final_latency_us)
+
+    def walk_flow(self, flow: FlowSpec) -> list[Sighting]:
+        state = FlowState()
+        raw: list[tuple[int, InFlight, Hop, int, int]] = []
+        previous_send = previous_arrival = flow.start_ns
+        for emission in flow.emissions:
+            base = previous_arrival if emission.after == "arrival" else previous_send
+            send = base + round(emission.delay_us) * 1000
+            state.direction = emission.direction
+            path = flow.forward if emission.direction == "fwd" else flow.reverse
+            packet_id = self._next_packet_id
+            self._next_packet_id += 1
+            seen, arrival = self._walk(emission, path, send, flow, state)
+            raw.extend((ts, flight, hop, index, packet_id) for ts, flight, hop, index in seen)
+            previous_send = send
+            previous_arrival = arrival if arrival >= 0 else send
+        # The NAT entry is known only once the first packet met the NAT hook; every sighting
+        # of the flow, pre-NAT ones included, belongs to it.
+        nat_flow_id = state.conntrack.nat_flow_id if state.conntrack else None
+        sightings = []
+        for ts, flight, hop, index, packet_id in raw:
+            assert hop.point is not None
+            outer, inner = _describe(flight)
+            sightings.append(Sighting(
+                true_ts_ns=ts, point=hop.point, direction=hop.direction,
+                frame=bytes(flight.pkt), packet_id=packet_id, hop=index, flow_id=flow.flow_id,
+                nat_flow_id=nat_flow_id, encap=flight.encap, vni=flight.vni,
+                overhead_bytes=flight.overhead_bytes, fragment=flight.fragment,
+                outer=outer, inner=inner))
+        if state.conntrack is not None:
+            last = max((s.true_ts_ns for s in sightings), default=flow.start_ns)
+            state.conntrack.expires_ns = last + 120 * 10**9  # conntrack's TIME_WAIT/UDP timeouts
+        return sightings
+
+    def run(self) -> Iterator[Sighting]:
+        """Every sighting of the scenario in time order (ties: walk order)."""
+        pending: list[tuple[int, int, Sighting]] = []
+        order = 0
+        for flow in self.scenario.flows():
+            while pending and pending[0][0] < flow.start_ns:
+                yield heapq.heappop(pending)[2]
+            for table in self.scenario.conntracks():
+                table.expire(flow.start_ns)
+            for sighting in self.walk_flow(flow):
+                heapq.heappush(pending, (sighting.true_ts_ns, order, sighting))
+                order += 1
+        while pending:
+            yield heapq.heappop(pending)[2]
+

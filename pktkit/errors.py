@@ -1,0 +1,25 @@
+"""pktkit's own exceptions: every failure a user can cause ends up as one of these.
+
+The CLI prints ``pktkit: error: <message>`` and exits with ``exit_code``; library users catch
+:class:`PktkitError`. Messages are one line and name the file or value, the place, and what to do.
+"""
+
+from __future__ import annotations
+
+
+class PktkitError(Exception):
+    """Base class: a problem with the user's input, reported without a traceback."""
+
+    exit_code: int = 2
+
+
+class UsageError(PktkitError):
+    """A bad argument or parameter value (unknown scenario, VNI out of range, ...)."""
+
+
+class CaptureError(PktkitError):
+    """A file that cannot be read as a capture at all (not a capture, unknown format, ...)."""
+
+
+class OutputError(PktkitError):
+    """An output location that cannot be written."""

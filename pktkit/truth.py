@@ -1,0 +1,121 @@
+"""Ground truth: ``truth.json`` beside generated captures, one entry for every frame written.
+
+The file is streamed (``packets`` grows with the capture) and written under a temporary name,
+then renamed. Schema (documented for users in docs/ARCHITECTURE.md):
+
+top level: ``scenario``, ``seed``, ``params``, ``captures``, ``packets``, ``nat_flows``.
+
+``packets`` entries (:class:`PacketTruth`): ``capture``, ``frame`` (1-based), ``ts_ns`` (as the
+capturing node's clock recorded it), ``true_ts_ns`` (the reference clock), ``node``,
+``interface``, ``direction`` (``in``/``out``, as SLL2's packet type), ``packet_id``, ``hop``
+(0-based position of this sighting along the packet's path), ``flow_id``, ``nat_flow_id``,
+``encap``, ``vni``, ``overhead_bytes``, ``wire_len``, the outer header (``outer_src``,
+``outer_dst``, ``outer_sport``, ``outer_dport``; null when not encapsulated), the innermost
+``src``, ``dst``, ``proto``, ``sport``, ``dport`` as seen at that point (ports null for an
+IP fragment that carries no L4 header; for ICMP echo both ports carry the echo identifier), and
+``fragment`` (``none``, ``first``, ``non-first`` for the innermost IP packet).
+
+``nat_flows`` entries (:class:`NatFlowTruth`) have exactly the fields ``nat_flow_id``, ``kind``
+(``snat``, ``dnat``, ``snat+dnat``), ``proto``, ``orig_*`` and ``xlat_*``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+TRUTH_FILE = "truth.json"
+
+
+@dataclass(frozen=True, slots=True)
+class NatFlowTruth:
+    nat_flow_id: int
+    kind: str
+    proto: int
+    orig_src: str
+    orig_sport: int
+    orig_dst: str
+    orig_dport: int
+    xlat_src: str
+    xlat_sport: int
+    xlat_dst: str
+    xlat_dport: int
+
+
+@dataclass(frozen=True, slots=True)
+class PacketTruth:
+    capture: str
+    frame: int
+    ts_ns: int
+    true_ts_ns: int
+    node: str
+    interface: str
+    direction: str
+    packet_id: int
+    hop: int
+    flow_id: int
+    nat_flow_id: int | None
+    encap: str
+    vni: int | None
+    overhead_bytes: int
+    wire_len: int
+    outer_src: str | None
+    outer_dst: str | None
+    outer_sport: int | None
+    outer_dport: int | None
+    src: str
+    dst: str
+    proto: int
+    sport: int | None
+    dport: int | None
+    fragment: str
+
+
+class TruthWriter:
+    """Streams ``truth.json``: header fields first, packets one by one, NAT flows at the end."""
+
+    def __init__(self, path: Path, scenario: str, seed: int, params: dict[str, Any]) -> None:
+        self.path = path
+        self._partial = path.with_name(path.name + ".partial")
+        self._handle = open(self._partial, "w", encoding="utf-8")  # noqa: SIM115 - see close
+        head = {"scenario": scenario, "seed": seed, "params": params}
+        self._handle.write(json.dumps(head, sort_keys=False)[:-1])
+        self._handle.write(', "packets": [')
+        self._first = True
+
+    def add_packet(self, entry: PacketTruth) -> None:
+        self._handle.write("\n  " if self._first else ",\n  ")
+        self._handle.write(json.dumps(asdict(entry), separators=(", ", ": ")))
+        self._first = False
+
+    def commit(self, captures: list[str], nat_flows: list[NatFlowTruth]) -> None:
+        self._handle.write("\n], \"captures\": ")
+        self._handle.write(json.dumps(captures))
+        self._handle.write(', "nat_flows": [')
+        self._handle.write(",".join("\n  " + json.dumps(asdict(flow)) for flow in nat_flows))
+        self._handle.write("\n]}\n")
+        self._handle.close()
+        os.replace(self._partial, self.path)
+
+    def abort(self) -> None:
+        self._handle.close()
+        self._partial.unlink(missing_ok=True)
+
+
+def load_truth(path: str | Path) -> dict[str, Any]:
+    """Read a ``truth.json`` (or the directory holding one) into plain Python objects."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / TRUTH_FILE
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def iter_packets(truth: dict[str, Any], capture: str | None = None) -> Iterator[dict[str, Any]]:
+    """The truth entries of one capture file (all when ``capture`` is None), in frame order."""
+    entries = [p for p in truth["packets"] if capture is None or p["capture"] == capture]
+    return iter(sorted(entries, key=lambda p: (p["capture"], p["frame"])))

@@ -1,0 +1,238 @@
+"""Capture-file writers: classic pcap and pcapng, Ethernet/raw-IP or Linux cooked v2 (SLL2).
+
+Our own few lines rather than Scapy's writers: the bytes must be reproducible exactly (no
+generation date, no host name in a pcapng section header) and one pcapng file must hold several
+named interfaces. Every file is written under a temporary name and renamed when complete, so a
+failure never leaves a half-written capture behind.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from pktkit.errors import OutputError
+
+CaptureFormat = Literal["pcap", "pcapng"]
+Linktype = Literal["ether", "sll2"]
+TsResolution = Literal["us", "ns"]
+
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101  # raw IPv4/IPv6, what tcpdump records on an ipip device such as tunl0
+LINKTYPE_LINUX_SLL2 = 276
+
+ARPHRD_ETHER = 1
+ARPHRD_TUNNEL = 768  # ipip (tunl0)
+ARPHRD_TUNNEL6 = 769
+
+SLL2_PKTTYPE = {"in": 0, "broadcast": 1, "multicast": 2, "otherhost": 3, "out": 4}
+SNAPLEN = 262144  # tcpdump's default snapshot length
+PCAP_MAGIC = {"us": 0xA1B2C3D4, "ns": 0xA1B23C4D}
+_TICKS_PER_SECOND = {"us": 1_000_000, "ns": 1_000_000_000}
+
+
+@dataclass(frozen=True)
+class Interface:
+    """A capture point: one network device of one node, as tcpdump would name it."""
+
+    node: str
+    name: str
+    ifindex: int
+    link: Literal["ether", "raw"] = "ether"  # how the device frames packets
+
+    @property
+    def label(self) -> str:
+        return f"{self.node}/{self.name}"
+
+
+def sll2_header(frame: bytes, iface: Interface, direction: str) -> bytes:
+    """Build the 20-byte Linux cooked v2 header that replaces the link header of ``frame``."""
+    pkttype = SLL2_PKTTYPE[direction]
+    if iface.link == "ether":
+        ethertype = struct.unpack_from("!H", frame, 12)[0]
+        src_mac = frame[6:12]
+        return struct.pack(
+            "!HHIHBB8s", ethertype, 0, iface.ifindex, ARPHRD_ETHER, pkttype, 6, src_mac
+        )
+    ethertype = 0x86DD if frame[0] >> 4 == 6 else 0x0800
+    return struct.pack("!HHIHBB8s", ethertype, 0, iface.ifindex, ARPHRD_TUNNEL, pkttype, 0, b"")
+
+
+def to_sll2(frame: bytes, iface: Interface, direction: str) -> bytes:
+    """Re-frame a device frame as ``tcpdump -i any`` records it (link header → SLL2 header)."""
+    payload = frame[14:] if iface.link == "ether" else frame
+    return sll2_header(frame, iface, direction) + payload
+
+
+class _AtomicFile:
+    """A binary file written as ``<name>.partial`` and renamed to ``<name>`` on commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.partial = path.with_name(path.name + ".partial")
+        try:
+            self.handle: BinaryIO = open(self.partial, "wb")  # noqa: SIM115 - closed in commit/abort
+        except OSError as exc:
+            raise OutputError(
+                f"{path.parent}: cannot write capture files ({exc.strerror}); "
+                "choose a writable --out directory"
+            ) from None
+
+    def commit(self) -> None:
+        self.handle.close()
+        os.replace(self.partial, self.path)
+
+    def abort(self) -> None:
+        self.handle.close()
+        self.partial.unlink(missing_ok=True)
+
+
+class PcapWriter:
+    """Classic pcap: one link type per file."""
+
+    def __init__(self, path: Path, linktype: int, ts_resolution: TsResolution = "us") -> None:
+        self._file = _AtomicFile(path)
+        self._ticks = _TICKS_PER_SECOND[ts_resolution]
+        self._file.handle.write(
+            struct.pack("<IHHiIII", PCAP_MAGIC[ts_resolution], 2, 4, 0, 0, SNAPLEN, linktype)
+        )
+
+    def add_interface(self, iface: Interface, linktype: int) -> int:
+        return 0  # pcap has no interface table; kept for a common writer interface
+
+    def write(self, ts_ns: int, interface_id: int, data: bytes) -> None:
+        seconds, ticks = divmod(ts_ns * self._ticks // 1_000_000_000, self._ticks)
+        caplen = min(len(data), SNAPLEN)
+        self._file.handle.write(struct.pack("<IIII", seconds, ticks, caplen, len(data)))
+        self._file.handle.write(data[:caplen])
+
+    def commit(self) -> None:
+        self._file.commit()
+
+    def abort(self) -> None:
+        self._file.abort()
+
+
+def _pcapng_option(code: int, value: bytes) -> bytes:
+    padding = b"\x00" * (-len(value) % 4)
+    return struct.pack("<HH", code, len(value)) + value + padding
+
+
+def _pcapng_block(block_type: int, body: bytes) -> bytes:
+    total = 12 + len(body)
+    return struct.pack("<II", block_type, total) + body + struct.pack("<I", total)
+
+
+class PcapngWriter:
+    """pcapng: one section, one Interface Description Block per interface (with its name)."""
+
+    def __init__(self, path: Path, ts_resolution: TsResolution = "us") -> None:
+        self._file = _AtomicFile(path)
+        self._ticks = _TICKS_PER_SECOND[ts_resolution]
+        self._tsresol = 6 if ts_resolution == "us" else 9
+        shb_options = _pcapng_option(4, b"pktkit") + _pcapng_option(0, b"")  # shb_userappl
+        shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + shb_options
+        self._file.handle.write(_pcapng_block(0x0A0D0D0A, shb))
+        self._interfaces = 0
+
+    def add_interface(self, iface: Interface, linktype: int) -> int:
+        options = (
+            _pcapng_option(2, iface.name.encode())  # if_name
+            + _pcapng_option(9, bytes([self._tsresol]))  # if_tsresol
+            + _pcapng_option(0, b"")
+        )
+        body = struct.pack("<HHI", linktype, 0, SNAPLEN) + options
+        self._file.handle.write(_pcapng_block(0x00000001, body))
+        self._interfaces += 1
+        return self._interfaces - 1
+
+    def write(self, ts_ns: int, interface_id: int, data: bytes) -> None:
+        ticks = ts_ns * self._ticks // 1_000_000_000
+        caplen = min(len(data), SNAPLEN)
+        body = (
+            struct.pack("<IIIII", interface_id, ticks >> 32, ticks & 0xFFFFFFFF, caplen, len(data))
+            + data[:caplen]
+            + b"\x00" * (-caplen % 4)
+        )
+        self._file.handle.write(_pcapng_block(0x00000006, body))
+
+    def commit(self) -> None:
+        self._file.commit()
+
+    def abort(self) -> None:
+        self._file.abort()
+
+
+class CaptureSetWriter:
+    """Routes each sighting to the file tcpdump would have written it to.
+
+    ``linktype="ether"``: one file per capture point, named ``<node>-<iface>.<ext>``, holding the
+    device's own framing. ``linktype="sll2"``: one file per node, ``<node>-any.<ext>``, as
+    ``tcpdump -i any`` writes (in pcapng with one named interface block per device).
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        interfaces: list[Interface],
+        fmt: CaptureFormat = "pcap",
+        linktype: Linktype = "ether",
+        ts_resolution: TsResolution = "us",
+    ) -> None:
+        self.out_dir = out_dir
+        self.fmt = fmt
+        self.linktype = linktype
+        self._writers: dict[str, PcapWriter | PcapngWriter] = {}
+        self._route: dict[Interface, tuple[str, int]] = {}
+        self._frames: dict[str, int] = {}
+        try:
+            for iface in interfaces:
+                self._open(iface, ts_resolution)
+        except BaseException:
+            self.abort()
+            raise
+
+    def file_name(self, iface: Interface) -> str:
+        stem = f"{iface.node}-{iface.name}" if self.linktype == "ether" else f"{iface.node}-any"
+        return f"{stem}.{self.fmt}"
+
+    def _open(self, iface: Interface, ts_resolution: TsResolution) -> None:
+        name = self.file_name(iface)
+        if self.linktype == "sll2":
+            linktype = LINKTYPE_LINUX_SLL2
+        else:
+            linktype = LINKTYPE_ETHERNET if iface.link == "ether" else LINKTYPE_RAW
+        if name not in self._writers:
+            path = self.out_dir / name
+            self._writers[name] = (
+                PcapWriter(path, linktype, ts_resolution)
+                if self.fmt == "pcap"
+                else PcapngWriter(path, ts_resolution)
+            )
+            self._frames[name] = 0
+        self._route[iface] = (name, self._writers[name].add_interface(iface, linktype))
+
+    @property
+    def file_names(self) -> list[str]:
+        return list(self._writers)
+
+    def write(
+        self, ts_ns: int, iface: Interface, direction: str, frame: bytes
+    ) -> tuple[str, int, int]:
+        """Write one frame; return (file name, 1-based frame index, recorded length)."""
+        name, interface_id = self._route[iface]
+        data = to_sll2(frame, iface, direction) if self.linktype == "sll2" else frame
+        self._writers[name].write(ts_ns, interface_id, data)
+        self._frames[name] += 1
+        return name, self._frames[name], len(data)
+
+    def commit(self) -> None:
+        for writer in self._writers.values():
+            writer.commit()
+
+    def abort(self) -> None:
+        for writer in self._writers.values():
+            writer.abort()
