@@ -88,7 +88,8 @@ def generate(scenario: Scenario, out_dir: str | Path, *, fmt: CaptureFormat = "p
                                 "flows": scenario.flow_count,
                                 "duration_s": scenario.duration_ns / 1e9,
                                 "clock_offsets_ns": scenario.clock_offsets_ns,
-                                "format": fmt, "linktype": linktype})
+                                "format": fmt, "linktype": linktype,
+                                "ts_resolution": ts_resolution})
         result = GenerateResult(out_dir, writer.file_names, 0)
         for s in Engine(scenario).run():
             ts_ns = EPOCH_NS + s.true_ts_ns + scenario.clock_offsets_ns.get(s.point.node, 0)

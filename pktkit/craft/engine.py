@@ -17,10 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from scapy.layers.l2 import Ether
-
-from pktkit.craft.flight import InFlight, ip_layers, ip_proto, l4_ports
-from pktkit.craft.kernel import ETHERTYPE, FlowState, Transform, rebuild, rewrite_tuple
+from pktkit.craft.flight import ETH_HEADER, InFlight, ip_addresses, ip_proto, l4_ports
+from pktkit.craft.kernel import FlowState, Transform, ether_header, rewrite_tuple
 from pktkit.craft.nat import Conntrack, NatLedger
 from pktkit.craft.traffic import Emission
 from pktkit.truth import NatFlowTruth
@@ -139,15 +137,16 @@ class Scenario(ABC):
 
 
 def _describe(flight: InFlight) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    layers = ip_layers(flight.pkt)
-    inner_ip = layers[-1]
-    sport, dport = (None, None) if flight.fragment == "non-first" else l4_ports(inner_ip)
-    inner = (inner_ip.src, inner_ip.dst, ip_proto(inner_ip), sport, dport)
+    """(outer src, dst, sport, dport) and the innermost (src, dst, proto, sport, dport)."""
+    offsets = flight.ip_offsets()
+    frame, inner_at = flight.frame, offsets[-1]
+    sport, dport = (None, None) if flight.fragment == "non-first" else l4_ports(frame, inner_at)
+    inner = (*ip_addresses(frame, inner_at), ip_proto(frame, inner_at), sport, dport)
     if not flight.tunnels:
         return (None, None, None, None), inner
-    outer_ip = layers[0]
-    osport, odport = l4_ports(outer_ip) if ip_proto(outer_ip) == 17 else (None, None)
-    return (outer_ip.src, outer_ip.dst, osport, odport), inner
+    outer_at = offsets[0]
+    outer_ports = l4_ports(frame, outer_at) if ip_proto(frame, outer_at) == 17 else (None, None)
+    return (*ip_addresses(frame, outer_at), *outer_ports), inner
 
 
 class Engine:
@@ -162,15 +161,14 @@ class Engine:
               state: FlowState) -> tuple[list[tuple[int, InFlight, Hop, int]], int]:
         """Follow one packet; return its sightings (time, frame, hop, hop index) and arrival."""
         l3 = emission.l3
+        version = 6 if ":" in l3.src else 4
+        frame = bytearray(ether_header(path.src_mac, path.dst_mac, version) + bytes(l3))
         if emission.direction == "rev" and state.conntrack is not None:
             # Conversations are written from the originator's view; the responder answers the
             # translated tuple, which the reverse path's NatReply maps back.
-            l3 = l3.copy()
             _, xsrc, xsport, xdst, xdport = state.conntrack.xlat
-            rewrite_tuple(l3, xdst, xdport, xsrc, xsport)
-        version = 6 if ":" in l3.src else 4
-        link = Ether(src=path.src_mac, dst=path.dst_mac, type=ETHERTYPE[version])
-        flights = [InFlight(rebuild(link / l3))]
+            rewrite_tuple(frame, ETH_HEADER, xdst, xdport, xsrc, xsport)
+        flights = [InFlight(bytes(frame))]
         now = send_ns
         seen: list[tuple[int, InFlight, Hop, int]] = []
         sighting_index = 0
@@ -211,7 +209,7 @@ class Engine:
             outer, inner = _describe(flight)
             sightings.append(Sighting(
                 true_ts_ns=ts, point=hop.point, direction=hop.direction,
-                frame=bytes(flight.pkt), packet_id=packet_id, hop=index, flow_id=flow.flow_id,
+                frame=flight.frame, packet_id=packet_id, hop=index, flow_id=flow.flow_id,
                 nat_flow_id=nat_flow_id, encap=flight.encap, vni=flight.vni,
                 overhead_bytes=flight.overhead_bytes, fragment=flight.fragment,
                 outer=outer, inner=inner))

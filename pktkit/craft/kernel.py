@@ -1,32 +1,44 @@
-"""What the Linux kernel does to a packet between two capture points, as Scapy transforms.
+"""What the Linux kernel does to a packet between two capture points, as byte rewrites.
 
 Each transform takes the packet in flight and the flow's state and returns the frame(s) that
-leave it (more than one when it fragments). Every header field that the kernel sets is set here
-explicitly: Scapy's defaults are not the kernel's (its VXLAN flags, UDP source port 53, IP ID 1).
-Checksums are deleted after a rewrite so that Scapy recomputes them, as the kernel does (or, for
-VXLAN/Geneve over IPv4, leaves the outer UDP checksum zero, as Linux does by default).
+leave it (more than one when it fragments, none when it drops). Every header field the kernel
+sets is set here explicitly. Checksums are recomputed after every rewrite, as the kernel's NAT
+and forwarding do, except the outer UDP checksum of VXLAN/Geneve over IPv4, which Linux leaves
+zero by default (RFC 7348 allows it); over IPv6 it is computed (udp6zerocsumtx is off).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
+import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
-from scapy.contrib.geneve import GENEVE, GeneveOptions
-from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
-from scapy.layers.vxlan import VXLAN
-from scapy.packet import Packet, Raw
-
-from pktkit.craft.flight import Encapsulation, InFlight, ip_layers, ip_proto, l4_ports
+from pktkit.craft.flight import (
+    ETH_HEADER,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    Encapsulation,
+    InFlight,
+    internet_checksum,
+    ip_addresses,
+    ip_header_len,
+    ip_proto,
+    ip_version,
+    is_fragment,
+    l4_ports,
+)
 from pktkit.craft.nat import Conntrack, ConntrackEntry
 
-ETH_HEADER = 14
-ETHERTYPE = {4: 0x0800, 6: 0x86DD}
+ETHERTYPE = {4: ETHERTYPE_IPV4, 6: ETHERTYPE_IPV6}
 LINUX_EPHEMERAL = (32768, 60999)  # net.ipv4.ip_local_port_range, also the VXLAN source-port range
+VXLAN_FLAGS_VNI_VALID = 0x08  # RFC 7348: the I flag; every other bit reserved, zero
 
 
 @dataclass
@@ -41,35 +53,70 @@ class Transform(Protocol):
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]: ...
 
 
-def _clear_checksums(pkt: Packet) -> None:
-    """Drop every checksum so Scapy recomputes them on build (the kernel's NAT fixes them)."""
-    for layer in pkt.iterpayloads():
-        if isinstance(layer, IP | TCP | UDP | ICMP) and "chksum" in layer.fields:
-            del layer.chksum
+def mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
 
 
-def _outer_ip(pkt: Packet) -> Packet:
-    return ip_layers(pkt)[0]
+def ether_header(src_mac: str, dst_mac: str, version: int) -> bytes:
+    return mac_bytes(dst_mac) + mac_bytes(src_mac) + struct.pack("!H", ETHERTYPE[version])
 
 
-def _take_ttl(ip: Packet, routers: int) -> bool:
+def _ip_offset(flight: InFlight) -> int:
+    return ETH_HEADER if flight.link == "ether" else 0
+
+
+def set_ipv4_header_checksum(buf: bytearray, offset: int) -> None:
+    header_len = ip_header_len(buf, offset)
+    buf[offset + 10 : offset + 12] = b"\x00\x00"
+    buf[offset + 10 : offset + 12] = struct.pack(
+        "!H", internet_checksum(buf[offset : offset + header_len]))
+
+
+def _pseudo_header(buf: bytearray, offset: int, proto: int, length: int) -> bytes:
+    if ip_version(buf, offset) == 4:
+        return bytes(buf[offset + 12 : offset + 20]) + struct.pack("!xBH", proto, length)
+    return bytes(buf[offset + 8 : offset + 40]) + struct.pack("!IxxxB", length, proto)
+
+
+def ip_payload_len(buf: bytes | bytearray, offset: int) -> int:
+    if ip_version(buf, offset) == 4:
+        return struct.unpack_from("!H", buf, offset + 2)[0] - ip_header_len(buf, offset)
+    return struct.unpack_from("!H", buf, offset + 4)[0]
+
+
+def set_l4_checksum(buf: bytearray, offset: int) -> None:
+    """Recompute the TCP/UDP/ICMP/ICMPv6 checksum of the IP packet at ``offset`` (whole
+    datagrams only: a fragment's checksum covers bytes it does not carry)."""
+    if is_fragment(buf, offset):
+        return
+    proto = ip_proto(buf, offset)
+    start = offset + ip_header_len(buf, offset)
+    length = ip_payload_len(buf, offset)
+    field_at = {PROTO_TCP: 16, PROTO_UDP: 6, PROTO_ICMP: 2, PROTO_ICMPV6: 2}.get(proto)
+    if field_at is None:
+        return
+    if proto == PROTO_UDP and ip_version(buf, offset) == 4 and \
+            struct.unpack_from("!H", buf, start + 6)[0] == 0:
+        return  # "no checksum" stays so through NAT
+    buf[start + field_at : start + field_at + 2] = b"\x00\x00"
+    covered = bytes(buf[start : start + length])
+    if proto != PROTO_ICMP:  # ICMPv4 alone has no pseudo-header
+        covered = _pseudo_header(buf, offset, proto, length) + covered
+    value = internet_checksum(covered)
+    if proto == PROTO_UDP and value == 0:
+        value = 0xFFFF  # RFC 768: a computed zero is sent as all ones
+    buf[start + field_at : start + field_at + 2] = struct.pack("!H", value)
+
+
+def _take_ttl(buf: bytearray, offset: int, routers: int) -> bool:
     """Subtract ``routers`` from the TTL/hop limit; False when a router would drop it."""
-    if isinstance(ip, IP):
-        if ip.ttl <= routers:
-            return False
-        ip.ttl -= routers
-        del ip.chksum
-        return True
-    if ip.hlim <= routers:
+    ttl_at = offset + (8 if ip_version(buf, offset) == 4 else 7)
+    if buf[ttl_at] <= routers:
         return False
-    ip.hlim -= routers
+    buf[ttl_at] -= routers
+    if ip_version(buf, offset) == 4:
+        set_ipv4_header_checksum(buf, offset)
     return True
-
-
-def rebuild(pkt: Packet) -> Packet:
-    """Freeze a Scapy packet into its bytes and dissect it again (fields become explicit)."""
-    cls = Ether if isinstance(pkt, Ether) else (IP if isinstance(pkt, IP) else IPv6)
-    return cls(bytes(pkt))
 
 
 @dataclass
@@ -82,14 +129,13 @@ class Route:
     dst_mac: str | None
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
-        ip = _outer_ip(flight.pkt).copy()
-        if not _take_ttl(ip, 1):
+        packet = bytearray(flight.frame[_ip_offset(flight) :])
+        if not _take_ttl(packet, 0, 1):
             return []  # the kernel drops it (and would send ICMP time exceeded)
         if self.src_mac is None or self.dst_mac is None:
-            return [flight.with_pkt(rebuild(ip))]
-        version = 4 if isinstance(ip, IP) else 6
-        frame = Ether(src=self.src_mac, dst=self.dst_mac, type=ETHERTYPE[version]) / ip
-        return [flight.with_pkt(rebuild(frame))]
+            return [flight.with_frame(bytes(packet), "raw")]
+        link = ether_header(self.src_mac, self.dst_mac, ip_version(packet, 0))
+        return [flight.with_frame(link + bytes(packet), "ether")]
 
 
 @dataclass
@@ -99,20 +145,35 @@ class Transit:
     routers: int
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
-        pkt = flight.pkt.copy()
-        if not _take_ttl(_outer_ip(pkt), self.routers):
+        buf = bytearray(flight.frame)
+        if not _take_ttl(buf, _ip_offset(flight), self.routers):
             return []
-        return [flight.with_pkt(rebuild(pkt))]
+        return [flight.with_frame(bytes(buf))]
 
 
-def rewrite_tuple(ip: Packet, src: str, sport: int, dst: str, dport: int) -> None:
-    ip.src, ip.dst = src, dst
-    l4 = ip.payload
-    if isinstance(l4, TCP | UDP):
-        l4.sport, l4.dport = sport, dport
-    elif isinstance(l4, ICMP):
-        l4.id = sport  # echo identifier; replies carry the same
-    _clear_checksums(ip)
+def rewrite_tuple(buf: bytearray, offset: int, src: str, sport: int, dst: str,
+                  dport: int) -> None:
+    """Set the addresses and ports (ICMP echo: identifier) of the IP packet at ``offset``,
+    then fix its checksums, as netfilter's NAT does."""
+    v4 = ip_version(buf, offset) == 4
+    size = 4 if v4 else 16
+    src_at = offset + (12 if v4 else 8)
+    buf[src_at : src_at + size] = ipaddress.ip_address(src).packed
+    buf[src_at + size : src_at + 2 * size] = ipaddress.ip_address(dst).packed
+    proto, l4 = ip_proto(buf, offset), offset + ip_header_len(buf, offset)
+    if proto in (PROTO_TCP, PROTO_UDP):
+        struct.pack_into("!HH", buf, l4, sport, dport)
+    elif proto in (PROTO_ICMP, PROTO_ICMPV6):
+        struct.pack_into("!H", buf, l4 + 4, sport)  # replies carry the same identifier
+    if v4:
+        set_ipv4_header_checksum(buf, offset)
+    set_l4_checksum(buf, offset)
+
+
+def packet_tuple(frame: bytes, offset: int) -> tuple[int, str, int, str, int]:
+    src, dst = ip_addresses(frame, offset)
+    sport, dport = l4_ports(frame, offset)
+    return ip_proto(frame, offset), src, sport or 0, dst, dport or 0
 
 
 @dataclass
@@ -127,15 +188,14 @@ class Nat:
     dnat_to: tuple[str, int] | None = None
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
-        pkt = flight.pkt.copy()
-        ip = _outer_ip(pkt)
-        sport, dport = l4_ports(ip)
+        offset = _ip_offset(flight)
         if flow.conntrack is None:
-            orig = (ip_proto(ip), ip.src, sport or 0, ip.dst, dport or 0)
+            orig = packet_tuple(flight.frame, offset)
             flow.conntrack = self.table.translate(orig, snat_to=self.snat_to, dnat_to=self.dnat_to)
-        _, src, xsport, dst, xdport = flow.conntrack.xlat
-        rewrite_tuple(ip, src, xsport, dst, xdport)
-        return [flight.with_pkt(rebuild(pkt))]
+        _, src, sport, dst, dport = flow.conntrack.xlat
+        buf = bytearray(flight.frame)
+        rewrite_tuple(buf, offset, src, sport, dst, dport)
+        return [flight.with_frame(bytes(buf))]
 
 
 @dataclass
@@ -143,28 +203,23 @@ class NatReply:
     """Reverse translation of a reply (de-SNAT in PREROUTING, de-DNAT in POSTROUTING)."""
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
-        entry = flow.conntrack
-        if entry is None:
+        if flow.conntrack is None:
             return [flight]
-        pkt = flight.pkt.copy()
-        ip = _outer_ip(pkt)
-        _, osrc, osport, odst, odport = entry.orig
-        rewrite_tuple(ip, odst, odport, osrc, osport)
-        return [flight.with_pkt(rebuild(pkt))]
+        _, osrc, osport, odst, odport = flow.conntrack.orig
+        buf = bytearray(flight.frame)
+        rewrite_tuple(buf, _ip_offset(flight), odst, odport, osrc, osport)
+        return [flight.with_frame(bytes(buf))]
 
 
-def flow_hash_port(inner: Packet, salt: int = 0) -> int:
+def flow_hash_port(flight: InFlight, salt: int = 0) -> int:
     """Outer UDP source port from a hash of the inner flow, as ``udp_flow_src_port`` does.
 
     Fragments hash on addresses only (the kernel does not parse L4 of a fragment)."""
-    ips = ip_layers(inner)
-    ip = ips[-1] if ips else None
-    if ip is None:
-        key = bytes(inner)[:14]
-    else:
-        is_fragment = isinstance(ip, IP) and (ip.flags.MF or ip.frag > 0)
-        sport, dport = (None, None) if is_fragment else l4_ports(ip)
-        key = f"{ip.src}|{ip.dst}|{ip_proto(ip)}|{sport}|{dport}|{salt}".encode()
+    offset = flight.ip_offsets()[-1]
+    src, dst = ip_addresses(flight.frame, offset)
+    fragment = is_fragment(flight.frame, offset)
+    sport, dport = (None, None) if fragment else l4_ports(flight.frame, offset)
+    key = f"{src}|{dst}|{ip_proto(flight.frame, offset)}|{sport}|{dport}|{salt}".encode()
     low, high = LINUX_EPHEMERAL
     return low + (zlib.crc32(key) * (high - low) >> 32)
 
@@ -183,66 +238,84 @@ class _Underlay:
 
     def __post_init__(self) -> None:
         self._ip_id = random.Random(f"{self.src_ip}>{self.dst_ip}:{self.rng_seed}").randint(
-            0, 0xFFFF
-        )
+            0, 0xFFFF)
 
     @property
     def version(self) -> int:
         return 6 if ":" in self.src_ip else 4
 
-    def ip_header(self, proto: int) -> Packet:
-        if self.version == 6:
-            return IPv6(src=self.src_ip, dst=self.dst_ip, hlim=self.ttl, nh=proto, tc=0, fl=0)
-        self._ip_id = (self._ip_id + 1) & 0xFFFF
-        # Tunnels do not set DF by default, so an oversized outer packet is fragmented.
-        return IP(src=self.src_ip, dst=self.dst_ip, ttl=self.ttl, id=self._ip_id, flags=0,
-                  tos=0, proto=proto)
-
-    def ether(self) -> Packet:
-        return Ether(src=self.src_mac, dst=self.dst_mac, type=ETHERTYPE[self.version])
-
     @property
-    def header_bytes(self) -> int:
+    def link_and_ip_bytes(self) -> int:
         return ETH_HEADER + (40 if self.version == 6 else 20)
+
+    def wrap(self, proto: int, payload: bytes, udp_ports: tuple[int, int] | None) -> bytes:
+        """Outer Ethernet + IP (+ UDP) around ``payload``. Tunnels do not set DF by default,
+        so an oversized outer packet is fragmented, not dropped."""
+        if udp_ports is not None:
+            payload = struct.pack("!HHHH", *udp_ports, 8 + len(payload), 0) + payload
+        src = ipaddress.ip_address(self.src_ip).packed
+        dst = ipaddress.ip_address(self.dst_ip).packed
+        if self.version == 6:
+            header = bytearray(struct.pack("!IHBB", 6 << 28, len(payload), proto, self.ttl)
+                               + src + dst)
+        else:
+            self._ip_id = (self._ip_id + 1) & 0xFFFF
+            header = bytearray(struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(payload), self._ip_id,
+                                           0, self.ttl, proto, 0) + src + dst)
+        packet = header + payload
+        if self.version == 4:
+            set_ipv4_header_checksum(packet, 0)
+        elif udp_ports is not None:
+            set_l4_checksum(packet, 0)  # mandatory over IPv6
+        return ether_header(self.src_mac, self.dst_mac, self.version) + bytes(packet)
+
+    def _encapsulated(self, flight: InFlight, frame: bytes, name: str, vni: int | None,
+                      header_bytes: int, inner_link: Literal["ether", "raw"]) -> list[InFlight]:
+        overhead = header_bytes + self.link_and_ip_bytes
+        if inner_link == "raw":  # the inner packet's own link header is gone, not added
+            overhead -= ETH_HEADER
+        tunnel = Encapsulation(name, vni, overhead, header_bytes, inner_link)
+        return [InFlight(frame, "ether", (tunnel, *flight.tunnels), flight.fragment)]
+
+
+def _inner_ether(flight: InFlight) -> bytes:
+    if flight.link != "ether":
+        raise ValueError("an L2 tunnel carries an Ethernet frame; route to an Ethernet device")
+    return flight.frame
 
 
 @dataclass
 class VxlanEncap(_Underlay):
-    """Linux vxlan device (RFC 7348): flags 0x08 (VNI valid), UDP checksum off over IPv4."""
+    """Linux vxlan device (RFC 7348): flags 0x08 (VNI valid), reserved bits zero."""
 
     vni: int = 1
     dport: int = 8472
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
-        udp = UDP(sport=flow_hash_port(flight.pkt), dport=self.dport)
-        if self.version == 4:
-            udp.chksum = 0  # Linux default: udpcsum off for IPv4 (RFC 7348 allows zero)
-        frame = (self.ether() / self.ip_header(17) / udp
-                 / VXLAN(flags=0x08, reserved1=0, vni=self.vni, reserved2=0) / flight.pkt)
-        tunnel = Encapsulation("vxlan", self.vni, self.header_bytes + 8 + 8)
-        return [InFlight(rebuild(frame), (tunnel, *flight.tunnels), flight.fragment)]
+        vxlan = struct.pack("!II", VXLAN_FLAGS_VNI_VALID << 24, self.vni << 8)
+        frame = self.wrap(PROTO_UDP, vxlan + _inner_ether(flight),
+                          (flow_hash_port(flight), self.dport))
+        return self._encapsulated(flight, frame, "vxlan", self.vni, 16, "ether")
 
 
 @dataclass
 class GeneveEncap(_Underlay):
-    """Geneve (RFC 8926) on UDP 6081 with option TLVs, carrying the inner Ethernet frame."""
+    """Geneve (RFC 8926) on UDP 6081 with option TLVs, carrying the inner Ethernet frame.
+
+    Options are (class, type, data); data length a multiple of 4 bytes."""
 
     vni: int = 1
     dport: int = 6081
     options: tuple[tuple[int, int, bytes], ...] = ((0x0102, 0x80, b"\x00\x01\x00\x02"),)
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
-        tlvs = [GeneveOptions(classid=c, type=t, length=len(d) // 4, data=d)
-                for c, t, d in self.options]
-        options_bytes = sum(4 + len(d) for _, _, d in self.options)
-        udp = UDP(sport=flow_hash_port(flight.pkt), dport=self.dport)
-        if self.version == 4:
-            udp.chksum = 0
-        geneve = GENEVE(version=0, optionlen=options_bytes // 4, oam=0, critical=0, reserved=0,
-                        proto=0x6558, vni=self.vni, reserved2=0, options=tlvs)
-        frame = self.ether() / self.ip_header(17) / udp / geneve / flight.pkt
-        tunnel = Encapsulation("geneve", self.vni, self.header_bytes + 8 + 8 + options_bytes)
-        return [InFlight(rebuild(frame), (tunnel, *flight.tunnels), flight.fragment)]
+        tlvs = b"".join(struct.pack("!HBB", cls, typ, len(data) // 4) + data
+                        for cls, typ, data in self.options)
+        # Ver 0, opt len in 4-byte words, O and C clear, protocol 0x6558 (Ethernet).
+        geneve = struct.pack("!BBHI", len(tlvs) // 4, 0, 0x6558, self.vni << 8) + tlvs
+        frame = self.wrap(PROTO_UDP, geneve + _inner_ether(flight),
+                          (flow_hash_port(flight), self.dport))
+        return self._encapsulated(flight, frame, "geneve", self.vni, 8 + len(geneve), "ether")
 
 
 @dataclass
@@ -253,12 +326,9 @@ class NvgreEncap(_Underlay):
     flow_id: int = 0
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
-        gre = GRE(chksum_present=0, routing_present=0, key_present=1, seqnum_present=0,
-                  strict_route_source=0, recursion_control=0, flags=0, version=0,
-                  proto=0x6558, key=(self.vsid << 8) | self.flow_id)
-        frame = self.ether() / self.ip_header(47) / gre / flight.pkt
-        tunnel = Encapsulation("nvgre", self.vsid, self.header_bytes + 8)
-        return [InFlight(rebuild(frame), (tunnel, *flight.tunnels), flight.fragment)]
+        gre = struct.pack("!HHI", 0x2000, 0x6558, (self.vsid << 8) | self.flow_id)
+        frame = self.wrap(47, gre + _inner_ether(flight), None)
+        return self._encapsulated(flight, frame, "nvgre", self.vsid, len(gre), "ether")
 
 
 @dataclass
@@ -266,14 +336,10 @@ class IpipEncap(_Underlay):
     """IP-in-IP (Calico's tunl0): the inner IP packet behind a new outer IP header."""
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
-        inner = flight.pkt
-        inner_ip = inner.payload if isinstance(inner, Ether) else inner
-        version = 6 if isinstance(inner_ip, IPv6) else 4
-        proto = 41 if version == 6 else 4
-        frame = self.ether() / self.ip_header(proto) / inner_ip
-        # The inner packet loses its own link header: only the outer IP header is added.
-        tunnel = Encapsulation("ipip", None, self.header_bytes - ETH_HEADER)
-        return [InFlight(rebuild(frame), (tunnel, *flight.tunnels), flight.fragment)]
+        inner = flight.frame[_ip_offset(flight) :]
+        proto = 41 if ip_version(inner, 0) == 6 else 4
+        frame = self.wrap(proto, inner, None)
+        return self._encapsulated(flight, frame, "ipip", None, 0, "raw")
 
 
 @dataclass
@@ -281,45 +347,50 @@ class Decap:
     """The receiving VTEP strips the outermost tunnel; the inner frame (or IP packet) remains."""
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
-        pkt = flight.pkt
-        for layer in pkt.iterpayloads():
-            if isinstance(layer, VXLAN | GENEVE | GRE):
-                inner = layer.payload
-                break
-        else:  # ipip: the second IP header
-            inner = ip_layers(pkt)[1]
-        return [InFlight(rebuild(inner), flight.tunnels[1:], flight.fragment)]
+        tunnel = flight.tunnels[0]
+        inner_ip = flight.ip_offsets()[1]
+        start = inner_ip - (ETH_HEADER if tunnel.inner_link == "ether" else 0)
+        return [InFlight(flight.frame[start:], tunnel.inner_link, flight.tunnels[1:],
+                         flight.fragment)]
 
 
 @dataclass
 class Fragment:
-    """IPv4 fragmentation of the outermost IP packet to ``mtu`` (DF clear), as ``ip_fragment``."""
+    """IPv4 fragmentation of the outermost IP packet to ``mtu``, as ``ip_fragment`` does.
+
+    A packet with DF set is dropped instead (the kernel answers ICMP fragmentation needed)."""
 
     mtu: int
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
-        pkt = flight.pkt
-        ip = _outer_ip(pkt)
-        if not isinstance(ip, IP) or ip.len <= self.mtu:
+        offset = _ip_offset(flight)
+        frame = flight.frame
+        if ip_version(frame, offset) != 4:
             return [flight]
-        if ip.flags.DF:
-            return []  # dropped; the kernel answers ICMP fragmentation needed
-        link = pkt.copy()
-        if isinstance(link, Ether):
-            link.remove_payload()
-        header_len = ip.ihl * 4
-        data = bytes(ip.payload)
+        total = struct.unpack_from("!H", frame, offset + 2)[0]
+        if total <= self.mtu:
+            return [flight]
+        flags_frag = struct.unpack_from("!H", frame, offset + 6)[0]
+        if flags_frag & 0x4000:
+            return []
+        if flight.tunnels:
+            # A non-first piece of a tunnel packet has no tunnel header: not modelled.
+            raise NotImplementedError("fragmenting an encapsulated packet")
+        header_len = ip_header_len(frame, offset)
+        link, header = frame[:offset], frame[offset : offset + header_len]
+        data = frame[offset + header_len : offset + total]
         chunk = (self.mtu - header_len) // 8 * 8
+        base_offset = flags_frag & 0x1FFF
         pieces = []
-        for offset in range(0, len(data), chunk):
-            part = data[offset : offset + chunk]
-            more = offset + chunk < len(data)
-            frag = IP(version=4, ihl=ip.ihl, tos=ip.tos, id=ip.id, flags="MF" if more else 0,
-                      frag=offset // 8, ttl=ip.ttl, proto=ip.proto, src=ip.src, dst=ip.dst,
-                      options=ip.options) / Raw(part)
-            frame = link / frag if isinstance(link, Ether) else frag
+        for start in range(0, len(data), chunk):
+            part = data[start : start + chunk]
+            more = start + chunk < len(data) or bool(flags_frag & 0x2000)
+            piece = bytearray(header + part)
+            struct.pack_into("!H", piece, 2, header_len + len(part))
+            struct.pack_into("!H", piece, 6, (0x2000 if more else 0) | (base_offset + start // 8))
+            set_ipv4_header_checksum(piece, 0)
             # Only the innermost IP packet's fragmentation is tracked as ``fragment``.
-            position = "first" if offset == 0 else "non-first"
+            position = "first" if start == 0 and base_offset == 0 else "non-first"
             fragment = position if not flight.tunnels else flight.fragment
-            pieces.append(InFlight(rebuild(frame), flight.tunnels, fragment))
+            pieces.append(InFlight(link + bytes(piece), flight.link, flight.tunnels, fragment))
         return pieces

@@ -25,7 +25,8 @@ def check_ip(name: str, value: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         raise UsageError(
-            f"{name}={value!r} is not an IP address; give an IPv4 (10.0.0.1) or IPv6 (fd00::1) address"
+            f"{name}={value!r} is not an IP address; "
+            "give an IPv4 (10.0.0.1) or IPv6 (fd00::1) address"
         ) from None
 
 

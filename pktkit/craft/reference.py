@@ -1,0 +1,92 @@
+"""The bundled reference captures: every scenario, plus pcapng and ``tcpdump -i any`` variants.
+
+``python -m pktkit.craft.reference DIR`` (``make captures``) rewrites DIR byte for byte: the
+same code, seed and parameters always give the same bytes. It also writes DIR/README.md, the
+table of what each folder holds, from what it has just written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pktkit.craft.scenarios import SCENARIOS
+from pktkit.generate import GenerateResult, generate, make_scenario
+from pktkit.write import CaptureFormat, Linktype, TsResolution
+
+
+@dataclass(frozen=True)
+class Reference:
+    folder: str
+    scenario: str
+    fmt: CaptureFormat = "pcap"
+    linktype: Linktype = "ether"
+    ts_resolution: TsResolution = "us"
+    clock_offset_s: float = 0.0
+    note: str = ""
+
+
+def references() -> list[Reference]:
+    """One folder per scenario (per-interface pcap), then the variants."""
+    plain = [Reference(name, name) for name in SCENARIOS]
+    variants = [
+        Reference("docker-snat-any", "docker-snat", "pcap", "sll2",
+                  note="tcpdump -i any: one SLL2 file for the host, interface indexes only"),
+        Reference("flat-routed-pcapng", "flat-routed", "pcapng", "ether", "ns",
+                  note="pcapng per interface, nanosecond timestamps"),
+        Reference("vxlan-overlay-any", "vxlan-overlay", "pcapng", "sll2",
+                  clock_offset_s=0.0375,
+                  note="SLL2 pcapng per node with named interfaces; node-b's clock 37.5 ms ahead"),
+    ]
+    return plain + [v for v in variants if v.scenario in SCENARIOS]
+
+
+def _readme(rows: list[tuple[Reference, GenerateResult]], total_bytes: int) -> str:
+    lines = [
+        "# Reference captures",
+        "",
+        "Written by `make captures` (`python -m pktkit.craft.reference captures`): do not edit by",
+        "hand. Each folder holds what tcpdump would record at each capture point of one scenario",
+        "(seed 1, default parameters) and `truth.json`, the label of every frame (schema in",
+        "`docs/ARCHITECTURE.md`).",
+        "",
+        "| folder | scenario | files | frames | format | what it holds |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for ref, result in rows:
+        files = ", ".join(f"`{name}` ({result.per_file.get(name, 0)})" for name in result.files)
+        description = SCENARIOS[ref.scenario].description + (f". {ref.note}" if ref.note else "")
+        fmt = f"{ref.fmt}, {ref.linktype}, {ref.ts_resolution}"
+        lines.append(f"| `{ref.folder}/` | `{ref.scenario}` | {files} | {result.packets} | "
+                     f"{fmt} | {description} |")
+    lines += ["", f"Total: {total_bytes / 1e6:.2f} MB.", ""]
+    return "\n".join(lines)
+
+
+def write_references(out: Path) -> list[tuple[Reference, GenerateResult]]:
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.iterdir():
+        if stale.is_dir():
+            shutil.rmtree(stale)
+    rows = []
+    for ref in references():
+        scenario = make_scenario(ref.scenario, seed=1, clock_offset_s=ref.clock_offset_s)
+        rows.append((ref, generate(scenario, out / ref.folder, fmt=ref.fmt,
+                                   linktype=ref.linktype, ts_resolution=ref.ts_resolution)))
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    (out / "README.md").write_text(_readme(rows, total), encoding="utf-8")
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0]) if argv else Path("captures")
+    rows = write_references(out)
+    frames = sum(result.packets for _, result in rows)
+    print(f"wrote {len(rows)} reference folders, {frames} frames, under {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
