@@ -1,0 +1,51 @@
+"""pktkit: craft and analyze the packets of container networks.
+
+The public API is small and lives here; everything else is private to its module. Attributes
+are imported on first use, so that ``import pktkit`` for analysis does not load Scapy (it lives
+only in the builders).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from pktkit.errors import CaptureError, OutputError, PktkitError, UsageError
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "generate": "pktkit.generate",
+    "make_scenario": "pktkit.generate",
+    "list_scenarios": "pktkit.generate",
+    "load_truth": "pktkit.truth",
+}
+
+__all__ = [
+    "CaptureError",
+    "OutputError",
+    "PktkitError",
+    "UsageError",
+    "__version__",
+    "generate",
+    "list_scenarios",
+    "load_truth",
+    "make_scenario",
+]
+
+if TYPE_CHECKING:
+    from pktkit.generate import generate, list_scenarios, make_scenario
+    from pktkit.truth import load_truth
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pktkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
