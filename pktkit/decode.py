@@ -1,0 +1,614 @@
+"""Frame decoding: one captured frame's bytes → a :class:`DecodedPacket`.
+
+The walk goes link layer → 802.1Q/802.1ad tags → IPv4/IPv6 → L4, and through tunnels
+recursively (VXLAN, VXLAN-GPE, Geneve, GRE/NVGRE/ERSPAN, IP-in-IP) to the innermost packet,
+at most ``max_depth`` tunnels deep.
+
+Own struct-based code rather than dpkt objects, deliberately: the table needs byte offsets
+(``overhead_bytes``), the partial fields of a cut header, and a short reason for every failure;
+dpkt has no VXLAN or Geneve, decodes eagerly (recursing into payloads we may not want), and
+signals problems with several exception types at arbitrary depths. Every length check is
+explicit here, and :meth:`Decoder.decode` additionally turns any unexpected exception into
+``error="internal-error"``, so no exception ever escapes.
+
+Byte regions: each layer is parsed inside ``[off, end)``, where ``end`` is the smaller of the
+enclosing length field and the captured bytes, and ``clipped`` says that the real data goes on
+past ``end`` (snaplen cut, or the rest of an IP fragment). A header that does not fit its region
+is ``truncated`` when the region is clipped and a ``bad-...-header`` otherwise (a length field
+that contradicts its container).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
+
+# -- constants ----------------------------------------------------------------------------
+
+LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the writer's byte order
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW_ALIASES = (12, 14)  # DLT_RAW values some platforms wrote into pcap files
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108  # OpenBSD loopback: address family in network byte order
+LINKTYPE_LINUX_SLL = 113
+ARPHRD_ETHER = 1  # SLL/SLL2 hardware type of an Ethernet device
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+ETH_IPV4 = 0x0800
+ETH_ARP = 0x0806
+ETH_IPV6 = 0x86DD
+ETH_TEB = 0x6558  # transparent Ethernet bridging: the payload is an Ethernet frame
+ETH_CMD = 0x8909  # Cisco MetaData (SGT tag)
+ETH_ERSPAN_2 = 0x88BE  # ERSPAN type I/II (type I has no ERSPAN header, and no GRE sequence)
+ETH_ERSPAN_3 = 0x22EB
+VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})  # 802.1Q, 802.1ad, old QinQ
+
+IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP = 1, 4, 6, 17
+IPPROTO_IPV6, IPPROTO_GRE, IPPROTO_ICMPV6 = 41, 47, 58
+IPPROTO_FRAGMENT, IPPROTO_AH = 44, 51
+# IPv6 extension headers skipped by their length field: hop-by-hop, routing, destination
+# options, mobility, HIP, shim6 ((len + 1) * 8 bytes) and AH ((len + 2) * 4 bytes).
+IPV6_EXTENSIONS = frozenset({0, 43, 60, 135, 139, 140, IPPROTO_AH})
+IPV6_FAMILIES = frozenset({10, 24, 28, 30})  # AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, macOS
+
+VXLAN_PORTS = (4789, 8472)  # IANA port, and the Linux kernel's (Flannel's) historical port
+VXLAN_GPE_PORT = 4790
+GENEVE_PORT = 6081
+MAX_TUNNEL_DEPTH = 8
+
+# SLL/SLL2 packet type → direction as seen by the capturing host.
+PKTTYPE_DIRECTION = {0: "in", 1: "in", 2: "in", 3: "other", 4: "out"}
+
+# Every value ``DecodedPacket.error`` can take.
+TRUNCATED = "truncated"  # the captured bytes end inside a header (snaplen, or an IP fragment)
+BAD_LINK = "bad-link-header"  # link header or VLAN tag cut short, raw IP of no IP version
+BAD_IP = "bad-ip-header"  # version, IHL or length field inconsistent
+BAD_L4 = "bad-l4-header"  # TCP data offset < 5, UDP length < 8 or past the IP payload
+BAD_ARP = "bad-arp-header"
+BAD_TUNNEL = "bad-tunnel-header"  # VXLAN without I flag, Geneve/GRE/ERSPAN version, lengths
+UNKNOWN_LINKTYPE = "unknown-linktype"
+TOO_DEEP = "too-deep"  # more than max_depth nested tunnels
+INTERNAL_ERROR = "internal-error"  # a decoder bug caught at the boundary; should never appear
+ERROR_REASONS = (
+    TRUNCATED, BAD_LINK, BAD_IP, BAD_L4, BAD_ARP, BAD_TUNNEL, UNKNOWN_LINKTYPE, TOO_DEEP,
+    INTERNAL_ERROR,
+)
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_U16_U16 = struct.Struct("!HH")
+_inet_ntop = socket.inet_ntop
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+
+
+class Tunnel(NamedTuple):
+    """One decoded tunnel header."""
+
+    kind: str  # vxlan, vxlan-gpe, geneve, nvgre, gre, erspan, ipip
+    vni: int | None = None  # VXLAN/Geneve VNI, NVGRE VSID, or the key of a plain GRE/ERSPAN
+    gre_key: int | None = None  # the raw 32-bit GRE key (GRE, NVGRE, ERSPAN), if present
+    erspan_type: int | None = None  # 1, 2 or 3 (ERSPAN type I/II/III)
+    erspan_session: int | None = None
+
+
+@dataclass(slots=True)
+class DecodedPacket:
+    """What one frame holds. Fields that could not be read stay None; ``error`` says why."""
+
+    linktype: int
+    error: str | None = None
+    ifindex: int | None = None  # SLL2 interface index
+    pkttype: int | None = None  # SLL/SLL2 packet type
+    direction: str | None = None  # "in", "out", "other", from the SLL/SLL2 packet type
+    vlan_ids: list[int] = field(default_factory=list)  # every 802.1Q/ad tag, outermost first
+    tunnels: list[Tunnel] = field(default_factory=list)  # outermost first
+    l3_offset: int | None = None  # where the outermost network header starts in the frame
+    link_wire_bytes: int = 0  # the outer link header as it was on the wire (see overhead_bytes)
+    link_header_len: int = 0  # the capture's own link header (Ethernet 14, SLL2 20, ...)
+    link_ethernet: bool = False  # the captured device framed packets as Ethernet
+    payload_offset: int = 0  # where the innermost tunnel's payload starts
+    inner_ether: bool = False  # the innermost tunnel carries an Ethernet frame
+    # the outermost IP header and its L4 ports; set only when a tunnel was decoded
+    outer_src: str | None = None
+    outer_dst: str | None = None
+    outer_proto: int | None = None
+    outer_sport: int | None = None
+    outer_dport: int | None = None
+    # the innermost frame: its ethertype, and its IP packet (None when it is not IP)
+    ethertype: int | None = None
+    ip_version: int | None = None
+    src: str | None = None
+    dst: str | None = None
+    proto: int | None = None  # upper-layer protocol (after IPv6 extension headers)
+    ttl: int | None = None  # IPv4 TTL / IPv6 hop limit
+    ip_id: int | None = None  # IPv4 identification / IPv6 fragment identification
+    sport: int | None = None  # TCP/UDP only
+    dport: int | None = None
+    tcp_flags: int | None = None  # 9 bits: NS CWR ECE URG ACK PSH RST SYN FIN
+    icmp_type: int | None = None  # ICMP or ICMPv6
+    icmp_code: int | None = None
+    fragment: bool = False  # some IP header in the frame is a fragment (either version)
+    ipv4_fragment: bool = False  # some IPv4 header has MF set or a fragment offset
+    ipv6_fragment: bool = False  # some IPv6 header chain has a Fragment header
+
+    @property
+    def overhead_bytes(self) -> int:
+        """Wire bytes the encapsulation adds in front of the innermost frame.
+
+        Everything from the outermost network header to the innermost tunnel's payload, plus,
+        when that payload is an Ethernet frame (VXLAN, Geneve, NVGRE, ERSPAN), the outer link
+        header as it was on the wire: the inner frame brings its own link header, so the outer
+        one is overhead. When the payload is a bare IP packet (IP-in-IP, GRE, Geneve without
+        Ethernet), the outer link header is not counted: the packet would need one anyway.
+        VXLAN over IPv4 on Ethernet: 14 + 20 + 8 + 8 = 50, also in an SLL2 capture (whose
+        cooked header replaced the 14 Ethernet bytes that were on the wire); IPIP: 20."""
+        if not self.tunnels or self.l3_offset is None:
+            return 0
+        link = self.link_wire_bytes if self.inner_ether else 0
+        return self.payload_offset - self.l3_offset + link
+
+    @property
+    def encap(self) -> str:
+        """Tunnel chain, outermost first, joined by "/"; "none" without tunnel."""
+        return "/".join(t.kind for t in self.tunnels) if self.tunnels else "none"
+
+    @property
+    def vni(self) -> int | None:
+        """The identifier of the innermost tunnel that has one."""
+        for tunnel in reversed(self.tunnels):
+            if tunnel.vni is not None:
+                return tunnel.vni
+        return None
+
+
+class Decoder:
+    """Decodes frames; holds the UDP port → tunnel map so each call does no setup."""
+
+    def __init__(
+        self, vxlan_ports: Iterable[int] = (), *, max_depth: int = MAX_TUNNEL_DEPTH
+    ) -> None:
+        self.max_depth = max_depth
+        self.udp_tunnels: dict[int, str] = {VXLAN_GPE_PORT: "vxlan-gpe", GENEVE_PORT: "geneve"}
+        for port in (*VXLAN_PORTS, *vxlan_ports):
+            self.udp_tunnels[int(port)] = "vxlan"
+
+    def decode(self, data: bytes, linktype: int, wire_len: int | None = None) -> DecodedPacket:
+        """Decode one frame. ``wire_len`` > ``len(data)`` marks a snaplen-cut frame."""
+        p = DecodedPacket(linktype)
+        clipped = wire_len is not None and wire_len > len(data)
+        try:
+            self._link(p, data, len(data), clipped)
+        except Exception:  # the boundary: a bug must cost one packet's fields, not a capture
+            p.error = p.error or INTERNAL_ERROR
+        return p
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _fail(p: DecodedPacket, clipped: bool, bad: str) -> None:
+        """A header does not fit its region: cut by the capture, or a lying length field."""
+        if p.error is None:
+            p.error = TRUNCATED if clipped else bad
+
+    def _enter_tunnel(self, p: DecodedPacket, tunnel: Tunnel, payload: int) -> bool:
+        """Record a decoded tunnel header; the inner frame's fields start empty."""
+        if len(p.tunnels) >= self.max_depth:
+            p.error = p.error or TOO_DEEP
+            return False
+        if not p.tunnels:
+            p.outer_src, p.outer_dst, p.outer_proto = p.src, p.dst, p.proto
+            p.outer_sport, p.outer_dport = p.sport, p.dport
+        p.tunnels.append(tunnel)
+        p.payload_offset = payload
+        p.inner_ether = False  # until the payload turns out to be an Ethernet frame
+        p.ethertype = p.ip_version = p.src = p.dst = p.proto = p.ttl = p.ip_id = None
+        p.sport = p.dport = p.tcp_flags = p.icmp_type = p.icmp_code = None
+        return True
+
+    # -- link layer ------------------------------------------------------------------------
+
+    def _link(self, p: DecodedPacket, buf: bytes, end: int, clipped: bool) -> None:
+        lt = p.linktype
+        if lt == LINKTYPE_ETHERNET:
+            p.link_header_len, p.link_ethernet = 14, True
+            self._ether(p, buf, 0, end, clipped)
+        elif lt == LINKTYPE_LINUX_SLL2:
+            if end < 20:
+                return self._fail(p, clipped, BAD_LINK)
+            p.link_header_len, p.link_ethernet = 20, _U16.unpack_from(buf, 8)[0] == ARPHRD_ETHER
+            proto = _U16.unpack_from(buf, 0)[0]
+            p.ifindex = _U32.unpack_from(buf, 4)[0]
+            p.pkttype = buf[10]
+            p.direction = PKTTYPE_DIRECTION.get(p.pkttype)
+            self._ethertype(p, buf, 20, end, clipped, proto)
+        elif lt == LINKTYPE_LINUX_SLL:
+            if end < 16:
+                return self._fail(p, clipped, BAD_LINK)
+            p.pkttype = _U16.unpack_from(buf, 0)[0]
+            p.direction = PKTTYPE_DIRECTION.get(p.pkttype)
+            hatype = _U16.unpack_from(buf, 2)[0]
+            p.link_header_len, p.link_ethernet = 16, hatype == ARPHRD_ETHER
+            if hatype != 824:  # ARPHRD_NETLINK: the protocol field is a netlink family
+                self._ethertype(p, buf, 16, end, clipped, _U16.unpack_from(buf, 14)[0])
+        elif lt in (LINKTYPE_RAW, *LINKTYPE_RAW_ALIASES):
+            if end < 1:
+                return self._fail(p, clipped, BAD_LINK)
+            version = buf[0] >> 4
+            if version == 4:
+                self._ipv4(p, buf, 0, end, clipped)
+            elif version == 6:
+                self._ipv6(p, buf, 0, end, clipped)
+            else:
+                p.error = BAD_LINK
+        elif lt == LINKTYPE_IPV4:
+            self._ipv4(p, buf, 0, end, clipped)
+        elif lt == LINKTYPE_IPV6:
+            self._ipv6(p, buf, 0, end, clipped)
+        elif lt in (LINKTYPE_NULL, LINKTYPE_LOOP):
+            if end < 4:
+                return self._fail(p, clipped, BAD_LINK)
+            family = int.from_bytes(buf[:4], "little")
+            if family > 0xFFFF:  # written big-endian (LOOP always, NULL on big-endian hosts)
+                family = int.from_bytes(buf[:4], "big")
+            if family == 2:
+                self._ipv4(p, buf, 4, end, clipped)
+            elif family in IPV6_FAMILIES:
+                self._ipv6(p, buf, 4, end, clipped)
+        else:
+            p.error = UNKNOWN_LINKTYPE
+        return None
+
+    def _ether(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        p.inner_ether = bool(p.tunnels)
+        if off + 14 > end:
+            return self._fail(p, clipped, BAD_LINK)
+        self._ethertype(p, buf, off + 14, end, clipped, _U16.unpack_from(buf, off + 12)[0])
+        return None
+
+    def _ethertype(
+        self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, etype: int
+    ) -> None:
+        """Dispatch on an ethertype, first peeling VLAN tags and Cisco MetaData."""
+        while True:
+            if etype in VLAN_TPIDS:
+                if off + 4 > end:
+                    return self._fail(p, clipped, BAD_LINK)
+                tci, etype = _U16_U16.unpack_from(buf, off)
+                p.vlan_ids.append(tci & 0x0FFF)
+                off += 4
+            elif etype == ETH_CMD:  # version, length, options(2), SGT(2), ethertype
+                if off + 8 > end:
+                    return self._fail(p, clipped, BAD_LINK)
+                etype = _U16.unpack_from(buf, off + 6)[0]
+                off += 8
+            else:
+                break
+        if etype <= 1500:  # an 802.3 length field: LLC follows (STP, CDP, ...), not IP
+            return None
+        p.ethertype = etype
+        if etype == ETH_IPV4:
+            self._ipv4(p, buf, off, end, clipped)
+        elif etype == ETH_IPV6:
+            self._ipv6(p, buf, off, end, clipped)
+        elif etype == ETH_ARP:
+            self._arp(p, buf, off, end, clipped)
+        return None
+
+    def _arp(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        if off + 8 > end:
+            return self._fail(p, clipped, BAD_ARP)
+        hlen, plen = buf[off + 4], buf[off + 5]
+        if off + 8 + 2 * (hlen + plen) > end:
+            self._fail(p, clipped, BAD_ARP)
+        return None
+
+    # -- IP ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _network_start(p: DecodedPacket, off: int) -> None:
+        """Note where the outermost network header starts, and the link bytes on the wire
+        before it: the capture's VLAN tags, plus 14 when the device was Ethernet (an SLL/SLL2
+        header stands in for the 14 Ethernet bytes that were on the wire)."""
+        if p.l3_offset is None:
+            p.l3_offset = off
+            p.link_wire_bytes = (off - p.link_header_len) + (14 if p.link_ethernet else 0)
+
+    def _ipv4(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        self._network_start(p, off)
+        if off + 20 > end:
+            return self._fail(p, clipped, BAD_IP)
+        vihl = buf[off]
+        ihl = (vihl & 0x0F) * 4
+        if vihl >> 4 != 4 or ihl < 20:
+            p.error = p.error or BAD_IP
+            return None
+        total, ident, frag = struct.unpack_from("!HHH", buf, off + 2)
+        p.ip_version = 4
+        p.ttl = buf[off + 8]
+        p.proto = proto = buf[off + 9]
+        p.ip_id = ident
+        p.src = _inet_ntop(_AF_INET, buf[off + 12:off + 16])
+        p.dst = _inet_ntop(_AF_INET, buf[off + 16:off + 20])
+        p.sport = p.dport = p.tcp_flags = p.icmp_type = p.icmp_code = None
+        if off + ihl > end:
+            return self._fail(p, clipped, BAD_IP)
+        if total:  # 0 = not filled in (TSO/GSO super-frame): take the captured bytes
+            if total < ihl:
+                p.error = p.error or BAD_IP
+                return None
+            if off + total <= end:
+                end, clipped = off + total, False  # drop Ethernet padding; all bytes present
+            elif not clipped:
+                p.error = p.error or BAD_IP  # length points past a complete frame; go on
+        more_fragments, frag_offset = frag & 0x2000, frag & 0x1FFF
+        if more_fragments or frag_offset:
+            p.fragment = p.ipv4_fragment = True
+            if frag_offset:
+                return None  # a non-first fragment holds no L4 (or tunnel) header
+            clipped = True  # the first fragment: the datagram goes on in later fragments
+        self._ip_payload(p, buf, off + ihl, end, clipped, proto)
+        return None
+
+    def _ipv6(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        self._network_start(p, off)
+        if off + 40 > end:
+            return self._fail(p, clipped, BAD_IP)
+        if buf[off] >> 4 != 6:
+            p.error = p.error or BAD_IP
+            return None
+        payload_len = _U16.unpack_from(buf, off + 4)[0]
+        nh = buf[off + 6]
+        p.ip_version = 6
+        p.ttl = buf[off + 7]
+        p.ip_id = None
+        p.src = _inet_ntop(_AF_INET6, buf[off + 8:off + 24])
+        p.dst = _inet_ntop(_AF_INET6, buf[off + 24:off + 40])
+        p.sport = p.dport = p.tcp_flags = p.icmp_type = p.icmp_code = None
+        p.proto = nh
+        if payload_len:  # 0 = jumbogram or TSO super-frame: take the captured bytes
+            if off + 40 + payload_len <= end:
+                end, clipped = off + 40 + payload_len, False
+            elif not clipped:
+                p.error = p.error or BAD_IP
+        pos = off + 40
+        while nh in IPV6_EXTENSIONS or nh == IPPROTO_FRAGMENT:
+            if nh == IPPROTO_FRAGMENT:
+                if pos + 8 > end:
+                    return self._fail(p, clipped, BAD_IP)
+                offset_flags = _U16.unpack_from(buf, pos + 2)[0]
+                p.ip_id = _U32.unpack_from(buf, pos + 4)[0]
+                p.fragment = p.ipv6_fragment = True
+                p.proto = nh = buf[pos]
+                pos += 8
+                if offset_flags >> 3:
+                    return None  # non-first fragment: no L4 header
+                if offset_flags & 1:
+                    clipped = True
+                continue
+            if pos + 2 > end:
+                return self._fail(p, clipped, BAD_IP)
+            length = (buf[pos + 1] + 2) * 4 if nh == IPPROTO_AH else (buf[pos + 1] + 1) * 8
+            if pos + length > end:
+                return self._fail(p, clipped, BAD_IP)
+            p.proto = nh = buf[pos]
+            pos += length
+        self._ip_payload(p, buf, pos, end, clipped, nh)
+        return None
+
+    def _ip_payload(
+        self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, proto: int
+    ) -> None:
+        if proto == IPPROTO_TCP:
+            self._tcp(p, buf, off, end, clipped)
+        elif proto == IPPROTO_UDP:
+            self._udp(p, buf, off, end, clipped)
+        elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+            if off + 4 > end:
+                if off + 2 <= end:
+                    p.icmp_type, p.icmp_code = buf[off], buf[off + 1]
+                return self._fail(p, clipped, BAD_L4)
+            p.icmp_type, p.icmp_code = buf[off], buf[off + 1]
+        elif proto == IPPROTO_GRE:
+            self._gre(p, buf, off, end, clipped)
+        elif proto in (IPPROTO_IPIP, IPPROTO_IPV6) and self._enter_tunnel(p, Tunnel("ipip"), off):
+            if proto == IPPROTO_IPIP:
+                self._ipv4(p, buf, off, end, clipped)
+            else:
+                self._ipv6(p, buf, off, end, clipped)
+        return None
+
+    # -- L4 ------------------------------------------------------------------------------
+
+    def _tcp(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        if off + 4 <= end:
+            p.sport, p.dport = _U16_U16.unpack_from(buf, off)
+        if off + 20 > end:
+            return self._fail(p, clipped, BAD_L4)
+        data_offset = (buf[off + 12] >> 4) * 4
+        p.tcp_flags = ((buf[off + 12] & 1) << 8) | buf[off + 13]
+        if data_offset < 20:
+            p.error = p.error or BAD_L4
+        elif off + data_offset > end:
+            self._fail(p, clipped, BAD_L4)
+        return None
+
+    def _udp(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        if off + 4 <= end:
+            p.sport, p.dport = _U16_U16.unpack_from(buf, off)
+        if off + 8 > end:
+            return self._fail(p, clipped, BAD_L4)
+        length = _U16.unpack_from(buf, off + 4)[0]
+        if length:  # 0 only in IPv6 jumbograms (RFC 2675): the IP length rules
+            if length < 8:
+                p.error = p.error or BAD_L4
+                return None
+            if off + length <= end:
+                end, clipped = off + length, False
+            elif not clipped:
+                p.error = p.error or BAD_L4  # length points past the IP payload; go on
+        kind = self.udp_tunnels.get(p.dport)  # type: ignore[arg-type]
+        if kind == "vxlan":
+            self._vxlan(p, buf, off + 8, end, clipped)
+        elif kind == "geneve":
+            self._geneve(p, buf, off + 8, end, clipped)
+        elif kind == "vxlan-gpe":
+            self._vxlan_gpe(p, buf, off + 8, end, clipped)
+        return None
+
+    # -- tunnels -------------------------------------------------------------------------
+
+    def _vxlan(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        """RFC 7348: flags(8, I = 0x08) reserved(24) VNI(24) reserved(8), then Ethernet."""
+        if off + 8 > end:
+            return self._fail(p, clipped, BAD_TUNNEL)
+        if not buf[off] & 0x08:  # no valid VNI: receivers drop these (RFC 7348 §5)
+            p.error = p.error or BAD_TUNNEL
+            return None
+        vni = _U32.unpack_from(buf, off + 4)[0] >> 8
+        if self._enter_tunnel(p, Tunnel("vxlan", vni), off + 8):
+            self._ether(p, buf, off + 8, end, clipped)
+        return None
+
+    def _vxlan_gpe(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        """VXLAN-GPE: flags(R R Ver(2) I P B O) reserved(16) next-protocol(8) VNI(24) rsvd(8)."""
+        if off + 8 > end:
+            return self._fail(p, clipped, BAD_TUNNEL)
+        flags = buf[off]
+        if flags & 0x30 or not flags & 0x08:  # version must be 0; I flag set
+            p.error = p.error or BAD_TUNNEL
+            return None
+        next_protocol = buf[off + 3] if flags & 0x04 else 3  # P clear: Ethernet, as VXLAN
+        vni = _U32.unpack_from(buf, off + 4)[0] >> 8
+        if not self._enter_tunnel(p, Tunnel("vxlan-gpe", vni), off + 8):
+            return None
+        if next_protocol == 1:
+            self._ipv4(p, buf, off + 8, end, clipped)
+        elif next_protocol == 2:
+            self._ipv6(p, buf, off + 8, end, clipped)
+        elif next_protocol == 3:
+            self._ether(p, buf, off + 8, end, clipped)
+        return None  # NSH, MPLS, ...: not decoded further
+
+    def _geneve(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        """RFC 8926: Ver(2) OptLen(6) O C Rsvd(6) ProtocolType(16) VNI(24) Rsvd(8) options."""
+        if off + 8 > end:
+            return self._fail(p, clipped, BAD_TUNNEL)
+        first = buf[off]
+        if first >> 6:  # only version 0 is defined
+            p.error = p.error or BAD_TUNNEL
+            return None
+        header_len = 8 + (first & 0x3F) * 4  # options: opt_len counts 4-byte words
+        if off + header_len > end:
+            return self._fail(p, clipped, BAD_TUNNEL)
+        protocol = _U16.unpack_from(buf, off + 2)[0]
+        vni = _U32.unpack_from(buf, off + 4)[0] >> 8
+        payload = off + header_len
+        if self._enter_tunnel(p, Tunnel("geneve", vni), payload):
+            if protocol == ETH_TEB:
+                self._ether(p, buf, payload, end, clipped)
+            else:  # e.g. 0x0800/0x86DD: IP without an inner Ethernet header (GCP)
+                self._ethertype(p, buf, payload, end, clipped, protocol)
+        return None
+
+    def _gre(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        """RFC 2784/2890 (and 1701 routing, 2637 PPTP): flags+version, protocol, options."""
+        if off + 4 > end:
+            return self._fail(p, clipped, BAD_TUNNEL)
+        flags, protocol = _U16_U16.unpack_from(buf, off)
+        version = flags & 0x0007
+        if version > 1:
+            p.error = p.error or BAD_TUNNEL
+            return None
+        pos = off + 4
+        if flags & 0xC000:  # checksum present (C) or routing present (R): checksum + offset
+            pos += 4
+        key: int | None = None
+        if flags & 0x2000:  # K
+            if pos + 4 > end:
+                return self._fail(p, clipped, BAD_TUNNEL)
+            key = _U32.unpack_from(buf, pos)[0]
+            pos += 4
+        if flags & 0x1000:  # S: sequence number
+            pos += 4
+        if version == 1:  # enhanced GRE (PPTP): key required, optional acknowledgment
+            if key is None:
+                p.error = p.error or BAD_TUNNEL
+                return None
+            if flags & 0x0080:
+                pos += 4
+        if flags & 0x4000:  # R (RFC 1701): source route entries until a null entry
+            while True:
+                if pos + 4 > end:
+                    return self._fail(p, clipped, BAD_TUNNEL)
+                family, _sre_offset, sre_len = struct.unpack_from("!HBB", buf, pos)
+                pos += 4 + sre_len
+                if family == 0 and sre_len == 0:
+                    break
+        if pos > end:
+            return self._fail(p, clipped, BAD_TUNNEL)
+
+        if protocol in (ETH_ERSPAN_2, ETH_ERSPAN_3):
+            self._erspan(p, buf, pos, end, clipped, protocol, key, bool(flags & 0x1000))
+        elif protocol == ETH_TEB:
+            # Key present: the NVGRE layout (RFC 7637), key = VSID(24) FlowID(8).
+            tunnel = (
+                Tunnel("nvgre", key >> 8, key) if key is not None else Tunnel("gre", None, None)
+            )
+            if self._enter_tunnel(p, tunnel, pos):
+                self._ether(p, buf, pos, end, clipped)
+        elif self._enter_tunnel(p, Tunnel("gre", key, key), pos):
+            if protocol == ETH_CMD:  # GRE form of Cisco MetaData: ethertype first, 8 bytes
+                if pos + 8 > end:
+                    return self._fail(p, clipped, BAD_TUNNEL)
+                protocol = _U16.unpack_from(buf, pos)[0]
+                pos += 8
+                p.payload_offset = pos
+            self._ethertype(p, buf, pos, end, clipped, protocol)
+        return None
+
+    def _erspan(
+        self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool,
+        protocol: int, key: int | None, has_sequence: bool,
+    ) -> None:
+        """ERSPAN type I (no header), II (8 bytes, version 1), III (12 + optional 8, version 2)."""
+        session: int | None = None
+        frame_type = 0
+        if protocol == ETH_ERSPAN_2 and not has_sequence:
+            erspan_type, header_len = 1, 0
+        else:
+            erspan_type, header_len, version = (2, 8, 1) if protocol == ETH_ERSPAN_2 else (3, 12, 2)
+            if off + header_len > end:
+                return self._fail(p, clipped, BAD_TUNNEL)
+            if buf[off] >> 4 != version:
+                p.error = p.error or BAD_TUNNEL
+                return None
+            session = _U16.unpack_from(buf, off + 2)[0] & 0x03FF
+            if erspan_type == 3:
+                flags = _U16.unpack_from(buf, off + 10)[0]
+                frame_type = (flags >> 10) & 0x1F  # 0 = Ethernet frame
+                if flags & 0x0001:  # O: an 8-byte platform-specific subheader follows
+                    header_len += 8
+                    if off + header_len > end:
+                        return self._fail(p, clipped, BAD_TUNNEL)
+        tunnel = Tunnel("erspan", key, key, erspan_type, session)
+        if self._enter_tunnel(p, tunnel, off + header_len) and frame_type == 0:
+            self._ether(p, buf, off + header_len, end, clipped)
+        return None
+
+
+@lru_cache(maxsize=16)
+def _decoder(vxlan_ports: tuple[int, ...]) -> Decoder:
+    return Decoder(vxlan_ports)
+
+
+def decode(
+    data: bytes, linktype: int, *, wire_len: int | None = None, vxlan_ports: Iterable[int] = ()
+) -> DecodedPacket:
+    """Decode one frame (a convenience over :class:`Decoder` for one-off use)."""
+    return _decoder(tuple(sorted(vxlan_ports))).decode(data, linktype, wire_len)

@@ -1,0 +1,400 @@
+"""Capture reading: classic pcap, pcapng and gzip-compressed either, streamed frame by frame.
+
+The format is taken from the file's magic number, never from its name (a ``.pcap`` file may hold
+pcapng). Timestamps are integer nanoseconds since the epoch.
+
+Our own few block parsers rather than dpkt's readers, because dpkt 1.9.8 gets real files wrong:
+its pcapng reader applies the first interface's ``if_tsresol`` to every interface, both readers
+raise ``NeedData`` (or silently yield a short packet) at a record cut by the end of the file,
+and both return float timestamps.
+
+A file that ends in the middle of a record (a capture still being written, a copy cut short)
+yields every whole frame before the cut; :attr:`CaptureReader.stats` then says where it stopped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from pktkit.errors import CaptureError
+
+CaptureFormat = Literal["pcap", "pcapng"]
+
+# Classic pcap magic numbers as read little-endian → (byte order, ticks per second).
+_PCAP_MAGICS: dict[bytes, tuple[str, int]] = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000),  # µs, little-endian file
+    b"\xa1\xb2\xc3\xd4": (">", 1_000_000),  # µs, big-endian file
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000),  # ns, little-endian file
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),  # ns, big-endian file
+}
+_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"  # section header block type, the same in either byte order
+_GZIP_MAGIC = b"\x1f\x8b"
+
+# pcapng block types
+_IDB, _OPB, _SPB, _EPB = 0x00000001, 0x00000002, 0x00000003, 0x00000006
+# pcapng option codes
+_OPT_END, _IF_NAME, _IF_TSRESOL, _IF_TSOFFSET, _EPB_FLAGS = 0, 2, 9, 14, 2
+
+# A record or block longer than this is a corrupt length field, not a packet: stop there rather
+# than try to allocate it. (GSO/GRO frames reach 64 KiB, BIG TCP a few hundred KiB.)
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """One captured frame, as the file stores it."""
+
+    capture: str  # file name (no folder), the table's ``capture`` column
+    frame: int  # 1-based position in its file, as tshark's frame.number
+    ts_ns: int | None  # ns since the epoch; None for a pcapng Simple Packet Block (no timestamp)
+    interface: str | None  # pcapng if_name of the interface; None in classic pcap
+    interface_id: int | None  # pcapng interface number, counted across sections; None in pcap
+    linktype: int  # LINKTYPE_* of the file (pcap) or of the frame's interface (pcapng)
+    wire_len: int  # original length on the wire
+    cap_len: int  # captured length == len(data); less than wire_len when snaplen cut the frame
+    data: bytes
+    direction: str | None = None  # "in"/"out" from a pcapng epb_flags option, when present
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What a reader got through: filled while iterating, final when iteration ends."""
+
+    capture: str
+    format: CaptureFormat
+    compressed: bool
+    frames: int = 0
+    bytes_read: int = 0  # offset just past the last whole record (decompressed offset for gzip)
+    stopped_at: int | None = None  # offset of the record that could not be read; None: clean end
+    reason: str | None = None  # why reading stopped early
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped_at is None
+
+    def describe(self) -> str:
+        """One line for a warning or a summary."""
+        where = "decompressed byte" if self.compressed else "byte"
+        if self.complete:
+            return f"{self.capture}: {self.frames} frames ({self.format})"
+        return (
+            f"{self.capture}: {self.reason} at {where} {self.stopped_at}; "
+            f"read the {self.frames} whole frames before it"
+        )
+
+
+class CaptureCutWarning(UserWarning):
+    """A capture ended in the middle of a record; the frames before the cut were read."""
+
+
+@dataclass(slots=True)
+class _Interface:
+    """A pcapng Interface Description Block, reduced to what a frame needs."""
+
+    interface_id: int
+    linktype: int
+    snaplen: int
+    name: str | None
+    ts_scale: tuple[int, int]  # ts_ns = ticks * mul // div
+    ts_offset_ns: int
+
+    def ts_ns(self, ticks: int) -> int:
+        mul, div = self.ts_scale
+        return ticks * mul // div + self.ts_offset_ns
+
+
+def _ts_scale(tsresol: int) -> tuple[int, int]:
+    """(mul, div) turning if_tsresol ticks into ns: MSB clear → 10^-n s, MSB set → 2^-n s."""
+    exponent = tsresol & 0x7F
+    if tsresol & 0x80:
+        return 1_000_000_000, 1 << exponent
+    if exponent <= 9:
+        return 10 ** (9 - exponent), 1
+    return 1, 10 ** (exponent - 9)
+
+
+class _Cut(Exception):
+    """Reading must stop here: the record starting at ``offset`` is incomplete or corrupt."""
+
+    def __init__(self, offset: int, reason: str) -> None:
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+
+
+class CaptureReader:
+    """Iterate the frames of one capture file in constant memory.
+
+    Opening checks the format and raises :class:`CaptureError` for an empty, unreadable or
+    non-capture file. Iterate once; afterwards :attr:`stats` says how far the file was read.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.capture = self.path.name
+        self._file = self._open()
+        try:
+            magic = self._read_exact_or_less(4)
+            self.format: CaptureFormat = self._detect(magic)
+        except BaseException:
+            self._file.close()
+            raise
+        self._magic = magic
+        self.stats = ReadStats(self.capture, self.format, self._compressed)
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _open(self) -> BinaryIO:
+        try:
+            raw = open(self.path, "rb")  # noqa: SIM115 - closed by close()/iteration
+        except OSError as exc:
+            raise CaptureError(
+                f"{self.path}: cannot open ({exc.strerror}); pass an existing pcap/pcapng file"
+            ) from None
+        head = raw.read(2)
+        raw.seek(0)
+        self._compressed = head == _GZIP_MAGIC
+        if self._compressed:
+            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return raw
+
+    def _read_exact_or_less(self, size: int) -> bytes:
+        try:
+            return self._file.read(size)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise CaptureError(
+                f"{self.path}: gzip data cannot be decompressed ({exc}); "
+                "check the download or decompress it with gunzip to see the damage"
+            ) from None
+
+    def _detect(self, magic: bytes) -> CaptureFormat:
+        if magic in _PCAP_MAGICS:
+            return "pcap"
+        if magic == _PCAPNG_SHB:
+            return "pcapng"
+        inside = " (inside gzip)" if self._compressed else ""
+        if not magic:
+            raise CaptureError(
+                f"{self.path}: empty file{inside} (0 bytes); nothing was captured, "
+                "re-run the capture or pass another file"
+            )
+        first = (magic + self._read_exact_or_less(12))[:16]
+        if len(first) < 4:
+            raise CaptureError(
+                f"{self.path}: only {len(first)} bytes{inside} ({first.hex(' ')}), too short for "
+                "a capture file header; pass a complete pcap/pcapng file"
+            )
+        raise CaptureError(
+            f"{self.path}: not a pcap or pcapng capture{inside} (starts with {first.hex(' ')}); "
+            "pass a file written by tcpdump, tshark/dumpcap or pktkit (gzip is fine)"
+        )
+
+    # -- iteration -------------------------------------------------------------------------
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __iter__(self) -> Iterator[RawFrame]:
+        frames = self._pcap_frames() if self.format == "pcap" else self._pcapng_frames()
+        try:
+            yield from frames
+        except _Cut as cut:
+            self.stats.stopped_at = cut.offset
+            self.stats.reason = cut.reason
+        finally:
+            self.close()
+
+    def _read(self, size: int, record_offset: int, what: str) -> bytes:
+        """Exactly ``size`` bytes of the record at ``record_offset``, or stop with a _Cut."""
+        try:
+            data = self._file.read(size)
+        except (OSError, EOFError, zlib.error):
+            raise _Cut(record_offset, f"compressed data ends or is damaged inside {what}") from None
+        if len(data) < size:
+            raise _Cut(record_offset, f"file ends inside {what}")
+        return data
+
+    def _pcap_frames(self) -> Iterator[RawFrame]:
+        order, ticks_per_second = _PCAP_MAGICS[self._magic]
+        ns_per_tick = 1_000_000_000 // ticks_per_second
+        header = self._read(20, 0, "the pcap file header")
+        _major, _minor, _zone, _sigfigs, _snaplen, network = struct.unpack(order + "HHiIII", header)
+        linktype = network & 0xFFFF  # upper bits may carry FCS-length flags
+        record = struct.Struct(order + "IIII")
+        offset = 24
+        stats = self.stats
+        stats.bytes_read = offset
+        number = 0
+        while True:
+            try:
+                head = self._file.read(16)
+            except (OSError, EOFError, zlib.error):
+                raise _Cut(offset, "compressed data ends or is damaged") from None
+            if not head:
+                return
+            if len(head) < 16:
+                raise _Cut(offset, "file ends inside a record header")
+            seconds, fraction, cap_len, wire_len = record.unpack(head)
+            if cap_len > MAX_RECORD_BYTES:
+                raise _Cut(offset, f"corrupt record header (captured length {cap_len})")
+            data = self._read(cap_len, offset, "a packet record")
+            number += 1
+            yield RawFrame(
+                self.capture, number, seconds * 1_000_000_000 + fraction * ns_per_tick,
+                None, None, linktype, wire_len, cap_len, data,
+            )
+            offset += 16 + cap_len
+            stats.frames = number
+            stats.bytes_read = offset
+
+    def _pcapng_frames(self) -> Iterator[RawFrame]:
+        offset = 0
+        order = "<"
+        interfaces: list[_Interface] = []
+        section_base = 0  # interface numbers continue across sections, as in tshark
+        number = 0
+        stats = self.stats
+        first = True
+        while True:
+            if first:
+                head = self._magic + self._read(4, 0, "a block header")
+                first = False
+            else:
+                try:
+                    head = self._file.read(8)
+                except (OSError, EOFError, zlib.error):
+                    raise _Cut(offset, "compressed data ends or is damaged") from None
+                if not head:
+                    return
+                if len(head) < 8:
+                    raise _Cut(offset, "file ends inside a block header")
+            if head[:4] == _PCAPNG_SHB:
+                bom = self._read(4, offset, "a section header block")
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    order = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    order = ">"
+                else:
+                    raise _Cut(offset, f"corrupt section header (byte-order magic {bom.hex()})")
+                block_type = 0x0A0D0D0A
+                block_len = struct.unpack(order + "I", head[4:])[0]
+                body_start = bom
+            else:
+                block_type, block_len = struct.unpack(order + "II", head)
+                body_start = b""
+            if block_len < 12 or block_len % 4 or block_len > MAX_RECORD_BYTES:
+                raise _Cut(offset, f"corrupt block length {block_len}")
+            rest = self._read(block_len - 8 - len(body_start), offset, "a block")
+            body = body_start + rest[:-4]
+            if struct.unpack(order + "I", rest[-4:])[0] != block_len:
+                raise _Cut(offset, "corrupt block (trailing length differs)")
+
+            if block_type == 0x0A0D0D0A:
+                section_base += len(interfaces)
+                interfaces = []
+            elif block_type == _IDB:
+                interfaces.append(self._interface(body, order, section_base + len(interfaces)))
+            elif block_type in (_EPB, _SPB, _OPB):
+                frame = self._packet(block_type, body, order, interfaces, offset, number + 1)
+                number += 1
+                yield frame
+                stats.frames = number
+            # Other blocks (name resolution, statistics, secrets, custom) carry no frames.
+            offset += block_len
+            stats.bytes_read = offset
+
+    def _interface(self, body: bytes, order: str, interface_id: int) -> _Interface:
+        if len(body) < 8:
+            raise _Cut(self.stats.bytes_read, "corrupt interface description block")
+        linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", body)
+        name: str | None = None
+        tsresol = 6  # pcapng default: microseconds
+        tsoffset = 0
+        for code, value in _options(body, 8, order):
+            if code == _IF_NAME:
+                name = value.rstrip(b"\x00").decode("utf-8", "replace")
+            elif code == _IF_TSRESOL and value:
+                tsresol = value[0]
+            elif code == _IF_TSOFFSET and len(value) == 8:
+                tsoffset = struct.unpack(order + "q", value)[0]
+        return _Interface(
+            interface_id, linktype, snaplen, name, _ts_scale(tsresol), tsoffset * 1_000_000_000
+        )
+
+    def _packet(
+        self, block_type: int, body: bytes, order: str, interfaces: list[_Interface],
+        offset: int, number: int,
+    ) -> RawFrame:
+        direction: str | None = None
+        ts_ns: int | None
+        if block_type == _EPB:
+            if len(body) < 20:
+                raise _Cut(offset, "corrupt enhanced packet block")
+            local_id, ts_high, ts_low, cap_len, wire_len = struct.unpack_from(order + "IIIII", body)
+            data_start = 20
+        elif block_type == _OPB:  # obsolete Packet Block: 16-bit interface id and drop count
+            if len(body) < 20:
+                raise _Cut(offset, "corrupt packet block")
+            local_id, _drops, ts_high, ts_low, cap_len, wire_len = struct.unpack_from(
+                order + "HHIIII", body
+            )
+            data_start = 20
+        else:  # Simple Packet Block: interface 0, no timestamp, length implied by the block
+            if len(body) < 4:
+                raise _Cut(offset, "corrupt simple packet block")
+            local_id, ts_high, ts_low = 0, None, None
+            wire_len = struct.unpack_from(order + "I", body)[0]
+            data_start = 4
+            cap_len = min(wire_len, len(body) - 4)
+            if interfaces and interfaces[0].snaplen:
+                cap_len = min(cap_len, interfaces[0].snaplen)
+        if local_id >= len(interfaces):
+            raise _Cut(offset, f"packet block names interface {local_id}, which was not described")
+        if data_start + cap_len > len(body):
+            raise _Cut(offset, f"corrupt packet block (captured length {cap_len})")
+        iface = interfaces[local_id]
+        ts_ns = None if ts_high is None else iface.ts_ns((ts_high << 32) | ts_low)
+        if block_type == _EPB:
+            options_start = data_start + cap_len + (-cap_len % 4)
+            for code, value in _options(body, options_start, order):
+                if code == _EPB_FLAGS and len(value) == 4:
+                    inout = struct.unpack(order + "I", value)[0] & 0x3
+                    direction = {1: "in", 2: "out"}.get(inout)
+        return RawFrame(
+            self.capture, number, ts_ns, iface.name, iface.interface_id, iface.linktype,
+            wire_len, cap_len, body[data_start:data_start + cap_len], direction,
+        )
+
+
+def _options(body: bytes, start: int, order: str) -> Iterator[tuple[int, bytes]]:
+    """pcapng options from ``start`` to opt_endofopt or the end of the body (lenient)."""
+    pos = start
+    header = struct.Struct(order + "HH")
+    while pos + 4 <= len(body):
+        code, length = header.unpack_from(body, pos)
+        if code == _OPT_END:
+            return
+        value = body[pos + 4:pos + 4 + length]
+        yield code, value
+        pos += 4 + length + (-length % 4)
+
+
+def read_frames(path: str | Path) -> Iterator[RawFrame]:
+    """The frames of one capture; warns with :class:`CaptureCutWarning` if the file is cut."""
+    reader = CaptureReader(path)
+    yield from reader
+    if not reader.stats.complete:
+        warnings.warn(reader.stats.describe(), CaptureCutWarning, stacklevel=2)

@@ -1,0 +1,268 @@
+"""The per-packet table: captures → one typed pandas row per frame, plus writing and a summary.
+
+Columns (``SCHEMA`` holds the dtypes; nullable dtypes, so "not applicable" is ``<NA>``):
+
+==============  ===========  ==============================================================
+column          dtype        meaning
+==============  ===========  ==============================================================
+capture         string       file name of the capture (no folder)
+frame           UInt32       1-based frame number in its file (tshark's frame.number)
+ts_ns           Int64        capture time, ns since the epoch (NA: pcapng simple packet)
+interface       string       ``ifnames[ifindex]`` for an SLL2 frame whose ifindex is mapped,
+                             else the pcapng ``if_name``, else the SLL2 ifindex as text,
+                             else NA
+interface_id    UInt32       pcapng interface number (across sections; NA in pcap)
+ifindex         UInt32       interface index from the Linux cooked v2 (SLL2) header
+direction       category     in / out / other: SLL/SLL2 packet type (0-2 in, 4 out,
+                             3 otherhost), else pcapng epb_flags; NA when unknown
+linktype        UInt16       LINKTYPE_* of the frame
+wire_len        UInt32       original frame length
+cap_len         UInt32       captured length (< wire_len: cut by the snaplen)
+encap           category     tunnels decoded, outermost first, joined by "/": vxlan,
+                             vxlan-gpe, geneve, nvgre (GRE key + 0x6558), gre, erspan,
+                             ipip (4in4, 6in4, 4in6, 6in6); "none" without tunnel
+vni             UInt32       of the innermost tunnel that has one: VXLAN/Geneve VNI,
+                             NVGRE VSID (key >> 8), or the key of plain GRE/ERSPAN
+outer_src/dst   string       outermost IP header's addresses; NA unless tunnelled
+outer_sport/    UInt16       that header's UDP ports (VXLAN, Geneve); NA for GRE/IP-in-IP
+  outer_dport                and when not tunnelled
+ethertype       UInt16       ethertype of the innermost frame (2054 = ARP); NA for LLC
+ip_version      UInt8        4 or 6 for the innermost IP packet
+src, dst        string       innermost IP packet's addresses. NA when the innermost frame is
+                             not IP (ARP, STP, a tunnel carrying non-IP such as a GRE
+                             keepalive): then the outer IP header is in outer_*, not here
+proto           UInt8        innermost IP packet's upper-layer protocol number (after IPv6
+                             extension headers)
+sport, dport    UInt16       TCP/UDP ports of that packet; NA for other protocols (ICMP echo
+                             identifiers are not ports), for non-first fragments, and when
+                             the capture cut the header before them
+ttl             UInt8        innermost IPv4 TTL / IPv6 hop limit
+ip_id           UInt32       innermost IPv4 identification / IPv6 fragment identification
+fragment        boolean      some IPv4/IPv6 header in the frame is a fragment
+tcp_flags       UInt16       9 TCP flag bits (0x002 SYN, 0x010 ACK, ...)
+icmp_type/code  UInt8        ICMP / ICMPv6 type and code of the innermost packet
+overhead_bytes  UInt32       wire bytes the encapsulation adds in front of the innermost
+                             frame: from the outermost network header to the innermost
+                             tunnel's payload, plus, when that payload is an Ethernet frame
+                             (VXLAN, Geneve 0x6558, NVGRE, ERSPAN), the outer link header as
+                             it was on the wire (Ethernet 14 + VLAN tags; in an SLL/SLL2
+                             capture of an Ethernet device, 14). A bare IP payload (IP-in-IP,
+                             GRE 0x0800, Geneve 0x0800) does not count the outer link header.
+                             Tunnel headers count whole (Geneve options, GRE key/sequence,
+                             ERSPAN). 0 without tunnel. VXLAN/IPv4 14+20+8+8 = 50, VXLAN/IPv6
+                             70, Geneve with one 8-byte option 58, NVGRE 42, IPIP 20
+flow_id         Int64        bidirectional flow number, 0-based in order of first appearance
+                             in the table (see below); NA when src/dst are NA
+error           category     NA, or why decoding stopped short (``decode.ERROR_REASONS``)
+==============  ===========  ==============================================================
+
+Flows: the key is (encap, vni, proto, {(src, sport), (dst, dport)}) with the two endpoints
+sorted, so both directions of a connection share an id, while the same 5-tuple on another
+VNI or another tunnel chain is another flow. The key has neither the capture nor the
+interface: the same connection seen at two capture points gets one id (group by
+``["capture", "flow_id"]`` to split them). Non-first IP fragments carry no ports and so form
+their own (src, dst, proto) flow; ICMP flows have no ports.
+
+Non-first fragments of a tunnelled packet hold no tunnel header: their row shows the outer
+IP packet (encap "none", e.g. proto 47), as tshark does without reassembly.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from pktkit.decode import ERROR_REASONS, DecodedPacket, Decoder
+from pktkit.errors import OutputError, UsageError
+from pktkit.read import CaptureCutWarning, CaptureReader, RawFrame, ReadStats
+
+DIRECTIONS = ("in", "out", "other")
+
+SCHEMA: dict[str, str | pd.CategoricalDtype] = {
+    "capture": "string",
+    "frame": "UInt32",
+    "ts_ns": "Int64",
+    "interface": "string",
+    "interface_id": "UInt32",
+    "ifindex": "UInt32",
+    "direction": pd.CategoricalDtype(list(DIRECTIONS)),
+    "linktype": "UInt16",
+    "wire_len": "UInt32",
+    "cap_len": "UInt32",
+    "encap": "category",
+    "vni": "UInt32",
+    "outer_src": "string",
+    "outer_dst": "string",
+    "outer_sport": "UInt16",
+    "outer_dport": "UInt16",
+    "ethertype": "UInt16",
+    "ip_version": "UInt8",
+    "src": "string",
+    "dst": "string",
+    "proto": "UInt8",
+    "sport": "UInt16",
+    "dport": "UInt16",
+    "ttl": "UInt8",
+    "ip_id": "UInt32",
+    "fragment": "boolean",
+    "tcp_flags": "UInt16",
+    "icmp_type": "UInt8",
+    "icmp_code": "UInt8",
+    "overhead_bytes": "UInt32",
+    "flow_id": "Int64",
+    "error": pd.CategoricalDtype(list(ERROR_REASONS)),
+}
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+FlowKey = tuple[str, int | None, int | None, tuple[str, int], tuple[str, int]]
+
+
+class _FlowNumbering:
+    """Bidirectional flow ids in order of first appearance."""
+
+    def __init__(self) -> None:
+        self._ids: dict[FlowKey, int] = {}
+
+    def id_of(self, p: DecodedPacket, encap: str, vni: int | None) -> int | None:
+        if p.src is None or p.dst is None:
+            return None
+        # -1 stands for "no port" so that the endpoints sort without None comparisons
+        a = (p.src, -1 if p.sport is None else p.sport)
+        b = (p.dst, -1 if p.dport is None else p.dport)
+        key: FlowKey = (encap, vni, p.proto, *sorted((a, b)))  # type: ignore[assignment]
+        return self._ids.setdefault(key, len(self._ids))
+
+
+def _interface(raw: RawFrame, p: DecodedPacket, ifnames: Mapping[int, str] | None) -> str | None:
+    if p.ifindex is not None and ifnames and p.ifindex in ifnames:
+        return ifnames[p.ifindex]
+    if raw.interface is not None:
+        return raw.interface
+    return None if p.ifindex is None else str(p.ifindex)
+
+
+def _row(
+    raw: RawFrame, p: DecodedPacket, flows: _FlowNumbering, ifnames: Mapping[int, str] | None
+) -> tuple:
+    encap, vni = p.encap, p.vni
+    return (
+        raw.capture, raw.frame, raw.ts_ns, _interface(raw, p, ifnames), raw.interface_id,
+        p.ifindex, p.direction or raw.direction, raw.linktype, raw.wire_len, raw.cap_len,
+        encap, vni, p.outer_src, p.outer_dst, p.outer_sport, p.outer_dport,
+        p.ethertype, p.ip_version, p.src, p.dst, p.proto, p.sport, p.dport,
+        p.ttl, p.ip_id, p.fragment, p.tcp_flags, p.icmp_type, p.icmp_code,
+        p.overhead_bytes, flows.id_of(p, encap, vni), p.error,
+    )
+
+
+def read_packets(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    vxlan_ports: Iterable[int] = (),
+    ifnames: Mapping[int, str] | None = None,
+) -> pd.DataFrame:
+    """Read and decode captures into one table (see the module docstring for the columns).
+
+    ``vxlan_ports`` adds UDP destination ports decoded as VXLAN (4789 and 8472 always are).
+    ``ifnames`` names SLL2 interface indexes. A capture cut mid-record contributes its whole
+    frames and a :class:`~pktkit.read.CaptureCutWarning`; ``df.attrs["read_stats"]`` holds one
+    :class:`~pktkit.read.ReadStats` dict per capture. Raises ``CaptureError`` for a file that
+    is not a capture.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    decoder = Decoder(vxlan_ports)
+    flows = _FlowNumbering()
+    rows: list[tuple] = []
+    stats: list[ReadStats] = []
+    for path in paths:
+        reader = CaptureReader(path)
+        decode = decoder.decode
+        for raw in reader:
+            rows.append(_row(raw, decode(raw.data, raw.linktype, raw.wire_len), flows, ifnames))
+        stats.append(reader.stats)
+        if not reader.stats.complete:
+            warnings.warn(reader.stats.describe(), CaptureCutWarning, stacklevel=2)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in SCHEMA]
+    df = pd.DataFrame(
+        {
+            name: pd.Series(list(values), dtype=dtype)
+            for (name, dtype), values in zip(SCHEMA.items(), columns, strict=True)
+        }
+    )
+    df.attrs["read_stats"] = [asdict(s) for s in stats]
+    return df
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` as CSV or Parquet (chosen by the suffix), atomically: temp file + rename."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise UsageError(
+            f"{path}: unknown table format {suffix or '(no suffix)'!r}; "
+            "name the output file .csv or .parquet"
+        )
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
+        )
+    except OSError as exc:
+        raise OutputError(
+            f"{path}: cannot write the table ({exc.strerror}); choose a writable location"
+        ) from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(
+            f"{path}: cannot write the table ({exc.strerror}); choose a writable location"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def summarize(df: pd.DataFrame) -> str:
+    """A short text summary for the terminal: per capture, per encapsulation/VNI, errors."""
+    captures = df["capture"].astype("string")
+    lines = [
+        f"{len(df)} packets in {captures.nunique()} captures, "
+        f"{df['flow_id'].nunique()} flows"
+    ]
+    width = max([len("capture"), *(len(str(c)) for c in captures.unique())])
+    lines.append(f"  {'capture':<{width}}  {'packets':>8}  {'tunnelled':>9}  {'errors':>6}")
+    for capture, group in df.groupby(captures, sort=False):
+        tunnelled = int((group["encap"].astype("string") != "none").sum())
+        errors = int(group["error"].notna().sum())
+        lines.append(f"  {capture:<{width}}  {len(group):>8}  {tunnelled:>9}  {errors:>6}")
+    encaps = Counter(
+        (str(encap), None if pd.isna(vni) else int(vni))
+        for encap, vni in zip(df["encap"], df["vni"], strict=True)
+    )
+    if encaps:
+        lines.append("  encapsulation (vni): " + ", ".join(
+            f"{e}{'' if v is None else f' {v}'} x{n}"
+            for (e, v), n in sorted(encaps.items(), key=lambda kv: (-kv[1], kv[0][0]))
+        ))
+    reasons = df["error"].value_counts()
+    reasons = reasons[reasons > 0]
+    if len(reasons):
+        lines.append("  errors: " + ", ".join(f"{r} x{n}" for r, n in reasons.items()))
+    for stats in df.attrs.get("read_stats", []):
+        if stats.get("stopped_at") is not None:
+            lines.append(f"  warning: {ReadStats(**stats).describe()}")
+    return "\n".join(lines)
