@@ -12,7 +12,8 @@ capturing node's clock recorded it), ``true_ts_ns`` (the reference clock), ``nod
 ``encap``, ``vni``, ``overhead_bytes``, ``wire_len``, the outer header (``outer_src``,
 ``outer_dst``, ``outer_sport``, ``outer_dport``; null when not encapsulated), the innermost
 ``src``, ``dst``, ``proto``, ``sport``, ``dport`` as seen at that point (ports null for an
-IP fragment that carries no L4 header; for ICMP echo both ports carry the echo identifier), and
+IP fragment that carries no L4 header, and for ICMP: only NAT flows carry the echo identifier
+as ports), and
 ``fragment`` (``none``, ``first``, ``non-first`` for the innermost IP packet).
 
 ``nat_flows`` entries (:class:`NatFlowTruth`) have exactly the fields ``nat_flow_id``, ``kind``
@@ -94,7 +95,7 @@ class TruthWriter:
         self._handle.write("\n  " if self._first else ",\n  ")
         # Not dataclasses.asdict: its deep copy dominated the cost of a million entries.
         record = {name: getattr(entry, name) for name in PACKET_FIELDS}
-        self._handle.write(json.dumps(record, separators=(", ", ": ")))
+        self._handle.write(json.dumps(record, separators=(",", ":")))
         self._first = False
 
     def commit(self, captures: list[str], nat_flows: list[NatFlowTruth]) -> None:

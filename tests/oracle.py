@@ -237,12 +237,23 @@ def tshark_fields(path: Path, fields: list[str], *, vxlan_8472: bool = True,
 # tshark does not verify checksums unless asked; a bad one is then an expert error.
 CHECKSUM_PREFS = ("-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
                   "-o", "udp.check_checksum:TRUE")
+PI_ERROR = 0x00800000  # expert severity "error" (epan/proto.h)
 
 
-def tshark_problems(path: Path) -> list[str]:
-    """Frames tshark marks malformed or with an expert error (severity "error", 0x00800000)."""
-    rows = tshark_fields(path, ["frame.number", "_ws.expert.message"],
-                         extra=(*CHECKSUM_PREFS,
-                                "-Y", "_ws.malformed || _ws.expert.severity >= 0x00800000"))
-    return [f"{path.name} frame {row[0]}: {row[1] if len(row) > 1 else 'malformed'}"
-            for row in rows]
+def tshark_problems(path: Path, rows: list[list[str]] | None = None) -> list[str]:
+    """Frames tshark marks malformed or with an expert error, checksums verified.
+
+    ``rows`` may be a :func:`tshark_fields` result that starts with ``frame.number``,
+    ``frame.protocols``, ``_ws.expert.severity``, ``_ws.expert.message`` (read with
+    ``extra=CHECKSUM_PREFS``), to share one tshark pass with other checks."""
+    if rows is None:
+        rows = tshark_fields(path, PROBLEM_FIELDS, extra=CHECKSUM_PREFS)
+    problems = []
+    for number, protocols, severities, messages, *_ in ((r + [""] * 4) for r in rows):
+        malformed = "_ws.malformed" in protocols.split(":")
+        if malformed or str(PI_ERROR) in severities.split(","):
+            problems.append(f"{path.name} frame {number}: {messages or 'malformed'}")
+    return problems
+
+
+PROBLEM_FIELDS = ["frame.number", "frame.protocols", "_ws.expert.severity", "_ws.expert.message"]

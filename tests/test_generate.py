@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from oracle import read_capture
+
 from pktkit.cli import main
 from pktkit.craft.scenarios import SCENARIOS
+from pktkit.generate import make_scenario
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,6 +43,7 @@ def test_list_names_every_scenario_with_a_description(capsys: pytest.CaptureFixt
         (["docker-snat", "--flows", "0"], ["--flows", "0"]),
         (["docker-snat", "--duration", "-1"], ["--duration"]),
         (["docker-snat", "--format", "pcapx"], ["--format", "pcapx"]),
+        (["docker-snat", "--clock-offset", "0.5"], ["--clock-offset", "one node"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
@@ -158,3 +160,15 @@ def test_generation_streams_with_flat_memory(tmp_path: Path) -> None:
                              capture_output=True, text=True, check=True, timeout=300)
         peaks.append(int(out.stdout.strip()))
     assert peaks[1] - peaks[0] < 20_000, peaks  # kB; the NAT ledger is the only growth
+
+
+def test_clock_offset_shifts_only_the_second_node(tmp_path: Path) -> None:
+    multi = [name for name, cls in SCENARIOS.items()
+             if len({i.node for i in make_scenario(name).interfaces()}) > 1]
+    assert multi, "a two-node scenario exists"
+    assert main(["generate", multi[0], "--out", str(tmp_path), "--clock-offset", "-1.25",
+                 "-q"]) == 0
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    nodes = list(dict.fromkeys(i.node for i in make_scenario(multi[0]).interfaces()))
+    offsets = {p["node"]: p["ts_ns"] - p["true_ts_ns"] for p in truth["packets"]}
+    assert offsets == {nodes[0]: 0, nodes[1]: -1_250_000_000}

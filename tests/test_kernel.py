@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
+from oracle import checksum_ok, walk
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from oracle import checksum_ok, walk
 from pktkit.craft.flight import InFlight, internet_checksum
 from pktkit.craft.kernel import (
     Decap,
@@ -72,8 +72,9 @@ def test_nat_rewrites_tuple_fixes_checksums_and_reply_is_reversed() -> None:
 def test_vxlan_over_ipv4_adds_50_bytes_flags_08_and_zero_udp_checksum() -> None:
     out = VxlanEncap(**UNDERLAY, vni=4096, dport=8472)(InFlight(POD_FRAME), FlowState())[0]
     assert len(out.frame) == len(POD_FRAME) + 50 and out.overhead_bytes == 50
-    eth, ip, udp, vxlan, *inner = walk(out.frame, 1)
-    assert (vxlan.fields["flags"], vxlan.fields["reserved1"], vxlan.fields["reserved2"]) == (8, 0, 0)
+    _, ip, udp, vxlan, *_ = walk(out.frame, 1)
+    flags = (vxlan.fields["flags"], vxlan.fields["reserved1"], vxlan.fields["reserved2"])
+    assert flags == (8, 0, 0)
     assert vxlan.fields["vni"] == 4096 and udp.fields["dport"] == 8472
     assert udp.fields["csum"] == 0 and ip.fields["header_ok"] == 1 and ip.fields["df"] == 0
     assert 32768 <= udp.fields["sport"] <= 60999
@@ -85,7 +86,7 @@ def test_vxlan_over_ipv6_adds_70_bytes_with_a_valid_udp_checksum() -> None:
     v6 = dict(UNDERLAY, src_ip="fd00:10::1", dst_ip="fd00:10::2")
     out = VxlanEncap(**v6, vni=7, dport=4789)(InFlight(POD_FRAME), FlowState())[0]
     assert len(out.frame) == len(POD_FRAME) + 70
-    _, ip6, udp, vxlan, *_ = walk(out.frame, 1)
+    _, ip6, udp, *_ = walk(out.frame, 1)
     assert ip6.name == "ipv6" and udp.fields["csum"] != 0 and udp.fields["checksum_ok"] == 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import warnings
 from pathlib import Path
@@ -189,3 +190,30 @@ def test_summarize(overlay_capture: Path) -> None:
     assert text.splitlines()[0] == "9 packets in 1 captures, 6 flows"
     assert "overlay.pcap" in text and "vxlan 10 x2" in text and "nvgre 7 x1" in text
     assert "errors:" not in text and "warning" not in text
+
+
+# -- acceptance: the decoded table equals truth.json on every reference capture ---------------
+
+REFERENCE = Path(__file__).resolve().parent.parent / "captures"
+TRUTH_COLUMNS = ["encap", "vni", "overhead_bytes", "src", "dst", "proto", "sport", "dport"]
+
+
+def _reference_folders() -> list[Path]:
+    return sorted(p.parent for p in REFERENCE.glob("*/truth.json"))
+
+
+@pytest.mark.parametrize("folder", _reference_folders(), ids=lambda p: p.name)
+def test_table_equals_truth_frame_by_frame_on_reference_captures(folder: Path) -> None:
+    truth = json.loads((folder / "truth.json").read_text())
+    files = [folder / name for name in truth["captures"]]
+    table = read_packets(files)
+    expected = pd.DataFrame(truth["packets"]).set_index(["capture", "frame"]).sort_index()
+    got = table.set_index(["capture", "frame"]).sort_index()
+    assert list(got.index) == list(expected.index)
+    for column in TRUTH_COLUMNS:
+        ours = got[column].astype(object).where(got[column].notna(), None).tolist()
+        theirs = expected[column].astype(object).where(expected[column].notna(), None).tolist()
+        mismatches = [(key, a, b) for key, a, b in zip(got.index, ours, theirs, strict=True)
+                      if a != b]
+        assert not mismatches, f"{column}: {mismatches[:5]}"
+    assert got["error"].isna().all()

@@ -6,8 +6,8 @@ import struct
 from pathlib import Path
 
 import pytest
-
 from oracle import read_capture
+
 from pktkit.errors import OutputError
 from pktkit.write import CaptureSetWriter, Interface, PcapngWriter, PcapWriter, to_sll2
 

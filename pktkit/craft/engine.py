@@ -140,8 +140,12 @@ def _describe(flight: InFlight) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """(outer src, dst, sport, dport) and the innermost (src, dst, proto, sport, dport)."""
     offsets = flight.ip_offsets()
     frame, inner_at = flight.frame, offsets[-1]
-    sport, dport = (None, None) if flight.fragment == "non-first" else l4_ports(frame, inner_at)
-    inner = (*ip_addresses(frame, inner_at), ip_proto(frame, inner_at), sport, dport)
+    proto = ip_proto(frame, inner_at)
+    # Ports are TCP/UDP's only (as in the decoded table and tshark); the ICMP echo identifier
+    # stands in for ports only in NAT flows, as conntrack uses it.
+    has_ports = proto in (6, 17) and flight.fragment != "non-first"
+    sport, dport = l4_ports(frame, inner_at) if has_ports else (None, None)
+    inner = (*ip_addresses(frame, inner_at), proto, sport, dport)
     if not flight.tunnels:
         return (None, None, None, None), inner
     outer_at = offsets[0]
@@ -158,8 +162,13 @@ class Engine:
         self._next_packet_id = 1
 
     def _walk(self, emission: Emission, path: Path, send_ns: int, flow: FlowSpec,
-              state: FlowState) -> tuple[list[tuple[int, InFlight, Hop, int]], int]:
-        """Follow one packet; return its sightings (time, frame, hop, hop index) and arrival."""
+              state: FlowState, fifo: dict[tuple[str, int], int] | None = None,
+              ) -> tuple[list[tuple[int, InFlight, Hop, int]], int]:
+        """Follow one packet; return its sightings (time, frame, hop, hop index) and arrival.
+
+        ``fifo`` holds, per (direction, hop), when the flow's previous packet passed there: a
+        link is a queue, so a packet never overtakes an earlier one of its flow (jitter alone
+        would reorder segments sent a few µs apart over a millisecond-long hop)."""
         l3 = emission.l3
         version = 6 if ":" in l3.src else 4
         frame = bytearray(ether_header(path.src_mac, path.dst_mac, version) + bytes(l3))
@@ -176,6 +185,10 @@ class Engine:
             if emission.lost_after is not None and number >= emission.lost_after:
                 return seen, -1
             now += self.timing.delay_ns(hop.latency_us)
+            if fifo is not None:
+                key = (emission.direction, number)
+                now = max(now, fifo.get(key, now - 1000) + 1000)
+                fifo[key] = now
             for transform in hop.transforms:
                 flights = [out for flight in flights for out in transform(flight, state)]
             if not flights:
@@ -188,6 +201,7 @@ class Engine:
     def walk_flow(self, flow: FlowSpec) -> list[Sighting]:
         state = FlowState()
         raw: list[tuple[int, InFlight, Hop, int, int]] = []
+        fifo: dict[tuple[str, int], int] = {}
         previous_send = previous_arrival = flow.start_ns
         for emission in flow.emissions:
             base = previous_arrival if emission.after == "arrival" else previous_send
@@ -196,7 +210,7 @@ class Engine:
             path = flow.forward if emission.direction == "fwd" else flow.reverse
             packet_id = self._next_packet_id
             self._next_packet_id += 1
-            seen, arrival = self._walk(emission, path, send, flow, state)
+            seen, arrival = self._walk(emission, path, send, flow, state, fifo)
             raw.extend((ts, flight, hop, index, packet_id) for ts, flight, hop, index in seen)
             previous_send = send
             previous_arrival = arrival if arrival >= 0 else send

@@ -186,12 +186,14 @@ class Nat:
     table: Conntrack
     snat_to: str | None = None
     dnat_to: tuple[str, int] | None = None
+    random_fully: bool = False  # MASQUERADE --random-fully, as kube-proxy writes it
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
         offset = _ip_offset(flight)
         if flow.conntrack is None:
             orig = packet_tuple(flight.frame, offset)
-            flow.conntrack = self.table.translate(orig, snat_to=self.snat_to, dnat_to=self.dnat_to)
+            flow.conntrack = self.table.translate(orig, snat_to=self.snat_to, dnat_to=self.dnat_to,
+                                                  random_fully=self.random_fully)
         _, src, sport, dst, dport = flow.conntrack.xlat
         buf = bytearray(flight.frame)
         rewrite_tuple(buf, offset, src, sport, dst, dport)
@@ -234,6 +236,8 @@ class _Underlay:
     dst_ip: str
     ttl: int = 64
     rng_seed: int = 0
+    df: bool = False  # outer DF: set by devices with path-MTU discovery on (iproute2 gretap)
+    inherit: bool = False  # copy TTL and DF from an inner IPv4 packet (ipip fallback tunl0)
     _ip_id: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -248,20 +252,28 @@ class _Underlay:
     def link_and_ip_bytes(self) -> int:
         return ETH_HEADER + (40 if self.version == 6 else 20)
 
-    def wrap(self, proto: int, payload: bytes, udp_ports: tuple[int, int] | None) -> bytes:
+    def _ttl_and_df(self, flight: InFlight) -> tuple[int, bool]:
+        inner_at = _ip_offset(flight)
+        if self.inherit and ip_version(flight.frame, inner_at) == 4:
+            return flight.frame[inner_at + 8], bool(flight.frame[inner_at + 6] & 0x40)
+        return self.ttl, self.df
+
+    def wrap(self, flight: InFlight, proto: int, payload: bytes,
+             udp_ports: tuple[int, int] | None) -> bytes:
         """Outer Ethernet + IP (+ UDP) around ``payload``. Tunnels do not set DF by default,
         so an oversized outer packet is fragmented, not dropped."""
+        ttl, df = self._ttl_and_df(flight)
         if udp_ports is not None:
             payload = struct.pack("!HHHH", *udp_ports, 8 + len(payload), 0) + payload
         src = ipaddress.ip_address(self.src_ip).packed
         dst = ipaddress.ip_address(self.dst_ip).packed
         if self.version == 6:
-            header = bytearray(struct.pack("!IHBB", 6 << 28, len(payload), proto, self.ttl)
+            header = bytearray(struct.pack("!IHBB", 6 << 28, len(payload), proto, ttl)
                                + src + dst)
         else:
             self._ip_id = (self._ip_id + 1) & 0xFFFF
             header = bytearray(struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(payload), self._ip_id,
-                                           0, self.ttl, proto, 0) + src + dst)
+                                           0x4000 if df else 0, ttl, proto, 0) + src + dst)
         packet = header + payload
         if self.version == 4:
             set_ipv4_header_checksum(packet, 0)
@@ -293,7 +305,7 @@ class VxlanEncap(_Underlay):
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
         vxlan = struct.pack("!II", VXLAN_FLAGS_VNI_VALID << 24, self.vni << 8)
-        frame = self.wrap(PROTO_UDP, vxlan + _inner_ether(flight),
+        frame = self.wrap(flight, PROTO_UDP, vxlan + _inner_ether(flight),
                           (flow_hash_port(flight), self.dport))
         return self._encapsulated(flight, frame, "vxlan", self.vni, 16, "ether")
 
@@ -311,9 +323,11 @@ class GeneveEncap(_Underlay):
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
         tlvs = b"".join(struct.pack("!HBB", cls, typ, len(data) // 4) + data
                         for cls, typ, data in self.options)
-        # Ver 0, opt len in 4-byte words, O and C clear, protocol 0x6558 (Ethernet).
-        geneve = struct.pack("!BBHI", len(tlvs) // 4, 0, 0x6558, self.vni << 8) + tlvs
-        frame = self.wrap(PROTO_UDP, geneve + _inner_ether(flight),
+        # Ver 0, opt len in 4-byte words, O clear, C set when an option's type has the critical
+        # bit (0x80; as OVS sets TUNNEL_CRIT_OPT), protocol 0x6558 (Ethernet).
+        critical = 0x40 if any(typ & 0x80 for _, typ, _ in self.options) else 0
+        geneve = struct.pack("!BBHI", len(tlvs) // 4, critical, 0x6558, self.vni << 8) + tlvs
+        frame = self.wrap(flight, PROTO_UDP, geneve + _inner_ether(flight),
                           (flow_hash_port(flight), self.dport))
         return self._encapsulated(flight, frame, "geneve", self.vni, 8 + len(geneve), "ether")
 
@@ -327,7 +341,7 @@ class NvgreEncap(_Underlay):
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
         gre = struct.pack("!HHI", 0x2000, 0x6558, (self.vsid << 8) | self.flow_id)
-        frame = self.wrap(47, gre + _inner_ether(flight), None)
+        frame = self.wrap(flight, 47, gre + _inner_ether(flight), None)
         return self._encapsulated(flight, frame, "nvgre", self.vsid, len(gre), "ether")
 
 
@@ -338,7 +352,7 @@ class IpipEncap(_Underlay):
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
         inner = flight.frame[_ip_offset(flight) :]
         proto = 41 if ip_version(inner, 0) == 6 else 4
-        frame = self.wrap(proto, inner, None)
+        frame = self.wrap(flight, proto, inner, None)
         return self._encapsulated(flight, frame, "ipip", None, 0, "raw")
 
 

@@ -80,11 +80,15 @@ class Conntrack:
         key = (proto, src, sport, dst, sport if proto in ICMP_PROTOS else dport)
         return key in self.live
 
-    def _unique_sport(self, proto: int, src: str, sport: int, dst: str, dport: int) -> int:
+    def _unique_sport(self, proto: int, src: str, sport: int, dst: str, dport: int,
+                      random_fully: bool = False) -> int:
         # A translated tuple may not collide with a live one (it would steer replies wrongly).
-        if not self._taken(proto, src, sport, dst, dport):
+        # ``--random-fully`` (kube-proxy's MASQUERADE) draws a port even when the original is free.
+        if not random_fully and not self._taken(proto, src, sport, dst, dport):
             return sport
-        low, high = (1024, 65535) if sport >= 1024 else (1, 1023)
+        # The kernel's default ranges when the rule names none: privileged ports stay below
+        # 512 or in 600..1023, others anywhere from 1024 (nf_nat_l4proto_unique_tuple).
+        low, high = (1024, 65535) if sport >= 1024 else (600, 1023) if sport >= 512 else (1, 511)
         if proto in ICMP_PROTOS:  # identifiers use the whole 16-bit space
             low, high = 0, 65535
         while True:
@@ -93,15 +97,18 @@ class Conntrack:
                 return candidate
 
     def translate(
-        self, orig: Tuple5, *, snat_to: str | None = None, dnat_to: tuple[str, int] | None = None
+        self, orig: Tuple5, *, snat_to: str | None = None, dnat_to: tuple[str, int] | None = None,
+        random_fully: bool = False,
     ) -> ConntrackEntry:
-        """Create the entry for a new connection (DNAT decided first, as PREROUTING runs first)."""
+        """Create the entry for a new connection (DNAT decided first, as PREROUTING runs first).
+
+        ``random_fully``: the SNAT rule has ``--random-fully`` (a random source port always)."""
         proto, src, sport, dst, dport = orig
         if dnat_to is not None:
             dst, dport = dnat_to
         if snat_to is not None:
             src = snat_to
-            sport = self._unique_sport(proto, src, sport, dst, dport)
+            sport = self._unique_sport(proto, src, sport, dst, dport, random_fully)
             if proto in ICMP_PROTOS:
                 dport = sport
         entry = ConntrackEntry(self.ledger.next_id(), orig, (proto, src, sport, dst, dport))

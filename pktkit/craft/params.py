@@ -40,7 +40,7 @@ def check_cidr(name: str, value: str) -> str:
         ) from None
 
 
-def _check_int_range(name: str, value: Any, low: int, high: int, what: str) -> int:
+def check_range(name: str, value: Any, low: int, high: int, what: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -51,15 +51,15 @@ def _check_int_range(name: str, value: Any, low: int, high: int, what: str) -> i
 
 
 def check_vni(name: str, value: Any) -> int:
-    return _check_int_range(name, value, 0, VNI_MAX, "VNI")
+    return check_range(name, value, 0, VNI_MAX, "VNI")
 
 
 def check_port(name: str, value: Any) -> int:
-    return _check_int_range(name, value, 1, 65535, "port")
+    return check_range(name, value, 1, 65535, "port")
 
 
 def check_positive(name: str, value: Any) -> int:
-    return _check_int_range(name, value, 1, 10**9, "count")
+    return check_range(name, value, 1, 10**9, "count")
 
 
 def check_float(name: str, value: Any) -> float:

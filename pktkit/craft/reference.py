@@ -61,7 +61,7 @@ def _readme(rows: list[tuple[Reference, GenerateResult]], total_bytes: int) -> s
         fmt = f"{ref.fmt}, {ref.linktype}, {ref.ts_resolution}"
         lines.append(f"| `{ref.folder}/` | `{ref.scenario}` | {files} | {result.packets} | "
                      f"{fmt} | {description} |")
-    lines += ["", f"Total: {total_bytes / 1e6:.2f} MB.", ""]
+    lines += ["", f"Total of the folders: {total_bytes / 1e6:.2f} MB.", ""]
     return "\n".join(lines)
 
 
@@ -75,7 +75,8 @@ def write_references(out: Path) -> list[tuple[Reference, GenerateResult]]:
         scenario = make_scenario(ref.scenario, seed=1, clock_offset_s=ref.clock_offset_s)
         rows.append((ref, generate(scenario, out / ref.folder, fmt=ref.fmt,
                                    linktype=ref.linktype, ts_resolution=ref.ts_resolution)))
-    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    # Folders only: the README's own size would make the figure depend on the previous run.
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file() and f.parent != out)
     (out / "README.md").write_text(_readme(rows, total), encoding="utf-8")
     return rows
 

@@ -9,6 +9,7 @@ start; ID 0 on unconnected UDP sockets; timestamps ticking at 1 kHz; ping's 56-b
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,9 +43,16 @@ class Endpoint:
     ttl: int = 64  # initial TTL/hop limit of the sending host
 
 
+def flow_label(src: Endpoint, dst: Endpoint, proto: int) -> int:
+    """The 20-bit IPv6 flow label Linux sets from the flow's hash (auto_flowlabels=1): a hash
+    of addresses, ports and protocol, so constant for one flow direction (RFC 6437)."""
+    return zlib.crc32(f"{src.ip}|{src.port}|{dst.ip}|{dst.port}|{proto}".encode()) & 0xFFFFF
+
+
 def _ip(src: Endpoint, dst: Endpoint, proto: int, ip_id: int, df: bool) -> Packet:
     if ":" in src.ip:
-        return IPv6(src=src.ip, dst=dst.ip, hlim=src.ttl, nh=proto, tc=0, fl=0)
+        return IPv6(src=src.ip, dst=dst.ip, hlim=src.ttl, nh=proto, tc=0,
+                    fl=flow_label(src, dst, proto))
     return IP(src=src.ip, dst=dst.ip, ttl=src.ttl, id=ip_id & 0xFFFF, flags="DF" if df else 0,
               tos=0, proto=proto)
 
@@ -77,7 +85,7 @@ class _TcpSide:
                 options: list[tuple[str, object]] | None = None, advance: bool = True) -> Packet:
         tsval = (self.ts_base + int(at_ms)) & 0xFFFFFFFF
         opts = options if options is not None else [
-            ("NOP", None), ("NOP", None), ("Timestamp", (tsval, self.peer_ts))]
+            ("NOP", None), ("NOP", None), ("Timestamp", (tsval, self.peer_ts & 0xFFFFFFFF))]
         tcp = TCP(sport=self.me.port, dport=self.peer.port, seq=self.seq,
                   ack=self.ack if "A" in flags else 0, flags=flags, window=window,
                   urgptr=0, options=opts, reserved=0)
@@ -92,7 +100,8 @@ class _TcpSide:
 
     def syn_options(self, at_ms: float) -> list[tuple[str, object]]:
         tsval = (self.ts_base + int(at_ms)) & 0xFFFFFFFF
-        return [("MSS", self.mss), ("SAckOK", b""), ("Timestamp", (tsval, self.peer_ts)),
+        echo = self.peer_ts & 0xFFFFFFFF
+        return [("MSS", self.mss), ("SAckOK", b""), ("Timestamp", (tsval, echo)),
                 ("NOP", None), ("WScale", 7)]
 
 
@@ -151,21 +160,25 @@ def tcp_session(client: Endpoint, server: Endpoint, request: bytes, response: by
     t += rtt_ms / 2
     out.append(Emission("fwd", c.segment("FA", at_ms=t), after="send", delay_us=3_000))
     sync_acks()
+    s.peer_ts = c.ts_base + int(t)  # each side echoes the other's latest TSval (RFC 7323)
     out.append(Emission("rev", s.segment("FA", at_ms=t + rtt_ms / 2), delay_us=60))
     sync_acks()
+    c.peer_ts = s.ts_base + int(t + rtt_ms / 2)
     out.append(Emission("fwd", c.segment("A", at_ms=t + rtt_ms), delay_us=20))
     return out
 
 
 def dns_exchange(client: Endpoint, server: Endpoint, qname: str, answer_ip: str,
                  rng: random.Random) -> list[Emission]:
-    """A DNS A query over UDP and its answer (unconnected sockets: IP ID 0, DF set)."""
+    """A DNS query over UDP and its answer (unconnected sockets: IP ID 0, DF set); an A
+    query, or AAAA when ``answer_ip`` is an IPv6 address."""
     txid = rng.getrandbits(16)
+    qtype = "AAAA" if ":" in answer_ip else "A"
     query = DNS(id=txid, qr=0, opcode=0, rd=1, ra=0, z=0, rcode=0, qdcount=1, ancount=0,
-                nscount=0, arcount=0, qd=DNSQR(qname=qname, qtype="A", qclass="IN"))
+                nscount=0, arcount=0, qd=DNSQR(qname=qname, qtype=qtype, qclass="IN"))
     answer = DNS(id=txid, qr=1, opcode=0, aa=0, rd=1, ra=1, z=0, rcode=0, qdcount=1, ancount=1,
-                 nscount=0, arcount=0, qd=DNSQR(qname=qname, qtype="A", qclass="IN"),
-                 an=DNSRR(rrname=qname, type="A", rclass="IN", ttl=300, rdata=answer_ip))
+                 nscount=0, arcount=0, qd=DNSQR(qname=qname, qtype=qtype, qclass="IN"),
+                 an=DNSRR(rrname=qname, type=qtype, rclass="IN", ttl=300, rdata=answer_ip))
     return [
         Emission("fwd", _ip(client, server, 17, 0, df=True)
                  / UDP(sport=client.port, dport=server.port) / query, after="send", delay_us=0),
@@ -183,9 +196,9 @@ def ping(client: Endpoint, server: Endpoint, ident: int, count: int,
     for seq in range(1, count + 1):
         payload = rng.getrandbits(64).to_bytes(8, "little") + bytes(range(0x10, 0x40))
         if v6:
-            request = IPv6(src=client.ip, dst=server.ip, hlim=client.ttl, nh=58, tc=0, fl=0) \
+            request = _ip(client, server, 58, 0, df=False) \
                 / ICMPv6EchoRequest(id=ident, seq=seq, data=payload)
-            reply = IPv6(src=server.ip, dst=client.ip, hlim=server.ttl, nh=58, tc=0, fl=0) \
+            reply = _ip(server, client, 58, 0, df=False) \
                 / ICMPv6EchoReply(id=ident, seq=seq, data=payload)
         else:
             request = _ip(client, server, 1, client_id + seq, df=True) \
