@@ -30,8 +30,12 @@ def _key_value(option: str, text: str) -> tuple[str, str]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from pktkit.generate import generate, list_scenarios, make_scenario
+    from pktkit.generate import generate, list_scenarios, make_scenario, scenario_parameters
 
+    if args.list and args.scenario:
+        for name, default, help_text in scenario_parameters(args.scenario):
+            print(f"{name:<20} {default!s:<18} {help_text}")
+        return 0
     if args.list:
         rows = list_scenarios()
         width = max(len(name) for name, _ in rows)
@@ -53,6 +57,34 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_packets(args: argparse.Namespace) -> int:
+    import warnings
+
+    from pktkit.read import CaptureCutWarning
+
+    # Cut captures: every whole packet is kept; the warning becomes one line on stderr.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CaptureCutWarning)
+        if args.out:
+            from pktkit.table import write_packets
+
+            stats = write_packets(args.captures, args.out, vxlan_ports=args.vxlan_port)
+            text = None
+        else:
+            from pktkit.table import read_packets, summarize
+
+            text = summarize(read_packets(args.captures, vxlan_ports=args.vxlan_port))
+    for warning in caught:
+        if issubclass(warning.category, CaptureCutWarning):
+            print(f"pktkit: warning: {warning.message}", file=sys.stderr)
+    if text is not None:
+        print(text)
+    elif not args.quiet:
+        total = sum(s.frames for s in stats)
+        print(f"{total} packets from {len(stats)} captures written to {args.out}")
+    return 0
+
+
 def _cmd_summary(args: argparse.Namespace) -> int:
     from pktkit.summary import summarize_dirs
 
@@ -68,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Write what tcpdump would record at every capture point "
                                      "of a scenario, plus truth.json.")
     gen.add_argument("scenario", nargs="?", help="scenario name (see --list)")
-    gen.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    gen.add_argument("--list", action="store_true",
+                     help="list the scenarios (with SCENARIO: its --set parameters) and exit")
     gen.add_argument("--out", type=Path, help="output directory (created if missing)")
     gen.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     gen.add_argument("--format", choices=["pcap", "pcapng"], default="pcap")
@@ -83,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a scenario parameter (repeatable)")
     gen.add_argument("-q", "--quiet", action="store_true")
     gen.set_defaults(func=_cmd_generate)
+
+    pkts = sub.add_parser("packets", help="decode captures into the per-packet table",
+                          description="Decode captures into one row per packet (see "
+                                      "pktkit.table): write it as CSV or Parquet, or print a "
+                                      "summary.")
+    pkts.add_argument("captures", nargs="+", metavar="CAPTURE",
+                      help="pcap/pcapng files (gzip is fine)")
+    pkts.add_argument("-o", "--out", type=Path, metavar="OUT",
+                      help="write the table to OUT.csv or OUT.parquet (default: print a summary)")
+    pkts.add_argument("--vxlan-port", type=int, action="append", default=[], metavar="N",
+                      help="also decode UDP port N as VXLAN (4789 and 8472 always are; "
+                           "repeatable)")
+    pkts.add_argument("-q", "--quiet", action="store_true")
+    pkts.set_defaults(func=_cmd_packets)
 
     summ = sub.add_parser("summary", help="per-capture summary of generated capture folders")
     summ.add_argument("dirs", nargs="+", help="folders holding captures and truth.json")

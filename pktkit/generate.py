@@ -6,6 +6,7 @@ capture file and its truth entry, so a million packets never sit in memory toget
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Mapping
@@ -31,6 +32,14 @@ class GenerateResult:
 def list_scenarios() -> list[tuple[str, str]]:
     """(name, one-line description) of every scenario."""
     return [(name, cls.description) for name, cls in SCENARIOS.items()]
+
+
+def scenario_parameters(name: str) -> list[tuple[str, object, str]]:
+    """(parameter, default, help) of one scenario: the keys ``--set`` accepts."""
+    if name not in SCENARIOS:
+        raise UsageError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}")
+    return [(spec.name, spec.default, spec.metadata.get("help", ""))
+            for spec in dataclasses.fields(SCENARIOS[name].Params)]
 
 
 def make_scenario(name: str, *, seed: int = 1, flows: int | None = None,

@@ -172,3 +172,9 @@ def test_clock_offset_shifts_only_the_second_node(tmp_path: Path) -> None:
     nodes = list(dict.fromkeys(i.node for i in make_scenario(multi[0]).interfaces()))
     offsets = {p["node"]: p["ts_ns"] - p["true_ts_ns"] for p in truth["packets"]}
     assert offsets == {nodes[0]: 0, nodes[1]: -1_250_000_000}
+
+
+def test_list_with_a_scenario_shows_its_set_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "docker-snat", "--list"]) == 0
+    rows = [line.split()[:2] for line in capsys.readouterr().out.splitlines()]
+    assert ["host_ip", "192.168.1.10"] in rows and ["host_port", "8080"] in rows
