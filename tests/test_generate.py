@@ -178,3 +178,15 @@ def test_list_with_a_scenario_shows_its_set_parameters(capsys: pytest.CaptureFix
     assert main(["generate", "docker-snat", "--list"]) == 0
     rows = [line.split()[:2] for line in capsys.readouterr().out.splitlines()]
     assert ["host_ip", "192.168.1.10"] in rows and ["host_port", "8080"] in rows
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_output_grows_linearly_with_flows(tmp_path: Path, name: str) -> None:
+    """Payloads vary per flow but stay bounded: twice the flows, about twice the bytes."""
+    sizes = []
+    for flows in (32, 64):
+        out = tmp_path / str(flows)
+        assert main(["generate", name, "--out", str(out), "--flows", str(flows),
+                     "--duration", str(flows), "-q"]) == 0
+        sizes.append(sum(p.stat().st_size for p in out.glob("*.pcap")))
+    assert 1.8 < sizes[1] / sizes[0] < 2.2, sizes

@@ -62,6 +62,12 @@ def http_request(host: str, path: str = "/") -> bytes:
             "Accept: */*\r\n\r\n").encode()
 
 
+def varied_size(base: int, step: int, index: int, cycle: int = 16) -> int:
+    """A payload size that differs from flow to flow but stays bounded however many flows a
+    run has (``--flows 20000`` must not grow responses to megabytes)."""
+    return base + step * (index % cycle)
+
+
 def http_response(body_len: int) -> bytes:
     line = b"<p>pktkit reference payload: the quick brown fox jumps over the lazy dog</p>\n"
     body = (b"<html><body>\n" + line * (body_len // len(line) + 1))[:body_len]

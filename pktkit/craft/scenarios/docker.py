@@ -24,6 +24,7 @@ from pktkit.craft.traffic import (
     http_response,
     ping,
     tcp_session,
+    varied_size,
 )
 from pktkit.write import Interface
 
@@ -165,7 +166,8 @@ class DockerPortmap(_DockerHost):
             client = Endpoint(f"198.51.100.{20 + index % 200}", self.rng.randint(32768, 60999))
             service = Endpoint(p.host_ip, p.host_port, ttl=64)
             request = http_request(f"{p.host_ip}:{p.host_port}", f"/api/{index}")
-            emissions = tcp_session(client, service, request, http_response(1800 + 500 * index),
-                                    self.rng, mss=1460, rtt_ms=8.0)
+            response = http_response(varied_size(1800, 500, index))
+            emissions = tcp_session(client, service, request, response, self.rng, mss=1460,
+                                    rtt_ms=8.0)
             forward, reverse = self.inbound(index % 2)
             yield FlowSpec(index + 1, self.start_ns(index), forward, reverse, emissions)

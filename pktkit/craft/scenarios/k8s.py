@@ -39,6 +39,7 @@ from pktkit.craft.traffic import (
     http_request,
     http_response,
     tcp_session,
+    varied_size,
 )
 from pktkit.write import Interface
 
@@ -120,8 +121,9 @@ class K8sNodePort(_KubeCluster):
             client = Endpoint(p.client_ip, self.rng.randint(*EPHEMERAL))
             service = Endpoint(self.node_a.ip, p.node_port)
             request = http_request(f"{self.node_a.ip}:{p.node_port}", f"/api/{index}")
-            emissions = tcp_session(client, service, request, http_response(1500 + 600 * index),
-                                    self.rng, mss=1460, rtt_ms=rtt_ms)
+            response = http_response(varied_size(1500, 600, index))
+            emissions = tcp_session(client, service, request, response, self.rng, mss=1460,
+                                    rtt_ms=rtt_ms)
             yield FlowSpec(index + 1, self.start_ns(index), forward, reverse, emissions)
 
 
@@ -146,7 +148,7 @@ class K8sClusterIp(_KubeCluster):
             request = http_request(f"{SERVICE_HOST}:{p.service_port}", f"/item/{index}")
             return self.web, p.target_port, tcp_session(
                 me, Endpoint(p.service_ip, p.service_port), request,
-                http_response(1100 + 800 * index), self.rng, mss=1460, rtt_ms=LAN_RTT_MS)
+                http_response(varied_size(1100, 800, index)), self.rng, mss=1460, rtt_ms=LAN_RTT_MS)
         return self.coredns, 53, dns_exchange(
             me, Endpoint(p.dns_service_ip, 53), f"{SERVICE_HOST}.", p.service_ip, self.rng)
 

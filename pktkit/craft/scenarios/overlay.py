@@ -57,6 +57,7 @@ from pktkit.craft.traffic import (
     ping,
     tcp_session,
     udp_datagrams,
+    varied_size,
 )
 from pktkit.errors import UsageError
 from pktkit.write import Interface
@@ -324,7 +325,8 @@ class _Overlay(Scenario):
             host = server.ip if port == 80 else f"{server.ip}:{port}"
             return sender, tcp_session(
                 Endpoint(sender.ip, ephemeral), Endpoint(server.ip, port),
-                http_request(host, f"/{tenant.name}/{index}"), http_response(3000 + 40 * index),
+                http_request(host, f"/{tenant.name}/{index}"),
+                http_response(varied_size(3000, 40, index, cycle=64)),
                 rng, mss=min(sender.mtu, server.mtu) - 40, rtt_ms=LAN_RTT_MS)
         if kind == "dns":
             return tenant.client, dns_exchange(

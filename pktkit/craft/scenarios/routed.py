@@ -29,6 +29,7 @@ from pktkit.craft.traffic import (
     http_response,
     ping,
     tcp_session,
+    varied_size,
 )
 from pktkit.errors import UsageError
 from pktkit.write import Interface
@@ -204,8 +205,9 @@ class FlatRouted(TwoNodeCluster):
             web = Endpoint(self.web.ip, p.web_port)
             mss = 1460 if ":" not in me.ip else 1440  # MTU 1500 minus the IP and TCP headers
             request = http_request(f"web.default.svc.cluster.local:{p.web_port}", f"/item/{index}")
-            return self.web, tcp_session(me, web, request, http_response(900 + 700 * index), rng,
-                                         mss=mss, rtt_ms=LAN_RTT_MS)
+            response = http_response(varied_size(900, 700, index))
+            return self.web, tcp_session(me, web, request, response, rng, mss=mss,
+                                         rtt_ms=LAN_RTT_MS)
         if kind == 1:
             return self.dns, dns_exchange(me, Endpoint(self.dns.ip, 53),
                                           f"web{index}.default.svc.cluster.local.", self.web.ip,
