@@ -29,6 +29,7 @@ ARPHRD_TUNNEL = 768  # ipip (tunl0)
 ARPHRD_TUNNEL6 = 769
 
 SLL2_PKTTYPE = {"in": 0, "broadcast": 1, "multicast": 2, "otherhost": 3, "out": 4}
+CAPTURE_SET_FILE = "capture-set.json"  # which node and interfaces each capture file holds
 SNAPLEN = 262144  # tcpdump's default snapshot length
 PCAP_MAGIC = {"us": 0xA1B2C3D4, "ns": 0xA1B23C4D}
 _TICKS_PER_SECOND = {"us": 1_000_000, "ns": 1_000_000_000}
@@ -218,6 +219,17 @@ class CaptureSetWriter:
     @property
     def file_names(self) -> list[str]:
         return list(self._writers)
+
+    def manifest(self) -> dict[str, object]:
+        """Where each file was captured: ``capture-set.json``, what an operator would note down
+        (node, interfaces) so that ``pktkit analyze`` can group files by node and name the
+        interfaces of files whose format has no names (pcap)."""
+        files: dict[str, dict[str, object]] = {}
+        for iface, (name, _) in self._route.items():
+            entry = files.setdefault(name, {"file": name, "node": iface.node, "interfaces": []})
+            entry["interfaces"].append(  # type: ignore[union-attr]
+                {"name": iface.name, "ifindex": iface.ifindex})
+        return {"files": list(files.values())}
 
     def write(
         self, ts_ns: int, iface: Interface, direction: str, frame: bytes

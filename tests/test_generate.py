@@ -143,6 +143,12 @@ def test_every_scenario_writes_one_truth_entry_per_frame(
         assert [p["wire_len"] for p in entries] == [r.orig_len for r in records]
         if linktype == "sll2":
             assert {r.linktype for r in records} == {276}
+    manifest = json.loads((tmp_path / "capture-set.json").read_text())
+    assert [f["file"] for f in manifest["files"]] == truth["captures"]
+    for entry in manifest["files"]:  # node and interfaces as the frames were labelled
+        labels = {(p["node"], p["interface"]) for p in truth["packets"]
+                  if p["capture"] == entry["file"]}
+        assert labels <= {(entry["node"], i["name"]) for i in entry["interfaces"]}
 
 
 def test_generation_streams_with_flat_memory(tmp_path: Path) -> None:
