@@ -62,27 +62,37 @@ def _cmd_packets(args: argparse.Namespace) -> int:
 
     from pktkit.read import CaptureCutWarning
 
-    # Cut captures: every whole packet is kept; the warning becomes one line on stderr.
+    # Cut captures: every whole packet is kept; each warning becomes one line on stderr (also
+    # when a later file turns out not to be a capture).
+    text: str | None = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CaptureCutWarning)
-        if args.out:
-            from pktkit.table import write_packets
+        try:
+            if args.out:
+                from pktkit.columns import write_packets  # no pandas import for Parquet
 
-            stats = write_packets(args.captures, args.out, vxlan_ports=args.vxlan_port)
-            text = None
-        else:
-            from pktkit.table import read_packets, summarize
+                stats = write_packets(args.captures, args.out, vxlan_ports=args.vxlan_port)
+            else:
+                from pktkit.table import read_packets, summarize
 
-            text = summarize(read_packets(args.captures, vxlan_ports=args.vxlan_port))
-    for warning in caught:
-        if issubclass(warning.category, CaptureCutWarning):
-            print(f"pktkit: warning: {warning.message}", file=sys.stderr)
+                text = summarize(read_packets(args.captures, vxlan_ports=args.vxlan_port))
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, CaptureCutWarning):
+                    print(f"pktkit: warning: {warning.message}", file=sys.stderr)
     if text is not None:
         print(text)
     elif not args.quiet:
         total = sum(s.frames for s in stats)
         print(f"{total} packets from {len(stats)} captures written to {args.out}")
     return 0
+
+
+def port(text: str) -> int:  # (argparse names it: "invalid port value")
+    port = int(text)
+    if not 0 < port < 65536:
+        raise ValueError(text)
+    return port
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -125,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pcap/pcapng files (gzip is fine)")
     pkts.add_argument("-o", "--out", type=Path, metavar="OUT",
                       help="write the table to OUT.csv or OUT.parquet (default: print a summary)")
-    pkts.add_argument("--vxlan-port", type=int, action="append", default=[], metavar="N",
+    pkts.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",
                       help="also decode UDP port N as VXLAN (4789 and 8472 always are; "
                            "repeatable)")
     pkts.add_argument("-q", "--quiet", action="store_true")

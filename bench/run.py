@@ -1,0 +1,278 @@
+"""``make bench``: pktkit's per-packet table against tshark and Scapy, whole processes.
+
+1. Builds ``bench/out/mixed-1M.pcap`` (bench/make_capture.py) and, from it, the 4M-packet copy
+   ``mixed-4M.pcap``, unless they exist; reads each once so that every tool finds it in the
+   page cache.
+2. Times, one after another in this run, each as a whole process (interpreter start and
+   imports included) with its peak resident memory (``wait4`` rusage: the largest process of
+   the tree):
+
+   - ``pktkit packets mixed-1M.pcap -o out.parquet`` (three runs; the median counts);
+   - tshark extracting the same columns, read into a pandas DataFrame (:data:`TSHARK`; its
+     ratio is the yardstick);
+   - Scapy on the first ``--scapy-packets`` packets (PcapReader, the same fields, a
+     DataFrame), extrapolated per packet from its decoding time (its ~0.2 s import excluded);
+   - ``pktkit packets mixed-4M.pcap -o out.parquet``: memory must stay flat.
+3. Prints packets/s, the ratio to tshark and peak RSS, and checks the targets (at least 15 times
+   tshark's packets/s; 4M-packet peak memory about the 1M one, under 400 MB).
+
+Usage: python bench/run.py [--packets N] [--scapy-packets N] [--rebuild]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+PYTHON = sys.executable
+RATIO_TARGET = 15
+MEMORY_TARGET_MB = 400
+
+# tshark, the leanest correct way: no name resolution, VXLAN also on 8472 (as pktkit), only the
+# fields below, no reassembly or TCP analysis, and every protocol dissector off except the ones
+# these fields need (a temporary profile's disabled_protos: tshark 4.0's --disable-protocol
+# takes one name at a time and has no "ALL"). Same rows and values as tshark's defaults here.
+TSHARK_FIELDS = [
+    "frame.number", "frame.time_epoch", "frame.len", "frame.cap_len", "eth.type", "vxlan.vni",
+    "ip.src", "ip.dst", "ip.proto", "ip.ttl", "ip.id", "ip.flags.mf", "ip.frag_offset",
+    "ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.hlim", "tcp.srcport", "tcp.dstport", "tcp.flags",
+    "udp.srcport", "udp.dstport", "icmp.type", "icmp.code",
+]
+TSHARK_KEEP = {"frame", "eth", "ethertype", "vlan", "ip", "ipv6", "tcp", "udp", "icmp", "icmpv6",
+               "vxlan"}
+TSHARK_PREFS = ["tcp.desegment_tcp_streams:FALSE", "tcp.analyze_sequence_numbers:FALSE",
+                "tcp.calculate_timestamps:FALSE", "tcp.track_bytes_in_flight:FALSE",
+                "udp.calculate_timestamps:FALSE", "ip.defragment:FALSE", "ipv6.defragment:FALSE"]
+
+
+def tshark_command(capture: Path) -> list[str]:
+    command = ["tshark", "-n", "-r", str(capture), "-d", "udp.port==8472,vxlan"]
+    for pref in TSHARK_PREFS:
+        command += ["-o", pref]
+    command += ["-T", "fields"]
+    for field in TSHARK_FIELDS:
+        command += ["-e", field]
+    return command
+
+
+@dataclass
+class Run:
+    tool: str
+    packets: int
+    seconds: float
+    peak_mb: float
+    note: str = ""
+
+    @property
+    def pps(self) -> float:
+        return self.packets / self.seconds
+
+
+def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """Run a whole process: (wall seconds, peak RSS in MB, stdout). The peak comes from
+    ``wait4``: the largest resident set of the process and its waited-for children."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode:
+            sys.exit(f"bench: {' '.join(command[:4])} ... failed ({process.returncode}):\n"
+                     f"{err.read()}")
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+def build_captures(packets: int, rebuild: bool) -> tuple[Path, Path]:
+    OUT.mkdir(parents=True, exist_ok=True)
+    small, large = (OUT / f"mixed-{_count(n)}.pcap" for n in (packets, 4 * packets))
+    maker = [PYTHON, str(HERE / "make_capture.py")]
+    if rebuild or not small.exists():
+        subprocess.run([*maker, str(small), "--packets", str(packets)], check=True)
+    if rebuild or not large.exists():
+        subprocess.run([*maker, str(large), "--repeat", "4", "--source", str(small)], check=True)
+    return small, large
+
+
+def warm(path: Path) -> None:
+    """Read a capture once, so that every tool meets it in the page cache, not on disk."""
+    with open(path, "rb") as f:
+        while f.read(16 << 20):
+            pass
+
+
+def _count(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else str(n)
+
+
+def pktkit_command(capture: Path, out: Path) -> list[str]:
+    script = Path(PYTHON).with_name("pktkit")
+    launcher = [str(script)] if script.exists() else [PYTHON, "-m", "pktkit.cli"]
+    return [*launcher, "packets", str(capture), "-o", str(out), "-q"]
+
+
+def run_pktkit(capture: Path, packets: int, repeats: int) -> Run:
+    out = OUT / "out.parquet"
+    runs = [measured(pktkit_command(capture, out)) for _ in range(repeats)]
+    rows = _parquet_rows(out)
+    if rows != packets:
+        sys.exit(f"bench: pktkit wrote {rows} rows for {packets} packets")
+    walls = [wall for wall, _, _ in runs]
+    note = "runs " + ", ".join(f"{w:.2f}" for w in walls) + " s" if repeats > 1 else ""
+    return Run("pktkit packets -o .parquet", packets, statistics.median(walls),
+               max(rss for _, rss, _ in runs), note)
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def run_tshark(capture: Path, packets: int) -> Run:
+    with tempfile.TemporaryDirectory(prefix="pktkit-bench-tshark-") as profile:
+        listed = subprocess.run(["tshark", "-G", "protocols"], capture_output=True, text=True,
+                                check=True).stdout
+        names = [line.split("\t")[2] for line in listed.splitlines() if line.count("\t") >= 2]
+        disabled = [n for n in names if n not in TSHARK_KEEP and not n.startswith("_ws.")]
+        Path(profile, "disabled_protos").write_text("\n".join(disabled) + "\n")
+        env = dict(os.environ, WIRESHARK_CONFIG_DIR=profile)
+        wall, rss, out = measured([PYTHON, __file__, "--worker", "tshark", str(capture)], env)
+    rows, vnis = (int(x) for x in out.split())
+    if rows != packets or not vnis:
+        sys.exit(f"bench: tshark gave {rows} rows ({vnis} with a VNI) for {packets} packets")
+    return Run("tshark -T fields → pandas", packets, wall, rss)
+
+
+def run_scapy(capture: Path, subset: int) -> Run:
+    wall, rss, out = measured([PYTHON, __file__, "--worker", "scapy", str(capture), str(subset)])
+    rows, import_s, decode_s = out.split()
+    packets = int(rows)
+    return Run("Scapy PcapReader → pandas", packets, float(decode_s), rss,
+               f"first {packets} packets; whole process {wall:.1f} s incl. {float(import_s):.1f} s "
+               "import; per-packet rate of the decoding")
+
+
+# -- workers (run as their own processes) ------------------------------------------------------
+
+
+def tshark_worker(capture: str) -> None:
+    import pandas as pd
+
+    process = subprocess.Popen(tshark_command(Path(capture)), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+    df = pd.read_csv(process.stdout, sep="\t", header=None, names=TSHARK_FIELDS,
+                     low_memory=False)
+    if process.wait():
+        sys.exit(f"tshark failed ({process.returncode})")
+    print(len(df), int(df["vxlan.vni"].notna().sum()))
+
+
+def scapy_worker(capture: str, subset: int) -> None:
+    started = time.perf_counter()
+    import pandas as pd
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.utils import PcapReader
+
+    imported = time.perf_counter()
+    rows = []
+    with PcapReader(capture) as reader:
+        for number, pkt in enumerate(reader, 1):
+            vni = outer_src = outer_dst = outer_sport = outer_dport = None
+            inner = pkt
+            if VXLAN in pkt:  # the same split as pktkit: outer header, then the inner packet
+                outer_ip, outer_udp = pkt[IP], pkt[UDP]
+                outer_src, outer_dst = outer_ip.src, outer_ip.dst
+                outer_sport, outer_dport = outer_udp.sport, outer_udp.dport
+                vni = pkt[VXLAN].vni
+                inner = pkt[VXLAN].payload
+            ip, icmp = inner.getlayer(IP), inner.getlayer(ICMP)
+            l4 = inner.getlayer(TCP) or inner.getlayer(UDP)
+            rows.append((
+                number, int(pkt.time * 1_000_000_000), pkt.wirelen or len(pkt), len(pkt),
+                pkt[Ether].type, vni, outer_src, outer_dst, outer_sport, outer_dport,
+                ip and ip.src, ip and ip.dst, ip and ip.proto, ip and ip.ttl, ip and ip.id,
+                l4 and l4.sport, l4 and l4.dport, int(pkt[TCP].flags) if TCP in inner else None,
+                icmp and icmp.type, icmp and icmp.code,
+            ))
+            if number == subset:
+                break
+    df = pd.DataFrame(rows, columns=[
+        "frame", "ts_ns", "wire_len", "cap_len", "ethertype", "vni", "outer_src", "outer_dst",
+        "outer_sport", "outer_dport", "src", "dst", "proto", "ttl", "ip_id", "sport", "dport",
+        "tcp_flags", "icmp_type", "icmp_code"])
+    print(len(df), imported - started, time.perf_counter() - imported)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def report(runs: list[Run], tshark: Run, small: Run, large: Run) -> bool:
+    print()
+    print(f"{'tool':<28} {'packets':>9} {'seconds':>8} {'packets/s':>10} {'vs tshark':>9} "
+          f"{'peak RSS':>9}")
+    for run in runs:
+        print(f"{run.tool:<28} {run.packets:>9} {run.seconds:>8.2f} {run.pps:>10,.0f} "
+              f"{run.pps / tshark.pps:>8.2f}x {run.peak_mb:>6.0f} MB"
+              + (f"   ({run.note})" if run.note else ""))
+    ratio = small.pps / tshark.pps
+    flat = large.peak_mb / small.peak_mb
+    speed_ok = ratio >= RATIO_TARGET
+    memory_ok = large.peak_mb < MEMORY_TARGET_MB and flat < 1.25
+    print()
+    print(f"speed:  pktkit {ratio:.1f}x tshark's packets/s (target >= {RATIO_TARGET}x): "
+          f"{'PASS' if speed_ok else 'FAIL'}")
+    print(f"memory: {_count(large.packets)} packets {large.peak_mb:.0f} MB vs "
+          f"{_count(small.packets)} {small.peak_mb:.0f} MB (x{flat:.2f}; target about the "
+          f"same, < {MEMORY_TARGET_MB} MB): {'PASS' if memory_ok else 'FAIL'}")
+    return speed_ok and memory_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--scapy-packets", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3, help="pktkit runs (median counts)")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the captures")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        if args.worker[0] == "tshark":
+            tshark_worker(args.worker[1])
+        else:
+            scapy_worker(args.worker[1], int(args.worker[2]))
+        return 0
+    if shutil.which("tshark") is None:
+        sys.exit("bench: tshark is not installed")
+    small_capture, large_capture = build_captures(args.packets, args.rebuild)
+    print(f"captures: {small_capture.name} ({small_capture.stat().st_size / 1e6:.0f} MB), "
+          f"{large_capture.name} ({large_capture.stat().st_size / 1e6:.0f} MB)")
+    print(f"tshark: {' '.join(tshark_command(small_capture))}")
+    print("        with WIRESHARK_CONFIG_DIR=<profile whose disabled_protos lists every "
+          f"protocol but {', '.join(sorted(TSHARK_KEEP))}>")
+    warm(small_capture)
+    small = run_pktkit(small_capture, args.packets, args.repeats)
+    tshark = run_tshark(small_capture, args.packets)
+    scapy = run_scapy(small_capture, args.scapy_packets)
+    warm(large_capture)
+    large = run_pktkit(large_capture, 4 * args.packets, 1)
+    large.tool = f"pktkit, {_count(4 * args.packets)} capture"
+    return 0 if report([small, tshark, scapy, large], tshark, small, large) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
