@@ -24,7 +24,7 @@ captures: $(STAMP)
 	$(BIN)/python -m pktkit.craft.reference captures
 
 demo: captures
-	$(BIN)/pktkit summary captures
+	$(BIN)/pktkit analyze --out out/demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pktkit.generate import generate, make_scenario
+from pktkit.generation import generate, make_scenario
 from pktkit.read import read_frames
 from pktkit.write import LINKTYPE_ETHERNET, PcapWriter
 

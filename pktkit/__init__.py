@@ -16,9 +16,11 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "generate": "pktkit.generate",
-    "make_scenario": "pktkit.generate",
-    "list_scenarios": "pktkit.generate",
+    "analyze": "pktkit.analysis",
+    "read_packets": "pktkit.table",
+    "generate": "pktkit.generation",
+    "make_scenario": "pktkit.generation",
+    "list_scenarios": "pktkit.generation",
     "load_truth": "pktkit.truth",
 }
 
@@ -28,14 +30,18 @@ __all__ = [
     "PktkitError",
     "UsageError",
     "__version__",
+    "analyze",
     "generate",
     "list_scenarios",
     "load_truth",
     "make_scenario",
+    "read_packets",
 ]
 
 if TYPE_CHECKING:
-    from pktkit.generate import generate, list_scenarios, make_scenario
+    from pktkit.analysis import analyze
+    from pktkit.generation import generate, list_scenarios, make_scenario
+    from pktkit.table import read_packets
     from pktkit.truth import load_truth
 
 

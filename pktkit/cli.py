@@ -30,7 +30,7 @@ def _key_value(option: str, text: str) -> tuple[str, str]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from pktkit.generate import generate, list_scenarios, make_scenario, scenario_parameters
+    from pktkit.generation import generate, list_scenarios, make_scenario, scenario_parameters
 
     if args.list and args.scenario:
         for name, default, help_text in scenario_parameters(args.scenario):
@@ -95,6 +95,127 @@ def port(text: str) -> int:  # (argparse names it: "invalid port value")
     return port
 
 
+class _ProgressBar:
+    """A one-line progress bar on stderr, redrawn in place; off when stderr is no terminal."""
+
+    WIDTH = 28
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, label: str, fraction: float) -> None:
+        if not self.enabled:
+            return
+        filled = round(self.WIDTH * min(max(fraction, 0.0), 1.0))
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        sys.stderr.write(f"\r[{bar}] {fraction:4.0%} {label[:60]:<60}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * (self.WIDTH + 68) + "\r")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def _bundled_captures() -> Path:
+    """The reference captures/ folder of this checkout (or of the working directory)."""
+    for folder in (Path(__file__).resolve().parents[1] / "captures", Path("captures")):
+        if folder.is_dir():
+            return folder
+    raise UsageError("no CAPTURE given and no bundled captures/ folder found; pass capture "
+                     "files or folders (or run `make captures`)")
+
+
+def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
+    corr, counts = result.get("correlation", {}), result.get("counts", {})
+    nodes, captures = len(corr.get("nodes", [])), counts.get("captures", 0)
+    lines = [f"{name}: {counts.get('packets', 0)} frames from {captures} "
+             f"capture{'s' * (captures != 1)} on {nodes} node{'s' * (nodes != 1)}: "
+             f"{corr.get('packets', 0)} "
+             f"packets, {counts.get('nat_flows') or 0} NAT flows → {out / 'index.html'}"]
+    for row in corr.get("clock_offsets", []):
+        if row["node"] == row["reference_node"]:
+            continue
+        if row["offset_ns"] is None:
+            lines.append(f"  clock {row['node']}: no estimate (no packet crossed to and from "
+                         f"{row['reference_node']}), not corrected")
+            continue
+        applied = "corrected" if row["applied_ns"] else "not corrected"
+        lines.append(f"  clock {row['node']}: {row['offset_ns'] / 1e6:+.3f} ms "
+                     f"± {row['bound_ns'] / 1e3:.1f} µs against {row['reference_node']} "
+                     f"({row['samples']} packets; {applied})")
+    return lines
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from pktkit.analysis import (
+        STAGES,
+        analyze,
+        check_output,
+        resolve_inputs,
+        write_analysis,
+        write_collection,
+    )
+    from pktkit.nat import conntrack_arg
+
+    # Everything the user gave is checked before any work, so that a mistake costs nothing.
+    nodes = {}
+    for text in args.node:
+        name, sep, path = text.partition("=")
+        if not (sep and name and path):
+            raise UsageError(f"--node {text!r}: expected NAME=CAPTURE (e.g. --node "
+                             "node-a=node-a-eth0.pcap)")
+        nodes[path] = name
+    single = bool(args.captures or nodes)
+    if single:
+        resolve_inputs(args.captures, nodes)
+    elif args.conntrack:
+        raise UsageError("--conntrack needs the captures it belongs to (CAPTURE or --node)")
+    conntrack = [conntrack_arg(text) for text in args.conntrack]
+    for _, path in conntrack:
+        if not Path(path).is_file():
+            raise UsageError(f"--conntrack {path}: no such file")
+    check_output(args.out)
+    bar = _ProgressBar(not args.quiet)
+    options = {"conntrack": conntrack, "vxlan_ports": args.vxlan_port,
+               "underlay_mtu": args.underlay_mtu, "clock_correction": args.clock_correction}
+    steps = len(STAGES) + 1  # + writing
+
+    def tracker(label: str, base: float, share: float):
+        return lambda stage, done, total: bar(f"{label}{stage}", base + share * done / steps)
+
+    try:
+        if single:
+            found = analyze(args.captures, nodes=nodes, **options,
+                            progress=tracker("", 0.0, 1.0))
+            bar("write", len(STAGES) / steps)
+            output: dict = write_analysis(found, args.out)
+            results = {"analysis": output}
+        else:
+            folders = [f for f in sorted(_bundled_captures().iterdir()) if f.is_dir()]
+            share = 1.0 / max(1, len(folders))
+            jobs = [(f.name, lambda f=f, i=i: analyze(
+                        [f], **options, progress=tracker(f"{f.name}: ", i * share, share)))
+                    for i, f in enumerate(folders)]
+            output = results = write_collection(jobs, args.out)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(output, indent=2, ensure_ascii=False))
+    elif not args.quiet:
+        for name, result in results.items():
+            print("\n".join(_analysis_lines(name, result,
+                                            args.out if single else args.out / name)))
+        if not single:
+            print(f"index of {len(results)} analyses: {args.out / 'index.html'}")
+    return 0
+
+
 def _cmd_summary(args: argparse.Namespace) -> int:
     from pktkit.summary import summarize_dirs
 
@@ -140,6 +261,37 @@ def build_parser() -> argparse.ArgumentParser:
                            "repeatable)")
     pkts.add_argument("-q", "--quiet", action="store_true")
     pkts.set_defaults(func=_cmd_packets)
+
+    ana = sub.add_parser(
+        "analyze", help="correlate captures across capture points and nodes; write a report",
+        description="Give every packet one packet_id across all its sightings (veth, bridge, "
+                    "tunnel, eth0, other nodes), order them into hops, estimate the nodes' "
+                    "clock offsets, measure hop/node/NAT/handshake latency, find NAT flows, "
+                    "and write DIR/index.html, summary.md, summary.json, every table as CSV "
+                    "and Parquet (packets.parquet, hops, latency, clock_offsets, nat_flows, "
+                    "...) and the plots. With no CAPTURE: every folder of the bundled "
+                    "captures/, each into DIR/FOLDER/, with DIR/index.html listing them.")
+    ana.add_argument("captures", nargs="*", metavar="CAPTURE",
+                     help="capture files or folders of them (capture-set.json beside them "
+                          "names nodes and interfaces)")
+    ana.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
+                     help="output folder (created; files in it are replaced)")
+    ana.add_argument("--node", action="append", default=[], metavar="NAME=CAPTURE",
+                     help="CAPTURE was taken on node NAME (repeatable; default: "
+                          "capture-set.json, else the file name)")
+    ana.add_argument("--conntrack", action="append", default=[], metavar="[NAME=]FILE",
+                     help="a conntrack dump (conntrack -L, /proc/net/nf_conntrack) of node "
+                          "NAME to confirm the NAT flows (repeatable)")
+    ana.add_argument("--underlay-mtu", type=int, default=1500, metavar="BYTES",
+                     help="MTU of the node network (default 1500)")
+    ana.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",
+                     help="also decode UDP port N as VXLAN (repeatable)")
+    ana.add_argument("--clock-correction", choices=["auto", "always", "never"], default="auto",
+                     help="subtract the estimated clock offsets: when significant (auto, the "
+                          "default), always, or never")
+    ana.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    ana.add_argument("-q", "--quiet", action="store_true")
+    ana.set_defaults(func=_cmd_analyze)
 
     summ = sub.add_parser("summary", help="per-capture summary of generated capture folders")
     summ.add_argument("dirs", nargs="+", help="folders holding captures and truth.json")

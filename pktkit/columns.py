@@ -60,6 +60,7 @@ from pktkit.decode import (
     ERROR_REASONS,
     ETH_IPV4,
     ETH_IPV6,
+    HASH_MULTIPLIER,
     IPPROTO_FRAGMENT,
     IPV6_EXTENSIONS,
     LINKTYPE_ETHERNET,
@@ -69,10 +70,12 @@ from pktkit.decode import (
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_RAW,
     LINKTYPE_RAW_ALIASES,
+    PAYLOAD_HASH_BYTES,
     PKTTYPE_DIRECTION,
     VLAN_TPIDS,
     DecodedPacket,
     Decoder,
+    payload_digest,
 )
 from pktkit.errors import OutputError, UsageError
 from pktkit.read import (  # (private names: this module shares the reader's own rules)
@@ -112,7 +115,18 @@ INT_COLUMNS: dict[str, type[np.integer]] = {
     "ip_version": np.uint8, "proto": np.uint8, "sport": np.uint16, "dport": np.uint16,
     "ttl": np.uint8, "ip_id": np.uint32, "tcp_flags": np.uint16, "icmp_type": np.uint8,
     "icmp_code": np.uint8, "overhead_bytes": np.uint32, "flow_id": np.int64,
+    "ip_len": np.uint32, "frag_offset": np.uint16, "tcp_seq": np.uint32, "tcp_ack": np.uint32,
+    "icmp_id": np.uint16, "icmp_seq": np.uint16, "l4_payload_len": np.uint32,
+    "payload_hash": np.uint32,
 }
+# the match fields (see pktkit.decode): copied from the reference decoder for fallback rows
+_MATCH_FIELDS = ("ip_len", "frag_offset", "tcp_seq", "tcp_ack", "icmp_id", "icmp_seq",
+                 "l4_payload_len", "payload_hash")
+_EMPTY_DIGEST = payload_digest(b"")
+_ICMP_ECHO = np.zeros((256, 256), bool)  # [proto, type]: an echo request or reply
+for _proto, _type in ((1, 0), (1, 8), (58, 128), (58, 129)):
+    _ICMP_ECHO[_proto, _type] = True
+
 STRING_COLUMNS = ("capture", "interface", "outer_src", "outer_dst", "src", "dst")
 ADDRESS_COLUMNS = ("outer_src", "outer_dst", "src", "dst")
 # Categorical columns: their categories, None for the open vocabulary of ``encap``.
@@ -549,6 +563,12 @@ class _Frames:
         self.sport, self.dport, self.tcp_flags = minus.copy(), minus.copy(), minus.copy()
         self.icmp_type, self.icmp_code, self.vni = minus.copy(), minus.copy(), minus
         self.outer_sport, self.outer_dport = minus.copy(), minus.copy()
+        self.ip_len, self.frag_offset, self.tcp_seq, self.tcp_ack = (minus.copy() for _ in range(4))
+        self.icmp_id, self.icmp_seq, self.l4_payload_len = (minus.copy() for _ in range(3))
+        self.payload_hash = minus.copy()  # filled by payload_hashes() from these two:
+        self.payload_at = minus.copy()  # where the payload starts in the frame
+        self.payload_end = minus.copy()  # where the captured region of its layer ends
+        self.more_fragments = np.full(n, -1, np.int8)
         self.overhead = np.zeros(n, np.int64)
         self.encap = np.zeros(n, np.int64)
         self.link_wire = np.zeros(n, np.int64)  # link bytes on the wire - link bytes captured
@@ -647,7 +667,11 @@ class _Frames:
         shrink = has_total & fits  # the IP length ends the region: drop Ethernet padding
         end = np.where(shrink, o + total, end)
         clipped = clipped & ~shrink
-        rows, (header, o, ihl, end, clipped) = self.keep(ok, rows, header, o, ihl, end, clipped)
+        ip_len = np.where(has_total, total, end - o)  # 0: TSO frame, the captured bytes
+        rows, (header, o, ihl, end, clipped, ip_len) = self.keep(ok, rows, header, o, ihl, end,
+                                                                 clipped, ip_len)
+        self.ip_len[rows] = ip_len
+        self.frag_offset[rows], self.more_fragments[rows] = 0, 0  # (fragments: fallback)
         self.ip_version[rows] = 4
         self.ip_id[rows] = _be16(header, 4)
         self.ttl[rows] = header[:, 8]
@@ -656,7 +680,7 @@ class _Frames:
         for name, at in (("src", 12), ("dst", 16)):
             fam, hi, lo = self.addr[name]
             fam[rows], hi[rows], lo[rows] = 4, 0, header[:, at:at + 4].view(">u4")[:, 0]
-        self.l4(rows, _uniform(o + ihl), end, clipped, proto, outer)
+        self.l4(rows, _uniform(o + ihl), end, clipped, proto, outer, o + ip_len)
 
     def ipv6(
         self, rows: Rows, o: Offset, end: np.ndarray, clipped: np.ndarray, outer: bool
@@ -672,6 +696,8 @@ class _Frames:
         rows, (header, o, nh, end, clipped) = self.keep(ok, rows, header, o, nh, end, clipped)
         self.ip_version[rows] = 6
         self.ip_id[rows] = -1
+        self.ip_len[rows] = 40 + header[:, 4:6].view(">u2")[:, 0].astype(np.int64)
+        self.frag_offset[rows], self.more_fragments[rows] = 0, 0
         self.ttl[rows] = header[:, 7]
         self.proto[rows] = nh
         for name, at in (("src", 8), ("dst", 24)):
@@ -679,14 +705,15 @@ class _Frames:
             fam[rows] = 6
             hi[rows] = header[:, at:at + 8].view(">u8")[:, 0]
             lo[rows] = header[:, at + 8:at + 16].view(">u8")[:, 0]
-        self.l4(rows, o + 40, end, clipped, nh, outer)
+        self.l4(rows, o + 40, end, clipped, nh, outer, o + self.ip_len[rows])
 
     # transport layer and VXLAN
 
     def l4(
         self, rows: Rows, o: Offset, end: np.ndarray, clipped: np.ndarray,
-        proto: np.ndarray, outer: bool,
+        proto: np.ndarray, outer: bool, wire_end: np.ndarray,
     ) -> None:
+        """``wire_end``: where the IP packet ends by its length field (see decode._payload)."""
         header = self.block(rows, o, 14)  # up to the TCP flags
         lim = np.minimum(end, HEAD)
         tcp, udp = proto == 6, proto == 17
@@ -697,10 +724,12 @@ class _Frames:
         data_offset = (offset_byte >> 4).astype(np.int64) * 4
         udp_len = _be16(header, 4)
         udp_fits = o + udp_len <= end
+        # an ICMP header's echo id/seq, when the frame has them, must be within HEAD
+        icmp_ok = (o + 4 <= lim) & ((o + 8 <= lim) | (o + 8 > end))
         ok = np.where(
             tcp, (o + 20 <= lim) & (data_offset >= 20) & (o + data_offset <= end),
             np.where(udp, (o + 8 <= lim) & (udp_len >= 8) & (udp_fits | clipped),
-                     np.where(icmp, o + 4 <= lim, ~np.isin(proto, _IP_TUNNEL_PROTOS))))
+                     np.where(icmp, icmp_ok, ~np.isin(proto, _IP_TUNNEL_PROTOS))))
         vxlan = udp & np.isin(dport, self.vxlan_ports)
         ok &= ~(udp & np.isin(dport, self.other_ports))  # Geneve, VXLAN-GPE: fallback
         if not outer:
@@ -711,6 +740,18 @@ class _Frames:
                                         | header[:, 13], -1)
         self.icmp_type[rows] = np.where(icmp, header[:, 0].astype(np.int64), -1)
         self.icmp_code[rows] = np.where(icmp, header[:, 1].astype(np.int64), -1)
+        self.tcp_seq[rows] = np.where(tcp, _be32(header, 4), -1)
+        self.tcp_ack[rows] = np.where(tcp, _be32(header, 8), -1)
+        echo = icmp & _ICMP_ECHO[proto, header[:, 0]] & (o + 8 <= end)
+        self.icmp_id[rows] = np.where(echo, _be16(header, 4), -1)
+        self.icmp_seq[rows] = np.where(echo, _be16(header, 6), -1)
+        # the payload: after the TCP/UDP/ICMP header, else the whole IP payload
+        start = o + np.where(tcp, data_offset, np.where(udp | icmp, 8, 0))
+        stop = np.where(udp & (o + udp_len <= wire_end), o + udp_len, wire_end)
+        has = ~icmp | (o + 8 <= wire_end)
+        self.l4_payload_len[rows] = np.where(has, np.maximum(stop - start, 0), -1)
+        self.payload_at[rows] = np.where(has, start, -1)
+        self.payload_end[rows] = end
         done, _ = self.keep(ok & ~vxlan, rows)
         self.fast[done] = True
         tunnel = ok & vxlan
@@ -718,6 +759,7 @@ class _Frames:
             end = np.where(udp_fits, o + udp_len, end)
             clipped = clipped & ~udp_fits
             rows, (o, end, clipped) = self.keep(tunnel, rows, o, end, clipped)
+            self.l4_payload_len[rows] = self.payload_at[rows] = -1  # the inner packet's follow
             self.vxlan(rows, _uniform(o + 8) if isinstance(o, np.ndarray) else o + 8, end,
                        clipped)
 
@@ -734,6 +776,34 @@ class _Frames:
             for target, source in zip(self.addr[outer_name], self.addr[name], strict=True):
                 target[rows] = source[rows]
         self.ethertype_(rows, o + 22, end, clipped, _be16(header, 20), outer=False)
+
+
+def _payload_hashes(raw: RawBatch, f: _Frames) -> None:
+    """``payload_hash`` of the fast rows: :func:`pktkit.decode.payload_digest` of the first
+    PAYLOAD_HASH_BYTES of the payload, one 64-bit word step at a time over all rows. The window
+    may reach past HEAD, so it is gathered from the frames themselves."""
+    length = np.minimum(f.l4_payload_len, PAYLOAD_HASH_BYTES)
+    rows = np.flatnonzero(f.fast & (f.payload_at >= 0) & (f.payload_at + length <= f.payload_end))
+    if not len(rows):
+        return
+    length, at = length[rows], raw.start[rows] + f.payload_at[rows]
+    near_end = at + PAYLOAD_HASH_BYTES > len(raw.buf)  # no full window to view: one by one
+    for row, a, k in zip(rows[near_end].tolist(), at[near_end].tolist(),
+                         length[near_end].tolist(), strict=True):
+        f.payload_hash[row] = payload_digest(raw.buf[a:a + k].tobytes())
+    keep = ~near_end & (length > 0)
+    f.payload_hash[rows[length == 0]] = _EMPTY_DIGEST  # (pure ACKs: no bytes to gather)
+    rows, length, at = rows[keep], length[keep], at[keep]
+    window = sliding_window_view(raw.buf, PAYLOAD_HASH_BYTES)[at]
+    short = length < PAYLOAD_HASH_BYTES
+    if short.any():  # zero the bytes past a short payload
+        window[short] *= (np.arange(PAYLOAD_HASH_BYTES) < length[short, None])
+    words = window.view("<u8")
+    h = length.astype(np.uint64)
+    for j in range(PAYLOAD_HASH_BYTES // 8):
+        h = (h ^ words[:, j]) * np.uint64(HASH_MULTIPLIER)
+        h ^= h >> np.uint64(29)
+    f.payload_hash[rows] = (h >> np.uint64(32)).astype(np.int64)
 
 
 # -- the output batch -------------------------------------------------------------------------
@@ -1002,6 +1072,7 @@ class BatchDecoder:
             for lt in linktypes:
                 rows = np.flatnonzero(raw.linktype == lt)
                 f.link(rows, int(lt), end[rows], clipped[rows])
+        _payload_hashes(raw, f)
         fragment = np.zeros(n, bool)
         error = np.full(n, -1, np.int8)
         for i in np.flatnonzero(~f.fast).tolist():
@@ -1018,9 +1089,10 @@ class BatchDecoder:
             ("proto", p.proto), ("sport", p.sport), ("dport", p.dport), ("ttl", p.ttl),
             ("ip_id", p.ip_id), ("tcp_flags", p.tcp_flags), ("icmp_type", p.icmp_type),
             ("icmp_code", p.icmp_code), ("vni", p.vni), ("outer_sport", p.outer_sport),
-            ("outer_dport", p.outer_dport),
+            ("outer_dport", p.outer_dport), *((name, getattr(p, name)) for name in _MATCH_FIELDS),
         ):
             getattr(f, name)[i] = -1 if value is None else value
+        f.more_fragments[i] = -1 if p.more_fragments is None else p.more_fragments
         f.pktdir[i] = -1 if p.direction is None else _DIRECTION_CODE[p.direction]
         f.overhead[i] = p.overhead_bytes
         encap = p.encap
@@ -1050,8 +1122,11 @@ class BatchDecoder:
         }
         for name in ("ifindex", "vni", "outer_sport", "outer_dport", "ethertype", "ip_version",
                      "proto", "sport", "dport", "ttl", "ip_id", "tcp_flags", "icmp_type",
-                     "icmp_code"):
+                     "icmp_code", *_MATCH_FIELDS):
             ints[name] = _masked(getattr(f, name), INT_COLUMNS[name])
+        more = f.more_fragments < 0
+        bools = {"fragment": (fragment, None),
+                 "more_fragments": (f.more_fragments == 1, more if more.any() else None)}
         direction = f.pktdir.astype(np.int8)
         if raw.direction is not None:
             direction = np.where(direction >= 0, direction, raw.direction)
@@ -1059,7 +1134,7 @@ class BatchDecoder:
         strings["capture"] = (np.zeros(n, np.int32), arrow_strings([raw.capture]))
         strings["interface"] = self._interfaces(raw, f)
         return ColumnBatch(
-            n, ints, {"fragment": (fragment, None)}, strings,
+            n, ints, bools, strings,
             {"direction": direction, "encap": f.encap.astype(np.int32), "error": error},
             list(self.encap_names),
         )
@@ -1148,8 +1223,9 @@ COLUMNS = (  # the table's columns in order (pktkit.table.SCHEMA has their panda
     "capture", "frame", "ts_ns", "interface", "interface_id", "ifindex", "direction",
     "linktype", "wire_len", "cap_len", "encap", "vni", "outer_src", "outer_dst", "outer_sport",
     "outer_dport", "ethertype", "ip_version", "src", "dst", "proto", "sport", "dport", "ttl",
-    "ip_id", "fragment", "tcp_flags", "icmp_type", "icmp_code", "overhead_bytes", "flow_id",
-    "error",
+    "ip_id", "fragment", "tcp_flags", "icmp_type", "icmp_code", "ip_len", "frag_offset",
+    "more_fragments", "tcp_seq", "tcp_ack", "icmp_id", "icmp_seq", "l4_payload_len",
+    "payload_hash", "overhead_bytes", "flow_id", "error",
 )
 # Parquet: dictionary pages only where values repeat (strings, categories: the integer columns
 # encode faster plainly), min/max statistics only for the columns readers filter row groups by.
@@ -1211,7 +1287,7 @@ def _pandas_column(name: str) -> dict[str, object]:
         return {"name": name, "field_name": name, "pandas_type": "categorical",
                 "numpy_type": "int8", "metadata": {
                     "num_categories": len(vocabulary or ()), "ordered": False}}
-    else:  # fragment
+    else:  # fragment, more_fragments
         pandas_type, numpy_type = "bool", "boolean"
     return {"name": name, "field_name": name, "pandas_type": pandas_type,
             "numpy_type": numpy_type, "metadata": None}

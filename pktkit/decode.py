@@ -57,6 +57,15 @@ IPPROTO_FRAGMENT, IPPROTO_AH = 44, 51
 IPV6_EXTENSIONS = frozenset({0, 43, 60, 135, 139, 140, IPPROTO_AH})
 IPV6_FAMILIES = frozenset({10, 24, 28, 30})  # AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, macOS
 
+# ``payload_hash`` covers at most this many leading payload bytes: a fixed window, so that
+# sightings cut by different snaplens (or behind different header stacks) still hash alike,
+# and a columnar decoder can gather it like a header. A multiple of 8 (see payload_digest).
+PAYLOAD_HASH_BYTES = 64
+HASH_MULTIPLIER = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, odd
+_MASK64 = (1 << 64) - 1
+_WORDS = struct.Struct(f"<{PAYLOAD_HASH_BYTES // 8}Q")
+ICMP_ECHO_TYPES = frozenset({(1, 0), (1, 8), (58, 128), (58, 129)})  # (proto, type)
+
 VXLAN_PORTS = (4789, 8472)  # IANA port, and the Linux kernel's (Flannel's) historical port
 VXLAN_GPE_PORT = 4790
 GENEVE_PORT = 6081
@@ -83,6 +92,7 @@ ERROR_REASONS = (
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U16_U16 = struct.Struct("!HH")
+_U32_U32 = struct.Struct("!II")
 _inet_ntop = socket.inet_ntop
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 
@@ -133,6 +143,21 @@ class DecodedPacket:
     tcp_flags: int | None = None  # 9 bits: NS CWR ECE URG ACK PSH RST SYN FIN
     icmp_type: int | None = None  # ICMP or ICMPv6
     icmp_code: int | None = None
+    # What survives a packet's path (NAT, TTL, tunnels), for matching its sightings.
+    ip_len: int | None = None  # innermost IP packet's length field (v6: 40 + payload length)
+    frag_offset: int | None = None  # innermost IP header's fragment offset, in bytes
+    more_fragments: bool | None = None  # innermost IP header's MF flag
+    tcp_seq: int | None = None
+    tcp_ack: int | None = None
+    icmp_id: int | None = None  # ICMP/ICMPv6 echo request/reply only
+    icmp_seq: int | None = None
+    # Innermost L4 payload bytes in this frame, by the length fields (not the captured bytes):
+    # after the TCP header, the UDP header, the 8-byte ICMP header; the whole IP payload of
+    # other protocols and of non-first fragments.
+    l4_payload_len: int | None = None
+    # payload_digest() of the first min(PAYLOAD_HASH_BYTES, l4_payload_len) of those bytes;
+    # None when the capture cut them off.
+    payload_hash: int | None = None
     fragment: bool = False  # some IP header in the frame is a fragment (either version)
     ipv4_fragment: bool = False  # some IPv4 header has MF set or a fragment offset
     ipv6_fragment: bool = False  # some IPv6 header chain has a Fragment header
@@ -209,6 +234,7 @@ class Decoder:
         p.inner_ether = False  # until the payload turns out to be an Ethernet frame
         p.ethertype = p.ip_version = p.src = p.dst = p.proto = p.ttl = p.ip_id = None
         p.sport = p.dport = p.tcp_flags = p.icmp_type = p.icmp_code = None
+        _clear_match_fields(p)
         return True
 
     # -- link layer ------------------------------------------------------------------------
@@ -336,6 +362,7 @@ class Decoder:
         p.src = _inet_ntop(_AF_INET, buf[off + 12:off + 16])
         p.dst = _inet_ntop(_AF_INET, buf[off + 16:off + 20])
         p.sport = p.dport = p.tcp_flags = p.icmp_type = p.icmp_code = None
+        _clear_match_fields(p)
         if off + ihl > end:
             return self._fail(p, clipped, BAD_IP)
         if total:  # 0 = not filled in (TSO/GSO super-frame): take the captured bytes
@@ -346,13 +373,17 @@ class Decoder:
                 end, clipped = off + total, False  # drop Ethernet padding; all bytes present
             elif not clipped:
                 p.error = p.error or BAD_IP  # length points past a complete frame; go on
+        p.ip_len = total or end - off
+        wire_end = off + p.ip_len
         more_fragments, frag_offset = frag & 0x2000, frag & 0x1FFF
+        p.frag_offset, p.more_fragments = frag_offset * 8, bool(more_fragments)
         if more_fragments or frag_offset:
             p.fragment = p.ipv4_fragment = True
-            if frag_offset:
-                return None  # a non-first fragment holds no L4 (or tunnel) header
+            if frag_offset:  # a non-first fragment holds no L4 (or tunnel) header
+                _payload(p, buf, off + ihl, wire_end, end)
+                return None
             clipped = True  # the first fragment: the datagram goes on in later fragments
-        self._ip_payload(p, buf, off + ihl, end, clipped, proto)
+        self._ip_payload(p, buf, off + ihl, end, clipped, proto, wire_end)
         return None
 
     def _ipv6(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
@@ -370,12 +401,16 @@ class Decoder:
         p.src = _inet_ntop(_AF_INET6, buf[off + 8:off + 24])
         p.dst = _inet_ntop(_AF_INET6, buf[off + 24:off + 40])
         p.sport = p.dport = p.tcp_flags = p.icmp_type = p.icmp_code = None
+        _clear_match_fields(p)
         p.proto = nh
         if payload_len:  # 0 = jumbogram or TSO super-frame: take the captured bytes
             if off + 40 + payload_len <= end:
                 end, clipped = off + 40 + payload_len, False
             elif not clipped:
                 p.error = p.error or BAD_IP
+        p.ip_len = 40 + payload_len if payload_len else end - off
+        wire_end = off + p.ip_len
+        p.frag_offset, p.more_fragments = 0, False
         pos = off + 40
         while nh in IPV6_EXTENSIONS or nh == IPPROTO_FRAGMENT:
             if nh == IPPROTO_FRAGMENT:
@@ -385,9 +420,11 @@ class Decoder:
                 p.ip_id = _U32.unpack_from(buf, pos + 4)[0]
                 p.fragment = p.ipv6_fragment = True
                 p.proto = nh = buf[pos]
+                p.frag_offset, p.more_fragments = (offset_flags >> 3) * 8, bool(offset_flags & 1)
                 pos += 8
-                if offset_flags >> 3:
-                    return None  # non-first fragment: no L4 header
+                if offset_flags >> 3:  # non-first fragment: no L4 header
+                    _payload(p, buf, pos, wire_end, end)
+                    return None
                 if offset_flags & 1:
                     clipped = True
                 continue
@@ -398,22 +435,29 @@ class Decoder:
                 return self._fail(p, clipped, BAD_IP)
             p.proto = nh = buf[pos]
             pos += length
-        self._ip_payload(p, buf, pos, end, clipped, nh)
+        self._ip_payload(p, buf, pos, end, clipped, nh, wire_end)
         return None
 
     def _ip_payload(
-        self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, proto: int
+        self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, proto: int,
+        wire_end: int,
     ) -> None:
+        """The upper layer of an IP packet whose payload starts at ``off``; ``wire_end`` is
+        where the packet ends by its length field (past ``end`` when the capture cut it)."""
         if proto == IPPROTO_TCP:
-            self._tcp(p, buf, off, end, clipped)
+            self._tcp(p, buf, off, end, clipped, wire_end)
         elif proto == IPPROTO_UDP:
-            self._udp(p, buf, off, end, clipped)
+            self._udp(p, buf, off, end, clipped, wire_end)
         elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
             if off + 4 > end:
                 if off + 2 <= end:
                     p.icmp_type, p.icmp_code = buf[off], buf[off + 1]
                 return self._fail(p, clipped, BAD_L4)
             p.icmp_type, p.icmp_code = buf[off], buf[off + 1]
+            if (proto, p.icmp_type) in ICMP_ECHO_TYPES and off + 8 <= end:
+                p.icmp_id, p.icmp_seq = _U16_U16.unpack_from(buf, off + 4)
+            if off + 8 <= wire_end:
+                _payload(p, buf, off + 8, wire_end, end)
         elif proto == IPPROTO_GRE:
             self._gre(p, buf, off, end, clipped)
         elif proto in (IPPROTO_IPIP, IPPROTO_IPV6) and self._enter_tunnel(p, Tunnel("ipip"), off):
@@ -421,24 +465,33 @@ class Decoder:
                 self._ipv4(p, buf, off, end, clipped)
             else:
                 self._ipv6(p, buf, off, end, clipped)
+        elif proto not in (IPPROTO_IPIP, IPPROTO_IPV6):  # (a tunnel too deep: no payload)
+            _payload(p, buf, off, wire_end, end)
         return None
 
     # -- L4 ------------------------------------------------------------------------------
 
-    def _tcp(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+    def _tcp(
+        self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, wire_end: int
+    ) -> None:
         if off + 4 <= end:
             p.sport, p.dport = _U16_U16.unpack_from(buf, off)
         if off + 20 > end:
             return self._fail(p, clipped, BAD_L4)
         data_offset = (buf[off + 12] >> 4) * 4
         p.tcp_flags = ((buf[off + 12] & 1) << 8) | buf[off + 13]
+        p.tcp_seq, p.tcp_ack = _U32_U32.unpack_from(buf, off + 4)
         if data_offset < 20:
             p.error = p.error or BAD_L4
         elif off + data_offset > end:
             self._fail(p, clipped, BAD_L4)
+        else:
+            _payload(p, buf, off + data_offset, wire_end, end)
         return None
 
-    def _udp(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+    def _udp(
+        self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, wire_end: int
+    ) -> None:
         if off + 4 <= end:
             p.sport, p.dport = _U16_U16.unpack_from(buf, off)
         if off + 8 > end:
@@ -452,6 +505,9 @@ class Decoder:
                 end, clipped = off + length, False
             elif not clipped:
                 p.error = p.error or BAD_L4  # length points past the IP payload; go on
+            if off + length <= wire_end:
+                wire_end = off + length  # bytes after the datagram are not payload
+        _payload(p, buf, off + 8, wire_end, end)
         kind = self.udp_tunnels.get(p.dport)  # type: ignore[arg-type]
         if kind == "vxlan":
             self._vxlan(p, buf, off + 8, end, clipped)
@@ -600,6 +656,33 @@ class Decoder:
         if self._enter_tunnel(p, tunnel, off + header_len) and frame_type == 0:
             self._ether(p, buf, off + header_len, end, clipped)
         return None
+
+
+def _clear_match_fields(p: DecodedPacket) -> None:
+    """A new (inner) IP header starts: the previous one's match fields do not describe it."""
+    p.ip_len = p.frag_offset = p.more_fragments = p.tcp_seq = p.tcp_ack = None
+    p.icmp_id = p.icmp_seq = p.l4_payload_len = p.payload_hash = None
+
+
+def payload_digest(window: bytes) -> int:
+    """A 32-bit hash of at most PAYLOAD_HASH_BYTES bytes: zero-padded to that size, read as
+    little-endian 64-bit words, folded into the length by multiply-xorshift; the top 32 bits.
+    Not CRC-32: eight word steps vectorize over a batch of frames (:mod:`pktkit.columns`),
+    where 64 byte steps of a CRC cost more than the rest of the decoding."""
+    h = len(window)
+    for word in _WORDS.unpack(window.ljust(PAYLOAD_HASH_BYTES, b"\0")):
+        h = ((h ^ word) * HASH_MULTIPLIER) & _MASK64
+        h ^= h >> 29
+    return h >> 32
+
+
+def _payload(p: DecodedPacket, buf: bytes, start: int, wire_end: int, end: int) -> None:
+    """Record the payload from ``start`` to ``wire_end`` (by the length fields), hashing its
+    first PAYLOAD_HASH_BYTES when the capture holds them (``end``: the captured region)."""
+    length = max(0, wire_end - start)
+    p.l4_payload_len = length
+    window = min(length, PAYLOAD_HASH_BYTES)
+    p.payload_hash = payload_digest(buf[start:start + window]) if start + window <= end else None
 
 
 @lru_cache(maxsize=16)

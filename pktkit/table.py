@@ -41,6 +41,22 @@ ip_id           UInt32       innermost IPv4 identification / IPv6 fragment ident
 fragment        boolean      some IPv4/IPv6 header in the frame is a fragment
 tcp_flags       UInt16       9 TCP flag bits (0x002 SYN, 0x010 ACK, ...)
 icmp_type/code  UInt8        ICMP / ICMPv6 type and code of the innermost packet
+ip_len          UInt32       innermost IP packet's length field (IPv4 total length, IPv6 40 +
+                             payload length; the captured bytes when the field is 0)
+frag_offset     UInt16       innermost IP header's fragment offset in bytes (0: whole
+                             packet or first fragment)
+more_fragments  boolean      innermost IP header's MF flag
+tcp_seq/ack     UInt32       TCP sequence and acknowledgment numbers
+icmp_id/seq     UInt16       ICMP/ICMPv6 echo request/reply identifier and sequence number
+l4_payload_len  UInt32       innermost payload bytes in the frame by the length fields (not
+                             the captured bytes): after the TCP header, the UDP header, the
+                             8-byte ICMP header; the whole IP payload of other protocols and
+                             of a non-first fragment
+payload_hash    UInt32       CRC-32 (zlib) of the first min(64, l4_payload_len) of those
+                             bytes (``decode.PAYLOAD_HASH_BYTES``); NA when the capture cut
+                             them off. With IP id, TCP sequence numbers and ICMP echo
+                             sequence: what survives NAT, TTL and tunnels, for matching the
+                             sightings of one packet (:mod:`pktkit.correlate`)
 overhead_bytes  UInt32       wire bytes the encapsulation adds in front of the innermost
                              frame: from the outermost network header to the innermost
                              tunnel's payload, plus, when that payload is an Ethernet frame
@@ -129,6 +145,15 @@ SCHEMA: dict[str, str | pd.CategoricalDtype] = {
     "tcp_flags": "UInt16",
     "icmp_type": "UInt8",
     "icmp_code": "UInt8",
+    "ip_len": "UInt32",
+    "frag_offset": "UInt16",
+    "more_fragments": "boolean",
+    "tcp_seq": "UInt32",
+    "tcp_ack": "UInt32",
+    "icmp_id": "UInt16",
+    "icmp_seq": "UInt16",
+    "l4_payload_len": "UInt32",
+    "payload_hash": "UInt32",
     "overhead_bytes": "UInt32",
     "flow_id": "Int64",
     "error": pd.CategoricalDtype(list(ERROR_REASONS)),
@@ -171,6 +196,8 @@ def _row(
         encap, vni, p.outer_src, p.outer_dst, p.outer_sport, p.outer_dport,
         p.ethertype, p.ip_version, p.src, p.dst, p.proto, p.sport, p.dport,
         p.ttl, p.ip_id, p.fragment, p.tcp_flags, p.icmp_type, p.icmp_code,
+        p.ip_len, p.frag_offset, p.more_fragments, p.tcp_seq, p.tcp_ack, p.icmp_id,
+        p.icmp_seq, p.l4_payload_len, p.payload_hash,
         p.overhead_bytes, flows.id_of(p, encap, vni), p.error,
     )
 

@@ -9,7 +9,7 @@ import pktkit
 
 PUBLIC = {
     "CaptureError", "OutputError", "PktkitError", "UsageError", "__version__",
-    "generate", "list_scenarios", "load_truth", "make_scenario",
+    "analyze", "generate", "list_scenarios", "load_truth", "make_scenario", "read_packets",
 }
 
 

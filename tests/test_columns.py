@@ -42,7 +42,7 @@ from pktkit.cli import main as cli_main
 from pktkit.columns import COLUMNS, INT_COLUMNS, BatchDecoder, arrow_schema
 from pktkit.craft.scenarios import SCENARIOS
 from pktkit.errors import CaptureError, UsageError
-from pktkit.generate import generate, make_scenario
+from pktkit.generation import generate, make_scenario
 from pktkit.read import CaptureCutWarning
 from pktkit.table import SCHEMA, _read_fast, read_packets, summarize, write_table
 

@@ -32,7 +32,7 @@ from oracle import (
 )
 
 from pktkit.errors import UsageError
-from pktkit.generate import generate, make_scenario
+from pktkit.generation import generate, make_scenario
 from pktkit.truth import load_truth
 
 UNDERLAY_MTU = 1500

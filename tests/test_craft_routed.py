@@ -28,7 +28,7 @@ from craft_checks import (
 )
 
 from pktkit.errors import UsageError
-from pktkit.generate import make_scenario
+from pktkit.generation import make_scenario
 
 SCENARIOS = ("flat-routed", "flat-routed-v6")
 FLOWS = 9  # three rounds of HTTP, DNS, ping

@@ -351,7 +351,11 @@ def test_summary_lists_latency_clock_offsets_and_notes() -> None:
                                                  clock_offsets=offsets))
     assert [r["scope"] for r in summary["latency"]["hop"]] == ["y", "x"]  # slowest first
     assert summary["clock_offsets"][0]["offset_ns"] == 37_500_000
-    assert "upper bound" in summary["notes"][0]
+    # The table has l4_payload_len, so payload efficiency is exact: no caveat.
+    assert not any("upper bound" in note for note in summary.get("notes", []))
+    estimated = report.summary(report.build_tables(
+        packets("vxlan-overlay").drop(columns=["l4_payload_len"])))
+    assert "upper bound" in estimated["notes"][0]
 
 
 def test_empty_table_gives_empty_typed_tables() -> None:

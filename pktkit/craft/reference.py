@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pktkit.craft.scenarios import SCENARIOS
-from pktkit.generate import GenerateResult, generate, make_scenario
+from pktkit.generation import GenerateResult, generate, make_scenario
 from pktkit.write import CaptureFormat, Linktype, TsResolution
 
 

@@ -1,0 +1,836 @@
+"""Sightings of one packet across capture points: ``packet_id``, hops, clock offsets, latency.
+
+Input is the packet table (:func:`pktkit.table.read_packets`) with a ``node`` column added
+(:mod:`pktkit.analysis` fills it from ``--node``, ``capture-set.json`` or the file names) and a
+``capture`` name that is unique per file.
+
+Matching
+--------
+A packet keeps, along its path, what no forwarding step rewrites: the innermost IP header's
+version, protocol and (IPv4) identification, TCP sequence/acknowledgment numbers, flags and
+payload length, the ICMP type, code and echo sequence, and the first bytes of the innermost
+payload (``payload_hash``). MACs, TTL, checksums, NAT-rewritten addresses and ports (and the
+ICMP echo identifier), outer tunnel headers are left out, so the decapsulated copy on a pod's
+veth, the VXLAN copy on ``eth0`` and the post-NAT copy all get the same *signature*. TCP
+leaves the payload hash out: sequence numbers already say which bytes a segment carries, and a
+snaplen that cuts some sightings' payload then does not split the packet.
+
+Each sighting is a *unit*: one frame, or all fragments of one datagram at one capture point
+(same slot, addresses, protocol and IP id, a repeated offset or a gap starting the next one).
+A unit's *slot* is (capture, interface, direction, TTL): a packet is seen at most once per
+slot. TTL belongs to the slot because a per-interface pcap has no direction, and a node that
+NATs a packet out of the interface it came in by (k8s NodePort) shows it twice in one file:
+in, then out with TTL - 1.
+
+Time tells look-alikes apart (two tenants' identical datagrams whose IP ids collide, a DNS
+retry with IP id 0): consecutive sightings of one packet are close. The *gap limit* after a
+slot is GAP_FACTOR times the median gap from that slot to the next sighting of the same
+signature (at least MIN_GAP_LIMIT_NS, at most ``window_ns``); a slot that is mostly the last
+of its packets (a pod's veth on delivery) uses the median over all slots. A longer gap starts
+another packet. The limits are learnt from the data, so an uncorrected clock offset between
+two nodes is not mistaken for look-alikes.
+
+1. **Clocks.** Per node (one clock), the units of a signature that occupy distinct slots with
+   no gap beyond the limits are one node-local sighting group. A signature with one such
+   group on each of two nodes is a packet crossing between them; TTL (the sender's copies have
+   a TTL at least the receiver's) and, when captured, the directions (the sender's last copy
+   goes ``out``, the receiver's first comes ``in``) say which way. The one-way delays bound the
+   offset from both sides, as NTP does: with ``min_ab`` the smallest ``first_b - last_a`` over
+   packets a → b (raw clocks) and ``min_ba`` likewise, ``offset_b - offset_a = (min_ab -
+   min_ba) / 2 ± (min_ab + min_ba) / 2`` (the true offset is inside whenever the delays are
+   positive). Samples farther than ``window_ns`` from their direction's median are dropped
+   first (a wrong match must not set a minimum). Each node's offset against the reference
+   node (the first node) follows the chain of pairs with the smallest summed bound.
+   The correction applied (``clock_correction``): ``"auto"`` (default) subtracts the
+   estimate only when it is significant, i.e. the interval excludes 0 — when the data cannot
+   tell the clocks apart, the midpoint is noise (half the asymmetry of the two minimum delays)
+   and shifting by it would only add that error to synchronized clocks; ``"always"`` subtracts
+   every estimate; ``"never"`` none.
+2. **Packets.** Units are grouped by signature and ordered on the reference clock (capture time
+   minus the node's applied offset), cut at gaps beyond the limits. A group whose units occupy
+   distinct slots is one packet. Any other group (a retransmission or repeat the signature
+   does not tell apart, e.g. IPv6 without an IP id) is split greedily: each unit joins an open
+   packet (gap within the limit, slot not yet used) — preferring one whose last slot is known
+   to lead to this one (learnt from the unambiguous groups) with the most typical delay, else
+   the oldest (links are queues); a hop no unambiguous packet took must be within
+   MIN_GAP_LIMIT_NS — or starts a new one. A retransmitted IPv4 segment has a new IP id and so
+   another signature; an IPv6 one is seen again at the slots it already used.
+3. **Fragments.** Fragment units are grouped by (version, protocol, IP id, addresses); such a
+   packet joins the unfragmented packet of the same key whose last sighting precedes its first
+   within that sighting's gap limit (the copy before the fragmenting VTEP).
+4. **Hops.** A packet's units in reference-clock order (ties: capture order, frame) are its
+   hops 0, 1, ...; the fragments of one datagram at one point share a hop.
+
+Known limits: a payload cut by the snaplen before ``PAYLOAD_HASH_BYTES`` changes the UDP/ICMP
+signature; fragments of an *outer* (tunnel) packet beyond the first are not tied to the inner
+packet; ICMP errors quote the header as NAT left it, so their copies before and after a NAT
+differ; frames that are not IP, have no timestamp or a decode error are packets of their own.
+
+Tables
+------
+``hops`` — one row per sighting (fragments of one datagram at one point: one row, the first)
+
+==============  ========  ===============================================================
+column          dtype     meaning
+==============  ========  ===============================================================
+packet_id       Int64     the packet (as in the packet table)
+hop             Int64     0-based position along its path
+capture, frame  category, the sighting (its first frame)
+                Int64
+node            category  capture point: node,
+interface       category  interface (NA when neither the file nor ``capture-set.json`` says)
+direction       category  in / out as captured (NA for per-interface pcap files)
+ts_ns           Int64     time on the reference node's clock (capture time − node offset)
+delay_ns        Int64     since the previous hop (clock-corrected across nodes); NA for hop 0
+from_node       category  the previous hop's node and interface; NA for hop 0
+from_interface  category
+==============  ========  ===============================================================
+
+``clock_offsets`` — one row per node
+
+==============  ========  ===============================================================
+node            string    the node
+reference_node  string    the node whose clock is the reference (offset 0, bound 0)
+offset_ns       Int64     node clock − reference clock; NA when no packet crossed between
+                          them both ways (then no correction is applied)
+bound_ns        Int64     the true offset lies within offset_ns ± bound_ns
+samples         Int64     packets whose crossing gave the estimate (both directions)
+applied_ns      Int64     the correction subtracted from the node's timestamps (see
+                          ``clock_correction``): offset_ns, or 0
+==============  ========  ===============================================================
+
+``latency`` — one row per (metric, scope), delays in ns
+
+=======  ======  =====================================================================
+metric   string  ``hop``: between consecutive sightings on one node, scope
+                 "node/if → node/if"; ``node_pair``: from the last sighting on one node
+                 to the first on the next, one way, clock-corrected, scope "a → b";
+                 ``nat``: from the last sighting before an address/port rewrite to the
+                 first after it, scope "node/if → node/if (src|dst|src+dst rewritten)";
+                 ``handshake_rtt``: SYN to the ACK completing the handshake, per TCP flow
+                 as seen at one capture point, scope "node/if"
+scope    string  see metric
+count    Int64   samples
+min_ns,  Int64   minimum, percentiles (linear interpolation, rounded), maximum
+p50_ns,
+p90_ns,
+p99_ns,
+max_ns
+=======  ======  =====================================================================
+
+``handshakes`` — one row per TCP handshake per capture point: capture, node, interface,
+flow_id, src, sport, dst, dport (as the SYN was seen there), syn_ts_ns, synack_ts_ns,
+ack_ts_ns (capture clock), rtt_ns (ack − syn). The SYN is the last one before the SYN-ACK
+(a retransmitted SYN does not inflate the RTT).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pktkit.errors import UsageError
+
+DEFAULT_WINDOW_NS = 1_000_000_000  # longest gap between two sightings of one packet
+# A gap after a slot longer than GAP_FACTOR × that slot's median gap to the next sighting (and
+# than MIN_GAP_LIMIT_NS) is no hop but two packets that happen to look alike.
+GAP_FACTOR = 100
+MIN_GAP_LIMIT_NS = 1_000_000
+NO_VALUE = np.int64(-1)  # integer columns: NA
+
+# Columns the correlation reads, beyond capture/frame/ts_ns/node/interface/direction.
+MATCH_COLUMNS = ("ip_version", "proto", "ip_id", "ttl", "tcp_flags", "tcp_seq", "tcp_ack",
+                 "icmp_type", "icmp_code", "icmp_id", "icmp_seq", "l4_payload_len",
+                 "payload_hash", "frag_offset", "more_fragments")
+
+HOPS_SCHEMA: dict[str, str] = {
+    "packet_id": "Int64", "hop": "Int64", "capture": "category", "frame": "Int64",
+    "node": "category", "interface": "category", "direction": "category", "ts_ns": "Int64",
+    "delay_ns": "Int64", "from_node": "category", "from_interface": "category",
+}
+CLOCK_SCHEMA: dict[str, str] = {
+    "node": "string", "reference_node": "string", "offset_ns": "Int64", "bound_ns": "Int64",
+    "samples": "Int64", "applied_ns": "Int64",
+}
+CLOCK_CORRECTIONS = ("auto", "always", "never")
+LATENCY_SCHEMA: dict[str, str] = {
+    "metric": "string", "scope": "string", "count": "Int64", "min_ns": "Int64",
+    "p50_ns": "Int64", "p90_ns": "Int64", "p99_ns": "Int64", "max_ns": "Int64",
+}
+HANDSHAKES_SCHEMA: dict[str, str] = {
+    "capture": "string", "node": "string", "interface": "string", "flow_id": "Int64",
+    "src": "string", "sport": "Int64", "dst": "string", "dport": "Int64",
+    "syn_ts_ns": "Int64", "synack_ts_ns": "Int64", "ack_ts_ns": "Int64", "rtt_ns": "Int64",
+}
+LATENCY_METRICS = ("hop", "node_pair", "nat", "handshake_rtt")
+PERCENTILES = (("p50_ns", 50), ("p90_ns", 90), ("p99_ns", 99))
+
+_TCP, _UDP = 6, 17
+_ICMP_REQUESTS = ((1, 8), (58, 128))  # (proto, type) of echo requests: the id is the source's
+_KIND_PACKET, _KIND_DATAGRAM = 1, 2  # signature kinds: whole packet, fragmented datagram
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def typed(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
+    """``df`` with exactly the schema's columns, in order, with its dtypes."""
+    return pd.DataFrame({name: (df[name] if name in df else pd.Series(pd.NA, index=df.index))
+                         .astype(dtype) for name, dtype in schema.items()})
+
+
+def empty(schema: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
+
+
+# -- column helpers ------------------------------------------------------------------------
+
+
+def _ints(packets: pd.DataFrame, name: str) -> np.ndarray:
+    """A nullable integer/boolean column as int64 with -1 for NA (absent column: all NA)."""
+    if name not in packets:
+        return np.full(len(packets), NO_VALUE)
+    column = packets[name]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy(np.int64)
+    return column.to_numpy(dtype=np.int64, na_value=-1)
+
+
+def _codes(values: pd.Series, order: Sequence[str] = ()) -> tuple[np.ndarray, list[str]]:
+    """Factorize strings: (int64 codes with -1 for NA, the labels); ``order`` labels first."""
+    codes, labels = pd.factorize(values.astype("string"), use_na_sentinel=True)
+    labels = [str(x) for x in labels]
+    if order:
+        ranked = [x for x in order if x in labels] + [x for x in labels if x not in order]
+        remap = np.array([ranked.index(x) for x in labels] + [-1], np.int64)
+        return remap[codes], ranked
+    return codes.astype(np.int64), labels
+
+
+def _digest(words: Iterable[np.ndarray], n: int | None = None) -> np.ndarray:
+    """A 64-bit digest per row of int64 columns (splitmix64 finalizer, chained). ``words``
+    may be a generator (then ``n`` rows): only one column is alive at a time."""
+    words = iter(words)
+    first = next(words)
+    h = np.full(len(first) if n is None else n, 0x9E3779B97F4A7C15, np.uint64)
+    for word in itertools.chain([first], words):
+        h ^= word.astype(np.uint64)
+        h ^= h >> np.uint64(30)
+        h *= _M1
+        h ^= h >> np.uint64(27)
+        h *= _M2
+        h ^= h >> np.uint64(31)
+    return h.view(np.int64)
+
+
+def _starts(*keys: np.ndarray) -> np.ndarray:
+    """Boolean: row i starts a new run of equal keys (rows already sorted by them)."""
+    n = len(keys[0])
+    start = np.zeros(n, bool)
+    if n:
+        start[0] = True
+        for key in keys:
+            start[1:] |= key[1:] != key[:-1]
+    return start
+
+
+def _run_ids(start: np.ndarray) -> np.ndarray:
+    return np.cumsum(start) - 1
+
+
+# -- units -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Units:
+    """One row per sighting unit (a frame, or the fragments of a datagram at one point)."""
+
+    of_row: np.ndarray  # unit index of every packet-table row
+    row: np.ndarray  # the unit's representative row (first fragment when present)
+    first_row: np.ndarray  # its earliest row
+    ts: np.ndarray  # capture time of its earliest frame (node clock)
+    node: np.ndarray
+    slot: np.ndarray  # dense code of (capture, interface, direction, TTL)
+    slots: int  # how many codes
+    sig: np.ndarray  # signature digest; -1 for units that match nothing (singletons)
+    datagram: np.ndarray  # (version, proto, ip id, addresses) digest of IPv4/fragments, else -1
+    fragmented: np.ndarray  # bool: a fragment unit
+
+
+def _units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> _Units:
+    n = len(packets)
+    ts = _ints(packets, "ts_ns")
+    capture, _ = _codes(packets["capture"])
+    interface, _ = _codes(packets["interface"])
+    direction = _ints(packets, "direction")
+    ttl = _ints(packets, "ttl")
+    version, proto, ip_id = (_ints(packets, c) for c in ("ip_version", "proto", "ip_id"))
+    src, _ = _codes(packets["src"])
+    dst, _ = _codes(packets["dst"])
+    frag_offset = _ints(packets, "frag_offset")
+    more = _ints(packets, "more_fragments")
+    error = packets["error"].notna().to_numpy() if "error" in packets else np.zeros(n, bool)
+    matchable = (src >= 0) & (ts != NO_VALUE) & (version > 0) & ~error
+    fragment = matchable & ((frag_offset > 0) | (more == 1))
+    slot = _digest([capture, interface, direction, ttl])
+
+    # TCP leaves the payload hash out: sequence numbers say which bytes it carries
+    sig = _digest(itertools.chain(
+        [np.full(n, _KIND_PACKET), version, proto, ip_id],
+        (_ints(packets, c) for c in ("tcp_seq", "tcp_ack", "tcp_flags", "icmp_type",
+                                     "icmp_code", "icmp_seq", "l4_payload_len")),
+        (np.where(proto == _TCP, 0, _ints(packets, "payload_hash")) for _ in (0,))))
+    datagram = _digest([np.full(n, _KIND_DATAGRAM), version, proto, ip_id, src, dst])
+    has_datagram = matchable & (ip_id != NO_VALUE)
+    sig = np.where(fragment, datagram, np.where(matchable, sig, NO_VALUE))
+    datagram = np.where(has_datagram, datagram, NO_VALUE)
+
+    # Fragments: one unit per datagram per slot; a repeated offset or a gap starts the next.
+    unit_of = np.arange(n, dtype=np.int64)
+    rows = np.flatnonzero(fragment)
+    if len(rows):
+        order = rows[np.lexsort((packets["frame"].to_numpy()[rows], ts[rows], sig[rows],
+                                 slot[rows]))]
+        keys = (slot[order], sig[order])
+        new = _starts(*keys)
+        head, offsets, last_ts = -1, set(), 0
+        for i, (row, is_new) in enumerate(zip(order.tolist(), new.tolist(), strict=True)):
+            offset, t = int(frag_offset[row]), int(ts[row])
+            if is_new or offset in offsets or t - last_ts > window_ns:
+                head, offsets = order[i], set()
+            offsets.add(offset)
+            last_ts = t
+            unit_of[row] = head
+    # Units numbered in row order; the representative row is the first fragment when present.
+    heads, of_row = np.unique(unit_of, return_inverse=True)
+    first_row = heads  # a unit's head is its earliest row (sorted by time above)
+    rank = np.where(fragment & (frag_offset > 0), 1, 0)
+    best = np.lexsort((np.arange(n), rank, of_row))
+    rep = best[_starts(of_row[best])]
+    slots, slot_code = np.unique(slot[first_row], return_inverse=True)
+    return _Units(
+        of_row=of_row, row=rep, first_row=first_row, ts=ts[first_row], node=node[first_row],
+        slot=slot_code.astype(np.int64), slots=len(slots), sig=sig[first_row],
+        datagram=datagram[rep], fragmented=fragment[first_row],
+    )
+
+
+# -- clocks ----------------------------------------------------------------------------------
+
+
+def _gap_limits(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+                slots: int, window_ns: int) -> np.ndarray:
+    """The longest plausible gap after each slot (see GAP_FACTOR), from the consecutive
+    sightings of equal ``key`` in ``order`` (sorted by key, then time); capped by the window.
+    A slot that is mostly the last of its packets (a pod's veth on delivery) has only
+    look-alikes after it: it uses the median over all slots."""
+    k, s, t = key[order], slot[order], ts[order]
+    same = k[1:] == k[:-1]
+    limits = np.full(slots, window_ns, np.int64)
+    if not same.any():
+        return limits
+    gaps = pd.Series(t[1:][same] - t[:-1][same])
+    medians = gaps.groupby(s[:-1][same]).median()
+    followed = np.bincount(s[:-1][same], minlength=slots) * 2 >= np.bincount(s, minlength=slots)
+    typical = np.full(slots, float(gaps.median()))
+    index = medians.index.to_numpy()
+    keep = followed[index]
+    typical[index[keep]] = medians.to_numpy()[keep]
+    return np.clip(GAP_FACTOR * typical, MIN_GAP_LIMIT_NS, window_ns).astype(np.int64)
+
+
+def _clean_groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+                  limits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Units in ``order`` (sorted by key, then time) → (group id per position, group start
+    positions, clean flag per group). A group is a run of equal key with no gap beyond the
+    previous slot's limit; clean when its units occupy distinct slots."""
+    k, s, t = key[order], slot[order], ts[order]
+    start = _starts(k)
+    start[1:] |= t[1:] - t[:-1] > limits[s[:-1]]
+    group = _run_ids(start)
+    starts = np.flatnonzero(start)
+    by_slot = np.lexsort((s, group))
+    distinct = _starts(group[by_slot], s[by_slot])
+    slots = np.bincount(group[by_slot], weights=distinct, minlength=len(starts))
+    sizes = np.diff(np.append(starts, len(order)))
+    return group, starts, slots == sizes
+
+
+def _node_groups(units: _Units, ttl: np.ndarray, direction: np.ndarray,
+                 window_ns: int) -> pd.DataFrame:
+    """One row per clean node-local sighting group: node, sig, first/last ts, TTL range,
+    directions of the first and last sighting."""
+    idx = np.flatnonzero(units.sig != NO_VALUE)
+    if not len(idx):
+        return pd.DataFrame(columns=["node", "sig", "first", "last", "ttl_min", "ttl_max",
+                                     "dir_first", "dir_last"], dtype=np.int64)
+    order = idx[np.lexsort((units.ts[idx], units.sig[idx], units.node[idx]))]
+    key = _digest([units.node, units.sig])
+    limits = _gap_limits(key, units.slot, units.ts, order, units.slots, window_ns)
+    _, starts, clean = _clean_groups(key, units.slot, units.ts, order, limits)
+    ends = np.append(starts[1:], len(order)) - 1
+    t = units.ts[order]
+    utt = ttl[units.row][order]
+    lo, hi = np.minimum.reduceat(utt, starts), np.maximum.reduceat(utt, starts)
+    udir = direction[units.row][order]
+    frame = pd.DataFrame({
+        "node": units.node[order][starts], "sig": units.sig[order][starts],
+        "first": t[starts], "last": t[ends], "ttl_min": lo, "ttl_max": hi,
+        "dir_first": udir[starts], "dir_last": udir[ends],
+    })
+    frame = frame[clean]
+    # a signature seen twice on a node (cleanly each time) matches nothing reliably
+    return frame[~frame.duplicated(["node", "sig"], keep=False)]
+
+
+def _crossings(groups: pd.DataFrame, out_code: int, in_code: int) -> pd.DataFrame:
+    """Pairs of node-local groups of one signature on two nodes, oriented a → b, with the
+    raw-clock delay ``first_b - last_a``."""
+    pairs = groups.merge(groups, on="sig", suffixes=("_a", "_b"))
+    pairs = pairs[pairs["node_a"] != pairs["node_b"]]
+    ttl_ok = pairs["ttl_min_a"] >= pairs["ttl_max_b"]
+    ttl_back = pairs["ttl_min_b"] >= pairs["ttl_max_a"]
+    # directions, where captured: the sender's last copy leaves, the receiver's first arrives
+    dir_ok = ((pairs["dir_last_a"] < 0) | (pairs["dir_last_a"] == out_code)) & (
+        (pairs["dir_first_b"] < 0) | (pairs["dir_first_b"] == in_code))
+    dir_back = ((pairs["dir_last_b"] < 0) | (pairs["dir_last_b"] == out_code)) & (
+        (pairs["dir_first_a"] < 0) | (pairs["dir_first_a"] == in_code))
+    forward = ttl_ok & dir_ok
+    backward = ttl_back & dir_back
+    # each unordered pair appears twice (a, b) and (b, a): keep the unambiguous forward one
+    pairs = pairs[forward & ~backward]
+    return pd.DataFrame({"a": pairs["node_a"], "b": pairs["node_b"],
+                         "delay": pairs["first_b"] - pairs["last_a"]})
+
+
+def _pair_estimates(crossings: pd.DataFrame, window_ns: int) -> dict[tuple[int, int], tuple]:
+    """NTP-style (offset_b - offset_a, bound, samples) per node pair a < b with traffic both
+    ways."""
+    out: dict[tuple[int, int], tuple] = {}
+    if crossings.empty:
+        return out
+    robust = []
+    for _, group in crossings.groupby(["a", "b"], sort=False):
+        median = group["delay"].median()
+        robust.append(group[(group["delay"] - median).abs() <= window_ns])
+    crossings = pd.concat(robust)
+    minima = crossings.groupby(["a", "b"])["delay"].agg(["min", "size"])
+    for (a, b), row in minima.iterrows():
+        if a > b or (b, a) not in minima.index:
+            continue
+        back = minima.loc[(b, a)]
+        min_ab, min_ba = int(row["min"]), int(back["min"])
+        bound = (min_ab + min_ba) / 2
+        if bound < 0:  # the two directions contradict each other: no estimate
+            continue
+        out[(a, b)] = ((min_ab - min_ba) / 2, bound, int(row["size"]) + int(back["size"]))
+    return out
+
+
+def _offsets(estimates: dict[tuple[int, int], tuple], nodes: int,
+             reference: int) -> list[tuple[float, float, int] | None]:
+    """Each node's (offset, bound, samples) against the reference: the chain of pairwise
+    estimates with the smallest summed bound (Dijkstra)."""
+    edges: dict[int, list[tuple[int, float, float, int]]] = {i: [] for i in range(nodes)}
+    for (a, b), (offset, bound, samples) in estimates.items():
+        edges[a].append((b, offset, bound, samples))
+        edges[b].append((a, -offset, bound, samples))
+    best: list[tuple[float, float, int] | None] = [None] * nodes
+    best[reference] = (0.0, 0.0, 0)
+    heap = [(0.0, reference, 0.0, 0)]
+    done: set[int] = set()
+    while heap:
+        bound, node, offset, samples = heapq.heappop(heap)
+        if node in done:
+            continue
+        done.add(node)
+        best[node] = (offset, bound, samples)
+        for other, step, step_bound, step_samples in edges[node]:
+            if other not in done:
+                heapq.heappush(heap, (bound + step_bound, other, offset + step,
+                                      samples + step_samples))
+    return best
+
+
+def _applied(found: tuple[float, float, int] | None, policy: str) -> int:
+    """The correction to subtract from a node's timestamps (see ``clock_correction``)."""
+    if found is None or policy == "never":
+        return 0
+    offset, bound, _ = found
+    return round(offset) if policy == "always" or abs(offset) > bound else 0
+
+
+# -- packets ---------------------------------------------------------------------------------
+
+
+def _transitions(units: _Units, order: np.ndarray, group: np.ndarray,
+                 clean: np.ndarray, ts: np.ndarray) -> dict[tuple[int, int], float]:
+    """Median delay per (slot, next slot) over the unambiguous packets."""
+    same = (group[1:] == group[:-1]) & clean[group[1:]]
+    if not same.any():
+        return {}
+    prev, nxt = order[:-1][same], order[1:][same]
+    frame = pd.DataFrame({"a": units.slot[prev], "b": units.slot[nxt],
+                          "gap": ts[nxt] - ts[prev]})
+    medians = frame.groupby(["a", "b"])["gap"].median()
+    return {(int(a), int(b)): float(v) for (a, b), v in medians.items()}
+
+
+def _split_group(positions: list[int], slot: list[int], ts: list[int],
+                 transitions: dict[tuple[int, int], float], limits: list[int]) -> list[int]:
+    """Greedy split of one ambiguous signature group (in time order): a packet number per
+    unit, starting at 0."""
+    open_: list[tuple[int, set[int], int, int]] = []  # (last ts, slots, last slot, number)
+    best_score: tuple[int, float, int] | None
+    numbers: list[int] = []
+    for position in positions:
+        s, t = slot[position], ts[position]
+        best, best_score = -1, None
+        for i, (last_ts, slots, last_slot, number) in enumerate(open_):
+            gap = t - last_ts
+            typical = transitions.get((last_slot, s))
+            # a hop no unambiguous packet took must at least be quick
+            limit = limits[last_slot] if typical is not None else MIN_GAP_LIMIT_NS
+            if gap > limit or s in slots:
+                continue
+            # the most typical delay for this hop; else first in, first out (links are queues)
+            score = (0, abs(gap - typical), number) if typical is not None else (1, 0, number)
+            if best_score is None or score < best_score:
+                best, best_score = i, score
+        if best < 0:
+            open_.append((t, {s}, s, len(open_)))
+            numbers.append(len(open_) - 1)
+        else:
+            _, slots, _, number = open_[best]
+            slots.add(s)
+            open_[best] = (t, slots, s, number)
+            numbers.append(number)
+    return numbers
+
+
+@dataclass
+class Correlation:
+    """What :func:`correlate` found: per packet-table row, and the tables."""
+
+    packet_id: np.ndarray  # int64 per row
+    hop: np.ndarray  # int64 per row
+    ts_ref_ns: np.ndarray  # int64 per row: capture time on the reference clock (-1: none)
+    hops: pd.DataFrame
+    hop_rows: np.ndarray  # per hops row: the representative packet-table row
+    clock_offsets: pd.DataFrame
+
+
+def correlate(
+    packets: pd.DataFrame,
+    *,
+    node_order: Sequence[str] = (),
+    window_ns: int = DEFAULT_WINDOW_NS,
+    clock_correction: str = "auto",
+) -> Correlation:
+    """Give every row a ``packet_id`` shared by all sightings of one packet and a ``hop``;
+    estimate the nodes' clock offsets (see the module docstring). ``packets`` needs the
+    columns of the packet table including :data:`MATCH_COLUMNS`, plus ``node``;
+    ``node_order[0]`` (else the first node seen) is the reference clock."""
+    missing = [c for c in ("capture", "frame", "ts_ns", "node", "interface", "src", "dst",
+                           *MATCH_COLUMNS) if c not in packets]
+    if missing:
+        raise UsageError(f"correlate: the packet table lacks {', '.join(missing)} (read it "
+                         "with pktkit.read_packets and add node)")
+    if clock_correction not in CLOCK_CORRECTIONS:
+        raise UsageError(f"clock correction {clock_correction!r}: choose one of "
+                         f"{', '.join(CLOCK_CORRECTIONS)}")
+    n = len(packets)
+    node, node_names = _codes(packets["node"], node_order)
+    units = _units(packets, node, window_ns)
+    ttl = _ints(packets, "ttl")
+    direction = _ints(packets, "direction")
+    dtype = packets["direction"].dtype if "direction" in packets else None
+    directions = list(dtype.categories) if isinstance(dtype, pd.CategoricalDtype) else []
+    out_code = directions.index("out") if "out" in directions else -2  # -2: never matches
+    in_code = directions.index("in") if "in" in directions else -2
+
+    # 1. clocks
+    groups = _node_groups(units, ttl, direction, window_ns)
+    estimates = _pair_estimates(_crossings(groups, out_code, in_code), window_ns)
+    reference = 0
+    found = _offsets(estimates, len(node_names), reference) if node_names else []
+    applied = [_applied(f, clock_correction) for f in found]
+    offsets = np.array(applied or [0], np.int64)
+    clock_offsets = typed(pd.DataFrame({
+        "node": node_names,
+        "reference_node": [node_names[reference]] * len(node_names),
+        "offset_ns": [pd.NA if f is None else round(f[0]) for f in found],
+        "bound_ns": [pd.NA if f is None else int(np.ceil(f[1])) for f in found],
+        "samples": [pd.NA if f is None else f[2] for f in found],
+        "applied_ns": applied,
+    }), CLOCK_SCHEMA) if node_names else empty(CLOCK_SCHEMA)
+
+    # 2. packets: signature groups on the reference clock
+    m = len(units.row)
+    uts = np.where(units.ts == NO_VALUE, NO_VALUE,
+                   units.ts - offsets[np.maximum(units.node, 0)])
+    capture, _ = _codes(packets["capture"])
+    frame = _ints(packets, "frame")
+    ucap, uframe = capture[units.first_row], frame[units.first_row]
+    matched = np.flatnonzero(units.sig != NO_VALUE)
+    order = matched[np.lexsort((uframe[matched], ucap[matched], uts[matched],
+                                units.sig[matched]))]
+    limits = _gap_limits(units.sig, units.slot, uts, order, units.slots, window_ns)
+    group, starts, clean = _clean_groups(units.sig, units.slot, uts, order, limits)
+    packet_of = np.full(m, NO_VALUE)
+    packet_of[order] = group
+    next_id = len(starts)
+    if not clean.all():
+        transitions = _transitions(units, order, group, clean, uts)
+        slot_list, ts_list, limit_list = units.slot.tolist(), uts.tolist(), limits.tolist()
+        ends = np.append(starts[1:], len(order))
+        for g in np.flatnonzero(~clean).tolist():
+            positions = order[starts[g]:ends[g]].tolist()
+            numbers = _split_group(positions, slot_list, ts_list, transitions, limit_list)
+            for position, number in zip(positions, numbers, strict=True):
+                packet_of[position] = g if number == 0 else next_id + number - 1
+            next_id += max(numbers)
+    singles = np.flatnonzero(packet_of == NO_VALUE)
+    packet_of[singles] = next_id + np.arange(len(singles))
+
+    # 3. fragments join the unfragmented packet just before them
+    packet_of = _join_fragments(units, packet_of, uts, limits)
+
+    # 4. hops; packet ids renumbered in order of first sighting
+    key_ts = np.where(uts == NO_VALUE, np.iinfo(np.int64).max, uts)
+    by_time = np.lexsort((uframe, ucap, key_ts, packet_of))
+    first = _starts(packet_of[by_time])
+    hop_sorted = np.arange(m) - np.maximum.accumulate(np.where(first, np.arange(m), 0))
+    unit_hop = np.empty(m, np.int64)
+    unit_hop[by_time] = hop_sorted
+    firsts = by_time[first]
+    rank = np.empty(len(firsts), np.int64)
+    rank[np.lexsort((uframe[firsts], ucap[firsts], key_ts[firsts]))] = np.arange(len(firsts))
+    renumber = np.empty(int(packet_of.max()) + 1 if m else 0, np.int64)
+    renumber[packet_of[firsts]] = rank
+    unit_packet = renumber[packet_of] if m else packet_of
+
+    row_ts = _ints(packets, "ts_ns")
+    ts_ref = np.where(row_ts == NO_VALUE, NO_VALUE, row_ts - offsets[np.maximum(node, 0)])
+    order = by_time[np.lexsort((unit_hop[by_time], unit_packet[by_time]))]
+    hops = _hops_table(packets, units.first_row[order], unit_packet[order], unit_hop[order],
+                       uts[order])
+    return Correlation(packet_id=unit_packet[units.of_row] if n else np.zeros(0, np.int64),
+                       hop=unit_hop[units.of_row] if n else np.zeros(0, np.int64),
+                       ts_ref_ns=ts_ref, hops=hops, hop_rows=units.row[order],
+                       clock_offsets=clock_offsets)
+
+
+def _join_fragments(units: _Units, packet_of: np.ndarray, uts: np.ndarray,
+                    limits: np.ndarray) -> np.ndarray:
+    """Fragment packets join the unfragmented packet of the same datagram key whose last
+    sighting precedes their first, within the gap limit of that sighting's slot."""
+    if not units.fragmented.any():
+        return packet_of
+    frame = pd.DataFrame({"packet": packet_of, "ts": uts, "key": units.datagram,
+                          "slot": units.slot, "fragmented": units.fragmented})
+    frame = frame[(frame["key"] != NO_VALUE) & (frame["ts"] != NO_VALUE)].sort_values("ts")
+    per_packet = frame.groupby("packet").agg(first=("ts", "first"), last=("ts", "last"),
+                                             key=("key", "last"), slot=("slot", "last"),
+                                             fragmented=("fragmented", "all"),
+                                             partly=("fragmented", "any"))
+    frags = per_packet[per_packet["fragmented"]].reset_index().sort_values("first")
+    whole = per_packet[~per_packet["partly"]].reset_index().sort_values("last")
+    if frags.empty or whole.empty:
+        return packet_of
+    joined = pd.merge_asof(frags, whole[["packet", "last", "key", "slot"]], left_on="first",
+                           right_on="last", by="key", direction="backward",
+                           tolerance=int(limits.max()), suffixes=("", "_whole"))
+    joined = joined.dropna(subset=["packet_whole"])
+    gap = joined["first"] - joined["last_whole"]
+    joined = joined[gap <= limits[joined["slot_whole"].to_numpy(np.int64)]]
+    remap = np.arange(int(packet_of.max()) + 1)
+    remap[joined["packet"].to_numpy(np.int64)] = joined["packet_whole"].to_numpy(np.int64)
+    return remap[packet_of]
+
+
+def _category(packets: pd.DataFrame, name: str, rows: np.ndarray,
+              shift: bool = False) -> pd.Categorical:
+    """Column ``name`` at ``rows`` as a categorical (few distinct values, many rows);
+    ``shift``: the previous row's value (NA for the first)."""
+    if name not in packets:
+        return pd.Categorical.from_codes(np.full(len(rows), -1), categories=[])
+    codes, labels = _codes(packets[name])
+    codes = codes[rows]
+    if shift:
+        codes = np.concatenate([[-1], codes[:-1]])
+    return pd.Categorical.from_codes(codes, categories=labels)
+
+
+def _hops_table(packets: pd.DataFrame, rows: np.ndarray, packet: np.ndarray,
+                hop: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+    """The hops table from the units in (packet, hop) order: ``rows`` their first frames."""
+    if not len(rows):
+        return empty(HOPS_SCHEMA)
+    first = hop == 0
+    no_ts = ts == NO_VALUE
+    delay = np.zeros(len(ts), np.int64)
+    delay[1:] = ts[1:] - ts[:-1]
+    hops = pd.DataFrame({
+        "packet_id": packet, "hop": hop, "capture": _category(packets, "capture", rows),
+        "frame": packets["frame"].to_numpy()[rows], "node": _category(packets, "node", rows),
+        "interface": _category(packets, "interface", rows),
+        "direction": _category(packets, "direction", rows),
+        "ts_ns": pd.arrays.IntegerArray(np.where(no_ts, 0, ts), no_ts),
+        "delay_ns": pd.arrays.IntegerArray(delay, first | no_ts | np.roll(no_ts, 1)),
+        "from_node": _category(packets, "node", rows, shift=True),
+        "from_interface": _category(packets, "interface", rows, shift=True),
+    })
+    for name in ("from_node", "from_interface"):
+        hops.loc[first, name] = pd.NA
+    return typed(hops, HOPS_SCHEMA)
+
+
+# -- latency ---------------------------------------------------------------------------------
+
+
+def _stats(metric: str, group: np.ndarray, labels: Sequence[str],
+           values: np.ndarray) -> pd.DataFrame:
+    """count, min, percentiles and max of ``values`` per ``group`` code (scope
+    ``labels[code]``), scopes in order of their first sample."""
+    rows = []
+    codes, first = np.unique(group, return_index=True)
+    for code in codes[np.argsort(first)].tolist():
+        v = values[group == code]
+        q = np.percentile(v, [p for _, p in PERCENTILES])
+        rows.append({"metric": metric, "scope": labels[code], "count": len(v),
+                     "min_ns": int(v.min()),
+                     **{col: round(x) for (col, _), x in zip(PERCENTILES, q, strict=True)},
+                     "max_ns": int(v.max())})
+    return pd.DataFrame(rows, columns=list(LATENCY_SCHEMA))
+
+
+def _pairs(a: np.ndarray, b: np.ndarray, names: Sequence[str], template: str,
+           extra: Sequence[str] = ("",), c: np.ndarray | None = None,
+           ) -> tuple[np.ndarray, list[str]]:
+    """Group codes of (a, b[, c]) samples and their scope labels, e.g. "A → B"."""
+    c = np.zeros(len(a), np.int64) if c is None else c
+    combos, inverse = np.unique(np.stack([a, b, c]), axis=1, return_inverse=True)
+    labels = [template.format(a=names[x], b=names[y], c=extra[z])
+              for x, y, z in combos.T.tolist()]
+    return inverse.ravel(), labels
+
+
+def _rewrites(packets: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    """Per hop row: digests of its source side (address, port or ICMP echo id of a request)
+    and destination side, and whether it carries them (not a bare non-first fragment)."""
+    src, _ = _codes(packets["src"].iloc[rows])
+    dst, _ = _codes(packets["dst"].iloc[rows])
+    sport, dport = _ints(packets, "sport")[rows], _ints(packets, "dport")[rows]
+    proto, icmp_type = _ints(packets, "proto")[rows], _ints(packets, "icmp_type")[rows]
+    ident = _ints(packets, "icmp_id")[rows]
+    request = np.zeros(len(rows), bool)
+    for p, t in _ICMP_REQUESTS:
+        request |= (proto == p) & (icmp_type == t)
+    src_side = _digest([src, sport, np.where(request, ident, NO_VALUE)])
+    dst_side = _digest([dst, dport, np.where(request, NO_VALUE, ident)])
+    whole = _ints(packets, "frag_offset")[rows] <= 0
+    return src_side, dst_side, whole
+
+
+def _points(hops: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """A code per hops row for its capture point "node/interface" (the capture file when
+    the interface is unknown)."""
+    node = hops["node"].cat.codes.to_numpy(np.int64)
+    interface = hops["interface"].cat.codes.to_numpy(np.int64)
+    capture = hops["capture"].cat.codes.to_numpy(np.int64)
+    combos, inverse = np.unique(np.stack([node, interface, capture]), axis=1,
+                                return_inverse=True)
+    nodes, interfaces = list(hops["node"].cat.categories), list(hops["interface"].cat.categories)
+    captures = list(hops["capture"].cat.categories)
+    labels = [f"{nodes[n] if n >= 0 else '?'}/{interfaces[i] if i >= 0 else captures[c]}"
+              for n, i, c in combos.T.tolist()]
+    return inverse.ravel(), labels
+
+
+def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
+            handshakes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The latency table (see the module docstring) from the hops (``hop_rows``: each hop's
+    representative packet-table row) and the handshakes."""
+    parts = []
+    if len(hops):
+        point, points = _points(hops)
+        before = np.concatenate([[0], point[:-1]])
+        delay = hops["delay_ns"].to_numpy(dtype=np.int64, na_value=0)
+        later = hops["delay_ns"].notna().to_numpy()
+        node = hops["node"].cat.codes.to_numpy(np.int64)
+        from_node = np.concatenate([[-1], node[:-1]])
+        same = later & (node == from_node)
+        group, labels = _pairs(before[same], point[same], points, "{a} → {b}")
+        parts.append(_stats("hop", group, labels, delay[same]))
+        cross = later & ~same
+        group, labels = _pairs(from_node[cross], node[cross],
+                               list(hops["node"].cat.categories), "{a} → {b}")
+        parts.append(_stats("node_pair", group, labels, delay[cross]))
+        src_side, dst_side, whole = _rewrites(packets, hop_rows)
+        src_changed = np.zeros(len(hops), bool)
+        dst_changed = np.zeros(len(hops), bool)
+        src_changed[1:] = src_side[1:] != src_side[:-1]
+        dst_changed[1:] = dst_side[1:] != dst_side[:-1]
+        nat = later & (src_changed | dst_changed)
+        nat[1:] &= whole[1:] & whole[:-1]
+        what = np.where(src_changed & dst_changed, 2, np.where(src_changed, 0, 1))
+        group, labels = _pairs(before[nat], point[nat], points, "{a} → {b} ({c} rewritten)",
+                               ("src", "dst", "src+dst"), what[nat])
+        parts.append(_stats("nat", group, labels, delay[nat]))
+    if handshakes is not None and len(handshakes):
+        scope = (handshakes["node"].astype("string") + "/"
+                 + handshakes["interface"].astype("string").fillna(
+                     handshakes["capture"].astype("string")))
+        codes, labels = pd.factorize(scope)
+        parts.append(_stats("handshake_rtt", codes, list(labels),
+                            handshakes["rtt_ns"].to_numpy(np.int64)))
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty(LATENCY_SCHEMA)
+    return typed(pd.concat(parts, ignore_index=True), LATENCY_SCHEMA)
+
+
+def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
+    """One row per TCP handshake per capture point (see the module docstring)."""
+    flags, seq, ack, ts = (_ints(packets, c) for c in ("tcp_flags", "tcp_seq", "tcp_ack",
+                                                       "ts_ns"))
+    ok = (flags >= 0) & (seq >= 0) & (ts != NO_VALUE)
+    if "error" in packets:
+        ok &= packets["error"].isna().to_numpy()
+    capture, _ = _codes(packets["capture"])
+    interface, _ = _codes(packets["interface"])
+    point = _digest([capture, interface, _ints(packets, "flow_id")])  # a flow at a point
+    wrap = 1 << 32
+    syn = np.flatnonzero(ok & ((flags & 0x16) == 0x02))
+    synack = np.flatnonzero(ok & ((flags & 0x16) == 0x12))
+    if not len(syn) or not len(synack):
+        return empty(HANDSHAKES_SCHEMA)
+    ack_rows = np.flatnonzero(ok & ((flags & 0x17) == 0x10))
+    ack_rows = ack_rows[np.isin(point[ack_rows], point[synack])]
+    syns = pd.DataFrame({"point": point[syn], "isn": seq[syn], "syn_ts_ns": ts[syn],
+                         "row": syn})
+    synacks = pd.DataFrame({"point": point[synack], "isn": (ack[synack] - 1) % wrap,
+                            "synack_seq": seq[synack], "synack_ts_ns": ts[synack]})
+    acks = pd.DataFrame({"point": point[ack_rows], "isn": (seq[ack_rows] - 1) % wrap,
+                         "synack_seq": (ack[ack_rows] - 1) % wrap, "ack_ts_ns": ts[ack_rows]})
+    key = ["point", "isn"]
+    synacks = synacks.sort_values("synack_ts_ns", kind="stable").drop_duplicates(key)
+    found = syns.merge(synacks, on=key)
+    found = found[found["syn_ts_ns"] <= found["synack_ts_ns"]]
+    found = found.sort_values("syn_ts_ns", kind="stable").drop_duplicates(key, keep="last")
+    found = found.merge(acks, on=[*key, "synack_seq"])
+    found = found[found["ack_ts_ns"] >= found["synack_ts_ns"]]
+    found = found.sort_values("ack_ts_ns", kind="stable").drop_duplicates(key)
+    found = found.sort_values(["syn_ts_ns", "row"], kind="stable").reset_index(drop=True)
+    rows = found["row"].to_numpy()
+    table = packets.iloc[rows][["capture", "node", "interface", "flow_id", "src", "sport",
+                                "dst", "dport"]].reset_index(drop=True)
+    for name in ("syn_ts_ns", "synack_ts_ns", "ack_ts_ns"):
+        table[name] = found[name].to_numpy()
+    table["rtt_ns"] = table["ack_ts_ns"] - table["syn_ts_ns"]
+    return typed(table, HANDSHAKES_SCHEMA)

@@ -1,0 +1,301 @@
+"""Sightings → packet_id, hops, clock offsets and latency (pktkit.correlate via pktkit.analyze)
+against truth.json: the same partition of every frame, the same hop numbers, hop delays equal
+to the truth, the clock offset inside its bound. Plus the cases truth does not stage:
+IPv6 repeats, look-alike packets, fragments."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pktkit
+from pktkit import correlate
+from pktkit.analysis import Analysis, analyze
+from pktkit.craft.scenarios import SCENARIOS
+from pktkit.generation import generate, make_scenario
+
+SCENARIO_NAMES = sorted(SCENARIOS)
+# (seed, linktype, format, clock offset of the second node in seconds)
+VARIANTS = [(1, "ether", "pcap", 0.0), (2, "sll2", "pcapng", 0.25), (3, "sll2", "pcap", -0.8)]
+US = 1000
+
+
+@functools.cache
+def generated(root: Path, name: str, seed: int, linktype: str, fmt: str,
+              offset: float) -> Path:
+    scenario = make_scenario(name, seed=seed, clock_offset_s=offset)
+    out = root / f"{name}-{seed}-{linktype}-{fmt}-{offset}"
+    generate(scenario, out, fmt=fmt, linktype=linktype)
+    return out
+
+
+@functools.cache
+def analysed(folder: Path) -> tuple[Analysis, dict[str, Any], pd.DataFrame]:
+    """The analysis, the truth, and the packets joined with their truth (suffix _t)."""
+    found = analyze(folder)
+    truth = pktkit.load_truth(folder)
+    labels = pd.DataFrame(truth["packets"])
+    joined = found.packets[["capture", "frame", "packet_id", "hop", "node"]].astype(
+        {"capture": object, "frame": "int64", "packet_id": "int64", "hop": "int64"}).merge(
+        labels, on=["capture", "frame"], suffixes=("", "_t"), validate="one_to_one")
+    assert len(joined) == len(found.packets) == len(labels)
+    return found, truth, joined
+
+
+def assert_same_partition(got: pd.Series, want: pd.Series) -> None:
+    pairs = pd.DataFrame({"got": got.to_numpy(), "want": want.to_numpy()}).drop_duplicates()
+    assert pairs["got"].is_unique, "two true packets merged into one packet_id"
+    assert pairs["want"].is_unique, "one true packet split into several packet_ids"
+
+
+def offsets_of(found: Analysis) -> dict[str, dict[str, Any]]:
+    return {r["node"]: r for r in found.clock_offsets.to_dict("records")}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("correlate")
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"s{v[0]}-{v[1]}-{v[2]}-{v[3]}")
+@pytest.mark.parametrize("name", SCENARIO_NAMES)
+def test_packet_ids_hops_and_delays_equal_the_truth(root: Path, name: str,
+                                                    variant: tuple) -> None:
+    seed, linktype, fmt, offset = variant
+    if offset and name.startswith("docker"):
+        offset = 0.0  # one node: no second clock to shift
+    found, truth, joined = analysed(generated(root, name, seed, linktype, fmt, offset))
+    assert_same_partition(joined["packet_id"], joined["packet_id_t"])
+    assert (joined["hop"] == joined["hop_t"]).all()
+
+    # the injected offset lies within the estimate's bound
+    injected = truth["params"]["clock_offsets_ns"]
+    clocks = offsets_of(found)
+    assert set(clocks) == set(joined["node"].unique())
+    for node, row in clocks.items():
+        if row["node"] == row["reference_node"]:
+            assert (row["offset_ns"], row["bound_ns"]) == (0, 0)
+            continue
+        assert abs(row["offset_ns"] - injected.get(node, 0)) <= row["bound_ns"]
+        assert row["applied_ns"] == (row["offset_ns"] if injected.get(node) else 0)
+
+    # hop delays: the truth's, exactly within a node (one clock); across nodes off by what
+    # the applied corrections miss of the injected offsets, which the bounds cover
+    true_ts = joined.groupby(["packet_id", "hop"])["true_ts_ns"].min()
+    hops = found.hops.set_index(["packet_id", "hop"])
+    later = hops[hops["delay_ns"].notna()]
+    previous = pd.MultiIndex.from_arrays([later.index.get_level_values(0),
+                                          later.index.get_level_values(1) - 1])
+    want = (true_ts.to_numpy()[true_ts.index.get_indexer(later.index)]
+            - true_ts.to_numpy()[true_ts.index.get_indexer(previous)])
+    error = later["delay_ns"].to_numpy(np.int64) - want
+    missed = {node: injected.get(node, 0) - row["applied_ns"] for node, row in clocks.items()}
+    bound = {node: row["bound_ns"] for node, row in clocks.items()}
+    expected = (later["node"].map(missed).astype("int64")
+                - later["from_node"].map(missed).astype("int64")).to_numpy()
+    assert len(error) and np.abs(error - expected).max() < US
+    assert (np.abs(expected) <= (later["node"].map(bound).astype("int64")
+                                 + later["from_node"].map(bound).astype("int64"))).all()
+    if not any(injected.values()):  # equal clocks: every delay is the truth's
+        assert np.abs(error).max() < US
+
+
+def test_a_retransmitted_segment_stays_two_packets(root: Path) -> None:
+    found, _, _joined = analysed(generated(root, "docker-snat", 1, "ether", "pcap", 0.0))
+    packets = found.packets
+    data = packets[(packets["capture"] == "host-veth-c1.pcap") & (packets["l4_payload_len"] > 0)
+                   & (packets["proto"] == 6)]
+    repeated = data[data.duplicated(["tcp_seq", "tcp_ack", "l4_payload_len"], keep=False)]
+    assert len(repeated) == 2  # the request lost on the WAN, and its retransmission
+    assert repeated["packet_id"].nunique() == 2
+    assert repeated["ip_id"].nunique() == 2
+    # each is one packet through veth, docker0 and eth0
+    for packet_id in repeated["packet_id"]:
+        path = found.hops[found.hops["packet_id"] == packet_id]
+        assert list(path["interface"]) == ["veth-c1", "docker0", "eth0"]
+
+
+def test_nat_before_and_after_on_one_interface(root: Path) -> None:
+    """k8s-nodeport: node-a's eth0 pcap (no direction) holds each request in, then out
+    NATed with TTL - 1: one packet, two hops, and a NAT delay."""
+    found, _, joined = analysed(generated(root, "k8s-nodeport", 1, "ether", "pcap", 0.0))
+    eth0 = joined[joined["capture"] == "node-a-eth0.pcap"]
+    twice = eth0.groupby("packet_id").size()
+    assert (twice == 2).sum() >= len(twice) // 2
+    nat = found.latency[found.latency["metric"] == "nat"]
+    assert list(nat["scope"]) == ["node-a/eth0 → node-a/eth0 (src+dst rewritten)"]
+    assert int(nat["count"].iloc[0]) == (twice == 2).sum()
+
+
+def test_latency_table(root: Path) -> None:
+    found, _, joined = analysed(generated(root, "vxlan-overlay", 2, "sll2", "pcapng", 0.25))
+    latency = found.latency
+    assert list(latency.columns) == list(correlate.LATENCY_SCHEMA)
+    assert set(latency["metric"]) == {"hop", "node_pair", "handshake_rtt"}
+    hop = latency[latency["metric"] == "hop"].set_index("scope")
+    assert "node-a/veth-pod1 → node-a/cni0" in hop.index
+    assert "node-a/flannel.1 → node-a/eth0" in hop.index
+    pairs = latency[latency["metric"] == "node_pair"]
+    assert set(pairs["scope"]) == {"node-a → node-b", "node-b → node-a"}
+    ordered = latency[["min_ns", "p50_ns", "p90_ns", "p99_ns", "max_ns"]].to_numpy(np.int64)
+    assert (np.diff(ordered, axis=1) >= 0).all()
+    assert (latency["count"] > 0).all()
+    # hop delays of one scope, against the truth
+    row = hop.loc["node-a/veth-pod1 → node-a/cni0"]
+    sightings = joined[joined["interface"].isin(["veth-pod1", "cni0"])
+                       & (joined["node"] == "node-a")]
+    at = {name: sightings[sightings["interface"] == name][["packet_id", "true_ts_ns"]]
+          for name in ("veth-pod1", "cni0")}
+    both = at["veth-pod1"].merge(at["cni0"], on="packet_id", suffixes=("_veth", "_bridge"))
+    delays = (both["true_ts_ns_bridge"] - both["true_ts_ns_veth"]).to_numpy(np.int64)
+    delays = delays[delays > 0]  # pod → bridge (the other way is the reverse hop)
+    assert int(row["count"]) == len(delays)
+    assert (int(row["min_ns"]), int(row["max_ns"])) == (delays.min(), delays.max())
+    assert int(row["p50_ns"]) == round(np.percentile(delays, 50))
+
+
+def test_handshake_rtt_per_capture_point(root: Path) -> None:
+    found, truth, _joined = analysed(generated(root, "flat-routed", 1, "ether", "pcap", 0.0))
+    shakes = found.handshakes
+    assert list(shakes.columns) == list(correlate.HANDSHAKES_SCHEMA)
+    tcp_flows = {p["flow_id"] for p in truth["packets"] if p["proto"] == 6}
+    points = {(p["capture"], p["flow_id"]) for p in truth["packets"] if p["proto"] == 6}
+    assert len(shakes) == len(points)
+    labels = pd.DataFrame(truth["packets"]).set_index(["capture", "frame"])
+    packets = found.packets.set_index(["capture", "frame"])
+    for row in shakes.itertuples():
+        at = packets[(packets.index.get_level_values(0) == row.capture)
+                     & (packets["flow_id"] == row.flow_id)]
+        flags = at["tcp_flags"]
+        syn = at[(flags & 0x12) == 0x02].index[0]
+        synack = at[(flags & 0x12) == 0x12].index[0]
+        ack = at[(flags & 0x17) == 0x10].index[0]  # the first pure ACK: the handshake's
+        true = labels.loc[[syn, synack, ack], "true_ts_ns"].to_numpy()
+        assert row.rtt_ns == true[2] - true[0] and row.syn_ts_ns < row.synack_ts_ns
+    rtt = found.latency[found.latency["metric"] == "handshake_rtt"]
+    assert int(rtt["count"].sum()) == len(shakes) and len(tcp_flows) > 0
+
+
+def test_a_single_node_needs_no_correction(root: Path) -> None:
+    found, _, _ = analysed(generated(root, "docker-portmap", 1, "sll2", "pcapng", 0.0))
+    assert found.clock_offsets.to_dict("records") == [
+        {"node": "host", "reference_node": "host", "offset_ns": 0, "bound_ns": 0,
+         "samples": 0, "applied_ns": 0}]
+    assert (found.packets["ts_ref_ns"] == found.packets["ts_ns"]).all()
+    assert found.latency[found.latency["metric"] == "node_pair"].empty
+
+
+@pytest.mark.parametrize("policy", ["always", "never"])
+def test_clock_correction_policies(root: Path, policy: str) -> None:
+    folder = generated(root, "flat-routed", 2, "sll2", "pcapng", 0.25)
+    found = analyze(folder, clock_correction=policy)
+    row = offsets_of(found)["node-b"]
+    assert row["applied_ns"] == (row["offset_ns"] if policy == "always" else 0)
+    node_b = found.packets["node"] == "node-b"
+    shift = found.packets["ts_ns"][node_b] - found.packets["ts_ref_ns"][node_b]
+    assert (shift == row["applied_ns"]).all()
+    with pytest.raises(pktkit.UsageError, match="clock correction"):
+        analyze(folder, clock_correction="sometimes")
+
+
+# -- synthetic tables: what the generated scenarios do not stage --------------------------------
+
+
+def table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A minimal packet table for correlate(): defaults for every column it reads."""
+    defaults = {"capture": "c.pcap", "node": "n", "interface": "eth0", "direction": None,
+                "ip_version": 6, "proto": 17, "ip_id": None, "ttl": 64, "tcp_flags": None,
+                "tcp_seq": None, "tcp_ack": None, "icmp_type": None, "icmp_code": None,
+                "icmp_id": None, "icmp_seq": None, "l4_payload_len": 40, "payload_hash": 7,
+                "frag_offset": 0, "more_fragments": False, "src": "fd00::1", "dst": "fd00::2",
+                "sport": 1000, "dport": 53, "error": None}
+    frame = pd.DataFrame([{**defaults, **r} for r in rows])
+    frame["frame"] = frame.groupby("capture").cumcount() + 1
+    for name in ("ip_version", "proto", "ip_id", "ttl", "tcp_flags", "tcp_seq", "tcp_ack",
+                 "icmp_type", "icmp_code", "icmp_id", "icmp_seq", "l4_payload_len",
+                 "payload_hash", "frag_offset", "sport", "dport", "ts_ns", "frame"):
+        frame[name] = frame[name].astype("Int64")
+    frame["more_fragments"] = frame["more_fragments"].astype("boolean")
+    frame["direction"] = pd.Categorical(frame["direction"], categories=["in", "out", "other"])
+    for name in ("capture", "node", "interface", "src", "dst", "error"):
+        frame[name] = frame[name].astype("string")
+    return frame
+
+
+def test_identical_ipv6_datagrams_are_split_by_the_points_they_repeat() -> None:
+    """No IP id in IPv6: a repeat (DNS retry) has the same signature; it is another packet
+    because it is seen again where the first one was, in order (first in, first out)."""
+    t0 = 10**18
+    rows = []
+    for start in (0, 5_000_000_000, 5_000_002_000):  # the second and third interleave
+        rows += [{"ts_ns": t0 + start, "interface": "veth"},
+                 {"ts_ns": t0 + start + 3_000, "interface": "cni0"},
+                 {"ts_ns": t0 + start + 12_000, "interface": "eth0"}]
+    rows.sort(key=lambda r: r["ts_ns"])
+    found = correlate.correlate(table(rows))
+    ids = pd.Series(found.packet_id)
+    assert list(ids) == [0, 0, 0, 1, 2, 1, 2, 1, 2]
+    assert list(found.hop) == [0, 1, 2, 0, 0, 1, 1, 2, 2]
+
+
+def test_look_alike_packets_far_apart_on_other_paths_stay_apart() -> None:
+    """Same content, same addresses, distinct capture points (two tenants of one overlay),
+    0.4 s apart: not one packet that took 0.4 s for a hop."""
+    t0 = 10**18
+    rows = []
+    for packet in range(50):  # ordinary traffic teaches the typical hop delays
+        base = t0 + packet * 1_000_000
+        rows += [{"ts_ns": base, "interface": "veth-a", "payload_hash": packet},
+                 {"ts_ns": base + 3_000, "interface": "cni-a", "payload_hash": packet}]
+    rows += [{"ts_ns": t0 + 10**8, "interface": "veth-a", "payload_hash": 999},
+             {"ts_ns": t0 + 10**8 + 3_000, "interface": "cni-a", "payload_hash": 999},
+             {"ts_ns": t0 + 5 * 10**8, "interface": "veth-b", "payload_hash": 999},
+             {"ts_ns": t0 + 5 * 10**8 + 3_000, "interface": "cni-b", "payload_hash": 999}]
+    found = correlate.correlate(table(rows))
+    last = pd.Series(found.packet_id[-4:])
+    assert last.iloc[0] == last.iloc[1] != last.iloc[2] == last.iloc[3]
+
+
+def test_fragments_join_the_packet_they_were_cut_from() -> None:
+    t0 = 10**18
+    whole = {"ip_version": 4, "ip_id": 77, "src": "10.0.0.1", "dst": "10.0.0.2",
+             "l4_payload_len": 1800, "payload_hash": 5}
+    first = {**whole, "more_fragments": True, "l4_payload_len": 1400, "payload_hash": 6}
+    rest = {**whole, "frag_offset": 1408, "l4_payload_len": 400, "payload_hash": 8,
+            "sport": None, "dport": None}
+    rows = [{**whole, "ts_ns": t0, "interface": "veth"},
+            {**first, "ts_ns": t0 + 9_000, "interface": "flannel.1", "ttl": 63},
+            {**rest, "ts_ns": t0 + 9_000, "interface": "flannel.1", "ttl": 63},
+            {**first, "ts_ns": t0 + 15_000, "interface": "eth0", "ttl": 63},
+            {**rest, "ts_ns": t0 + 15_000, "interface": "eth0", "ttl": 63}]
+    found = correlate.correlate(table(rows))
+    assert set(found.packet_id) == {0}
+    assert list(found.hop) == [0, 1, 1, 2, 2]
+    assert list(found.hops["interface"]) == ["veth", "flannel.1", "eth0"]
+
+
+def test_frames_that_match_nothing_are_packets_of_their_own() -> None:
+    rows = [{"ts_ns": 10**18, "src": None, "dst": None, "ip_version": None},
+            {"ts_ns": 10**18 + 1, "src": None, "dst": None, "ip_version": None},
+            {"ts_ns": 10**18 + 2, "error": "truncated"}]
+    found = correlate.correlate(table(rows))
+    assert sorted(found.packet_id) == [0, 1, 2] and set(found.hop) == {0}
+
+
+def test_empty_table_gives_empty_typed_tables() -> None:
+    found = correlate.correlate(table([{"ts_ns": 1}]).iloc[:0])
+    assert len(found.packet_id) == 0
+    assert list(found.hops.columns) == list(correlate.HOPS_SCHEMA) and found.hops.empty
+    assert found.clock_offsets.empty
+    latency = correlate.latency(table([{"ts_ns": 1}]).iloc[:0], found.hops, found.hop_rows)
+    assert list(latency.columns) == list(correlate.LATENCY_SCHEMA) and latency.empty
+
+
+def test_missing_columns_are_a_usage_error() -> None:
+    with pytest.raises(pktkit.UsageError, match="tcp_seq"):
+        correlate.correlate(table([{"ts_ns": 1}]).drop(columns=["tcp_seq"]))
