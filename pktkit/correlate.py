@@ -135,6 +135,7 @@ import numpy as np
 import pandas as pd
 
 from pktkit.errors import UsageError
+from pktkit.table import empty_frame
 
 DEFAULT_WINDOW_NS = 1_000_000_000  # longest gap between two sightings of one packet
 # A gap after a slot longer than GAP_FACTOR × that slot's median gap to the next sighting (and
@@ -182,8 +183,7 @@ def typed(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
                          .astype(dtype) for name, dtype in schema.items()})
 
 
-def empty(schema: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
+empty = empty_frame  # the analysis stage's name for it
 
 
 # -- column helpers ------------------------------------------------------------------------

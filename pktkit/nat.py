@@ -92,6 +92,7 @@ import numpy as np
 import pandas as pd
 
 from pktkit.errors import UsageError
+from pktkit.table import empty_frame
 
 Tuple5 = tuple[int, str, int, str, int]  # proto, src, sport, dst, dport
 Pair = tuple[Tuple5, Tuple5]  # (pre-NAT, post-NAT) tuple of one packet
@@ -442,8 +443,7 @@ def _frame(data: Mapping[str, Iterable], schema: Mapping[str, str | pd.Categoric
     return pd.DataFrame(out)
 
 
-def _empty(schema: Mapping[str, str | pd.CategoricalDtype]) -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
+_empty = empty_frame
 
 
 # --- conntrack dumps ----------------------------------------------------------------------------

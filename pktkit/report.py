@@ -139,6 +139,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pktkit.table import empty_frame
+
 DEFAULT_UNDERLAY_MTU = 1500
 
 # Bytes of the capture's own link header, by LINKTYPE_*. Ethernet without 802.1Q tags.
@@ -199,7 +201,7 @@ SIZES_SCHEMA: dict[str, str] = {
 def _typed(df: pd.DataFrame, schema: Mapping[str, str]) -> pd.DataFrame:
     """``df`` with exactly the schema's columns, in order and with its dtypes."""
     if df.empty:
-        return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
+        return empty_frame(schema)
     return df.reset_index(drop=True)[list(schema)].astype(dict(schema))
 
 

@@ -209,6 +209,12 @@ def _path_list(paths: PathArg) -> list[str | os.PathLike[str]]:
     return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
 
+def empty_frame(schema: Mapping[str, object]) -> pd.DataFrame:
+    """A table with no rows but every column of ``schema`` with its dtype (so that concat,
+    merge and CSV/Parquet output of an empty result keep the documented schema)."""
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
+
+
 def read_packets(
     paths: PathArg,
     *,
