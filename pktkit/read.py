@@ -227,6 +227,16 @@ class CaptureReader:
             raise _Cut(record_offset, f"file ends inside {what}")
         return data
 
+    def _read_header(self, size: int, offset: int, what: str) -> bytes:
+        """The next ``size``-byte record or block header; empty at a clean end of file."""
+        try:
+            head = self._file.read(size)
+        except (OSError, EOFError, zlib.error):
+            raise _Cut(offset, "compressed data ends or is damaged") from None
+        if head and len(head) < size:
+            raise _Cut(offset, f"file ends inside {what}")
+        return head
+
     def _pcap_frames(self) -> Iterator[RawFrame]:
         order, ticks_per_second = _PCAP_MAGICS[self._magic]
         ns_per_tick = 1_000_000_000 // ticks_per_second
@@ -239,14 +249,9 @@ class CaptureReader:
         stats.bytes_read = offset
         number = 0
         while True:
-            try:
-                head = self._file.read(16)
-            except (OSError, EOFError, zlib.error):
-                raise _Cut(offset, "compressed data ends or is damaged") from None
+            head = self._read_header(16, offset, "a record header")
             if not head:
                 return
-            if len(head) < 16:
-                raise _Cut(offset, "file ends inside a record header")
             seconds, fraction, cap_len, wire_len = record.unpack(head)
             if cap_len > MAX_RECORD_BYTES:
                 raise _Cut(offset, f"corrupt record header (captured length {cap_len})")
@@ -273,14 +278,9 @@ class CaptureReader:
                 head = self._magic + self._read(4, 0, "a block header")
                 first = False
             else:
-                try:
-                    head = self._file.read(8)
-                except (OSError, EOFError, zlib.error):
-                    raise _Cut(offset, "compressed data ends or is damaged") from None
+                head = self._read_header(8, offset, "a block header")
                 if not head:
                     return
-                if len(head) < 8:
-                    raise _Cut(offset, "file ends inside a block header")
             if head[:4] == _PCAPNG_SHB:
                 bom = self._read(4, offset, "a section header block")
                 if bom == b"\x4d\x3c\x2b\x1a":

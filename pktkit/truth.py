@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -119,9 +118,3 @@ def load_truth(path: str | Path) -> dict[str, Any]:
         path = path / TRUTH_FILE
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
-
-
-def iter_packets(truth: dict[str, Any], capture: str | None = None) -> Iterator[dict[str, Any]]:
-    """The truth entries of one capture file (all when ``capture`` is None), in frame order."""
-    entries = [p for p in truth["packets"] if capture is None or p["capture"] == capture]
-    return iter(sorted(entries, key=lambda p: (p["capture"], p["frame"])))

@@ -161,9 +161,8 @@ class Engine:
         self.timing = Timing(random.Random(f"{scenario.name}:{scenario.seed}:timing"))
         self._next_packet_id = 1
 
-    def _walk(self, emission: Emission, path: Path, send_ns: int, flow: FlowSpec,
-              state: FlowState, fifo: dict[tuple[str, int], int] | None = None,
-              ) -> tuple[list[tuple[int, InFlight, Hop, int]], int]:
+    def _walk(self, emission: Emission, path: Path, send_ns: int, state: FlowState,
+              fifo: dict[tuple[str, int], int]) -> tuple[list[tuple[int, InFlight, Hop, int]], int]:
         """Follow one packet; return its sightings (time, frame, hop, hop index) and arrival.
 
         ``fifo`` holds, per (direction, hop), when the flow's previous packet passed there: a
@@ -185,10 +184,9 @@ class Engine:
             if emission.lost_after is not None and number >= emission.lost_after:
                 return seen, -1
             now += self.timing.delay_ns(hop.latency_us)
-            if fifo is not None:
-                key = (emission.direction, number)
-                now = max(now, fifo.get(key, now - 1000) + 1000)
-                fifo[key] = now
+            key = (emission.direction, number)
+            now = max(now, fifo.get(key, now - 1000) + 1000)
+            fifo[key] = now
             for transform in hop.transforms:
                 flights = [out for flight in flights for out in transform(flight, state)]
             if not flights:
@@ -210,7 +208,7 @@ class Engine:
             path = flow.forward if emission.direction == "fwd" else flow.reverse
             packet_id = self._next_packet_id
             self._next_packet_id += 1
-            seen, arrival = self._walk(emission, path, send, flow, state, fifo)
+            seen, arrival = self._walk(emission, path, send, state, fifo)
             raw.extend((ts, flight, hop, index, packet_id) for ts, flight, hop, index in seen)
             previous_send = send
             previous_arrival = arrival if arrival >= 0 else send
