@@ -28,6 +28,7 @@ demo: captures
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/analyze.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -33,11 +33,14 @@ several analyses, one subfolder each, plus an index page.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import html
 import json
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +56,19 @@ from pktkit.errors import CaptureError, OutputError, UsageError
 CAPTURE_SET = "capture-set.json"
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
 STAGES = ("read", "correlate", "nat", "latency")
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (malloc_trim), else None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc() if sys.platform.startswith("linux") else None
+_M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 
 
 class Progress(Protocol):
@@ -206,23 +222,52 @@ def analyze(
     report = progress or (lambda stage, done, total: None)
 
     packets = read_table(inputs, vxlan_ports)
+    _release_freed_memory()
     report("read", 1, len(STAGES))
     found = _correlate.correlate(packets, node_order=list(dict.fromkeys(i.node for i in inputs)),
                                  window_ns=window_ns, clock_correction=clock_correction)
     packets["packet_id"] = pd.array(found.packet_id, dtype="Int64")
     packets["hop"] = pd.array(found.hop, dtype="Int64")
     packets["ts_ref_ns"] = pd.arrays.IntegerArray(found.ts_ref_ns, found.ts_ref_ns < 0)
+    _release_freed_memory()
     report("correlate", 2, len(STAGES))
     nat = nat_flows(packets, conntrack=dumps)
     packets["nat_flow_id"] = nat.packet_nat_flow_id
+    _release_freed_memory()
     report("nat", 3, len(STAGES))
     handshakes = _correlate.handshakes(packets)
     latency = _correlate.latency(packets, found.hops, found.hop_rows, handshakes)
+    _release_freed_memory()
     report("latency", 4, len(STAGES))
     return Analysis(packets=packets, nat_flows=nat.flows, hops=found.hops, latency=latency,
                     clock_offsets=found.clock_offsets, handshakes=handshakes,
                     nat_disagreements=nat.disagreements, inputs=inputs,
                     underlay_mtu=underlay_mtu, conntrack_given=dumps is not None)
+
+
+def _release_freed_memory() -> None:
+    """Give the memory freed by a stage's temporaries back to the system before the next.
+
+    glibc's malloc and Arrow's pool keep freed blocks for reuse; fragmented among the tables,
+    much of it cannot be reused by the next stage's larger arrays, and the process would hold
+    the sum of every stage's peak."""
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def return_memory_eagerly() -> None:
+    """Process-wide allocator settings for a process that only analyzes (``pktkit analyze``):
+    Arrow allocates with malloc rather than its own pool (mimalloc, which keeps freed memory),
+    and glibc serves blocks of 1 MB and more (every per-packet array of a large capture) with
+    mmap, returned to the system when freed instead of fragmenting the heap.
+
+    On a 1,033,636-frame analysis this lowers the peak from ~700 to ~600 MB (the tables are
+    ~325 MB) for ~1.5 s more page faults. Not done by :func:`analyze` itself: these settings
+    belong to the program, not to a library call in someone's notebook."""
+    pa.set_memory_pool(pa.system_memory_pool())
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 
 def read_table(inputs: Sequence[CaptureInput], vxlan_ports: Iterable[int] = ()) -> pd.DataFrame:
@@ -260,18 +305,34 @@ def _name_interfaces(packets: pd.DataFrame, inputs: Sequence[CaptureInput],
         return
     codes, names = pd.factorize(packets["interface"], use_na_sentinel=True)
     ifindex = packets["ifindex"].to_numpy(dtype=np.int64, na_value=-1)
-    combos, inverse = np.unique(np.stack([file_of, ifindex, codes]), axis=1, return_inverse=True)
+    # one int64 per row for the (file, ifindex, interface) triple: hashing it costs a few
+    # arrays of n, where np.unique(axis=1) over the stacked triple costs many
+    key = (file_of.astype(np.int64) * (int(ifindex.max(initial=0)) + 2) + ifindex + 1) \
+        * (len(names) + 1) + codes + 1
+    del ifindex
+    combo, distinct = pd.factorize(key, size_hint=256)
+    del key
+    rows = _first_rows(combo)
     labels = [str(x) for x in names]
-    renamed = np.empty(combos.shape[1], np.int32)
-    for j, (number, index, code) in enumerate(combos.T.tolist()):
-        item, name = inputs[number], labels[code] if code >= 0 else None
-        better = item.interfaces.get(index) if index >= 0 else item.interface
+    renamed = np.empty(len(distinct), np.int32)
+    for j, row in enumerate(rows.tolist()):
+        item, code = inputs[int(file_of[row])], int(codes[row])
+        index = packets["ifindex"].iat[row]
+        name = labels[code] if code >= 0 else None
+        better = item.interfaces.get(int(index)) if pd.notna(index) else item.interface
         if better is not None and (name is None or name == str(index)):
             name = better
         if name is not None and name not in labels:
             labels.append(name)
         renamed[j] = -1 if name is None else labels.index(name)
-    packets["interface"] = _strings(renamed[inverse.ravel()], labels)
+    packets["interface"] = _strings(renamed[combo], labels)
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """The first row of each code of ``pd.factorize`` (codes numbered in order of first
+    appearance: a row that raises the running maximum is a code's first)."""
+    running = np.maximum.accumulate(codes)
+    return np.flatnonzero(np.diff(running, prepend=-1) > 0)
 
 
 # -- output ----------------------------------------------------------------------------------

@@ -158,6 +158,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         analyze,
         check_output,
         resolve_inputs,
+        return_memory_eagerly,
         write_analysis,
         write_collection,
     )
@@ -181,6 +182,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise UsageError(f"--conntrack {path}: no such file")
     check_output(args.out)
+    return_memory_eagerly()  # this process does nothing else
     bar = _ProgressBar(not args.quiet)
     options = {"conntrack": conntrack, "vxlan_ports": args.vxlan_port,
                "underlay_mtu": args.underlay_mtu, "clock_correction": args.clock_correction}

@@ -143,6 +143,9 @@ DEFAULT_WINDOW_NS = 1_000_000_000  # longest gap between two sightings of one pa
 GAP_FACTOR = 100
 MIN_GAP_LIMIT_NS = 1_000_000
 NO_VALUE = np.int64(-1)  # integer columns: NA
+# Initial hash-table size when factorizing values known to be few (slots, categories): by
+# default pandas sizes the table for every row being distinct.
+_FEW_VALUES = 1024
 
 # Columns the correlation reads, beyond capture/frame/ts_ns/node/interface/direction.
 MATCH_COLUMNS = ("ip_version", "proto", "ip_id", "ttl", "tcp_flags", "tcp_seq", "tcp_ack",
@@ -189,35 +192,52 @@ empty = empty_frame  # the analysis stage's name for it
 # -- column helpers ------------------------------------------------------------------------
 
 
-def _ints(packets: pd.DataFrame, name: str) -> np.ndarray:
-    """A nullable integer/boolean column as int64 with -1 for NA (absent column: all NA)."""
+def _ints(packets: pd.DataFrame, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """A nullable integer/boolean column (at ``rows``; default: all) as int64 with -1 for NA
+    (absent column: all NA). May share memory with the table: not to be modified."""
+    size = len(packets) if rows is None else len(rows)
     if name not in packets:
-        return np.full(len(packets), NO_VALUE)
-    column = packets[name]
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy(np.int64)
+        return np.full(size, NO_VALUE)
+    column = packets[name].array
+    if isinstance(column, pd.Categorical):
+        codes = column.codes if rows is None else column.codes[rows]
+        return codes.astype(np.int64)
+    if rows is not None:
+        column = column.take(rows)  # the rows before widening: no int64 copy of the column
     return column.to_numpy(dtype=np.int64, na_value=-1)
 
 
 def _codes(values: pd.Series, order: Sequence[str] = ()) -> tuple[np.ndarray, list[str]]:
-    """Factorize strings: (int64 codes with -1 for NA, the labels); ``order`` labels first."""
-    codes, labels = pd.factorize(values.astype("string"), use_na_sentinel=True)
-    labels = [str(x) for x in labels]
+    """Factorize strings: (int32 codes with -1 for NA, the labels in order of first
+    appearance); ``order`` labels first. A categorical column is factorized by its codes
+    (its labels as strings), without building a string per row."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # the category codes in order of first appearance; NA (code -1) stays -1
+        seen, present = pd.factorize(values.array.codes, size_hint=_FEW_VALUES)
+        valid = present >= 0
+        rank = np.where(valid, np.cumsum(valid) - 1, -1)
+        codes = rank[seen]
+        labels = [str(x) for x in values.array.categories[present[valid]]]
+    else:
+        codes, labels = pd.factorize(values.astype("string"), use_na_sentinel=True)
+        labels = [str(x) for x in labels]
     if order:
         ranked = [x for x in order if x in labels] + [x for x in labels if x not in order]
-        remap = np.array([ranked.index(x) for x in labels] + [-1], np.int64)
+        remap = np.array([ranked.index(x) for x in labels] + [-1], np.int32)
         return remap[codes], ranked
-    return codes.astype(np.int64), labels
+    return codes.astype(np.int32), labels
 
 
 def _digest(words: Iterable[np.ndarray], n: int | None = None) -> np.ndarray:
-    """A 64-bit digest per row of int64 columns (splitmix64 finalizer, chained). ``words``
-    may be a generator (then ``n`` rows): only one column is alive at a time."""
+    """A 64-bit digest per row of integer columns (splitmix64 finalizer, chained; narrower
+    integers count as their int64 value). ``words`` may be a generator (then ``n`` rows):
+    only one column is alive at a time."""
     words = iter(words)
     first = next(words)
     h = np.full(len(first) if n is None else n, 0x9E3779B97F4A7C15, np.uint64)
     for word in itertools.chain([first], words):
-        h ^= word.astype(np.uint64)
+        # an int64 column's bits as they are (no copy); a narrower one sign-extended
+        h ^= word.view(np.uint64) if word.dtype == np.int64 else word.astype(np.uint64)
         h ^= h >> np.uint64(30)
         h *= _M1
         h ^= h >> np.uint64(27)
@@ -238,7 +258,9 @@ def _starts(*keys: np.ndarray) -> np.ndarray:
 
 
 def _run_ids(start: np.ndarray) -> np.ndarray:
-    return np.cumsum(start) - 1
+    ids = np.cumsum(start)
+    ids -= 1
+    return ids
 
 
 # -- units -----------------------------------------------------------------------------------
@@ -248,12 +270,13 @@ def _run_ids(start: np.ndarray) -> np.ndarray:
 class _Units:
     """One row per sighting unit (a frame, or the fragments of a datagram at one point)."""
 
-    of_row: np.ndarray  # unit index of every packet-table row
-    row: np.ndarray  # the unit's representative row (first fragment when present)
-    first_row: np.ndarray  # its earliest row
-    ts: np.ndarray  # capture time of its earliest frame (node clock)
-    node: np.ndarray
-    slot: np.ndarray  # dense code of (capture, interface, direction, TTL)
+    of_row: np.ndarray  # unit index of every packet-table row (int64)
+    row: np.ndarray  # the unit's representative row (first fragment when present; int64)
+    first_row: np.ndarray  # its earliest row (int64)
+    ts: np.ndarray  # capture time of its earliest frame (node clock; then, in correlate(),
+    # moved to the reference clock in place)
+    node: np.ndarray  # node code (int32)
+    slot: np.ndarray  # dense code of (capture, interface, direction, TTL) (int32)
     slots: int  # how many codes
     sig: np.ndarray  # signature digest; -1 for units that match nothing (singletons)
     datagram: np.ndarray  # (version, proto, ip id, addresses) digest of IPv4/fragments, else -1
@@ -261,21 +284,21 @@ class _Units:
 
 
 def _units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> _Units:
+    # Columns of the whole table are read one or a few at a time and dropped once folded
+    # into the digests: this is the widest part of the correlation.
     n = len(packets)
     ts = _ints(packets, "ts_ns")
-    capture, _ = _codes(packets["capture"])
-    interface, _ = _codes(packets["interface"])
-    direction = _ints(packets, "direction")
-    ttl = _ints(packets, "ttl")
     version, proto, ip_id = (_ints(packets, c) for c in ("ip_version", "proto", "ip_id"))
     src, _ = _codes(packets["src"])
     dst, _ = _codes(packets["dst"])
+    matchable = (src >= 0) & (ts != NO_VALUE) & (version > 0)
+    if "error" in packets:
+        matchable &= packets["error"].isna().to_numpy()
+    has_datagram = matchable & (ip_id != NO_VALUE)
     frag_offset = _ints(packets, "frag_offset")
-    more = _ints(packets, "more_fragments")
-    error = packets["error"].notna().to_numpy() if "error" in packets else np.zeros(n, bool)
-    matchable = (src >= 0) & (ts != NO_VALUE) & (version > 0) & ~error
-    fragment = matchable & ((frag_offset > 0) | (more == 1))
-    slot = _digest([capture, interface, direction, ttl])
+    fragment = matchable & ((frag_offset > 0) | (_ints(packets, "more_fragments") == 1))
+    datagram = _digest([np.full(n, _KIND_DATAGRAM), version, proto, ip_id, src, dst])
+    del src, dst
 
     # TCP leaves the payload hash out: sequence numbers say which bytes it carries
     sig = _digest(itertools.chain(
@@ -283,17 +306,21 @@ def _units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> _Units:
         (_ints(packets, c) for c in ("tcp_seq", "tcp_ack", "tcp_flags", "icmp_type",
                                      "icmp_code", "icmp_seq", "l4_payload_len")),
         (np.where(proto == _TCP, 0, _ints(packets, "payload_hash")) for _ in (0,))))
-    datagram = _digest([np.full(n, _KIND_DATAGRAM), version, proto, ip_id, src, dst])
-    has_datagram = matchable & (ip_id != NO_VALUE)
-    sig = np.where(fragment, datagram, np.where(matchable, sig, NO_VALUE))
-    datagram = np.where(has_datagram, datagram, NO_VALUE)
+    del version, proto, ip_id
+    # a fragment's signature is its datagram; rows that match nothing: NO_VALUE
+    np.copyto(sig, NO_VALUE, where=~matchable)
+    np.copyto(sig, datagram, where=fragment)
+    np.copyto(datagram, NO_VALUE, where=~has_datagram)
+    del matchable, has_datagram
+    slot = _digest(_slot_words(packets), n)
 
     # Fragments: one unit per datagram per slot; a repeated offset or a gap starts the next.
     unit_of = np.arange(n, dtype=np.int64)
-    rows = np.flatnonzero(fragment)
-    if len(rows):
-        order = rows[np.lexsort((packets["frame"].to_numpy()[rows], ts[rows], sig[rows],
-                                 slot[rows]))]
+    fragment_rows = np.flatnonzero(fragment)
+    if len(fragment_rows):
+        frame = packets["frame"].array.take(fragment_rows).to_numpy()
+        order = fragment_rows[np.lexsort((frame, ts[fragment_rows], sig[fragment_rows],
+                                          slot[fragment_rows]))]
         keys = (slot[order], sig[order])
         new = _starts(*keys)
         head, offsets, last_ts = -1, set(), 0
@@ -304,18 +331,50 @@ def _units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> _Units:
             offsets.add(offset)
             last_ts = t
             unit_of[row] = head
-    # Units numbered in row order; the representative row is the first fragment when present.
-    heads, of_row = np.unique(unit_of, return_inverse=True)
-    first_row = heads  # a unit's head is its earliest row (sorted by time above)
-    rank = np.where(fragment & (frag_offset > 0), 1, 0)
-    best = np.lexsort((np.arange(n), rank, of_row))
-    rep = best[_starts(of_row[best])]
-    slots, slot_code = np.unique(slot[first_row], return_inverse=True)
+        del frame, order, keys, new
+    # Units numbered in row order: a unit's head (its earliest row, sorted by time above)
+    # is the one row that is its own unit.
+    is_head = unit_of == np.arange(n)
+    first_row = np.flatnonzero(is_head)
+    of_row = (np.cumsum(is_head) - 1)[unit_of]
+    del is_head, unit_of
+    # The representative row: the unit's lowest row with fragment offset 0 (the first
+    # fragment), else its lowest row. A unit of several rows is all fragments; any other is
+    # one row, its own representative.
+    rep = first_row.copy()
+    if len(fragment_rows):
+        unit = of_row[fragment_rows]
+        best = fragment_rows[np.lexsort((frag_offset[fragment_rows] > 0, unit))]
+        lowest = _starts(of_row[best])
+        rep[of_row[best[lowest]]] = best[lowest]
+        del unit, best, lowest
+    del frag_offset, fragment_rows
+    # per unit from here on; each per-row array is dropped once taken
+    ts, sig, fragment = ts[first_row], sig[first_row], fragment[first_row]
+    datagram = datagram[rep]
+    # dense slot codes (any numbering will do: slots are only told apart)
+    slot_code, slot_digests = pd.factorize(slot[first_row], size_hint=_FEW_VALUES)
     return _Units(
-        of_row=of_row, row=rep, first_row=first_row, ts=ts[first_row], node=node[first_row],
-        slot=slot_code.astype(np.int64), slots=len(slots), sig=sig[first_row],
-        datagram=datagram[rep], fragmented=fragment[first_row],
+        of_row=of_row, row=rep, first_row=first_row, ts=ts, node=node[first_row],
+        slot=slot_code.astype(np.int32), slots=len(slot_digests), sig=sig,
+        datagram=datagram, fragmented=fragment,
     )
+
+
+def _slot_words(packets: pd.DataFrame) -> Iterable[np.ndarray]:
+    """The columns of a unit's slot: capture, interface, direction, TTL (one at a time)."""
+    yield _codes(packets["capture"])[0]
+    yield _codes(packets["interface"])[0]
+    yield _ints(packets, "direction")
+    yield _ints(packets, "ttl")
+
+
+def _flow_point_words(packets: pd.DataFrame) -> Iterable[np.ndarray]:
+    """The columns of a flow at a capture point: capture, interface, flow_id (one at a
+    time)."""
+    yield _codes(packets["capture"])[0]
+    yield _codes(packets["interface"])[0]
+    yield _ints(packets, "flow_id")
 
 
 # -- clocks ----------------------------------------------------------------------------------
@@ -327,19 +386,36 @@ def _gap_limits(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.nda
     sightings of equal ``key`` in ``order`` (sorted by key, then time); capped by the window.
     A slot that is mostly the last of its packets (a pod's veth on delivery) has only
     look-alikes after it: it uses the median over all slots."""
-    k, s, t = key[order], slot[order], ts[order]
+    k = key[order]
     same = k[1:] == k[:-1]
+    del k
     limits = np.full(slots, window_ns, np.int64)
     if not same.any():
         return limits
-    gaps = pd.Series(t[1:][same] - t[:-1][same])
-    medians = gaps.groupby(s[:-1][same]).median()
-    followed = np.bincount(s[:-1][same], minlength=slots) * 2 >= np.bincount(s, minlength=slots)
-    typical = np.full(slots, float(gaps.median()))
-    index = medians.index.to_numpy()
+    s, t = slot[order], ts[order]
+    gaps = (t[1:] - t[:-1])[same]
+    del t
+    gap_slot = s[:-1][same]
+    followed = np.bincount(gap_slot, minlength=slots) * 2 >= np.bincount(s, minlength=slots)
+    del s
+    index, medians = _medians(gaps, gap_slot, slots)
+    typical = np.full(slots, float(np.median(gaps)))
     keep = followed[index]
-    typical[index[keep]] = medians.to_numpy()[keep]
+    typical[index[keep]] = medians[keep]
     return np.clip(GAP_FACTOR * typical, MIN_GAP_LIMIT_NS, window_ns).astype(np.int64)
+
+
+def _medians(values: np.ndarray, code: np.ndarray, codes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The codes present (ascending) and the median of ``values`` per code, computed as
+    pandas does (in float64, the mean of the two middle values) without its hash tables."""
+    ordered = values[np.lexsort((values, code))]
+    counts = np.bincount(code, minlength=codes)
+    present = np.flatnonzero(counts)
+    counts = counts[present]
+    starts = np.cumsum(counts) - counts
+    lower = ordered[starts + (counts - 1) // 2].astype(np.float64)
+    upper = ordered[starts + counts // 2].astype(np.float64)
+    return present, (lower + upper) / 2
 
 
 def _clean_groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
@@ -347,63 +423,76 @@ def _clean_groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.n
     """Units in ``order`` (sorted by key, then time) → (group id per position, group start
     positions, clean flag per group). A group is a run of equal key with no gap beyond the
     previous slot's limit; clean when its units occupy distinct slots."""
-    k, s, t = key[order], slot[order], ts[order]
-    start = _starts(k)
-    start[1:] |= t[1:] - t[:-1] > limits[s[:-1]]
+    s = slot[order]
+    start = _starts(key[order])
+    gaps = np.diff(ts[order])
+    start[1:] |= gaps > limits[s[:-1]]
+    del gaps
     group = _run_ids(start)
     starts = np.flatnonzero(start)
-    by_slot = np.lexsort((s, group))
-    distinct = _starts(group[by_slot], s[by_slot])
-    slots = np.bincount(group[by_slot], weights=distinct, minlength=len(starts))
+    del start
+    # group is sorted already: ordering by (group, slot) only reorders the slots
+    distinct = _starts(group, s[np.lexsort((s, group))])
+    slots = np.bincount(group, weights=distinct, minlength=len(starts))
     sizes = np.diff(np.append(starts, len(order)))
     return group, starts, slots == sizes
 
 
-def _node_groups(units: _Units, ttl: np.ndarray, direction: np.ndarray,
-                 window_ns: int) -> pd.DataFrame:
+def _node_groups(units: _Units, packets: pd.DataFrame, window_ns: int) -> pd.DataFrame:
     """One row per clean node-local sighting group: node, sig, first/last ts, TTL range,
     directions of the first and last sighting."""
-    idx = np.flatnonzero(units.sig != NO_VALUE)
-    if not len(idx):
+    if (units.sig == NO_VALUE).all():
         return pd.DataFrame(columns=["node", "sig", "first", "last", "ttl_min", "ttl_max",
                                      "dir_first", "dir_last"], dtype=np.int64)
-    order = idx[np.lexsort((units.ts[idx], units.sig[idx], units.node[idx]))]
+    # all units sorted, then the matched ones kept: no copies of the sort keys
+    order = np.lexsort((units.ts, units.sig, units.node))
+    order = order[units.sig[order] != NO_VALUE]
     key = _digest([units.node, units.sig])
     limits = _gap_limits(key, units.slot, units.ts, order, units.slots, window_ns)
-    _, starts, clean = _clean_groups(key, units.slot, units.ts, order, limits)
-    ends = np.append(starts[1:], len(order)) - 1
-    t = units.ts[order]
-    utt = ttl[units.row][order]
-    lo, hi = np.minimum.reduceat(utt, starts), np.maximum.reduceat(utt, starts)
-    udir = direction[units.row][order]
-    frame = pd.DataFrame({
-        "node": units.node[order][starts], "sig": units.sig[order][starts],
-        "first": t[starts], "last": t[ends], "ttl_min": lo, "ttl_max": hi,
-        "dir_first": udir[starts], "dir_last": udir[ends],
-    })
-    frame = frame[clean]
-    # a signature seen twice on a node (cleanly each time) matches nothing reliably
-    return frame[~frame.duplicated(["node", "sig"], keep=False)]
+    starts, clean = _clean_groups(key, units.slot, units.ts, order, limits)[1:]
+    del key
+    group_ttl = _ints(packets, "ttl", units.row[order])
+    lo, hi = np.minimum.reduceat(group_ttl, starts), np.maximum.reduceat(group_ttl, starts)
+    del group_ttl
+    first, last = order[starts], order[np.append(starts[1:], len(order)) - 1]
+    first, last, lo, hi = first[clean], last[clean], lo[clean], hi[clean]
+    node, sig = units.node[first], units.sig[first]
+    # a signature seen twice on a node (cleanly each time) matches nothing reliably; the
+    # groups are in (node, signature) order, so such twins are neighbours
+    new = _starts(node, sig)
+    alone = new & np.append(new[1:], True)
+    first, last = first[alone], last[alone]
+    return pd.DataFrame({
+        "node": node[alone], "sig": sig[alone],
+        "first": units.ts[first], "last": units.ts[last], "ttl_min": lo[alone],
+        "ttl_max": hi[alone], "dir_first": _ints(packets, "direction", units.row[first]),
+        "dir_last": _ints(packets, "direction", units.row[last]),
+    }, copy=False)
 
 
 def _crossings(groups: pd.DataFrame, out_code: int, in_code: int) -> pd.DataFrame:
     """Pairs of node-local groups of one signature on two nodes, oriented a → b, with the
     raw-clock delay ``first_b - last_a``."""
-    pairs = groups.merge(groups, on="sig", suffixes=("_a", "_b"))
-    pairs = pairs[pairs["node_a"] != pairs["node_b"]]
-    ttl_ok = pairs["ttl_min_a"] >= pairs["ttl_max_b"]
-    ttl_back = pairs["ttl_min_b"] >= pairs["ttl_max_a"]
+    # Only signatures and row numbers are joined: the pairs can be many.
+    rows = pd.DataFrame({"sig": groups["sig"].to_numpy(), "row": np.arange(len(groups))})
+    pairs = rows.merge(rows, on="sig", suffixes=("_a", "_b"))
+    a, b = pairs["row_a"].to_numpy(), pairs["row_b"].to_numpy()
+    del pairs
+    node = groups["node"].to_numpy()
+    other_node = node[a] != node[b]
+    a, b = a[other_node], b[other_node]
+    ttl_min, ttl_max = groups["ttl_min"].to_numpy(), groups["ttl_max"].to_numpy()
+    dir_first, dir_last = groups["dir_first"].to_numpy(), groups["dir_last"].to_numpy()
     # directions, where captured: the sender's last copy leaves, the receiver's first arrives
-    dir_ok = ((pairs["dir_last_a"] < 0) | (pairs["dir_last_a"] == out_code)) & (
-        (pairs["dir_first_b"] < 0) | (pairs["dir_first_b"] == in_code))
-    dir_back = ((pairs["dir_last_b"] < 0) | (pairs["dir_last_b"] == out_code)) & (
-        (pairs["dir_first_a"] < 0) | (pairs["dir_first_a"] == in_code))
-    forward = ttl_ok & dir_ok
-    backward = ttl_back & dir_back
+    leaves = (dir_last < 0) | (dir_last == out_code)
+    arrives = (dir_first < 0) | (dir_first == in_code)
+    forward = (ttl_min[a] >= ttl_max[b]) & leaves[a] & arrives[b]
+    backward = (ttl_min[b] >= ttl_max[a]) & leaves[b] & arrives[a]
     # each unordered pair appears twice (a, b) and (b, a): keep the unambiguous forward one
-    pairs = pairs[forward & ~backward]
-    return pd.DataFrame({"a": pairs["node_a"], "b": pairs["node_b"],
-                         "delay": pairs["first_b"] - pairs["last_a"]})
+    keep = forward & ~backward
+    a, b = a[keep], b[keep]
+    return pd.DataFrame({"a": node[a], "b": node[b],
+                         "delay": groups["first"].to_numpy()[b] - groups["last"].to_numpy()[a]})
 
 
 def _pair_estimates(crossings: pd.DataFrame, window_ns: int) -> dict[tuple[int, int], tuple]:
@@ -479,15 +568,14 @@ def _transitions(units: _Units, order: np.ndarray, group: np.ndarray,
     return {(int(a), int(b)): float(v) for (a, b), v in medians.items()}
 
 
-def _split_group(positions: list[int], slot: list[int], ts: list[int],
-                 transitions: dict[tuple[int, int], float], limits: list[int]) -> list[int]:
-    """Greedy split of one ambiguous signature group (in time order): a packet number per
-    unit, starting at 0."""
+def _split_group(slot: list[int], ts: list[int], transitions: dict[tuple[int, int], float],
+                 limits: list[int]) -> list[int]:
+    """Greedy split of one ambiguous signature group (its units' slots and times, in time
+    order): a packet number per unit, starting at 0."""
     open_: list[tuple[int, set[int], int, int]] = []  # (last ts, slots, last slot, number)
     best_score: tuple[int, float, int] | None
     numbers: list[int] = []
-    for position in positions:
-        s, t = slot[position], ts[position]
+    for s, t in zip(slot, ts, strict=True):
         best, best_score = -1, None
         for i, (last_ts, slots, last_slot, number) in enumerate(open_):
             gap = t - last_ts
@@ -545,16 +633,15 @@ def correlate(
     n = len(packets)
     node, node_names = _codes(packets["node"], node_order)
     units = _units(packets, node, window_ns)
-    ttl = _ints(packets, "ttl")
-    direction = _ints(packets, "direction")
     dtype = packets["direction"].dtype if "direction" in packets else None
     directions = list(dtype.categories) if isinstance(dtype, pd.CategoricalDtype) else []
     out_code = directions.index("out") if "out" in directions else -2  # -2: never matches
     in_code = directions.index("in") if "in" in directions else -2
 
     # 1. clocks
-    groups = _node_groups(units, ttl, direction, window_ns)
+    groups = _node_groups(units, packets, window_ns)
     estimates = _pair_estimates(_crossings(groups, out_code, in_code), window_ns)
+    del groups
     reference = 0
     found = _offsets(estimates, len(node_names), reference) if node_names else []
     applied = [_applied(f, clock_correction) for f in found]
@@ -570,14 +657,12 @@ def correlate(
 
     # 2. packets: signature groups on the reference clock
     m = len(units.row)
-    uts = np.where(units.ts == NO_VALUE, NO_VALUE,
-                   units.ts - offsets[np.maximum(units.node, 0)])
-    capture, _ = _codes(packets["capture"])
-    frame = _ints(packets, "frame")
-    ucap, uframe = capture[units.first_row], frame[units.first_row]
-    matched = np.flatnonzero(units.sig != NO_VALUE)
-    order = matched[np.lexsort((uframe[matched], ucap[matched], uts[matched],
-                                units.sig[matched]))]
+    uts = _on_reference_clock(units.ts, units.node, offsets)  # units.ts from here on too
+    ucap = _codes(packets["capture"])[0][units.first_row]
+    uframe = _ints(packets, "frame", units.first_row)
+    # all units sorted, then the matched ones kept: no copies of the sort keys
+    order = np.lexsort((uframe, ucap, uts, units.sig))
+    order = order[units.sig[order] != NO_VALUE]
     limits = _gap_limits(units.sig, units.slot, uts, order, units.slots, window_ns)
     group, starts, clean = _clean_groups(units.sig, units.slot, uts, order, limits)
     packet_of = np.full(m, NO_VALUE)
@@ -585,19 +670,29 @@ def correlate(
     next_id = len(starts)
     if not clean.all():
         transitions = _transitions(units, order, group, clean, uts)
-        slot_list, ts_list, limit_list = units.slot.tolist(), uts.tolist(), limits.tolist()
-        ends = np.append(starts[1:], len(order))
-        for g in np.flatnonzero(~clean).tolist():
-            positions = order[starts[g]:ends[g]].tolist()
-            numbers = _split_group(positions, slot_list, ts_list, transitions, limit_list)
-            for position, number in zip(positions, numbers, strict=True):
-                packet_of[position] = g if number == 0 else next_id + number - 1
+        # only the ambiguous groups' units as Python lists, group after group
+        ambiguous = ~clean[group]
+        positions, group_list = order[ambiguous], group[ambiguous].tolist()
+        slot_list, ts_list = units.slot[positions].tolist(), uts[positions].tolist()
+        limit_list = limits.tolist()
+        bounds = [*np.flatnonzero(_starts(group[ambiguous])).tolist(), len(positions)]
+        new_ids: list[int] = []
+        for a, b in itertools.pairwise(bounds):
+            g = group_list[a]
+            numbers = _split_group(slot_list[a:b], ts_list[a:b], transitions, limit_list)
+            new_ids.extend(g if number == 0 else next_id + number - 1 for number in numbers)
             next_id += max(numbers)
+        packet_of[positions] = new_ids
+        del transitions, ambiguous, positions, group_list, slot_list, ts_list, new_ids
+    del order, group, starts, clean
     singles = np.flatnonzero(packet_of == NO_VALUE)
     packet_of[singles] = next_id + np.arange(len(singles))
+    del singles
 
     # 3. fragments join the unfragmented packet just before them
     packet_of = _join_fragments(units, packet_of, uts, limits)
+    of_row, unit_rows, first_row = units.of_row, units.row, units.first_row
+    del units  # the rest of it is no longer needed
 
     # 4. hops; packet ids renumbered in order of first sighting
     key_ts = np.where(uts == NO_VALUE, np.iinfo(np.int64).max, uts)
@@ -606,22 +701,46 @@ def correlate(
     hop_sorted = np.arange(m) - np.maximum.accumulate(np.where(first, np.arange(m), 0))
     unit_hop = np.empty(m, np.int64)
     unit_hop[by_time] = hop_sorted
+    del hop_sorted
     firsts = by_time[first]
+    del first
     rank = np.empty(len(firsts), np.int64)
     rank[np.lexsort((uframe[firsts], ucap[firsts], key_ts[firsts]))] = np.arange(len(firsts))
+    del ucap, uframe, key_ts
     renumber = np.empty(int(packet_of.max()) + 1 if m else 0, np.int64)
     renumber[packet_of[firsts]] = rank
     unit_packet = renumber[packet_of] if m else packet_of
+    del firsts, rank, renumber, packet_of
 
-    row_ts = _ints(packets, "ts_ns")
-    ts_ref = np.where(row_ts == NO_VALUE, NO_VALUE, row_ts - offsets[np.maximum(node, 0)])
-    order = by_time[np.lexsort((unit_hop[by_time], unit_packet[by_time]))]
-    hops = _hops_table(packets, units.first_row[order], unit_packet[order], unit_hop[order],
-                       uts[order])
-    return Correlation(packet_id=unit_packet[units.of_row] if n else np.zeros(0, np.int64),
-                       hop=unit_hop[units.of_row] if n else np.zeros(0, np.int64),
-                       ts_ref_ns=ts_ref, hops=hops, hop_rows=units.row[order],
-                       clock_offsets=clock_offsets)
+    packet_id = unit_packet[of_row] if n else np.zeros(0, np.int64)
+    hop = unit_hop[of_row] if n else np.zeros(0, np.int64)
+    del of_row
+    # (packet, hop) order: by_time is in hop order within each packet already
+    order = by_time[np.argsort(unit_packet[by_time], kind="stable")]
+    del by_time
+    hop_rows = unit_rows[order]
+    del unit_rows
+    # each array is taken in hops order, then its unit-order original dropped
+    rows = first_row[order]
+    del first_row
+    unit_packet = unit_packet[order]
+    unit_hop = unit_hop[order]
+    uts = uts[order]
+    del order
+    hops = _hops_table(packets, rows, unit_packet, unit_hop, uts)
+    del rows, unit_packet, unit_hop, uts
+    # a copy: _ints may hand out the table's own buffer
+    ts_ref = _on_reference_clock(_ints(packets, "ts_ns").copy(), node, offsets)
+    return Correlation(packet_id=packet_id, hop=hop, ts_ref_ns=ts_ref, hops=hops,
+                       hop_rows=hop_rows, clock_offsets=clock_offsets)
+
+
+def _on_reference_clock(ts: np.ndarray, node: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``ts`` (capture times on the nodes' clocks; NO_VALUE: none) minus each node's applied
+    offset, in place (returned)."""
+    if offsets.any():
+        ts -= np.where(ts == NO_VALUE, 0, offsets[np.maximum(node, 0)])
+    return ts
 
 
 def _join_fragments(units: _Units, packet_of: np.ndarray, uts: np.ndarray,
@@ -630,15 +749,27 @@ def _join_fragments(units: _Units, packet_of: np.ndarray, uts: np.ndarray,
     sighting precedes their first, within the gap limit of that sighting's slot."""
     if not units.fragmented.any():
         return packet_of
-    frame = pd.DataFrame({"packet": packet_of, "ts": uts, "key": units.datagram,
-                          "slot": units.slot, "fragmented": units.fragmented})
-    frame = frame[(frame["key"] != NO_VALUE) & (frame["ts"] != NO_VALUE)].sort_values("ts")
-    per_packet = frame.groupby("packet").agg(first=("ts", "first"), last=("ts", "last"),
-                                             key=("key", "last"), slot=("slot", "last"),
-                                             fragmented=("fragmented", "all"),
-                                             partly=("fragmented", "any"))
-    frags = per_packet[per_packet["fragmented"]].reset_index().sort_values("first")
-    whole = per_packet[~per_packet["partly"]].reset_index().sort_values("last")
+    # The sightings with a datagram key and a time, in time order. Quicksort, as ever: the
+    # order of equal times decides a packet's last key and slot, so it must not change.
+    timed = np.flatnonzero((units.datagram != NO_VALUE) & (uts != NO_VALUE))
+    if not len(timed):
+        return packet_of
+    timed = timed[np.argsort(uts[timed], kind="quicksort")]
+    # grouped by packet (ascending), each packet's sightings still in that order
+    by_packet = np.argsort(packet_of[timed], kind="stable")
+    timed = timed[by_packet]
+    del by_packet
+    packet = packet_of[timed]
+    starts = np.flatnonzero(_starts(packet))
+    first, last = timed[starts], timed[np.append(starts[1:], len(timed)) - 1]
+    fragments = np.add.reduceat(units.fragmented[timed], starts, dtype=np.int64)
+    sizes = np.diff(np.append(starts, len(timed)))
+    per_packet = pd.DataFrame({"packet": packet[starts], "first": uts[first],
+                               "last": uts[last], "key": units.datagram[last],
+                               "slot": units.slot[last]})
+    del timed, packet
+    frags = per_packet[fragments == sizes].sort_values("first")
+    whole = per_packet[fragments == 0].sort_values("last")
     if frags.empty or whole.empty:
         return packet_of
     joined = pd.merge_asof(frags, whole[["packet", "last", "key", "slot"]], left_on="first",
@@ -652,41 +783,49 @@ def _join_fragments(units: _Units, packet_of: np.ndarray, uts: np.ndarray,
     return remap[packet_of]
 
 
-def _category(packets: pd.DataFrame, name: str, rows: np.ndarray,
-              shift: bool = False) -> pd.Categorical:
-    """Column ``name`` at ``rows`` as a categorical (few distinct values, many rows);
-    ``shift``: the previous row's value (NA for the first)."""
+def _category(packets: pd.DataFrame, name: str, rows: np.ndarray) -> pd.Categorical:
+    """Column ``name`` at ``rows`` as a categorical (few distinct values, many rows)."""
     if name not in packets:
         return pd.Categorical.from_codes(np.full(len(rows), -1), categories=[])
     codes, labels = _codes(packets[name])
-    codes = codes[rows]
-    if shift:
-        codes = np.concatenate([[-1], codes[:-1]])
-    return pd.Categorical.from_codes(codes, categories=labels)
+    return pd.Categorical.from_codes(codes[rows], categories=labels)
+
+
+def _previous(values: pd.Categorical, first: np.ndarray) -> pd.Categorical:
+    """Each row's previous row's value; NA on the ``first`` rows (and row 0)."""
+    codes = np.concatenate([[-1], values.codes[:-1]])
+    codes[first] = -1
+    return pd.Categorical.from_codes(codes, dtype=values.dtype)
 
 
 def _hops_table(packets: pd.DataFrame, rows: np.ndarray, packet: np.ndarray,
                 hop: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
-    """The hops table from the units in (packet, hop) order: ``rows`` their first frames."""
+    """The hops table from the units in (packet, hop) order: ``rows`` their first frames.
+    The int64 arrays become the table's columns, not copied (``ts`` gets 0 where NA)."""
     if not len(rows):
         return empty(HOPS_SCHEMA)
     first = hop == 0
     no_ts = ts == NO_VALUE
     delay = np.zeros(len(ts), np.int64)
     delay[1:] = ts[1:] - ts[:-1]
-    hops = pd.DataFrame({
-        "packet_id": packet, "hop": hop, "capture": _category(packets, "capture", rows),
-        "frame": packets["frame"].to_numpy()[rows], "node": _category(packets, "node", rows),
-        "interface": _category(packets, "interface", rows),
+    delay_na = first | no_ts | np.roll(no_ts, 1)
+    ts[no_ts] = 0
+    node = _category(packets, "node", rows)
+    interface = _category(packets, "interface", rows)
+    # every column built in its schema dtype, so the frame takes them as they are
+    return pd.DataFrame({
+        "packet_id": pd.arrays.IntegerArray(packet, np.zeros(len(rows), bool)),
+        "hop": pd.arrays.IntegerArray(hop, np.zeros(len(rows), bool)),
+        "capture": _category(packets, "capture", rows),
+        "frame": packets["frame"].array.take(rows).astype(HOPS_SCHEMA["frame"]),
+        "node": node,
+        "interface": interface,
         "direction": _category(packets, "direction", rows),
-        "ts_ns": pd.arrays.IntegerArray(np.where(no_ts, 0, ts), no_ts),
-        "delay_ns": pd.arrays.IntegerArray(delay, first | no_ts | np.roll(no_ts, 1)),
-        "from_node": _category(packets, "node", rows, shift=True),
-        "from_interface": _category(packets, "interface", rows, shift=True),
-    })
-    for name in ("from_node", "from_interface"):
-        hops.loc[first, name] = pd.NA
-    return typed(hops, HOPS_SCHEMA)
+        "ts_ns": pd.arrays.IntegerArray(ts, no_ts),
+        "delay_ns": pd.arrays.IntegerArray(delay, delay_na),
+        "from_node": _previous(node, first),
+        "from_interface": _previous(interface, first),
+    }, copy=False)
 
 
 # -- latency ---------------------------------------------------------------------------------
@@ -697,8 +836,8 @@ def _stats(metric: str, group: np.ndarray, labels: Sequence[str],
     """count, min, percentiles and max of ``values`` per ``group`` code (scope
     ``labels[code]``), scopes in order of their first sample."""
     rows = []
-    codes, first = np.unique(group, return_index=True)
-    for code in codes[np.argsort(first)].tolist():
+    _, in_order_seen = pd.factorize(group, size_hint=_FEW_VALUES)  # the codes, as they come
+    for code in in_order_seen.tolist():
         v = values[group == code]
         q = np.percentile(v, [p for _, p in PERCENTILES])
         rows.append({"metric": metric, "scope": labels[code], "count": len(v),
@@ -712,44 +851,77 @@ def _pairs(a: np.ndarray, b: np.ndarray, names: Sequence[str], template: str,
            extra: Sequence[str] = ("",), c: np.ndarray | None = None,
            ) -> tuple[np.ndarray, list[str]]:
     """Group codes of (a, b[, c]) samples and their scope labels, e.g. "A → B"."""
-    c = np.zeros(len(a), np.int64) if c is None else c
-    combos, inverse = np.unique(np.stack([a, b, c]), axis=1, return_inverse=True)
-    labels = [template.format(a=names[x], b=names[y], c=extra[z])
-              for x, y, z in combos.T.tolist()]
-    return inverse.ravel(), labels
+    combos, group = _combinations(a, b) if c is None else _combinations(a, b, c)
+    labels = [template.format(a=names[combo[0]], b=names[combo[1]],
+                              c=extra[combo[2] if c is not None else 0]) for combo in combos]
+    return group, labels
+
+
+def _combinations(*codes: np.ndarray) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """The distinct rows of small integer ``codes`` columns (each ≥ -1) in sorted order, and
+    each row's number among them. A row is one int64 key (mixed radix, which sorts like the
+    row), so few keys are hashed and sorted instead of the stacked rows."""
+    radices = [int(column.max()) + 2 if len(column) else 1 for column in codes]
+    key = np.zeros(len(codes[0]), np.int64)
+    for column, radix in zip(codes, radices, strict=True):
+        key *= radix
+        key += column
+        key += 1
+    numbers, keys = pd.factorize(key, size_hint=_FEW_VALUES)
+    del key
+    order = np.argsort(keys)
+    rank = np.empty(len(keys), np.intp)
+    rank[order] = np.arange(len(keys))
+    combos = []
+    for k in keys[order].tolist():  # the key's digits, back to codes
+        digits = []
+        for radix in reversed(radices):
+            k, digit = divmod(k, radix)
+            digits.append(digit - 1)
+        combos.append(tuple(reversed(digits)))
+    return combos, rank[numbers]
 
 
 def _rewrites(packets: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                                                                 np.ndarray]:
-    """Per hop row: digests of its source side (address, port or ICMP echo id of a request)
-    and destination side, and whether it carries them (not a bare non-first fragment)."""
-    src, _ = _codes(packets["src"].iloc[rows])
-    dst, _ = _codes(packets["dst"].iloc[rows])
-    sport, dport = _ints(packets, "sport")[rows], _ints(packets, "dport")[rows]
-    proto, icmp_type = _ints(packets, "proto")[rows], _ints(packets, "icmp_type")[rows]
-    ident = _ints(packets, "icmp_id")[rows]
+    """Per hop row: whether its source side (address, port or ICMP echo id of a request)
+    differs from the previous row's, likewise its destination side, and whether it carries
+    them (not a bare non-first fragment)."""
+    proto, icmp_type = _ints(packets, "proto", rows), _ints(packets, "icmp_type", rows)
     request = np.zeros(len(rows), bool)
     for p, t in _ICMP_REQUESTS:
         request |= (proto == p) & (icmp_type == t)
-    src_side = _digest([src, sport, np.where(request, ident, NO_VALUE)])
-    dst_side = _digest([dst, dport, np.where(request, NO_VALUE, ident)])
-    whole = _ints(packets, "frag_offset")[rows] <= 0
-    return src_side, dst_side, whole
+    del proto, icmp_type
+    ident = _ints(packets, "icmp_id", rows)
+    # addresses: codes of the whole column, taken (cheaper than taking the strings)
+    src_changed = _changed(_digest([_codes(packets["src"])[0][rows],
+                                    _ints(packets, "sport", rows),
+                                    np.where(request, ident, NO_VALUE)]))
+    dst_changed = _changed(_digest([_codes(packets["dst"])[0][rows],
+                                    _ints(packets, "dport", rows),
+                                    np.where(request, NO_VALUE, ident)]))
+    whole = _ints(packets, "frag_offset", rows) <= 0
+    return src_changed, dst_changed, whole
+
+
+def _changed(values: np.ndarray) -> np.ndarray:
+    """Boolean: the row differs from the previous one (row 0: False)."""
+    changed = np.zeros(len(values), bool)
+    changed[1:] = values[1:] != values[:-1]
+    return changed
 
 
 def _points(hops: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """A code per hops row for its capture point "node/interface" (the capture file when
     the interface is unknown)."""
-    node = hops["node"].cat.codes.to_numpy(np.int64)
-    interface = hops["interface"].cat.codes.to_numpy(np.int64)
-    capture = hops["capture"].cat.codes.to_numpy(np.int64)
-    combos, inverse = np.unique(np.stack([node, interface, capture]), axis=1,
-                                return_inverse=True)
+    node, interface, capture = (hops[name].array.codes for name in ("node", "interface",
+                                                                     "capture"))
+    combos, point = _combinations(node, interface, capture)
     nodes, interfaces = list(hops["node"].cat.categories), list(hops["interface"].cat.categories)
     captures = list(hops["capture"].cat.categories)
     labels = [f"{nodes[n] if n >= 0 else '?'}/{interfaces[i] if i >= 0 else captures[c]}"
-              for n, i, c in combos.T.tolist()]
-    return inverse.ravel(), labels
+              for n, i, c in combos]
+    return point, labels
 
 
 def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
@@ -758,12 +930,16 @@ def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
     representative packet-table row) and the handshakes."""
     parts = []
     if len(hops):
+        # first, while little else is alive: where addresses or ports were rewritten
+        src_changed, dst_changed, whole = _rewrites(packets, hop_rows)
         point, points = _points(hops)
-        before = np.concatenate([[0], point[:-1]])
+        before = np.roll(point, 1)
+        before[0] = 0
         delay = hops["delay_ns"].to_numpy(dtype=np.int64, na_value=0)
         later = hops["delay_ns"].notna().to_numpy()
-        node = hops["node"].cat.codes.to_numpy(np.int64)
-        from_node = np.concatenate([[-1], node[:-1]])
+        node = hops["node"].array.codes
+        from_node = np.roll(node, 1)
+        from_node[0] = -1
         same = later & (node == from_node)
         group, labels = _pairs(before[same], point[same], points, "{a} → {b}")
         parts.append(_stats("hop", group, labels, delay[same]))
@@ -771,11 +947,6 @@ def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
         group, labels = _pairs(from_node[cross], node[cross],
                                list(hops["node"].cat.categories), "{a} → {b}")
         parts.append(_stats("node_pair", group, labels, delay[cross]))
-        src_side, dst_side, whole = _rewrites(packets, hop_rows)
-        src_changed = np.zeros(len(hops), bool)
-        dst_changed = np.zeros(len(hops), bool)
-        src_changed[1:] = src_side[1:] != src_side[:-1]
-        dst_changed[1:] = dst_side[1:] != dst_side[:-1]
         nat = later & (src_changed | dst_changed)
         nat[1:] &= whole[1:] & whole[:-1]
         what = np.where(src_changed & dst_changed, 2, np.where(src_changed, 0, 1))
@@ -797,39 +968,54 @@ def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
 
 def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
     """One row per TCP handshake per capture point (see the module docstring)."""
-    flags, seq, ack, ts = (_ints(packets, c) for c in ("tcp_flags", "tcp_seq", "tcp_ack",
-                                                       "ts_ns"))
-    ok = (flags >= 0) & (seq >= 0) & (ts != NO_VALUE)
+    flags = _ints(packets, "tcp_flags")
+    ok = (flags >= 0) & (_ints(packets, "tcp_seq") >= 0) & (_ints(packets, "ts_ns") != NO_VALUE)
     if "error" in packets:
         ok &= packets["error"].isna().to_numpy()
-    capture, _ = _codes(packets["capture"])
-    interface, _ = _codes(packets["interface"])
-    point = _digest([capture, interface, _ints(packets, "flow_id")])  # a flow at a point
-    wrap = 1 << 32
     syn = np.flatnonzero(ok & ((flags & 0x16) == 0x02))
     synack = np.flatnonzero(ok & ((flags & 0x16) == 0x12))
     if not len(syn) or not len(synack):
         return empty(HANDSHAKES_SCHEMA)
     ack_rows = np.flatnonzero(ok & ((flags & 0x17) == 0x10))
+    del flags, ok
+    point = _digest(_flow_point_words(packets), len(packets))  # a flow at a point
     ack_rows = ack_rows[np.isin(point[ack_rows], point[synack])]
-    syns = pd.DataFrame({"point": point[syn], "isn": seq[syn], "syn_ts_ns": ts[syn],
-                         "row": syn})
-    synacks = pd.DataFrame({"point": point[synack], "isn": (ack[synack] - 1) % wrap,
-                            "synack_seq": seq[synack], "synack_ts_ns": ts[synack]})
-    acks = pd.DataFrame({"point": point[ack_rows], "isn": (seq[ack_rows] - 1) % wrap,
-                         "synack_seq": (ack[ack_rows] - 1) % wrap, "ack_ts_ns": ts[ack_rows]})
+    syn_point, synack_point, ack_point = point[syn], point[synack], point[ack_rows]
+    del point
+
+    # from here on only the rows of the SYNs, SYN-ACKs and ACKs are read
+    def column(name: str, rows: np.ndarray) -> np.ndarray:
+        return _ints(packets, name, rows)
+
+    wrap = 1 << 32
+    syns = pd.DataFrame({"point": syn_point, "isn": column("tcp_seq", syn),
+                         "syn_ts_ns": column("ts_ns", syn), "row": syn})
+    synacks = pd.DataFrame({"point": synack_point,
+                            "isn": (column("tcp_ack", synack) - 1) % wrap,
+                            "synack_seq": column("tcp_seq", synack),
+                            "synack_ts_ns": column("ts_ns", synack)})
     key = ["point", "isn"]
     synacks = synacks.sort_values("synack_ts_ns", kind="stable").drop_duplicates(key)
     found = syns.merge(synacks, on=key)
     found = found[found["syn_ts_ns"] <= found["synack_ts_ns"]]
     found = found.sort_values("syn_ts_ns", kind="stable").drop_duplicates(key, keep="last")
+    # Only the ACKs that may complete one of these handshakes (their digests match; the
+    # merge decides): the others are many and are left out before it.
+    ack_isn = (column("tcp_seq", ack_rows) - 1) % wrap
+    ack_synack_seq = (column("tcp_ack", ack_rows) - 1) % wrap
+    wanted = np.isin(_digest([ack_point, ack_isn, ack_synack_seq]),
+                     _digest([found[name].to_numpy() for name in (*key, "synack_seq")]))
+    acks = pd.DataFrame({"point": ack_point[wanted], "isn": ack_isn[wanted],
+                         "synack_seq": ack_synack_seq[wanted],
+                         "ack_ts_ns": column("ts_ns", ack_rows[wanted])})
+    del ack_point, ack_isn, ack_synack_seq, wanted
     found = found.merge(acks, on=[*key, "synack_seq"])
     found = found[found["ack_ts_ns"] >= found["synack_ts_ns"]]
     found = found.sort_values("ack_ts_ns", kind="stable").drop_duplicates(key)
     found = found.sort_values(["syn_ts_ns", "row"], kind="stable").reset_index(drop=True)
     rows = found["row"].to_numpy()
-    table = packets.iloc[rows][["capture", "node", "interface", "flow_id", "src", "sport",
-                                "dst", "dport"]].reset_index(drop=True)
+    table = packets[["capture", "node", "interface", "flow_id", "src", "sport", "dst",
+                     "dport"]].iloc[rows].reset_index(drop=True)
     for name in ("syn_ts_ns", "synack_ts_ns", "ack_ts_ns"):
         table[name] = found[name].to_numpy()
     table["rtt_ns"] = table["ack_ts_ns"] - table["syn_ts_ns"]

@@ -84,12 +84,15 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.api.extensions import ExtensionArray
 
 from pktkit.errors import UsageError
 from pktkit.table import empty_frame
@@ -203,81 +206,283 @@ def nat_flows(packets: pd.DataFrame, *, conntrack: ConntrackArg = None) -> NatFl
     dumps = None if conntrack is None else read_conntrack(conntrack)
     t = _Sightings(packets)
     conns = _connections(t)
-    row_conn = _assign(t, conns)
-    flows, conn_to_id = _flow_table(t, conns, row_conn)
-    ids = np.where(row_conn >= 0, conn_to_id[np.maximum(row_conn, 0)], -1)
-    per_packet = pd.Series(ids, index=packets.index, dtype="Int64", name="nat_flow_id")
-    per_packet = per_packet.mask(ids < 0)
-    if dumps is None:
-        return NatFlows(flows, per_packet, _empty(DISAGREEMENTS_SCHEMA))
-    _check_dump_nodes(dumps, t.node_names)
-    status, disagreements = _compare(flows, dumps, t, row_conn)
-    flows["conntrack"] = pd.Categorical(status, dtype=CONNTRACK_STATUS)
+    assigned = _assign(t, conns)
+    flows, conn_to_id = _flow_table(t, conns, assigned)
+    disagreements = _empty(DISAGREEMENTS_SCHEMA)
+    if dumps is not None:
+        _check_dump_nodes(dumps, t.all_node_names())
+        status, disagreements = _compare(flows, dumps, t, assigned)
+        flows["conntrack"] = pd.Categorical(status, dtype=CONNTRACK_STATUS)
+    packet_numbers = t.packet
+    del t  # its tuple keys: gone before the per-row result is made
+    per_packet = _per_row_ids(packet_numbers, assigned, conn_to_id, packets.index)
     return NatFlows(flows, per_packet, disagreements)
 
 
-class _Sightings:
-    """The packets table reduced to what finding translations needs, as numpy arrays."""
+# The passes over every row of the packets table go this many rows at a time, so that their
+# temporaries stay small next to the table: the only per-row state is each row's tuple key and
+# packet number.
+_CHUNK = 1 << 16
+_KEY_LIMIT = 1 << 62  # tuple keys stay below this (int64)
+
+
+def _chunks(n: int) -> Iterator[slice]:
+    for start in range(0, n, _CHUNK):
+        yield slice(start, min(start + _CHUNK, n))
+
+
+def _ints(values: ExtensionArray, na_value: int) -> np.ndarray:
+    """int64 numpy values, na_value for NA (through Int64, as any column, when not integer).
+
+    Always a new array, never a view of the table's: callers change it in place."""
+    if not pd.api.types.is_integer_dtype(values.dtype):
+        values = values.astype("Int64")
+    return values.to_numpy(dtype=np.int64, na_value=na_value, copy=True)
+
+
+def _tuple_ints(packets: pd.DataFrame, rows: slice | np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """proto, sport, dport of some rows (-1: NA), an ICMP echo's identifier as both ports; and
+    which rows are echo requests and replies.
+
+    Protocol numbers, ports and identifiers are unsigned (the table's SCHEMA), so -1 is free."""
+    proto = _ints(packets["proto"].array[rows], -1)
+    sport = _ints(packets["sport"].array[rows], -1)
+    dport = _ints(packets["dport"].array[rows], -1)
+    icmp_type = (_ints(packets["icmp_type"].array[rows], -1) if "icmp_type" in packets.columns
+                 else np.full(len(proto), -1, np.int64))
+    request = np.zeros(len(proto), bool)
+    reply = np.zeros(len(proto), bool)
+    for number in ICMP_PROTOS:
+        icmp = proto == number
+        request |= icmp & (icmp_type == _ECHO_REQUEST[number])
+        reply |= icmp & (icmp_type == _ECHO_REPLY[number])
+    if "icmp_id" in packets.columns:
+        echo = request | reply
+        identifier = _ints(packets["icmp_id"].array[rows], -1)[echo]
+        sport[echo] = identifier
+        dport[echo] = identifier
+    return proto, sport, dport, request, reply
+
+
+def _strings(values: ExtensionArray) -> ExtensionArray:
+    """Some values as a pandas string array (addresses and node names are compared as text)."""
+    return values if isinstance(values.dtype, pd.StringDtype) else values.astype("string")
+
+
+class _IntDigit:
+    """Protocol number or port as a digit of a tuple key: its offset from the lowest value."""
+
+    def __init__(self, position: int, low: int, high: int) -> None:
+        self.position = position  # in _tuple_ints' (proto, sport, dport)
+        self.low = low
+        self.radix = high - low + 1
+
+    def digits(self, packets: pd.DataFrame, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        values = _tuple_ints(packets, rows)[self.position]
+        missing = values < 0
+        return np.where(missing, 0, values - self.low), missing
+
+    def digits_of(self, values: list[object]) -> np.ndarray:
+        """The digits of some values, -1 for those no row has (None, out of range)."""
+        digits = np.array([v if isinstance(v, int | np.integer) else -1 for v in values],
+                          np.int64)
+        offset = digits - self.low
+        return np.where((digits < 0) | (offset < 0) | (offset >= self.radix), -1, offset)
+
+
+class _AddressDigit:
+    """src or dst as a digit of a tuple key: the address's index among the column's distinct
+    ones, found by pyarrow (no Python str per row)."""
+
+    def __init__(self, column: pd.Series) -> None:
+        self.values = column.array
+        distinct: dict[str, None] = {}
+        for rows in _chunks(len(self.values)):
+            distinct |= dict.fromkeys(pc.unique(pa.array(_strings(self.values[rows])))
+                                      .drop_null().to_pylist())
+        self.index = {address: i for i, address in enumerate(distinct)}
+        self.value_set = pa.array(list(distinct), type=pa.large_string())
+        self.radix = max(len(distinct), 1)
+
+    def digits(self, packets: pd.DataFrame, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        found = pc.index_in(pa.array(_strings(self.values[rows])), value_set=self.value_set)
+        missing = found.is_null().to_numpy(zero_copy_only=False)
+        return found.fill_null(0).to_numpy(), missing
+
+    def digits_of(self, values: list[object]) -> np.ndarray:
+        """The digits of some values, -1 for those no row has."""
+        return np.array([self.index.get(v, -1) if isinstance(v, str) else -1 for v in values],
+                        np.int64)
+
+
+def _value_range(packets: pd.DataFrame, names: Iterable[str]) -> tuple[int, int]:
+    """Lowest and highest value of some integer columns (0, 0 when all are NA or absent)."""
+    lows, highs = [], []
+    for name in names:
+        if name in packets.columns and packets[name].notna().any():
+            lows.append(int(packets[name].min()))
+            highs.append(int(packets[name].max()))
+    return (min(lows), max(highs)) if lows else (0, 0)
+
+
+class _TupleKeys:
+    """Each row's tuple ``(proto, src, sport, dst, dport)`` as one int64 key (-1: no tuple).
+
+    A key is a mixed-radix number with one digit per field (``_IntDigit``, ``_AddressDigit``),
+    so equal tuples have equal keys and no Python object is made per row. Should the next digit
+    overflow int64, the keys so far are first renumbered densely (pd.factorize)."""
+
+    # Tuple5 position of each digit, most significant first
+    _POSITIONS = (0, 2, 4, 1, 3)
 
     def __init__(self, packets: pd.DataFrame) -> None:
         n = len(packets)
-        proto = packets["proto"].astype("Int64")
-        sport = packets["sport"].astype("Int64")
-        dport = packets["dport"].astype("Int64")
-        icmp_type = _column(packets, "icmp_type", "Int64")
-        pnum = proto.to_numpy(dtype=np.int64, na_value=0)
-        itype = icmp_type.to_numpy(dtype=np.int64, na_value=-1)
-        request = np.zeros(n, bool)
-        reply = np.zeros(n, bool)
-        for number in ICMP_PROTOS:
-            request |= (pnum == number) & (itype == _ECHO_REQUEST[number])
-            reply |= (pnum == number) & (itype == _ECHO_REPLY[number])
-        if "icmp_id" in packets.columns:
-            echo = request | reply
-            icmp_id = packets["icmp_id"].astype("Int64")
-            sport = sport.mask(echo, icmp_id)
-            dport = dport.mask(echo, icmp_id)
-        # .array: positions, not index labels (the packets' index may repeat labels)
-        frame = pd.DataFrame({"proto": proto.array, "src": packets["src"].astype("string").array,
-                              "sport": sport.array, "dst": packets["dst"].astype("string").array,
-                              "dport": dport.array})
-        full = frame.notna().all(axis=1).to_numpy(bool)
-        self.code = np.full(n, -1, dtype=np.int64)
-        self.tuples: list[Tuple5] = []
-        if full.any():
-            codes, uniques = pd.MultiIndex.from_frame(frame[full]).factorize()
-            self.code[full] = codes
-            self.tuples = [(int(p), s, int(sp), d, int(dp)) for p, s, sp, d, dp in uniques]
-        self.code_of = {tup: i for i, tup in enumerate(self.tuples)}
-        pid = packets["packet_id"].astype("Int64").to_numpy(dtype=np.int64, na_value=-1)
-        # A row without packet_id is a packet of its own: give it an id no real one has.
-        lone = pid < 0
-        self.pid = np.where(lone, -1 - np.arange(n), pid)
-        self.hop = packets["hop"].astype("Int64").to_numpy(dtype=np.int64, na_value=0)
-        node = (packets["node"].astype("string") if "node" in packets.columns
-                else pd.Series(pd.NA, index=packets.index, dtype="string"))
-        node_codes, names = pd.factorize(node.fillna(""))
-        self.node = node_codes.astype(np.int64)
-        self.node_names: list[str | None] = [name or None for name in names]
-        self.ts = _column(packets, "ts_ns", "Int64").to_numpy(dtype=np.int64, na_value=-1)
-        self.wire_len = _column(packets, "wire_len", "Int64").to_numpy(dtype=np.int64,
-                                                                       na_value=0)
-        flags = _column(packets, "tcp_flags", "Int64").to_numpy(dtype=np.int64, na_value=0)
-        tcp = pnum == 6
-        # Who opened the connection: SYN without ACK or echo request; SYN+ACK or echo reply
-        # are the responder's.
-        self.opener = (tcp & ((flags & 0x12) == 0x02)) | request
-        self.answer = (tcp & ((flags & 0x12) == 0x12)) | reply
-        # Sightings with a tuple, in path order: packet, hop, then time.
-        rows = np.flatnonzero(full)
-        order = np.lexsort((self.ts[rows], self.hop[rows], self.pid[rows]))
+        proto_low, proto_high = _value_range(packets, ["proto"])
+        port_low, port_high = _value_range(packets, ["sport", "dport", "icmp_id"])
+        self._digits = [_IntDigit(0, proto_low, proto_high), _IntDigit(1, port_low, port_high),
+                        _IntDigit(2, port_low, port_high), _AddressDigit(packets["src"]),
+                        _AddressDigit(packets["dst"])]
+        self._renumbered: list[pd.Index | None] = []  # per digit: keys before it, if renumbered
+        self.key = np.zeros(n, np.int64)
+        has_tuple = np.ones(n, bool)
+        span = 1  # every key so far is below it
+        for digit in self._digits:
+            renumbered = None
+            if span * digit.radix > _KEY_LIMIT:
+                codes, uniques = pd.factorize(self.key)
+                self.key = codes.astype(np.int64, copy=False)
+                renumbered, span = pd.Index(uniques), len(uniques)
+            for rows in _chunks(n):
+                digits, missing = digit.digits(packets, rows)
+                part = self.key[rows]  # a view: updated in place
+                part *= digit.radix
+                part += digits
+                has_tuple[rows] &= ~missing
+            span *= digit.radix
+            self._renumbered.append(renumbered)
+        self.key[~has_tuple] = -1
+
+    def keys_of(self, tuples: list[tuple]) -> np.ndarray:
+        """The keys of some tuples, -1 for those that no row can have."""
+        keys = np.zeros(len(tuples), np.int64)
+        possible = np.ones(len(tuples), bool)
+        for digit, renumbered, position in zip(self._digits, self._renumbered, self._POSITIONS,
+                                                strict=True):
+            if renumbered is not None:
+                keys = renumbered.get_indexer(keys).astype(np.int64)
+                possible &= keys >= 0
+            digits = digit.digits_of([tup[position] for tup in tuples])
+            possible &= digits >= 0
+            keys = keys * digit.radix + np.maximum(digits, 0)
+        return np.where(possible, keys, -1)
+
+
+def _packet_numbers(column: pd.Series) -> tuple[np.ndarray, int]:
+    """Each row's packet_id as 0, 1, ... in packet_id order (-1: none), and how many there are.
+
+    A row without packet_id (or a negative one) is a packet of its own. The numbers are int32
+    (half the memory) unless the table is too long for that."""
+    values, n = column.array, len(column)
+    number = np.full(n, -1, np.int32 if n < 2**31 - 1 else np.int64)
+    low, high = np.iinfo(np.int64).max, -1
+    for rows in _chunks(n):
+        pid = _ints(values[rows], -1)
+        pid = pid[pid >= 0]
+        if len(pid):
+            low, high = min(low, int(pid.min())), max(high, int(pid.max()))
+    if high < 0:
+        return number, 0
+    # Dense ids, as correlate numbers them: an offset will do; else the rank among them all.
+    distinct = None
+    if high - low >= 2 * n:
+        distinct = np.unique(np.concatenate([_ints(values[rows], -1) for rows in _chunks(n)]))
+        distinct = distinct[distinct >= 0]
+    for rows in _chunks(n):
+        pid = _ints(values[rows], -1)
+        found = pid >= 0
+        part = number[rows]  # a view: filled in place
+        part[found] = (pid[found] - low if distinct is None
+                       else np.searchsorted(distinct, pid[found]))
+    return number, high - low + 1 if distinct is None else len(distinct)
+
+
+def _changing_packet_rows(key: np.ndarray, packet: np.ndarray, count: int) -> np.ndarray:
+    """The rows with a tuple of the packets seen with more than one tuple (ascending): only
+    these can show a translation."""
+    if count == 0:
+        return np.zeros(0, np.int64)
+    seen = np.full(count, -1, np.int64)  # one of each packet's tuple keys, whichever
+    for rows in _chunks(len(key)):
+        p, k = packet[rows], key[rows]
+        ok = (p >= 0) & (k >= 0)
+        seen[p[ok]] = k[ok]
+    changing = np.zeros(count, bool)
+    for rows in _chunks(len(key)):
+        p, k = packet[rows], key[rows]
+        ok = (p >= 0) & (k >= 0)
+        p, k = p[ok], k[ok]
+        changing[p[k != seen[p]]] = True
+    found = []
+    for rows in _chunks(len(key)):
+        p = packet[rows]
+        ok = (p >= 0) & (key[rows] >= 0)
+        found.append(rows.start + np.flatnonzero(ok & changing[np.maximum(p, 0)]))
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
+class _Sightings:
+    """What finding translations needs from the packets table, as numpy arrays.
+
+    Every row gets a packet number and a tuple key, the only per-row state; the other columns are
+    read just for the rows that need them, the rows of packets seen with two tuples or more."""
+
+    def __init__(self, packets: pd.DataFrame) -> None:
+        self.packets = packets
+        self.n = len(packets)
+        self.keys = _TupleKeys(packets)
+        self.key = self.keys.key
+        self.packet, self.packet_count = _packet_numbers(packets["packet_id"])
+        rows = _changing_packet_rows(self.key, self.packet, self.packet_count)
+        # Sightings with a tuple of those packets in path order: packet, hop, then time.
+        order = np.lexsort((self.ints_at("ts_ns", rows, -1), self.ints_at("hop", rows, 0),
+                            self.packet[rows]))
         self.rows = rows[order]
+        self.node, self.node_names = self.nodes_at(self.rows)  # node aligned to self.rows
 
+    def ints_at(self, name: str, rows: np.ndarray, na_value: int) -> np.ndarray:
+        if name not in self.packets.columns:
+            return np.full(len(rows), na_value, np.int64)
+        return _ints(self.packets[name].array[rows], na_value)
 
-def _column(packets: pd.DataFrame, name: str, dtype: str) -> pd.Series:
-    if name in packets.columns:
-        return packets[name].astype(dtype)
-    return pd.Series(pd.NA, index=packets.index, dtype=dtype)
+    def nodes_at(self, rows: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+        """Node codes of some rows and the names of the codes (None: NA or empty)."""
+        if "node" not in self.packets.columns:
+            return np.zeros(len(rows), np.int64), [None]
+        codes, names = pd.factorize(_strings(self.packets["node"].array[rows]).fillna(""))
+        return codes.astype(np.int64), [name or None for name in names]
+
+    def all_node_names(self) -> list[str | None]:
+        if "node" not in self.packets.columns:
+            return []
+        return [name or None for name in _strings(self.packets["node"].array.unique()).dropna()]
+
+    def tuples_at(self, rows: np.ndarray) -> list[Tuple5]:
+        proto, sport, dport, _, _ = _tuple_ints(self.packets, rows)
+        # One str object per distinct address, not one per row.
+        address: dict[str, str] = {}
+        src, dst = ([address.setdefault(a, a) for a in _strings(self.packets[c].array[rows])
+                     .tolist()] for c in ("src", "dst"))
+        return list(zip(proto.tolist(), src, sport.tolist(), dst, dport.tolist(), strict=True))
+
+    def opener_answer_at(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Who opened the connection: SYN without ACK or echo request; SYN+ACK or echo reply
+        are the responder's."""
+        proto, _, _, request, reply = _tuple_ints(self.packets, rows)
+        flags = self.ints_at("tcp_flags", rows, 0)
+        tcp = proto == 6
+        return ((tcp & ((flags & 0x12) == 0x02)) | request,
+                (tcp & ((flags & 0x12) == 0x12)) | reply)
 
 
 class _Connections(NamedTuple):
@@ -289,12 +494,23 @@ class _Connections(NamedTuple):
     event_conn: np.ndarray
 
 
-def _connections(t: _Sightings) -> _Connections:
-    """Translations (steps 2-4 of the module docstring) grouped into connections."""
+class _Events(NamedTuple):
+    """Translation events in path order (a packet's first translation first)."""
+
+    pre_row: np.ndarray  # the sighting before the translation
+    post_row: np.ndarray  # the sighting after it
+    pre: np.ndarray  # their tuple keys
+    post: np.ndarray
+    node: np.ndarray  # node code of the translating node, _NO_NODE between nodes
+
+
+def _translation_events(t: _Sightings) -> _Events:
+    """Step 2 of the module docstring."""
     rows = t.rows
     if not len(rows):
-        return _Connections([], [], [], rows, np.zeros(0, np.int64))
-    pid, node, code = t.pid[rows], t.node[rows], t.code[rows]
+        none = np.zeros(0, np.int64)
+        return _Events(none, none, none, none, none)
+    pid, node, code = t.packet[rows], t.node, t.key[rows]
     new_packet = np.ones(len(rows), bool)
     new_packet[1:] = pid[1:] != pid[:-1]
     new_run = new_packet.copy()
@@ -310,22 +526,36 @@ def _connections(t: _Sightings) -> _Connections:
     post_i = np.concatenate([ends[inside], between])
     ev_node = np.concatenate([node[starts[inside]], np.full(len(between), _NO_NODE)])
     path_order = np.argsort(pre_i, kind="stable")  # a packet's first translation first
-    pre_i, post_i, ev_node = pre_i[path_order], post_i[path_order], ev_node[path_order]
-    ev_pre, ev_post = code[pre_i], code[post_i]
-    ev_rows = rows[pre_i]
+    pre_i, post_i = pre_i[path_order], post_i[path_order]
+    return _Events(rows[pre_i], rows[post_i], code[pre_i], code[post_i], ev_node[path_order])
+
+
+def _connections(t: _Sightings) -> _Connections:
+    """Translations (steps 2-4 of the module docstring) grouped into connections."""
+    events = _translation_events(t)
+    ev_rows, ev_pre, ev_post, ev_node = events.pre_row, events.pre, events.post, events.node
     if not len(ev_rows):
         return _Connections([], [], [], ev_rows, np.zeros(0, np.int64))
+    # The tuple of each key involved, read from one row that has it.
+    keys, first = np.unique(np.concatenate([ev_pre, ev_post]), return_index=True)
+    tuple_of = dict(zip(keys.tolist(),
+                        t.tuples_at(np.concatenate([ev_rows, events.post_row])[first]),
+                        strict=True))
+    del events, keys, first
+    opener, answer = t.opener_answer_at(ev_rows)
     # One Python step per distinct (node, pre, post), not per packet.
     events = pd.DataFrame({"node": ev_node, "pre": ev_pre, "post": ev_post,
-                           "ts": t.ts[ev_rows], "opener": t.opener[ev_rows],
-                           "answer": t.answer[ev_rows]})
+                           "ts": t.ints_at("ts_ns", ev_rows, -1), "opener": opener,
+                           "answer": answer})
     grouped = events.groupby(["node", "pre", "post"], sort=False)
     pairs = grouped.agg(ts=("ts", "min"), opener=("opener", "any"), answer=("answer", "any"))
     pair_index = grouped.ngroup().to_numpy()
     by_key: dict[tuple[int, Pair], list[int]] = {}
     observed: list[Pair] = []
-    for i, (n, pre, post) in enumerate(pairs.index):
-        p, q = t.tuples[pre], t.tuples[post]
+    pair_keys = zip(*(pairs.index.get_level_values(level).tolist() for level in range(3)),
+                    strict=True)
+    for i, (n, pre, post) in enumerate(pair_keys):
+        p, q = tuple_of[pre], tuple_of[post]
         observed.append((p, q))
         # A reply shows reverse(X) → reverse(O): both directions give one key.
         by_key.setdefault((n, min((p, q), (reverse(q), reverse(p)))), []).append(i)
@@ -362,51 +592,122 @@ def _orient(observed: list[Pair], ts: np.ndarray, opener: np.ndarray,
     return (pre, post) if forward else (reverse(post), reverse(pre))
 
 
-def _assign(t: _Sightings, conns: _Connections) -> np.ndarray:
-    """Connection index of every row of the packets table (-1: not translated)."""
-    n = len(t.pid)
-    packet_conn: dict[int, int] = {}
+class _Assigned(NamedTuple):
+    """Which connection each row belongs to (-1: none), by packet and, for rows without a
+    packet_id, by row."""
+
+    packet_conn: np.ndarray  # per packet number (one slot more, never used, when none)
+    lone_rows: np.ndarray  # ascending
+    lone_conn: np.ndarray
+
+    def at(self, packet_numbers: np.ndarray, rows: slice) -> np.ndarray:
+        packet = packet_numbers[rows]
+        conn = np.where(packet >= 0, self.packet_conn[np.maximum(packet, 0)], -1)
+        lo, hi = np.searchsorted(self.lone_rows, [rows.start, rows.stop])
+        conn[self.lone_rows[lo:hi] - rows.start] = self.lone_conn[lo:hi]
+        return conn
+
+
+def _assign(t: _Sightings, conns: _Connections) -> _Assigned:
+    """The connection of every row of the packets table (step 5 of the module docstring)."""
+    packet_conn = np.full(max(t.packet_count, 1), -1, np.int64)
+    none = np.zeros(0, np.int64)
+    if not conns.orig:
+        return _Assigned(packet_conn, none, none)
     # A translated packet: its first translation (events are in path order per packet).
-    for row, conn in zip(t.pid[conns.event_row].tolist(), conns.event_conn.tolist(),
-                         strict=True):
-        packet_conn.setdefault(row, conn)
-    # A packet seen at one point only: through its tuple, one of the connection's four.
-    code_conn = np.full(len(t.tuples) + 1, -1, np.int64)  # last slot: rows without a tuple
-    for conn, (o, x) in enumerate(zip(conns.orig, conns.xlat, strict=True)):
-        for tup in (o, x, reverse(x), reverse(o)):
-            code = t.code_of.get(tup)
-            if code is not None and code_conn[code] < 0:
-                code_conn[code] = conn
-    by_tuple = code_conn[t.code[t.rows]]
-    hit = by_tuple >= 0
-    for pid, conn in zip(t.pid[t.rows][hit].tolist(), by_tuple[hit].tolist(), strict=True):
-        packet_conn.setdefault(pid, conn)
-    if not packet_conn:
-        return np.full(n, -1, np.int64)
-    keys = np.fromiter(packet_conn.keys(), np.int64, len(packet_conn))
-    values = np.fromiter(packet_conn.values(), np.int64, len(packet_conn))
-    order = np.argsort(keys)
-    keys, values = keys[order], values[order]
-    where = np.clip(np.searchsorted(keys, t.pid), 0, len(keys) - 1)
-    return np.where(keys[where] == t.pid, values[where], -1)
+    translated, first = np.unique(t.packet[conns.event_row], return_index=True)
+    packet_conn[translated] = conns.event_conn[first]
+    # A packet seen at one point only: through its tuple, one of the connection's four (the
+    # first connection that has it).
+    keys = t.keys.keys_of([tup for o, x in zip(conns.orig, conns.xlat, strict=True)
+                           for tup in (o, x, reverse(x), reverse(o))])
+    conn_of_tuple = np.repeat(np.arange(len(conns.orig)), 4)[keys >= 0]
+    known_keys, first_of_key = np.unique(keys[keys >= 0], return_index=True)
+    known = pd.Index(known_keys)
+    conn_of_known = conn_of_tuple[first_of_key]
+    hit_rows, hit_conn = [], []
+    for rows in _chunks(t.n):
+        at = known.get_indexer(t.key[rows])
+        hit = np.flatnonzero(at >= 0)
+        hit_rows.append(rows.start + hit)
+        hit_conn.append(conn_of_known[at[hit]])
+    rows, conn = np.concatenate(hit_rows), np.concatenate(hit_conn)
+    packet = t.packet[rows]
+    lone = packet < 0
+    # The first hit in path order of each packet not translated itself.
+    pending = ~lone & (packet_conn[np.maximum(packet, 0)] < 0)
+    rows, conn, packet = rows[pending], conn[pending], packet[pending]
+    order = np.lexsort((t.ints_at("ts_ns", rows, -1), t.ints_at("hop", rows, 0), packet))
+    found, first = np.unique(packet[order], return_index=True)
+    packet_conn[found] = conn[order[first]]
+    return _Assigned(packet_conn, np.concatenate(hit_rows)[lone],
+                     np.concatenate(hit_conn)[lone])
+
+
+def _per_row_ids(packet_numbers: np.ndarray, assigned: _Assigned, conn_to_id: np.ndarray,
+                 index: pd.Index) -> pd.Series:
+    """Each row's nat_flow_id (NA: not translated), filled chunk by chunk."""
+    n = len(packet_numbers)
+    ids = np.zeros(n, np.int64)
+    missing = np.ones(n, bool)
+    if len(assigned.lone_rows) or (assigned.packet_conn >= 0).any():
+        for rows in _chunks(n):
+            conn = assigned.at(packet_numbers, rows)
+            ids[rows] = conn_to_id[np.maximum(conn, 0)]
+            missing[rows] = conn < 0
+    return pd.Series(pd.arrays.IntegerArray(ids, missing), index=index, name="nat_flow_id",
+                     copy=False)
+
+
+def _rows_of_connections(t: _Sightings, assigned: _Assigned
+                         ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Chunk by chunk of the table: the rows that belong to a connection, and their connection."""
+    for rows in _chunks(t.n):
+        conn = assigned.at(t.packet, rows)
+        hit = np.flatnonzero(conn >= 0)
+        yield rows.start + hit, conn[hit]
+
+
+def _per_connection(t: _Sightings, assigned: _Assigned, k: int) -> pd.DataFrame:
+    """Per connection: ``packets`` (distinct packets), ``bytes`` (each packet's wire_len at its
+    first sighting, all its fragments there), ``first`` and ``last`` ts_ns (NA: none known);
+    all NA for a connection that no row kept."""
+    packet_conn = assigned.packet_conn[:t.packet_count]
+    # A row without packet_id is a packet of its own.
+    packets = (np.bincount(packet_conn[packet_conn >= 0], minlength=k)
+               + np.bincount(assigned.lone_conn, minlength=k))
+    first = np.full(k, np.iinfo(np.int64).max)
+    last = np.full(k, np.iinfo(np.int64).min)
+    timed = np.zeros(k, bool)
+    first_hop = np.full(max(t.packet_count, 1), np.iinfo(np.int64).max)  # per packet
+    for rows, conn in _rows_of_connections(t, assigned):
+        ts = t.ints_at("ts_ns", rows, -1)
+        known = ts >= 0
+        np.minimum.at(first, conn[known], ts[known])
+        np.maximum.at(last, conn[known], ts[known])
+        timed[conn[known]] = True
+        packet = t.packet[rows]
+        real = packet >= 0
+        np.minimum.at(first_hop, packet[real], t.ints_at("hop", rows, 0)[real])
+    sizes = np.zeros(k, np.int64)
+    for rows, conn in _rows_of_connections(t, assigned):
+        packet = t.packet[rows]
+        at_first = (packet < 0) | (t.ints_at("hop", rows, 0) == first_hop[np.maximum(packet, 0)])
+        np.add.at(sizes, conn[at_first], t.ints_at("wire_len", rows, 0)[at_first])
+    kept = packets > 0
+    return pd.DataFrame({"packets": pd.arrays.IntegerArray(packets, ~kept),
+                         "first": pd.arrays.IntegerArray(first, ~timed),
+                         "last": pd.arrays.IntegerArray(last, ~timed),
+                         "bytes": pd.arrays.IntegerArray(sizes, ~kept)})
 
 
 def _flow_table(t: _Sightings, conns: _Connections,
-                row_conn: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+                assigned: _Assigned) -> tuple[pd.DataFrame, np.ndarray]:
     """The nat_flows table and the map connection index → nat_flow_id."""
     k = len(conns.orig)
     if k == 0:
         return _empty(NAT_FLOWS_SCHEMA), np.zeros(1, np.int64)
-    mine = row_conn >= 0
-    ts = pd.Series(t.ts[mine], dtype="Int64")
-    rows = pd.DataFrame({"conn": row_conn[mine], "pid": t.pid[mine], "hop": t.hop[mine],
-                         "ts": ts.mask(ts < 0), "wire_len": t.wire_len[mine]})
-    # Bytes: each packet once, as it was at its first sighting (all its fragments there).
-    first_hop = rows.groupby("pid")["hop"].transform("min")
-    per = rows.groupby("conn").agg(packets=("pid", "nunique"), first=("ts", "min"),
-                                   last=("ts", "max"))
-    per["bytes"] = rows[rows["hop"] == first_hop].groupby("conn")["wire_len"].sum()
-    per = per.reindex(range(k))
+    per = _per_connection(t, assigned, k)
     missing = per["first"].isna().to_numpy()
     first = per["first"].fillna(0).to_numpy(np.int64)
     order = sorted(range(k), key=lambda c: (missing[c], first[c], conns.orig[c]))
@@ -672,7 +973,7 @@ _XLAT = ["xlat_src", "xlat_sport", "xlat_dst", "xlat_dport"]
 
 
 def _compare(flows: pd.DataFrame, dumps: pd.DataFrame, t: _Sightings,
-             row_conn: np.ndarray) -> tuple[list[str], pd.DataFrame]:
+             assigned: _Assigned) -> tuple[list[str], pd.DataFrame]:
     """Each flow's conntrack status, and the disagreements table."""
     entries = dumps.rename(columns={"node": "ct_node", "file": "ct_file", "line": "ct_line",
                                     **{c: f"ct_{c}" for c in _XLAT}})
@@ -698,17 +999,20 @@ def _compare(flows: pd.DataFrame, dumps: pd.DataFrame, t: _Sightings,
                       DISAGREEMENT_REASONS[0] if pd.notna(r.kind) else DISAGREEMENT_REASONS[1],
                       captured=True)
     # NATed entries whose original tuple the captures show crossing its node untranslated.
-    untranslated = _untranslated_transits(t, row_conn)
     matched_lines = set(zip(match["ct_file"], match["ct_line"], strict=True))
-    for r in entries[entries["kind"].notna()].itertuples(index=False):
-        if (r.ct_file, r.ct_line) in matched_lines:
-            continue
+    unmatched = [r for r in entries[entries["kind"].notna()].itertuples(index=False)
+                 if (r.ct_file, r.ct_line) not in matched_lines]
+    pre_nat: list[Tuple5] = []  # per entry: the pre-NAT tuples of both directions
+    for r in unmatched:
         orig = (int(r.proto), r.orig_src, _na(r.orig_sport), r.orig_dst, _na(r.orig_dport))
         xlat = (int(r.proto), r.ct_xlat_src, _na(r.ct_xlat_sport), r.ct_xlat_dst,
                 _na(r.ct_xlat_dport))
-        for tup in (orig, reverse(xlat)):  # the pre-NAT tuples of both directions
-            code = t.code_of.get(tup)
-            nodes = untranslated.get(code, set()) if code is not None else set()
+        pre_nat += [orig, reverse(xlat)]
+    pre_nat_keys = t.keys.keys_of(pre_nat).reshape(-1, 2).tolist()
+    untranslated = _untranslated_transits(t, assigned, {k for keys in pre_nat_keys for k in keys})
+    for r, keys in zip(unmatched, pre_nat_keys, strict=True):
+        for key in keys:
+            nodes = untranslated.get(key, set())
             node = None if pd.isna(r.ct_node) else r.ct_node
             if nodes and (node is None or node in nodes):
                 where = node if node is not None else next(iter(sorted(nodes, key=str)))
@@ -735,15 +1039,32 @@ def _disagreement(rows: dict[str, list], r: object, node: object, flow: object, 
     rows["ct_line"].append(r.ct_line)
 
 
-def _untranslated_transits(t: _Sightings, row_conn: np.ndarray) -> dict[int, set[str | None]]:
-    """Tuple code → nodes a packet crossed with that tuple unchanged (two sightings or more
-    on the node, in and out), for packets of no NAT flow."""
-    rows = t.rows[row_conn[t.rows] < 0]
-    frame = pd.DataFrame({"pid": t.pid[rows], "node": t.node[rows], "code": t.code[rows]})
+def _untranslated_transits(t: _Sightings, assigned: _Assigned,
+                           keys: set[int]) -> dict[int, set[str | None]]:
+    """Tuple key → nodes a packet of no NAT flow crossed with that tuple unchanged (two
+    sightings or more on the node, in and out). Only packets seen with one of ``keys`` are
+    looked at (the map may hold other keys too)."""
+    keys = {key for key in keys if key >= 0}
+    if not keys or t.packet_count == 0:
+        return {}
+    wanted = pd.Index(np.fromiter(keys, np.int64, len(keys)))
+    touched = np.zeros(t.packet_count, bool)
+    for rows in _chunks(t.n):
+        packet = t.packet[rows]
+        touched[packet[(wanted.get_indexer(t.key[rows]) >= 0) & (packet >= 0)]] = True
+    touched &= assigned.packet_conn[:t.packet_count] < 0
+    found = []
+    for rows in _chunks(t.n):
+        packet = t.packet[rows]
+        ok = (packet >= 0) & (t.key[rows] >= 0)
+        found.append(rows.start + np.flatnonzero(ok & touched[np.maximum(packet, 0)]))
+    rows = np.concatenate(found)
+    node, node_names = t.nodes_at(rows)
+    frame = pd.DataFrame({"pid": t.packet[rows], "node": node, "code": t.key[rows]})
     runs = frame.groupby(["pid", "node"]).agg(n=("code", "size"), codes=("code", "nunique"),
                                               code=("code", "first"))
     runs = runs[(runs["n"] >= 2) & (runs["codes"] == 1)].reset_index()
     out: dict[int, set[str | None]] = {}
     for code, node in zip(runs["code"].tolist(), runs["node"].tolist(), strict=True):
-        out.setdefault(code, set()).add(t.node_names[node])
+        out.setdefault(code, set()).add(node_names[node])
     return out

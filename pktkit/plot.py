@@ -17,7 +17,14 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from pktkit.report import NO_TUNNEL, nat_tuple, overlay_label
+from pktkit.report import (  # (private names: plots read the packet table as the report does)
+    _group_sum,
+    _number,
+    _Rows,
+    _tunnel_rows,
+    nat_tuple,
+    overlay_label,
+)
 
 FIGSIZE = (8.0, 4.5)
 SMALL = 7  # legend and annotation font size
@@ -56,19 +63,45 @@ PERCENTILES = [("min_ns", 0.0), ("p50_ns", 0.5), ("p90_ns", 0.9), ("p99_ns", 0.9
                ("max_ns", 1.0)]
 
 
-def _delay_samples(data: pd.DataFrame, by: str) -> pd.DataFrame:
-    """(scope, delay_ns) samples from a hops table (or any table with scope + delay_ns)."""
-    rows = data.dropna(subset=["delay_ns"])
-    if "scope" in rows:
-        scope = rows["scope"].astype("string")
-    elif by == "node_pair":  # only the hops that cross from one node to another
-        rows = rows[rows["from_node"].astype("string") != rows["node"].astype("string")]
-        scope = rows["from_node"].astype("string") + " → " + rows["node"].astype("string")
-    else:
-        scope = (rows["from_node"].astype("string") + "/" + rows["from_interface"]
-                 .astype("string") + " → " + rows["node"].astype("string") + "/"
-                 + rows["interface"].astype("string"))
-    return pd.DataFrame({"scope": scope, "delay_ns": rows["delay_ns"].astype("float64")})
+def _delay_scopes(data: pd.DataFrame, by: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The scopes of a hops table (or any table with scope + delay_ns) in order of first
+    appearance, and for the rows with a delay: the number of each one's scope (−1: none) and
+    the delay (ns). Scopes are named once per distinct (node, interface, ...) combination,
+    not once per row: a hops table has a row per sighting."""
+    rows = _Rows(data, np.flatnonzero(~_Rows(data).isna("delay_ns")))
+    parts = (["scope"] if "scope" in data else ["from_node", "node"] if by == "node_pair"
+             else ["from_node", "from_interface", "node", "interface"])
+    combination, first = _number(*(rows.codes(part) for part in parts))
+    texts = [rows.take(part, first).astype("string").tolist() for part in parts]
+    number_of: dict[str, int] = {}  # scope → its number
+    numbers = np.full(len(first), -1, dtype=np.int64)  # per combination
+    for index, values in enumerate(zip(*texts, strict=True)):
+        if any(value is pd.NA for value in values):  # a scope with an NA part is none
+            continue
+        if "scope" in data:
+            scope = values[0]
+        elif by == "node_pair":  # only the hops that cross from one node to another
+            if values[0] == values[1]:
+                continue
+            scope = f"{values[0]} → {values[1]}"
+        else:
+            scope = f"{values[0]}/{values[1]} → {values[2]}/{values[3]}"
+        numbers[index] = number_of.setdefault(scope, len(number_of))
+    return list(number_of), numbers[combination], rows.values("delay_ns", "float64", np.nan)
+
+
+CDF_POINTS = 4096  # a CDF drawn through this many ranks differs by < 1 pixel from all of them
+
+
+def _cdf_points(sorted_delays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The empirical CDF of sorted delays as (x, fraction ≤ x): every sample up to CDF_POINTS,
+    else CDF_POINTS evenly spaced ranks including the first and the last (a line of 400k
+    steps would cost tens of MB to draw and look the same)."""
+    count = len(sorted_delays)
+    ranks = np.arange(count)
+    if count > CDF_POINTS:
+        ranks = np.unique(np.linspace(0, count - 1, CDF_POINTS).round().astype(np.int64))
+    return sorted_delays[ranks], (ranks + 1) / count
 
 
 def latency_cdf(
@@ -92,11 +125,14 @@ def latency_cdf(
     title = f"Latency CDF per {LATENCY_SCOPES[by]}"
     curves: list[tuple[str, np.ndarray, np.ndarray, int]] = []  # label, x (ns), y, samples
     if data is not None and "delay_ns" in data:
-        samples = _delay_samples(data, by)
-        for scope, group in samples.groupby("scope", sort=False):
-            delays = np.sort(group["delay_ns"].to_numpy())
-            curves.append((str(scope), delays, np.arange(1, len(delays) + 1) / len(delays),
-                           len(delays)))
+        scopes, scope_of_row, delay_ns = _delay_scopes(data, by)
+        samples = np.bincount(scope_of_row[scope_of_row >= 0], minlength=len(scopes))
+        scope_count = len(scopes)
+        # the samples of the busiest scopes only (ties: the first seen): those are drawn
+        for number in sorted(range(scope_count), key=lambda i: -samples[i])[:max_lines]:
+            delays = np.sort(delay_ns[scope_of_row == number])
+            curves.append((scopes[number], *_cdf_points(delays), len(delays)))
+        del scope_of_row, delay_ns
     elif data is not None and "p50_ns" in data:
         for row in data[data["metric"] == by].itertuples(index=False):
             points = [(getattr(row, col), q) for col, q in PERCENTILES]
@@ -105,24 +141,29 @@ def latency_cdf(
                 xs, ys = zip(*points, strict=True)
                 curves.append((f"{row.scope} (percentiles)", np.array(xs), np.array(ys),
                                int(row.count)))
-    if not curves:
+        scope_count = len(curves)
+    else:
+        scope_count = 0
+    if not scope_count:
         return _no_data(fig, ax, title, f"no {LATENCY_SCOPES[by]} delays (run the correlation)")
     curves.sort(key=lambda c: -c[3])
     shown = curves[:max_lines]
+    lowest = min(float(xs.min()) for _, xs, _, _ in shown)
+    highest = max(float(xs.max()) for _, xs, _, _ in shown)
+    # the scale before the lines: a line made on a linear axis keeps a second copy of its
+    # steps for drawing (matplotlib's sorted-x subslicing), which the log axis never uses
+    if lowest > 0 and highest / lowest > 100:  # delays spanning decades: µs veths, ms links
+        ax.set_xscale("log")
     for label, xs, ys, count in shown:
         if label.endswith("(percentiles)"):
             ax.plot(xs / 1e3, ys, marker="o", markersize=3, label=f"{label}, n={count}")
         else:
             ax.step(xs / 1e3, ys, where="post", label=f"{label}, n={count}")
-    lowest = min(float(xs.min()) for _, xs, _, _ in shown)
-    highest = max(float(xs.max()) for _, xs, _, _ in shown)
-    if lowest > 0 and highest / lowest > 100:  # delays spanning decades: µs veths, ms links
-        ax.set_xscale("log")
     ax.set_xlabel("delay (µs)")
     ax.set_ylabel("fraction of packets ≤ delay")
     ax.set_ylim(0, 1.02)
-    return _finish_lines(fig, ax, title, f"the {max_lines} busiest", len(curves) > max_lines,
-                         len(curves), "lower right")
+    return _finish_lines(fig, ax, title, f"the {max_lines} busiest", scope_count > max_lines,
+                         scope_count, "lower right")
 
 
 # -- overhead ------------------------------------------------------------------------------
@@ -205,32 +246,53 @@ def throughput(
     if packets is None or packets.empty:
         return _no_data(fig, ax, title, "no packets")
     start = packets["ts_ns"].min()
-    encap = packets["encap"].astype("string").fillna(NO_TUNNEL)
-    rows = packets[encap.ne(NO_TUNNEL) & packets["ts_ns"].notna()]
-    if rows.empty:
+    encap, names = _Rows(packets).encap_codes()
+    tunnelled = np.flatnonzero(_tunnel_rows(encap, names) & packets["ts_ns"].notna().to_numpy())
+    if not len(tunnelled):
         return _no_data(fig, ax, title, "no tunnelled traffic")
-    offset_ns = (rows["ts_ns"] - start).astype("int64").to_numpy()
+    rows = _Rows(packets, tunnelled)
+    offset_ns = rows.values("ts_ns", "int64", 0) - start
     width = bin_ns or _nice_bin_ns(float(offset_ns.max()))
-    overlay = [overlay_label(e, v) for e, v in zip(rows["encap"], rows["vni"], strict=True)]
-    frame = pd.DataFrame({
-        "overlay": overlay,
-        "series": [f"{o} · {c}" for o, c in zip(overlay, rows["capture"], strict=True)],
-        "bin": offset_ns // width,
-        "bits": rows["wire_len"].astype("int64").to_numpy() * 8,
-    })
-    heaviest = frame.groupby("series")["bits"].sum().sort_values(ascending=False)
+    time_bin = offset_ns // width
+    del offset_ns
+    # a line per (overlay, capture): labelled once per distinct (encap, vni, capture)
+    encap = encap[tunnelled]
+    combination, first = _number(encap, rows.codes("vni"), rows.codes("capture"))
+    series_of: dict[str, int] = {}  # label → its number
+    overlay_of: dict[str, str] = {}  # label → its overlay, from the label's first row
+    numbers = np.empty(len(first), dtype=np.int64)  # per combination
+    for index, (encap_name, vni, capture) in enumerate(zip(
+            [names[code] for code in encap[first].tolist()], rows.take("vni", first).tolist(),
+            rows.take("capture", first).tolist(), strict=True)):
+        overlay = overlay_label(encap_name, vni)
+        series = f"{overlay} · {capture}"
+        overlay_of.setdefault(series, overlay)
+        numbers[index] = series_of.setdefault(series, len(series_of))
+    series_of_row = numbers[combination]
+    del combination, encap
+    bits = rows.values("wire_len", "int64", 0) * 8
+    labels = sorted(series_of)  # as groupby orders them
+    heaviest = pd.Series(_group_sum(series_of_row, len(series_of), bits)[
+        [series_of[label] for label in labels]], index=pd.Index(labels)).sort_values(
+        ascending=False)
     shown = list(heaviest.index[:max_lines])
-    binned = frame[frame["series"].isin(shown)].pivot_table(
-        index="bin", columns="series", values="bits", aggfunc="sum", fill_value=0)
-    binned = binned.reindex(range(int(frame["bin"].max()) + 1), fill_value=0)
-    rate = binned * (1e9 / width)
+    # bits per time bin (rows) and shown line (columns, in label order, as pivot_table has them)
+    columns = sorted(shown)
+    column_of = np.full(len(series_of), -1, dtype=np.int64)
+    column_of[[series_of[label] for label in columns]] = np.arange(len(columns))
+    column = column_of[series_of_row]
+    drawn = column >= 0
+    binned = np.zeros((int(time_bin.max()) + 1, len(columns)), dtype=np.int64)
+    np.add.at(binned, (time_bin[drawn], column[drawn]), bits[drawn])
+    del time_bin, column, drawn, bits, series_of_row
+    rate = pd.DataFrame(binned, columns=pd.Index(columns)) * (1e9 / width)
     scale, unit = _rate_axis(float(rate.to_numpy().max()))
     seconds = rate.index.to_numpy() * width / 1e9
     # One colour per overlay. Both VTEPs see the same packets, so an overlay's lines
     # coincide: its first capture is a wide pale band, the others thin lines (solid, dashed,
     # ...) drawn inside it, so the coincidence shows instead of hiding a line.
-    overlay_of = frame.drop_duplicates("series").set_index("series")["overlay"]
-    colours = {o: f"C{i % 10}" for i, o in enumerate(dict.fromkeys(overlay_of[shown]))}
+    colours = {o: f"C{i % 10}"
+               for i, o in enumerate(dict.fromkeys(overlay_of[series] for series in shown))}
     seen: dict[str, int] = {}
     for series in shown:
         nth = seen[overlay_of[series]] = seen.get(overlay_of[series], -1) + 1

@@ -21,12 +21,15 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from pktkit.errors import OutputError, UsageError
+from pktkit.table import write_parquet
+
+if TYPE_CHECKING:  # a report without figures does not load matplotlib
+    from matplotlib.figure import Figure
 
 MAX_HTML_ROWS = 200
 # Raw per-sighting tables are for the files; the page shows a taste of them.
@@ -372,7 +375,7 @@ def write_report(
         written.append(_write_atomic(out / f"{name}.csv",
                                      lambda tmp, t=table: t.to_csv(tmp, index=False)))
         written.append(_write_atomic(out / f"{name}.parquet",
-                                     lambda tmp, t=table: t.to_parquet(tmp, index=False)))
+                                     lambda tmp, t=table: write_parquet(t, tmp)))
     pngs = {_check_name("figure", name): figure_png(fig) for name, fig in figures.items()}
     written += [_write_bytes(out / f"{name}.png", png) for name, png in pngs.items()]
     written.append(_write_bytes(out / "summary.json",

@@ -134,6 +134,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -210,34 +211,275 @@ def _text(series: pd.Series) -> pd.Series:
     return series.astype("string")
 
 
-def _tunnelled(packets: pd.DataFrame) -> pd.Series:
-    return _text(packets["encap"]).fillna(NO_TUNNEL).ne(NO_TUNNEL)
+# -- the packet table read lean ------------------------------------------------------------
+# A million-row table must not be copied whole, nor turned into a Python object per row:
+# columns are read one at a time as numpy arrays, strings and categories as integer codes,
+# rows are grouped by those codes, and Python touches only one row per group or per
+# distinct value.
+
+
+class _Rows:
+    """Some rows of the packet table (``positions``; None: all of them), read column by
+    column as numpy arrays, so that the rows are never copied as a frame."""
+
+    def __init__(self, packets: pd.DataFrame, positions: np.ndarray | None = None) -> None:
+        self.packets, self.positions = packets, positions
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.packets
+
+    def _array(self, name: str) -> Any:
+        column = self.packets[name].array
+        return column if self.positions is None else column[self.positions]
+
+    def values(self, name: str, dtype: str, na_value: Any) -> np.ndarray:
+        """The column as a numpy array of ``dtype``, NA as ``na_value``."""
+        return self._array(name).to_numpy(dtype, na_value=na_value)
+
+    def isna(self, name: str) -> np.ndarray:
+        return np.asarray(pd.isna(self._array(name)), dtype=bool)
+
+    def codes(self, name: str) -> np.ndarray:
+        """Integer codes of the column's values (equal values, equal codes; −1: NA), none
+        above the row count: category codes, non-negative integers up to the row count (ids)
+        as they are, anything else factorized."""
+        column = self.packets[name].array
+        codes = None
+        if pd.api.types.is_integer_dtype(column.dtype):
+            values = column.to_numpy("int64", na_value=-1)
+            missing = np.asarray(pd.isna(column), dtype=bool)
+            if np.all((values >= 0) | missing) and values.max(initial=0) <= len(values):
+                codes = values
+        if codes is None:
+            codes = _coded(column)[0]
+        return codes if self.positions is None else codes[self.positions]
+
+    def take(self, name: str, rows: np.ndarray) -> pd.Series:
+        """The column's values at ``rows`` (positions among these rows), in its own dtype."""
+        at = rows if self.positions is None else self.positions[rows]
+        return pd.Series(self.packets[name].array[at])
+
+    def encap_codes(self) -> tuple[np.ndarray, list[str]]:
+        """Codes of the ``encap`` names, NA counted as ``none`` (as ``_text(..).fillna``),
+        and the names they stand for."""
+        codes, uniques = _coded(self.packets["encap"].array)
+        if self.positions is not None:
+            codes = codes[self.positions]
+        # one code per name, whether it came as NA or as "none"; the last entry is NA's (−1)
+        canonical, names = pd.factorize(np.array([*map(str, uniques), NO_TUNNEL], dtype=object))
+        return canonical[codes], [str(name) for name in names]
+
+
+def _tunnel_rows(encap: np.ndarray, names: list[str]) -> np.ndarray:
+    """Which rows are tunnelled, from :meth:`_Rows.encap_codes`."""
+    return np.array([name != NO_TUNNEL for name in names], dtype=bool)[encap]
+
+
+def _coded(column: Any) -> tuple[np.ndarray, list[Any]]:
+    """A column's integer codes (−1: NA) and the values they stand for; categories keep their
+    own codes (factorizing would hash a row count's worth of them)."""
+    if isinstance(column, pd.Categorical):
+        return column.codes.astype(np.int64), list(column.categories)
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    return codes, list(uniques)
+
+
+def _number(*codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Number the rows by their values in ``codes`` together (NA, −1, a value like any other),
+    in order of first appearance, as ``groupby(sort=False, dropna=False).ngroup()`` does;
+    returns the group of each row and the first row of each group."""
+    groups, first = _renumber(codes[0] + 1)
+    for more in codes[1:]:
+        groups, first = _renumber(groups * np.int64(more.max(initial=-1) + 2) + (more + 1))
+    return groups, first
+
+
+def _renumber(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_number` of one non-negative integer key. A key up to the row count is numbered
+    through a table indexed by it, a larger one hashed first."""
+    rows = len(key)
+    if key.max(initial=0) > rows:
+        key = pd.factorize(key)[0]
+    # each key's first row (same dtypes throughout: numpy's fast path for minimum.at)
+    first = np.full(key.max(initial=-1) + 1, rows, dtype=_index_dtype(rows))
+    np.minimum.at(first, key, np.arange(rows, dtype=first.dtype))
+    present = np.flatnonzero(first < rows)
+    present = present[np.argsort(first[present], kind="stable")]  # in order of appearance
+    number = np.empty(len(first), dtype=_index_dtype(len(present)))
+    number[present] = np.arange(len(present))
+    return number[key], first[present]
+
+
+def _index_dtype(size: int) -> type[np.signedinteger]:
+    """int32 where it can count to ``size``: half the memory of int64 for row numbers."""
+    return np.int32 if size < 2**31 - 1 else np.int64
+
+
+def _group_sum(groups: np.ndarray, count: int, values: np.ndarray) -> np.ndarray:
+    """Per group, the sum of ``values`` (int64, exact)."""
+    total = np.zeros(count, dtype=np.int64)
+    np.add.at(total, groups, values)
+    return total
+
+
+def _group_extreme(groups: np.ndarray, count: int, values: np.ndarray, valid: np.ndarray,
+                   largest: bool) -> pd.arrays.IntegerArray:
+    """Per group, the smallest or largest of the valid ``values`` (integers, or whole
+    floats); NA where there is none."""
+    if not valid.all():
+        groups, values = groups[valid], values[valid]
+    start = (-np.inf if largest else np.inf) if values.dtype.kind == "f" else (
+        np.iinfo(np.int64).min if largest else np.iinfo(np.int64).max)
+    result = np.full(count, start, dtype=np.float64 if values.dtype.kind == "f" else np.int64)
+    (np.maximum if largest else np.minimum).at(result, groups, values)
+    none = np.bincount(groups, minlength=count) == 0
+    result[none] = 0
+    return pd.arrays.IntegerArray(result.astype(np.int64), none)
+
+
+def _group_first(groups: np.ndarray, count: int, valid: np.ndarray) -> np.ndarray:
+    """Per group, its first valid row (−1: none)."""
+    rows = np.flatnonzero(valid)
+    first = np.full(count, len(groups), dtype=np.int64)
+    np.minimum.at(first, groups[rows], rows)
+    first[first == len(groups)] = -1
+    return first
+
+
+def _group_nunique(groups: np.ndarray, count: int, codes: np.ndarray) -> np.ndarray:
+    """Per group, how many distinct codes (≥ 0; −1 is NA and not counted) its rows have."""
+    valid = codes >= 0
+    pairs = np.unique(groups[valid] * np.int64(codes.max(initial=0) + 1) + codes[valid])
+    return np.bincount(pairs // (codes.max(initial=0) + 1), minlength=count)
+
+
+def _distinct_rows(groups: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """One row for each distinct (group, code) pair with a code (not NA): the rows to read
+    a group's distinct values from."""
+    valid = np.flatnonzero(codes >= 0)
+    first = _number(groups[valid], codes[valid])[1]
+    return valid[first]
 
 
 # -- per-packet sizes ----------------------------------------------------------------------
 
 
-def _datagram_groups(packets: pd.DataFrame, fragment: np.ndarray,
+def _datagram_groups(packets: pd.DataFrame, rows: np.ndarray,
                      starts: np.ndarray) -> np.ndarray:
-    """A datagram number for each fragment row (in ``fragment``'s order).
+    """A datagram number for each fragment (``rows``: their positions, in table order).
 
     Fragments share a datagram when they share :data:`_DATAGRAM_KEY`, but an IP id repeats
     (IPv4's wraps after 65536 datagrams of one src/dst/proto), so within a key, in capture
     order, a first fragment (``starts``) or a gap longer than the kernel's reassembly
     timeout begins a new datagram. (A sender that emits the first fragment last would be
     split wrongly; Linux sends them in order.)"""
-    rows = np.flatnonzero(fragment)
-    key = packets.iloc[rows][_DATAGRAM_KEY].groupby(
+    key = packets[_DATAGRAM_KEY].iloc[rows].groupby(
         _DATAGRAM_KEY, dropna=False, observed=True, sort=False).ngroup().to_numpy()
-    ts = packets["ts_ns"].to_numpy("float64", na_value=np.nan)[rows]
+    ts = packets["ts_ns"].array[rows].to_numpy("float64", na_value=np.nan)
     order = np.lexsort((np.arange(len(rows)), key))  # by key, then capture order
-    key, ts, first = key[order], ts[order], starts[rows][order]
+    key, ts, first = key[order], ts[order], starts[order]
     new = np.ones(len(rows), bool)
     gap = np.nan_to_num(np.diff(ts), nan=0.0)
     new[1:] = (key[1:] != key[:-1]) | first[1:] | (gap > REASSEMBLY_TIMEOUT_NS)
     groups = np.empty(len(rows), np.int64)
     groups[order] = np.cumsum(new) - 1
     return groups
+
+
+def _link_header_bytes(linktype: pd.Series) -> np.ndarray:
+    """Each row's link header bytes by its linktype (NaN: unknown linktype or NA)."""
+    codes, linktypes = pd.factorize(linktype.array, use_na_sentinel=True)
+    known = [LINK_HEADER_BYTES.get(int(value), np.nan) for value in linktypes]
+    return np.array([*known, np.nan], dtype=np.float64)[codes]  # code −1 (NA): the last
+
+
+@dataclass
+class _Sizes:
+    """:func:`packet_sizes` as numpy arrays, one element per row (float64 NaN: NA)."""
+
+    ip_len: np.ndarray
+    l4_payload_len: np.ndarray
+    datagram_len: np.ndarray
+    fragment_rows: np.ndarray  # positions of the fragments
+    fragment_datagram: np.ndarray  # their datagram numbers (≥ the row count)
+    gso: np.ndarray
+    oversized: np.ndarray
+    frag_needed: np.ndarray
+
+    def datagram(self) -> np.ndarray:
+        """Each row's datagram number: its position, or for a fragment its datagram's."""
+        numbers = np.arange(len(self.ip_len), dtype=np.int64)
+        numbers[self.fragment_rows] = self.fragment_datagram
+        return numbers
+
+
+def _size_arrays(packets: pd.DataFrame, underlay_mtu: int) -> _Sizes:
+    """The work of :func:`packet_sizes` (non-empty table), column by column in numpy."""
+    n = len(packets)
+    rows = _Rows(packets)
+    is_ip = ~rows.isna("ip_version")
+    version = rows.values("ip_version", "int16", 0)
+    v4, v6 = version == 4, version == 6
+    del version
+    fragment = rows.values("fragment", "bool", False)
+    proto = rows.values("proto", "int32", -1)
+    # the outermost IP packet: what the underlay MTU applies to
+    outer_len = rows.values("wire_len", "float64", np.nan)
+    outer_len -= _link_header_bytes(packets["linktype"])
+    if "ip_len" in packets:
+        ip_len = rows.values("ip_len", "float64", np.nan)
+    else:
+        ip_len = outer_len - rows.values("overhead_bytes", "int64", 0)
+        ip_len[~is_ip] = np.nan
+    gso = (proto == IPPROTO_TCP) & ~fragment & (np.nan_to_num(outer_len) > underlay_mtu)
+    del outer_len
+    # IP header bytes in front of the fragmentable part (IPv6: plus the fragment header)
+    ip_payload = ip_len - np.where(v6, 40.0, 20.0)
+    ip_payload[v6 & fragment] -= 8
+
+    has_l4_header = np.isin(proto, (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6))
+    # a fragment without ports or ICMP type is a non-first one: no L4 header in it
+    non_first = fragment & has_l4_header & rows.isna("sport") & rows.isna("icmp_type")
+    if "l4_payload_len" in packets:
+        l4_payload = rows.values("l4_payload_len", "float64", np.nan)
+    else:
+        l4_header = np.select([non_first, proto == IPPROTO_TCP, has_l4_header], [0, 20, 8], 0)
+        l4_payload = np.maximum(ip_payload - l4_header, 0)
+        del l4_header
+    l4_payload[~is_ip] = np.nan
+    del proto, is_ip
+
+    # datagrams: each unfragmented packet is its own; fragments are grouped by _DATAGRAM_KEY
+    datagram_len = ip_len.copy()
+    fragment_rows = np.flatnonzero(fragment)
+    fragment_datagram = np.empty(0, dtype=np.int64)
+    if len(fragment_rows):
+        offset = (packets["frag_offset"].array[fragment_rows].to_numpy("float64",
+                                                                       na_value=np.nan)
+                  if "frag_offset" in packets else None)
+        # a first fragment: offset 0, else one that carries its L4 header (ports, ICMP type)
+        starts = (offset == 0 if offset is not None
+                  else (has_l4_header & ~non_first)[fragment_rows])
+        # numbered apart from the unfragmented packets' (their positions)
+        fragment_datagram = _datagram_groups(packets, fragment_rows, starts) + n
+        payload = pd.Series(ip_payload[fragment_rows])
+        if offset is not None:  # exact, and immune to duplicated fragments
+            data_bytes = (payload + offset).groupby(fragment_datagram).transform("max")
+        else:
+            data_bytes = payload.groupby(fragment_datagram).transform("sum")
+        datagram_len[fragment_rows] = (np.where(v6[fragment_rows], 40, 20)
+                                       + data_bytes.to_numpy())
+    del ip_payload, has_l4_header, non_first, fragment
+
+    inner_mtu = underlay_mtu - rows.values("overhead_bytes", "int64", 0)
+    oversized = ~gso & (np.nan_to_num(datagram_len) > inner_mtu)
+    del inner_mtu
+    icmp_type = rows.values("icmp_type", "int32", -1)
+    frag_needed = ((v4 & (icmp_type == 3) & (rows.values("icmp_code", "int32", -1) == 4))
+                   | (v6 & (icmp_type == 2)))
+    return _Sizes(ip_len=ip_len, l4_payload_len=l4_payload, datagram_len=datagram_len,
+                  fragment_rows=fragment_rows, fragment_datagram=fragment_datagram, gso=gso,
+                  oversized=oversized, frag_needed=frag_needed)
 
 
 def packet_sizes(
@@ -252,76 +494,20 @@ def packet_sizes(
     ``gso``: a TCP frame above the underlay MTU; ``oversized``: datagram_len > inner_mtu and
     not gso; ``frag_needed``: ICMP fragmentation needed / ICMPv6 packet too big.
     """
-    n = len(packets)
-    if n == 0:
+    if len(packets) == 0:
         return _typed(pd.DataFrame(), SIZES_SCHEMA).set_axis(packets.index)
-    version = packets["ip_version"].astype("Int64")
-    is_ip = version.notna().to_numpy()
-    v6 = version.eq(6).fillna(False).to_numpy(bool)
-    fragment = packets["fragment"].fillna(False).to_numpy(bool)
-    proto = packets["proto"].astype("Int64").fillna(-1).to_numpy()
-    overhead = packets["overhead_bytes"].astype("Int64").fillna(0).to_numpy()
-    link = packets["linktype"].astype("Int64").map(LINK_HEADER_BYTES).astype("Int64")
-    # the outermost IP packet: what the underlay MTU applies to
-    outer_len = (packets["wire_len"].astype("Int64") - link).to_numpy("float64", na_value=np.nan)
-
-    if "ip_len" in packets:
-        ip_len = packets["ip_len"].astype("Int64").to_numpy("float64", na_value=np.nan)
-    else:
-        ip_len = np.where(is_ip, outer_len - overhead, np.nan)
-    # IP header bytes in front of the fragmentable part (IPv6: plus the fragment header)
-    ip_header = np.where(v6, 40, 20) + np.where(v6 & fragment, 8, 0)
-    datagram_header = np.where(v6, 40, 20)
-    ip_payload = ip_len - ip_header
-
-    has_l4_header = np.isin(proto, (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6))
-    # a fragment without ports or ICMP type is a non-first one: no L4 header in it
-    non_first = (fragment & has_l4_header & packets["sport"].isna().to_numpy()
-                 & packets["icmp_type"].isna().to_numpy())
-    if "l4_payload_len" in packets:
-        l4_payload = packets["l4_payload_len"].astype("Int64").to_numpy("float64",
-                                                                        na_value=np.nan)
-    else:
-        l4_header = np.select([non_first, proto == IPPROTO_TCP, has_l4_header], [0, 20, 8], 0)
-        l4_payload = np.maximum(ip_payload - l4_header, 0)
-
-    # datagrams: each unfragmented packet is its own; fragments are grouped by _DATAGRAM_KEY
-    datagram = np.arange(n, dtype="int64")
-    datagram_len = ip_len.copy()
-    if fragment.any():
-        offset = (packets["frag_offset"].astype("Int64").to_numpy("float64", na_value=np.nan)
-                  if "frag_offset" in packets else None)
-        # a first fragment: offset 0, else one that carries its L4 header (ports, ICMP type)
-        starts = offset == 0 if offset is not None else fragment & has_l4_header & ~non_first
-        group_ids = _datagram_groups(packets, fragment, starts) + n  # apart from unfragmented
-        datagram[fragment] = group_ids
-        if offset is not None:  # exact, and immune to duplicated fragments
-            end = pd.Series(offset[fragment] + ip_payload[fragment])
-            data_bytes = end.groupby(group_ids).transform("max").to_numpy()
-        else:
-            data_bytes = pd.Series(ip_payload[fragment]).groupby(group_ids).transform(
-                "sum").to_numpy()
-        datagram_len[fragment] = datagram_header[fragment] + data_bytes
-
-    inner_mtu = underlay_mtu - overhead
-    gso = (proto == IPPROTO_TCP) & ~fragment & (np.nan_to_num(outer_len) > underlay_mtu)
-    oversized = ~gso & (np.nan_to_num(datagram_len) > inner_mtu)
-    icmp_type = packets["icmp_type"].astype("Int64")
-    frag_needed = (
-        (version.eq(4) & icmp_type.eq(3) & packets["icmp_code"].astype("Int64").eq(4))
-        | (version.eq(6) & icmp_type.eq(2))
-    ).fillna(False).to_numpy(bool)
-
+    sizes = _size_arrays(packets, underlay_mtu)
+    inner_mtu = underlay_mtu - packets["overhead_bytes"].to_numpy("int64", na_value=0)
     return pd.DataFrame(
         {
-            "ip_len": pd.array(ip_len, dtype="Int64"),  # NaN → NA
-            "l4_payload_len": pd.array(np.where(is_ip, l4_payload, np.nan), dtype="Int64"),
-            "datagram": pd.array(datagram, dtype="Int64"),
-            "datagram_len": pd.array(datagram_len, dtype="Int64"),
+            "ip_len": pd.array(sizes.ip_len, dtype="Int64"),  # NaN → NA
+            "l4_payload_len": pd.array(sizes.l4_payload_len, dtype="Int64"),
+            "datagram": pd.array(sizes.datagram(), dtype="Int64"),
+            "datagram_len": pd.array(sizes.datagram_len, dtype="Int64"),
             "inner_mtu": pd.array(inner_mtu, dtype="Int64"),
-            "gso": pd.array(gso, dtype="boolean"),
-            "oversized": pd.array(oversized, dtype="boolean"),
-            "frag_needed": pd.array(frag_needed, dtype="boolean"),
+            "gso": pd.array(sizes.gso, dtype="boolean"),
+            "oversized": pd.array(sizes.oversized, dtype="boolean"),
+            "frag_needed": pd.array(sizes.frag_needed, dtype="boolean"),
         },
         index=packets.index,
     )
@@ -330,36 +516,73 @@ def packet_sizes(
 # -- overlays and overhead -----------------------------------------------------------------
 
 
-def _joined(values: pd.Series) -> str | None:
-    """Distinct non-NA values, sorted, joined by ", " (None when there are none)."""
-    items = sorted({str(v) for v in values.dropna()})
-    return ", ".join(items) if items else None
+def _joined(texts: set[str], separator: str = ", ") -> str | None:
+    """Distinct texts, sorted, joined (None when there are none)."""
+    return separator.join(sorted(texts)) or None
+
+
+def _distinct_text(rows: _Rows, name: str, groups: np.ndarray, count: int) -> list[set[str]]:
+    """Per group, the distinct non-NA values of column ``name`` as text (``str`` of each)."""
+    at = _distinct_rows(groups, rows.codes(name))
+    found: list[set[str]] = [set() for _ in range(count)]
+    for group, value in zip(groups[at].tolist(), rows.take(name, at).tolist(), strict=True):
+        found[group].add(str(value))
+    return found
+
+
+def _key_text(codes: np.ndarray, names: list[str]) -> pd.arrays.StringArray:
+    return pd.array([names[code] for code in codes.tolist()], dtype="string")
+
+
+def _in_key_order(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by (encap, vni), NA last, as ``groupby(["encap", "vni"], sort=True,
+    dropna=False)`` orders its groups."""
+    return table.sort_values(["encap", "vni"], na_position="last", kind="stable",
+                             ignore_index=True)
 
 
 def overlays(packets: pd.DataFrame) -> pd.DataFrame:
     """Per (encap, vni) of tunnelled packets: traffic, flows and VTEPs (schema above)."""
-    tunnelled = packets[_tunnelled(packets)]
-    if tunnelled.empty:
+    encap, names = _Rows(packets).encap_codes()
+    tunnelled = np.flatnonzero(_tunnel_rows(encap, names))
+    if not len(tunnelled):
         return _typed(pd.DataFrame(), OVERLAYS_SCHEMA)
-    outer_src, outer_dst = _text(tunnelled["outer_src"]), _text(tunnelled["outer_dst"])
-    # unordered pair: both directions between two VTEPs are one pair
-    low = outer_src.where(outer_src <= outer_dst, outer_dst)
-    high = outer_dst.where(outer_src <= outer_dst, outer_src)
-    frame = pd.DataFrame({
-        "encap": _text(tunnelled["encap"]), "vni": tunnelled["vni"],
-        "wire_len": tunnelled["wire_len"].astype("Int64"), "flow_id": tunnelled["flow_id"],
-        "pair": (low + " ↔ " + high), "outer_dport": tunnelled["outer_dport"],
-        "capture": tunnelled["capture"], "ts_ns": tunnelled["ts_ns"],
+    rows = _Rows(packets, tunnelled)
+    encap = encap[tunnelled]
+    group, first = _number(encap, rows.codes("vni"))
+    count = len(first)
+    ts, has_ts = rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")
+    table = pd.DataFrame({
+        "encap": _key_text(encap[first], names), "vni": rows.take("vni", first),
+        "packets": np.bincount(group, minlength=count),
+        "bytes": _group_sum(group, count, rows.values("wire_len", "int64", 0)),
+        "flows": _group_nunique(group, count, rows.codes("flow_id")),
+        "captures": _group_nunique(group, count, rows.codes("capture")),
+        "first_ts_ns": _group_extreme(group, count, ts, has_ts, largest=False),
+        "last_ts_ns": _group_extreme(group, count, ts, has_ts, largest=True),
     })
-    grouped = frame.groupby(["encap", "vni"], dropna=False, sort=True)
-    table = grouped.agg(
-        packets=("wire_len", "size"), bytes=("wire_len", "sum"), flows=("flow_id", "nunique"),
-        vtep_pairs=("pair", "nunique"), captures=("capture", "nunique"),
-        first_ts_ns=("ts_ns", "min"), last_ts_ns=("ts_ns", "max"),
-    )
-    table["vteps"] = grouped["pair"].agg(lambda s: "; ".join(sorted(set(s.dropna()))) or None)
-    table["outer_dports"] = grouped["outer_dport"].agg(_joined)
-    return _typed(table.reset_index(), OVERLAYS_SCHEMA)
+    del ts, has_ts
+    pairs = _vtep_pairs(rows, group, count)
+    table["vtep_pairs"] = [len(found) for found in pairs]
+    table["vteps"] = [_joined(found, "; ") for found in pairs]
+    table["outer_dports"] = [_joined(found)
+                             for found in _distinct_text(rows, "outer_dport", group, count)]
+    return _typed(_in_key_order(table), OVERLAYS_SCHEMA)
+
+
+def _vtep_pairs(rows: _Rows, groups: np.ndarray, count: int) -> list[set[str]]:
+    """Per group, its unordered VTEP pairs ``a ↔ b`` (a ≤ b; both directions between two
+    VTEPs are one pair), from the distinct (outer_src, outer_dst) of its rows."""
+    src, dst = rows.codes("outer_src"), rows.codes("outer_dst")
+    both = np.flatnonzero((src >= 0) & (dst >= 0))  # a pair with an NA side is no pair
+    at = both[_number(groups[both], src[both], dst[both])[1]]
+    del src, dst, both
+    found: list[set[str]] = [set() for _ in range(count)]
+    for group, a, b in zip(groups[at].tolist(), _text(rows.take("outer_src", at)).tolist(),
+                           _text(rows.take("outer_dst", at)).tolist(), strict=True):
+        low, high = (a, b) if a <= b else (b, a)
+        found[group].add(f"{low} ↔ {high}")
+    return found
 
 
 def overhead(
@@ -375,30 +598,42 @@ def overhead(
     mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else int(underlay_mtu)
     if packets.empty:
         return _typed(pd.DataFrame(), OVERHEAD_SCHEMA)
-    sizes = packet_sizes(packets, underlay_mtu=mtu)
-    wire_ok = ~sizes["gso"]
-    frame = pd.DataFrame({
-        "encap": _text(packets["encap"]).fillna(NO_TUNNEL),
-        "vni": packets["vni"] if by_vni else pd.Series(pd.NA, index=packets.index,
-                                                        dtype="UInt32"),
-        "wire_len": packets["wire_len"].astype("Int64"),
-        "overhead": packets["overhead_bytes"].astype("Int64"),
-        "l4_payload": sizes["l4_payload_len"],
-        "inner_len": sizes["ip_len"].where(wire_ok),
-        # one id per oversized datagram, so its fragments count once
-        "oversized_datagram": sizes["datagram"].where(sizes["oversized"]),
-        "fragment": packets["fragment"].fillna(False).astype("int64"),
-        "frag_needed": sizes["frag_needed"].astype("int64"),
-        "gso": sizes["gso"].astype("int64"),
+    sizes = _size_arrays(packets, underlay_mtu=mtu)
+    rows = _Rows(packets)
+    encap, names = rows.encap_codes()
+    group, first = _number(encap, rows.codes("vni")) if by_vni else _number(encap)
+    count = len(first)
+    cost, has_cost = rows.values("overhead_bytes", "int64", 0), ~rows.isna("overhead_bytes")
+    cost_bytes = _group_sum(group, count, cost)
+    costed = np.bincount(group[has_cost], minlength=count)  # packets with an overhead
+    has_l4 = ~np.isnan(sizes.l4_payload_len)
+    inner = ~np.isnan(sizes.ip_len) & ~sizes.gso  # offload super-frames are no wire packets
+    oversized = np.flatnonzero(sizes.oversized)
+    table = pd.DataFrame({
+        "encap": _key_text(encap[first], names),
+        "vni": (rows.take("vni", first) if by_vni
+                else pd.array([pd.NA] * count, dtype="UInt32")),
+        "packets": np.bincount(group, minlength=count),
+        "wire_bytes": pd.array(_group_sum(group, count, rows.values("wire_len", "int64", 0)),
+                               dtype="Int64"),
+        "overhead_mean": pd.arrays.FloatingArray(cost_bytes / np.maximum(costed, 1),
+                                                 costed == 0),
+        "overhead_min": _group_extreme(group, count, cost, has_cost, largest=False),
+        "overhead_max": _group_extreme(group, count, cost, has_cost, largest=True),
+        "overhead_bytes": pd.array(cost_bytes, dtype="Int64"),
+        "l4_payload_bytes": pd.array(_group_sum(group[has_l4], count,
+                                                sizes.l4_payload_len[has_l4].astype(np.int64)),
+                                     dtype="Int64"),
+        "max_inner_len": _group_extreme(group, count, sizes.ip_len, inner, largest=True),
+        # one datagram number per oversized datagram, so its fragments count once
+        "oversized": _group_nunique(group[oversized], count, sizes.datagram()[oversized]),
+        "fragments": np.bincount(group[rows.values("fragment", "bool", False)],
+                                 minlength=count),
+        "frag_needed": np.bincount(group[sizes.frag_needed], minlength=count),
+        "gso_frames": np.bincount(group[sizes.gso], minlength=count),
     })
-    table = frame.groupby(["encap", "vni"], dropna=False, sort=True).agg(
-        packets=("wire_len", "size"), wire_bytes=("wire_len", "sum"),
-        overhead_mean=("overhead", "mean"), overhead_min=("overhead", "min"),
-        overhead_max=("overhead", "max"), overhead_bytes=("overhead", "sum"),
-        l4_payload_bytes=("l4_payload", "sum"), max_inner_len=("inner_len", "max"),
-        oversized=("oversized_datagram", "nunique"), fragments=("fragment", "sum"),
-        frag_needed=("frag_needed", "sum"), gso_frames=("gso", "sum"),
-    ).reset_index()
+    del sizes, group, cost, has_cost, has_l4, inner
+    table = _in_key_order(table)
     wire = table["wire_bytes"].astype("Float64")
     table["overhead_share"] = table["overhead_bytes"] / wire
     table["payload_efficiency"] = table["l4_payload_bytes"] / wire
@@ -460,61 +695,57 @@ def flows(
 ) -> pd.DataFrame:
     """Per bidirectional flow per capture: volume each way, timing, overlay, NAT, MTU."""
     mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else int(underlay_mtu)
-    has_flow = packets["flow_id"].notna() if len(packets) else pd.Series([], dtype=bool)
-    rows = packets[has_flow]
-    if rows.empty:
+    has_flow = packets["flow_id"].notna().to_numpy() if len(packets) else np.zeros(0, bool)
+    if not has_flow.any():
         return _typed(pd.DataFrame(), FLOWS_SCHEMA)
-    sizes = packet_sizes(rows, underlay_mtu=mtu)
-    frame = pd.DataFrame({
-        "capture": _text(rows["capture"]), "flow_id": rows["flow_id"].astype("Int64"),
-        "encap": _text(rows["encap"]).fillna(NO_TUNNEL), "vni": rows["vni"],
-        "proto": rows["proto"], "src": _text(rows["src"]), "sport": rows["sport"],
-        "dst": _text(rows["dst"]), "dport": rows["dport"], "ts_ns": rows["ts_ns"],
-        "wire_len": rows["wire_len"].astype("Int64"),
-        "fragment": rows["fragment"].fillna(False).astype("int64"),
-        "datagram_len": sizes["datagram_len"].where(~sizes["gso"]),
-        "overhead": rows["overhead_bytes"].astype("Int64"),
-    }).reset_index(drop=True)
+    positions = None if has_flow.all() else np.flatnonzero(has_flow)
+    del has_flow
+    rows = _Rows(packets, positions)
     # one integer per (capture, flow_id), numbered in order of appearance: everything below
-    # is numpy takes and integer groupbys (mapping through a MultiIndex is far slower)
-    flow = frame.groupby(["capture", "flow_id"], sort=False).ngroup().to_numpy()
-    first_row = np.unique(flow, return_index=True)[1]
-    first = frame.iloc[first_row].reset_index(drop=True)
+    # is numpy takes and integer reductions on these numbers
+    flow, first = _number(rows.codes("capture"), rows.codes("flow_id"))
+    count = len(first)
+    max_ip_len = _max_ip_len(packets, positions, flow, count, mtu)
     # side a: the sender of the flow's first frame in this capture
-    a_addr = first["src"].to_numpy(object)[flow]
-    a_port = first["sport"].astype("Int64").fillna(-1).to_numpy()[flow]
-    from_a = ((frame["src"].to_numpy(object) == a_addr)
-              & (frame["sport"].astype("Int64").fillna(-1).to_numpy() == a_port))
-    wire = frame["wire_len"].fillna(0).to_numpy("int64")
-    frame["packets_ab"] = from_a.astype("int64")
-    frame["bytes_ab"] = np.where(from_a, wire, 0)
-    frame["packets_ba"] = (~from_a).astype("int64")
-    frame["bytes_ba"] = np.where(from_a, 0, wire)
-
-    table = frame.groupby(flow, sort=True).agg(
-        packets_ab=("packets_ab", "sum"), bytes_ab=("bytes_ab", "sum"),
-        packets_ba=("packets_ba", "sum"), bytes_ba=("bytes_ba", "sum"),
-        packets=("wire_len", "size"), bytes=("wire_len", "sum"),
-        first_ts_ns=("ts_ns", "min"), last_ts_ns=("ts_ns", "max"),
-        max_ip_len=("datagram_len", "max"), fragments=("fragment", "sum"),
-    ).reset_index(drop=True)
-    table = pd.concat([first[["capture", "flow_id", "encap", "vni", "proto", "src", "sport",
-                              "dst", "dport"]], table], axis=1)
-    table = table.rename(columns={"src": "a_addr", "sport": "a_port", "dst": "b_addr",
-                                  "dport": "b_port"})
+    src, sport = rows.codes("src"), rows.values("sport", "int64", -1)
+    from_a = (src == src[first][flow]) & (sport == sport[first][flow])
+    del src, sport
+    wire = rows.values("wire_len", "int64", 0)
+    packets_ab = np.bincount(flow[from_a], minlength=count)
+    bytes_ab = _group_sum(flow[from_a], count, wire[from_a])
+    all_packets, all_bytes = np.bincount(flow, minlength=count), _group_sum(flow, count, wire)
+    del from_a, wire
+    ts, has_ts = rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")
+    first_ts = _group_extreme(flow, count, ts, has_ts, largest=False)
+    last_ts = _group_extreme(flow, count, ts, has_ts, largest=True)
+    del ts, has_ts
+    encap, names = rows.encap_codes()
+    table = pd.DataFrame({
+        "capture": _text(rows.take("capture", first)),
+        "flow_id": rows.take("flow_id", first).astype("Int64"),
+        "encap": _key_text(encap[first], names), "vni": rows.take("vni", first),
+        "proto": rows.take("proto", first),
+        "a_addr": _text(rows.take("src", first)), "a_port": rows.take("sport", first),
+        "b_addr": _text(rows.take("dst", first)), "b_port": rows.take("dport", first),
+        "packets_ab": packets_ab, "bytes_ab": bytes_ab,
+        "packets_ba": all_packets - packets_ab, "bytes_ba": all_bytes - bytes_ab,
+        "packets": all_packets, "bytes": pd.array(all_bytes, dtype="Int64"),
+        "first_ts_ns": first_ts, "last_ts_ns": last_ts,
+        "max_ip_len": max_ip_len,
+        "fragments": np.bincount(flow[rows.values("fragment", "bool", False)],
+                                 minlength=count),
+    })
     table["duration_ns"] = table["last_ts_ns"] - table["first_ts_ns"]
     seconds = table["duration_ns"].astype("Float64") / 1e9
     table["throughput_bps"] = (table["bytes"].astype("Float64") * 8 / seconds).where(seconds > 0)
 
     conversation = _conversation_key(table["proto"], _endpoint(table["a_addr"], table["a_port"]),
                                      _endpoint(table["b_addr"], table["b_port"]))
-    _attach_overlay(table, rows, flow, conversation)
+    _attach_overlay(table, rows, encap, names, flow, conversation)
     # the inner MTU of the flow's overlay: underlay MTU minus that overlay's largest overhead
-    tunnel_overhead = frame[frame["encap"].ne(NO_TUNNEL)].groupby(
-        ["encap", "vni"], dropna=False, as_index=False)["overhead"].max()
     overlay_overhead = table[["overlay_encap", "overlay_vni"]].merge(
-        tunnel_overhead.rename(columns={"encap": "overlay_encap", "vni": "overlay_vni"}),
-        on=["overlay_encap", "overlay_vni"], how="left")["overhead"]
+        _tunnel_overhead(rows, encap, names), on=["overlay_encap", "overlay_vni"],
+        how="left")["overhead"]
     table["path_mtu"] = (mtu - overlay_overhead.fillna(0).to_numpy("int64"))
     table["exceeds_mtu"] = (table["max_ip_len"] > table["path_mtu"]).fillna(False)
     table["nat_flow_id"] = _nat_flow_ids(table, rows, flow, conversation, nat_flows)
@@ -524,42 +755,92 @@ def flows(
     return _typed(table, FLOWS_SCHEMA)
 
 
-def _first_per_flow(values: pd.Series, flow: np.ndarray, flows_count: int) -> pd.Series:
-    """The first non-NA value of each flow (``flow``: the flow number of each value)."""
-    firsts = pd.Series(values.to_numpy(), dtype=values.dtype).groupby(flow).first()
-    return firsts.reindex(range(flows_count))
+def _max_ip_len(packets: pd.DataFrame, positions: np.ndarray | None, flow: np.ndarray,
+                count: int, mtu: int) -> pd.arrays.IntegerArray:
+    """Per flow, its largest datagram (fragments reassembled), GSO frames left out. Sized on
+    the whole table: a datagram's fragments all have the flow's src and dst, so the rows
+    without a flow (no src or dst) never share a datagram with those that have one."""
+    sizes = _size_arrays(packets, mtu)
+    datagram_len, gso = sizes.datagram_len, sizes.gso
+    del sizes
+    if positions is not None:
+        datagram_len, gso = datagram_len[positions], gso[positions]
+    return _group_extreme(flow, count, datagram_len, ~np.isnan(datagram_len) & ~gso,
+                          largest=True)
 
 
-def _attach_overlay(table: pd.DataFrame, rows: pd.DataFrame, flow: np.ndarray,
-                    conversation: pd.Series) -> None:
+def _tunnel_overhead(rows: _Rows, encap: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """The largest overhead_bytes per (encap, vni) of the tunnelled rows, keyed as the
+    overlay columns (overlay_encap, overlay_vni)."""
+    tunnelled = np.flatnonzero(_tunnel_rows(encap, names))
+    group, first = _number(encap[tunnelled], rows.codes("vni")[tunnelled])
+    cost = rows.values("overhead_bytes", "int64", 0)[tunnelled]
+    has_cost = ~rows.isna("overhead_bytes")[tunnelled]
+    return pd.DataFrame({
+        "overlay_encap": _key_text(encap[tunnelled[first]], names),
+        "overlay_vni": rows.take("vni", tunnelled[first]),
+        "overhead": _group_extreme(group, len(first), cost, has_cost, largest=True),
+    })
+
+
+def _attach_overlay(table: pd.DataFrame, rows: _Rows, encap: np.ndarray, names: list[str],
+                    flow: np.ndarray, conversation: pd.Series) -> None:
     """Set overlay_encap/overlay_vni: the flow's own tunnel, else the one carrying its packets."""
     own = table["encap"].ne(NO_TUNNEL)
-    encap = table["encap"].where(own).astype("string")
-    vni = table["vni"].astype("UInt32").where(own)
+    overlay_encap = table["encap"].where(own).astype("string")
+    overlay_vni = table["vni"].astype("UInt32").where(own)
     if "packet_id" in rows:  # the correlation links sightings of one packet exactly
-        tunnelled = rows[_tunnelled(rows) & rows["packet_id"].notna()]
-        carrier = tunnelled.drop_duplicates("packet_id").set_index("packet_id")
-        packet_id = rows["packet_id"]
-        encap = encap.fillna(_first_per_flow(
-            packet_id.map(_text(carrier["encap"])).astype("string"), flow, len(table)))
-        vni = vni.fillna(_first_per_flow(
-            packet_id.map(carrier["vni"]).astype("UInt32"), flow, len(table)))
+        carried_encap, carried_vni = _carriers(rows, encap, names, flow, len(table))
+        overlay_encap = overlay_encap.fillna(carried_encap)
+        overlay_vni = overlay_vni.fillna(carried_vni)
     else:  # the same 5-tuple inside exactly one overlay
-        carriers = pd.DataFrame({"key": conversation[own], "encap": encap[own],
-                                 "vni": vni[own]}).drop_duplicates()
+        carriers = pd.DataFrame({"key": conversation[own], "encap": overlay_encap[own],
+                                 "vni": overlay_vni[own]}).drop_duplicates()
         carriers = carriers[~carriers["key"].duplicated(keep=False)]
         found = pd.DataFrame({"key": conversation.where(~own)}).merge(carriers, on="key",
                                                                       how="left")
-        encap = encap.fillna(found["encap"].astype("string"))
-        vni = vni.fillna(found["vni"].astype("UInt32"))
-    table["overlay_encap"] = encap
-    table["overlay_vni"] = vni
+        overlay_encap = overlay_encap.fillna(found["encap"].astype("string"))
+        overlay_vni = overlay_vni.fillna(found["vni"].astype("UInt32"))
+    table["overlay_encap"] = overlay_encap
+    table["overlay_vni"] = overlay_vni
 
 
-def _nat_flow_ids(table: pd.DataFrame, rows: pd.DataFrame, flow: np.ndarray,
+def _carriers(rows: _Rows, encap: np.ndarray, names: list[str], flow: np.ndarray,
+              count: int) -> tuple[pd.Series, pd.Series]:
+    """Per flow, the tunnel carrying its packets. A packet's carrier is its first tunnelled
+    sighting (same packet_id); a flow's encap is that of the first of its rows that has a
+    carrier, its VNI the first carrier VNI that is not NA (one row may give both)."""
+    packet = rows.codes("packet_id")  # −1: NA
+    n = len(packet)
+    carriers = np.flatnonzero(_tunnel_rows(encap, names) & (packet >= 0))
+    # per packet its first carrier row (n: none); the extra last slot is NA's, never set
+    first_carrier = np.full(packet.max(initial=-1) + 2, n, dtype=np.int64)
+    np.minimum.at(first_carrier, packet[carriers], carriers)
+    carrier = first_carrier[packet]
+    del packet, carriers, first_carrier
+    carried = carrier < n
+    carrier[~carried] = 0  # any row: only read where carried
+    row = _group_first(flow, count, carried)
+    found = row >= 0
+    carried_encap = np.full(count, None, dtype=object)
+    carried_encap[found] = [names[code] for code in encap[carrier[row[found]]].tolist()]
+    has_vni = carried & ~rows.isna("vni")[carrier]
+    row = _group_first(flow, count, has_vni)
+    found = row >= 0
+    vni = np.zeros(count, dtype=np.int64)
+    vni[found] = rows.values("vni", "int64", 0)[carrier[row[found]]]
+    return (pd.Series(pd.array(carried_encap, dtype="string")),
+            pd.Series(pd.arrays.IntegerArray(vni, ~found)).astype("UInt32"))
+
+
+def _nat_flow_ids(table: pd.DataFrame, rows: _Rows, flow: np.ndarray,
                   conversation: pd.Series, nat_flows: pd.DataFrame | None) -> pd.Series:
     if "nat_flow_id" in rows:  # labelled by the correlation, on every sighting
-        return _first_per_flow(rows["nat_flow_id"].astype("Int64"), flow, len(table))
+        row = _group_first(flow, len(table), ~rows.isna("nat_flow_id"))
+        found = row >= 0
+        ids = np.zeros(len(table), dtype=np.int64)
+        ids[found] = rows.values("nat_flow_id", "int64", 0)[row[found]]
+        return pd.Series(pd.arrays.IntegerArray(ids, ~found))
     if nat_flows is None or nat_flows.empty:
         return pd.Series(pd.NA, index=table.index, dtype="Int64")
     icmp = table["proto"].astype("Int64").isin([IPPROTO_ICMP, IPPROTO_ICMPV6]).fillna(False)
@@ -583,11 +864,20 @@ def errors(packets: pd.DataFrame) -> pd.DataFrame:
     """Decode problems per (capture, reason), plus snaplen-cut frames and cut files."""
     records: list[dict[str, Any]] = []
     if len(packets):
-        reason = _text(packets["error"])
-        snaplen_cut = reason.isna() & (packets["cap_len"].astype("Int64")
-                                       < packets["wire_len"].astype("Int64")).fillna(False)
-        reason = reason.mask(snaplen_cut, "snaplen-cut")
-        flagged = packets.assign(reason=reason).dropna(subset=["reason"])
+        rows = _Rows(packets)
+        has_error = ~rows.isna("error")
+        cap_len, wire_len = rows.values("cap_len", "int64", 0), rows.values("wire_len",
+                                                                          "int64", 0)
+        snaplen_cut = (~has_error & ~rows.isna("cap_len") & ~rows.isna("wire_len")
+                       & (cap_len < wire_len))
+        del cap_len, wire_len
+        flagged_rows = np.flatnonzero(has_error | snaplen_cut)
+        del has_error
+        # only the flagged rows, usually few, become a frame
+        flagged = pd.DataFrame({"capture": packets["capture"].array[flagged_rows],
+                                "frame": packets["frame"].array[flagged_rows],
+                                "reason": _text(pd.Series(packets["error"].array[flagged_rows]))
+                                .mask(snaplen_cut[flagged_rows], "snaplen-cut")})
         for (capture, why), group in flagged.groupby([_text(flagged["capture"]), "reason"],
                                                      sort=False):
             records.append({"capture": capture, "reason": why, "packets": len(group),
@@ -606,24 +896,34 @@ def captures(packets: pd.DataFrame) -> pd.DataFrame:
     """One row per capture file: volume, time span, link type, interfaces, problems."""
     if packets.empty:
         return _typed(pd.DataFrame(), CAPTURES_SCHEMA)
-    frame = pd.DataFrame({
-        "capture": _text(packets["capture"]), "wire_len": packets["wire_len"].astype("Int64"),
-        "ts_ns": packets["ts_ns"], "linktype": packets["linktype"],
-        "interface": packets["interface"], "tunnelled": _tunnelled(packets).astype("int64"),
-        "fragment": packets["fragment"].fillna(False).astype("int64"),
-        "error": packets["error"].notna().astype("int64"),
+    has_capture = packets["capture"].notna().to_numpy()
+    rows = _Rows(packets, None if has_capture.all() else np.flatnonzero(has_capture))
+    del has_capture
+    group, first = _number(rows.codes("capture"))
+    count = len(first)
+    ts, has_ts = rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")
+    first_ts = _group_extreme(group, count, ts, has_ts, largest=False)
+    last_ts = _group_extreme(group, count, ts, has_ts, largest=True)
+    del ts, has_ts
+    linktype_row = _group_first(group, count, ~rows.isna("linktype"))
+    linktype = rows.take("linktype", np.maximum(linktype_row, 0)).mask(linktype_row < 0)
+    encap, names = rows.encap_codes()
+    table = pd.DataFrame({
+        "capture": _text(rows.take("capture", first)),
+        "packets": np.bincount(group, minlength=count),
+        "bytes": _group_sum(group, count, rows.values("wire_len", "int64", 0)),
+        "first_ts_ns": first_ts, "last_ts_ns": last_ts, "linktype": linktype,
+        "tunnelled": np.bincount(group[_tunnel_rows(encap, names)], minlength=count),
+        "fragments": np.bincount(group[rows.values("fragment", "bool", False)],
+                                 minlength=count),
+        "errors": np.bincount(group[~rows.isna("error")], minlength=count),
+        "interfaces": [_joined(found)
+                       for found in _distinct_text(rows, "interface", group, count)],
     })
-    grouped = frame.groupby("capture", sort=False)
-    table = grouped.agg(
-        packets=("wire_len", "size"), bytes=("wire_len", "sum"), first_ts_ns=("ts_ns", "min"),
-        last_ts_ns=("ts_ns", "max"), linktype=("linktype", "first"),
-        tunnelled=("tunnelled", "sum"), fragments=("fragment", "sum"), errors=("error", "sum"),
-    )
-    table["interfaces"] = grouped["interface"].agg(_joined)
     cut = {s["capture"] for s in packets.attrs.get("read_stats", [])
            if s.get("stopped_at") is not None}
-    table["complete"] = ~table.index.isin(list(cut))
-    return _typed(table.reset_index(), CAPTURES_SCHEMA)
+    table["complete"] = ~table["capture"].isin(list(cut))
+    return _typed(table, CAPTURES_SCHEMA)
 
 
 # -- everything at once, and the summary ---------------------------------------------------

@@ -274,21 +274,28 @@ def _read_fast(paths: list[str | os.PathLike[str]], decoder: BatchDecoder) -> pd
 
 
 def batches_frame(batches: list[ColumnBatch]) -> pd.DataFrame:
-    """Column batches → the table, with SCHEMA's dtypes (masked arrays built without boxing)."""
+    """Column batches → the table, with SCHEMA's dtypes (masked arrays built without boxing).
+
+    Consumes the batches: each column's parts are dropped once it is built, so the batches and
+    the table are never both whole in memory."""
     first = batches[0]
+    is_int = {name: name in first.ints for name in SCHEMA}
+    is_bool = {name: name in first.bools for name in SCHEMA}
+    is_string = {name: name in first.strings for name in SCHEMA}
     data: dict[str, object] = {}
     for name, dtype in SCHEMA.items():
-        if name in first.ints or name in first.bools:
-            parts = [b.ints[name] if name in b.ints else b.bools[name] for b in batches]
+        if is_int[name] or is_bool[name]:
+            parts = [(b.ints if is_int[name] else b.bools).pop(name) for b in batches]
             values = np.concatenate([v for v, _ in parts])
             mask = np.concatenate([np.zeros(len(v), bool) if m is None else m for v, m in parts])
-            cls = pd.arrays.BooleanArray if name in first.bools else pd.arrays.IntegerArray
+            del parts
+            cls = pd.arrays.BooleanArray if is_bool[name] else pd.arrays.IntegerArray
             data[name] = cls(values, mask)
-        elif name in first.strings:
-            chunks = [string_array(*b.strings[name]) for b in batches]
+        elif is_string[name]:
+            chunks = [string_array(*b.strings.pop(name)) for b in batches]
             data[name] = pd.arrays.ArrowStringArray(pa.chunked_array(chunks, pa.large_string()))
         elif name == "encap":  # open vocabulary: categories sorted, as pandas infers them
-            codes = np.concatenate([b.categories[name] for b in batches])
+            codes = np.concatenate([b.categories.pop(name) for b in batches])
             names = batches[-1].encap_names  # the names only grow, batch by batch
             used = np.unique(codes)
             categories = sorted(names[c] for c in used.tolist())
@@ -296,7 +303,7 @@ def batches_frame(batches: list[ColumnBatch]) -> pd.DataFrame:
             remap[used] = [categories.index(names[c]) for c in used.tolist()]
             data[name] = pd.Categorical.from_codes(remap[codes], categories=categories)
         else:
-            codes = np.concatenate([b.categories[name] for b in batches])
+            codes = np.concatenate([b.categories.pop(name) for b in batches])
             data[name] = pd.Categorical.from_codes(codes, dtype=dtype)
     return pd.DataFrame(data, copy=False)
 
@@ -321,15 +328,41 @@ def write_packets(
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``df`` as CSV or Parquet (chosen by the suffix), atomically: temp file + rename."""
+    """Write ``df`` as CSV or Parquet (chosen by the suffix), atomically: temp file + rename.
+    Parquet is written by :func:`write_parquet`."""
     path = Path(path)
     suffix = _columns.table_suffix(path)
     with _columns.atomic_output(path) as tmp:
         if suffix == ".csv":
             df.to_csv(tmp, index=False)
         else:
-            df.to_parquet(tmp, index=False)
+            write_parquet(df, tmp)
     return path
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """``df.to_parquet(path, index=False)`` in flat memory: a table longer than one row group
+    (:data:`pktkit.columns.ROW_GROUP_ROWS` rows) is converted to Arrow and written one row
+    group at a time, so its Arrow copy is never whole. The file reads back as the same
+    DataFrame, dtypes, categories and ``attrs`` included, as pandas' own file does; only its
+    row groups are smaller."""
+    rows_per_group = _columns.ROW_GROUP_ROWS
+    if len(df) <= rows_per_group:  # one row group either way: pandas' own file
+        df.to_parquet(path, index=False)
+        return
+    import json
+
+    import pyarrow.parquet as pq
+
+    # the whole table's schema, with pandas' metadata, as to_parquet would write it
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+    if df.attrs:
+        schema = schema.with_metadata({**schema.metadata,
+                                       b"PANDAS_ATTRS": json.dumps(df.attrs).encode()})
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+        for start in range(0, len(df), rows_per_group):
+            part = df.iloc[start:start + rows_per_group]
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
 
 
 def summarize(df: pd.DataFrame) -> str:

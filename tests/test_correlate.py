@@ -15,7 +15,7 @@ import pytest
 
 import pktkit
 from pktkit import correlate
-from pktkit.analysis import Analysis, analyze
+from pktkit.analysis import Analysis, analyze, read_table, resolve_inputs
 from pktkit.craft.scenarios import SCENARIOS
 from pktkit.generation import generate, make_scenario
 
@@ -299,3 +299,49 @@ def test_empty_table_gives_empty_typed_tables() -> None:
 def test_missing_columns_are_a_usage_error() -> None:
     with pytest.raises(pktkit.UsageError, match="tcp_seq"):
         correlate.correlate(table([{"ts_ns": 1}]).drop(columns=["tcp_seq"]))
+
+
+def test_fragments_without_an_ip_id_stay_a_packet_of_their_own() -> None:
+    """No IP id, no datagram key: the fragments cannot be tied to the whole packet."""
+    t0 = 10**18
+    whole = {"ip_version": 6, "l4_payload_len": 1800, "payload_hash": 5}
+    first = {**whole, "more_fragments": True, "l4_payload_len": 1400, "payload_hash": 6}
+    rest = {**whole, "frag_offset": 1408, "l4_payload_len": 400, "payload_hash": 8}
+    rows = [{**whole, "ts_ns": t0, "interface": "veth"},
+            {**first, "ts_ns": t0 + 9_000, "interface": "eth0", "ttl": 63},
+            {**rest, "ts_ns": t0 + 9_000, "interface": "eth0", "ttl": 63}]
+    found = correlate.correlate(table(rows))
+    assert list(found.packet_id) == [0, 1, 1]
+    assert list(found.hop) == [0, 0, 0]
+
+
+def test_the_packet_table_is_left_as_it_was(root: Path) -> None:
+    """correlate(), handshakes() and latency() read the table (some columns without a
+    copy) and must not write to it, clock corrections included."""
+    folder = generated(root, "flat-routed", 2, "sll2", "pcapng", 0.25)
+    inputs = resolve_inputs([folder])
+    packets = read_table(inputs)
+    before = packets.copy(deep=True)
+    found = correlate.correlate(packets, node_order=[i.node for i in inputs],
+                                clock_correction="always")
+    assert (found.clock_offsets["applied_ns"] != 0).any()
+    correlate.latency(packets, found.hops, found.hop_rows, correlate.handshakes(packets))
+    pd.testing.assert_frame_equal(packets, before)
+
+
+def test_group_medians_and_combinations_match_pandas_and_numpy() -> None:
+    """The helpers that replace a pandas groupby median and np.unique(axis=1)."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 300))
+        values = rng.integers(0, 10**12, n)
+        code = rng.integers(0, 7, n)
+        present, medians = correlate._medians(values, code, 7)
+        want = pd.Series(values).groupby(code).median()
+        assert np.array_equal(present, want.index.to_numpy())
+        assert np.array_equal(medians, want.to_numpy())
+        columns = [rng.integers(-1, 5, n).astype(np.int8), rng.integers(-1, 40, n)]
+        combos, number = correlate._combinations(*columns)
+        rows, inverse = np.unique(np.stack(columns), axis=1, return_inverse=True)
+        assert combos == [tuple(row) for row in rows.T.tolist()]
+        assert np.array_equal(number, inverse.ravel())

@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
@@ -185,3 +186,16 @@ def test_build_figures_always_gives_every_plot() -> None:
     assert list(figures) == ["overhead_share", "throughput", "latency_hop",
                              "latency_node_pair", "nat_timeline"]
     assert all(isinstance(f, Figure) for f in figures.values())
+
+
+def test_a_long_cdf_is_drawn_through_evenly_spaced_ranks() -> None:
+    delays = np.sort(np.random.default_rng(7).integers(1_000, 90_000, 50_000))
+    xs, ys = plot._cdf_points(delays)
+    assert len(xs) <= plot.CDF_POINTS
+    assert (xs[0], ys[-1], xs[-1]) == (delays[0], 1.0, delays[-1])
+    # every point on the exact empirical CDF, and no step taller than 1/CDF_POINTS + 1/n
+    below, at_most = (np.searchsorted(delays, xs, side=s) / len(delays) for s in ("left", "right"))
+    assert ((below < ys) & (ys <= at_most)).all()
+    assert np.diff(ys).max() <= 1 / plot.CDF_POINTS + 1 / len(delays)
+    short = np.array([3, 5, 5, 9])
+    assert [a.tolist() for a in plot._cdf_points(short)] == [[3, 5, 5, 9], [0.25, 0.5, 0.75, 1]]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -131,3 +133,9 @@ def test_escapes_data_in_the_page(tmp_path: Path) -> None:
     table = pd.DataFrame({"capture": ["<script>alert(1)</script>.pcap"]})
     page = render.write_report(tmp_path, {"captures": table}, {}, {})[-1].read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_a_report_without_figures_does_not_load_matplotlib() -> None:
+    code = ("import sys, pktkit.render, pktkit.report, pktkit.table; "
+            "assert 'matplotlib' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -276,6 +276,31 @@ def test_correlation_columns_are_used_when_the_table_has_them() -> None:
     assert icmp["nat_flow_id"].tolist() == [5]
 
 
+def test_rows_without_a_flow_are_left_out_of_flows() -> None:
+    """Frames without flow_id (no IP) change no flow: not its volume, nor its datagrams."""
+    for folder in ["vxlan-overlay", "docker-snat-any", "ipip"]:
+        table = packets(folder)
+        without = table.assign(flow_id=table["flow_id"].mask(table.index % 3 == 0))
+        pd.testing.assert_frame_equal(
+            report.flows(without),
+            report.flows(without[without["flow_id"].notna()].reset_index(drop=True)))
+
+
+def test_tables_with_na_keys_group_as_pandas_does() -> None:
+    """NA encap counts as untunnelled, NA vni is a group of its own, NA capture no capture."""
+    table = packets("vxlan-overlay").copy()
+    table.loc[::7, "encap"] = pd.NA
+    table.loc[::5, "vni"] = pd.NA
+    table.loc[::11, "capture"] = pd.NA
+    cost = report.overhead(table)
+    assert cost["encap"].tolist()[-1] == "none" and cost["packets"].sum() == len(table)
+    assert cost[cost["encap"] == "vxlan"]["vni"].isna().tolist() == [False, False, True]
+    overlays = report.overlays(table)
+    assert overlays["packets"].sum() == int(table["encap"].eq("vxlan").sum())
+    captures = report.captures(table)
+    assert captures["packets"].sum() == int(table["capture"].notna().sum())
+
+
 # -- errors, captures, summary -------------------------------------------------------------
 
 

@@ -175,6 +175,27 @@ def test_write_table_round_trip(overlay_capture: Path, tmp_path: Path, suffix: s
         assert back.vni.tolist()[:3] == [10, 10, 11] and back.src[0] == "172.16.0.1"
 
 
+def test_parquet_in_row_groups_reads_back_as_pandas_own_file(
+    overlay_capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table longer than a row group is written a row group at a time: the same DataFrame
+    (categories, strings, attrs) comes back as from pandas' to_parquet."""
+    import pyarrow.parquet as pq
+
+    from pktkit import columns
+
+    df = read_packets([overlay_capture] * 3)
+    df["encap"] = df["encap"].cat.add_categories(["unused"])  # kept as pandas keeps it
+    monkeypatch.setattr(columns, "ROW_GROUP_ROWS", 4)
+    ours = write_table(df, tmp_path / "ours.parquet")
+    df.to_parquet(tmp_path / "pandas.parquet", index=False)
+    assert pq.ParquetFile(ours).num_row_groups == 7
+    back, expected = pd.read_parquet(ours), pd.read_parquet(tmp_path / "pandas.parquet")
+    pd.testing.assert_frame_equal(back, expected)
+    assert back.attrs == expected.attrs and back.attrs["read_stats"]
+    assert pq.read_schema(ours).metadata == pq.read_schema(tmp_path / "pandas.parquet").metadata
+
+
 def test_write_table_errors(overlay_capture: Path, tmp_path: Path) -> None:
     df = read_packets(overlay_capture)
     with pytest.raises(UsageError, match=r"\.json"):
