@@ -250,7 +250,8 @@ def _release_freed_memory() -> None:
 
     glibc's malloc and Arrow's pool keep freed blocks for reuse; fragmented among the tables,
     much of it cannot be reused by the next stage's larger arrays, and the process would hold
-    the sum of every stage's peak."""
+    the sum of every stage's peak. It changes no setting (unlike
+    :func:`return_memory_eagerly`): only memory already freed goes back."""
     pa.default_memory_pool().release_unused()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
@@ -317,9 +318,10 @@ def _name_interfaces(packets: pd.DataFrame, inputs: Sequence[CaptureInput],
     renamed = np.empty(len(distinct), np.int32)
     for j, row in enumerate(rows.tolist()):
         item, code = inputs[int(file_of[row])], int(codes[row])
-        index = packets["ifindex"].iat[row]
+        value = packets["ifindex"].iat[row]
+        index = int(value) if pd.notna(value) else -1  # -1: no ifindex
         name = labels[code] if code >= 0 else None
-        better = item.interfaces.get(int(index)) if pd.notna(index) else item.interface
+        better = item.interfaces.get(index) if index >= 0 else item.interface
         if better is not None and (name is None or name == str(index)):
             name = better
         if name is not None and name not in labels:

@@ -128,7 +128,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -312,7 +312,7 @@ def _units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> _Units:
     np.copyto(sig, datagram, where=fragment)
     np.copyto(datagram, NO_VALUE, where=~has_datagram)
     del matchable, has_datagram
-    slot = _digest(_slot_words(packets), n)
+    slot = _digest(_point_words(packets, "direction", "ttl"), n)
 
     # Fragments: one unit per datagram per slot; a repeated offset or a gap starts the next.
     unit_of = np.arange(n, dtype=np.int64)
@@ -361,20 +361,13 @@ def _units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> _Units:
     )
 
 
-def _slot_words(packets: pd.DataFrame) -> Iterable[np.ndarray]:
-    """The columns of a unit's slot: capture, interface, direction, TTL (one at a time)."""
+def _point_words(packets: pd.DataFrame, *more: str) -> Iterator[np.ndarray]:
+    """For :func:`_digest`, one at a time: the columns of a capture point (capture,
+    interface), then the integer columns ``more``."""
     yield _codes(packets["capture"])[0]
     yield _codes(packets["interface"])[0]
-    yield _ints(packets, "direction")
-    yield _ints(packets, "ttl")
-
-
-def _flow_point_words(packets: pd.DataFrame) -> Iterable[np.ndarray]:
-    """The columns of a flow at a capture point: capture, interface, flow_id (one at a
-    time)."""
-    yield _codes(packets["capture"])[0]
-    yield _codes(packets["interface"])[0]
-    yield _ints(packets, "flow_id")
+    for name in more:
+        yield _ints(packets, name)
 
 
 # -- clocks ----------------------------------------------------------------------------------
@@ -978,7 +971,7 @@ def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
         return empty(HANDSHAKES_SCHEMA)
     ack_rows = np.flatnonzero(ok & ((flags & 0x17) == 0x10))
     del flags, ok
-    point = _digest(_flow_point_words(packets), len(packets))  # a flow at a point
+    point = _digest(_point_words(packets, "flow_id"), len(packets))  # a flow at a point
     ack_rows = ack_rows[np.isin(point[ack_rows], point[synack])]
     syn_point, synack_point, ack_point = point[syn], point[synack], point[ack_rows]
     del point

@@ -363,7 +363,7 @@ class _TupleKeys:
             self._renumbered.append(renumbered)
         self.key[~has_tuple] = -1
 
-    def keys_of(self, tuples: list[tuple]) -> np.ndarray:
+    def keys_of(self, tuples: list[Tuple5]) -> np.ndarray:
         """The keys of some tuples, -1 for those that no row can have."""
         keys = np.zeros(len(tuples), np.int64)
         possible = np.ones(len(tuples), bool)

@@ -232,9 +232,11 @@ class _Rows:
         column = self.packets[name].array
         return column if self.positions is None else column[self.positions]
 
-    def values(self, name: str, dtype: str, na_value: Any) -> np.ndarray:
-        """The column as a numpy array of ``dtype``, NA as ``na_value``."""
-        return self._array(name).to_numpy(dtype, na_value=na_value)
+    def values(self, name: str, dtype: str, na_value: Any, copy: bool = False) -> np.ndarray:
+        """The column as a numpy array of ``dtype``, NA as ``na_value``. Without ``copy`` it
+        may be the table's own buffer (a column already of ``dtype``): not to be modified in
+        place. (``copy`` costs nothing more when the dtype is converted anyway.)"""
+        return self._array(name).to_numpy(dtype, na_value=na_value, copy=copy)
 
     def isna(self, name: str) -> np.ndarray:
         return np.asarray(pd.isna(self._array(name)), dtype=bool)
@@ -424,7 +426,7 @@ def _size_arrays(packets: pd.DataFrame, underlay_mtu: int) -> _Sizes:
     fragment = rows.values("fragment", "bool", False)
     proto = rows.values("proto", "int32", -1)
     # the outermost IP packet: what the underlay MTU applies to
-    outer_len = rows.values("wire_len", "float64", np.nan)
+    outer_len = rows.values("wire_len", "float64", np.nan, copy=True)  # changed in place
     outer_len -= _link_header_bytes(packets["linktype"])
     if "ip_len" in packets:
         ip_len = rows.values("ip_len", "float64", np.nan)
@@ -441,7 +443,7 @@ def _size_arrays(packets: pd.DataFrame, underlay_mtu: int) -> _Sizes:
     # a fragment without ports or ICMP type is a non-first one: no L4 header in it
     non_first = fragment & has_l4_header & rows.isna("sport") & rows.isna("icmp_type")
     if "l4_payload_len" in packets:
-        l4_payload = rows.values("l4_payload_len", "float64", np.nan)
+        l4_payload = rows.values("l4_payload_len", "float64", np.nan, copy=True)
     else:
         l4_header = np.select([non_first, proto == IPPROTO_TCP, has_l4_header], [0, 20, 8], 0)
         l4_payload = np.maximum(ip_payload - l4_header, 0)
@@ -866,8 +868,8 @@ def errors(packets: pd.DataFrame) -> pd.DataFrame:
     if len(packets):
         rows = _Rows(packets)
         has_error = ~rows.isna("error")
-        cap_len, wire_len = rows.values("cap_len", "int64", 0), rows.values("wire_len",
-                                                                          "int64", 0)
+        cap_len = rows.values("cap_len", "int64", 0)
+        wire_len = rows.values("wire_len", "int64", 0)
         snaplen_cut = (~has_error & ~rows.isna("cap_len") & ~rows.isna("wire_len")
                        & (cap_len < wire_len))
         del cap_len, wire_len

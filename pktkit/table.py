@@ -90,6 +90,7 @@ file batch by batch, in flat memory (``pktkit packets -o``).
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -350,8 +351,6 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     if len(df) <= rows_per_group:  # one row group either way: pandas' own file
         df.to_parquet(path, index=False)
         return
-    import json
-
     import pyarrow.parquet as pq
 
     # the whole table's schema, with pandas' metadata, as to_parquet would write it

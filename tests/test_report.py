@@ -301,6 +301,19 @@ def test_tables_with_na_keys_group_as_pandas_does() -> None:
     assert captures["packets"].sum() == int(table["capture"].notna().sum())
 
 
+def test_tables_leave_the_packet_table_unchanged() -> None:
+    """Columns already of the dtype the report computes in (float64 here) are not written to."""
+    table = packets("vxlan-overlay").copy()
+    for name in ("wire_len", "l4_payload_len"):
+        table[name] = table[name].astype("float64")
+    table.loc[::7, "ip_version"] = pd.NA
+    before = table.copy()
+    report.packet_sizes(table)
+    report.overhead(table)
+    report.flows(table)
+    pd.testing.assert_frame_equal(table, before)
+
+
 # -- errors, captures, summary -------------------------------------------------------------
 
 
