@@ -17,14 +17,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from pktkit.report import (  # (private names: plots read the packet table as the report does)
-    _group_sum,
-    _number,
-    _Rows,
-    _tunnel_rows,
-    nat_tuple,
-    overlay_label,
-)
+from pktkit.report import nat_tuple, overlay_label
+from pktkit.rows import Rows, group_rows, group_sum, tunnel_rows
 
 FIGSIZE = (8.0, 4.5)
 SMALL = 7  # legend and annotation font size
@@ -68,10 +62,10 @@ def _delay_scopes(data: pd.DataFrame, by: str) -> tuple[list[str], np.ndarray, n
     appearance, and for the rows with a delay: the number of each one's scope (−1: none) and
     the delay (ns). Scopes are named once per distinct (node, interface, ...) combination,
     not once per row: a hops table has a row per sighting."""
-    rows = _Rows(data, np.flatnonzero(~_Rows(data).isna("delay_ns")))
+    rows = Rows(data, np.flatnonzero(~Rows(data).isna("delay_ns")))
     parts = (["scope"] if "scope" in data else ["from_node", "node"] if by == "node_pair"
              else ["from_node", "from_interface", "node", "interface"])
-    combination, first = _number(*(rows.codes(part) for part in parts))
+    combination, first = group_rows(*(rows.codes(part) for part in parts))
     texts = [rows.take(part, first).astype("string").tolist() for part in parts]
     number_of: dict[str, int] = {}  # scope → its number
     numbers = np.full(len(first), -1, dtype=np.int64)  # per combination
@@ -246,18 +240,18 @@ def throughput(
     if packets is None or packets.empty:
         return _no_data(fig, ax, title, "no packets")
     start = packets["ts_ns"].min()
-    encap, names = _Rows(packets).encap_codes()
-    tunnelled = np.flatnonzero(_tunnel_rows(encap, names) & packets["ts_ns"].notna().to_numpy())
+    encap, names = Rows(packets).encap_codes()
+    tunnelled = np.flatnonzero(tunnel_rows(encap, names) & packets["ts_ns"].notna().to_numpy())
     if not len(tunnelled):
         return _no_data(fig, ax, title, "no tunnelled traffic")
-    rows = _Rows(packets, tunnelled)
+    rows = Rows(packets, tunnelled)
     offset_ns = rows.values("ts_ns", "int64", 0) - start
     width = bin_ns or _nice_bin_ns(float(offset_ns.max()))
     time_bin = offset_ns // width
     del offset_ns
     # a line per (overlay, capture): labelled once per distinct (encap, vni, capture)
     encap = encap[tunnelled]
-    combination, first = _number(encap, rows.codes("vni"), rows.codes("capture"))
+    combination, first = group_rows(encap, rows.codes("vni"), rows.codes("capture"))
     series_of: dict[str, int] = {}  # label → its number
     overlay_of: dict[str, str] = {}  # label → its overlay, from the label's first row
     numbers = np.empty(len(first), dtype=np.int64)  # per combination
@@ -272,7 +266,7 @@ def throughput(
     del combination, encap
     bits = rows.values("wire_len", "int64", 0) * 8
     labels = sorted(series_of)  # as groupby orders them
-    heaviest = pd.Series(_group_sum(series_of_row, len(series_of), bits)[
+    heaviest = pd.Series(group_sum(series_of_row, len(series_of), bits)[
         [series_of[label] for label in labels]], index=pd.Index(labels)).sort_values(
         ascending=False)
     shown = list(heaviest.index[:max_lines])

@@ -140,6 +140,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pktkit.rows import (
+    NO_TUNNEL,
+    Rows,
+    distinct_rows,
+    group_extreme,
+    group_first,
+    group_nunique,
+    group_rows,
+    group_sum,
+    tunnel_rows,
+)
 from pktkit.table import empty_frame
 
 DEFAULT_UNDERLAY_MTU = 1500
@@ -154,7 +165,6 @@ LINK_HEADER_BYTES: dict[int, int] = {
 }
 
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 6, 17, 58
-NO_TUNNEL = "none"
 # Linux's default ipfrag_time: fragments further apart are never reassembled into one.
 REASSEMBLY_TIMEOUT_NS = 30 * 10**9
 # Columns that identify one IP datagram's fragments within one capture point.
@@ -209,158 +219,6 @@ def _typed(df: pd.DataFrame, schema: Mapping[str, str]) -> pd.DataFrame:
 def _text(series: pd.Series) -> pd.Series:
     """A category/string column as the nullable string dtype (NA stays NA)."""
     return series.astype("string")
-
-
-# -- the packet table read lean ------------------------------------------------------------
-# A million-row table must not be copied whole, nor turned into a Python object per row:
-# columns are read one at a time as numpy arrays, strings and categories as integer codes,
-# rows are grouped by those codes, and Python touches only one row per group or per
-# distinct value.
-
-
-class _Rows:
-    """Some rows of the packet table (``positions``; None: all of them), read column by
-    column as numpy arrays, so that the rows are never copied as a frame."""
-
-    def __init__(self, packets: pd.DataFrame, positions: np.ndarray | None = None) -> None:
-        self.packets, self.positions = packets, positions
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.packets
-
-    def _array(self, name: str) -> Any:
-        column = self.packets[name].array
-        return column if self.positions is None else column[self.positions]
-
-    def values(self, name: str, dtype: str, na_value: Any, copy: bool = False) -> np.ndarray:
-        """The column as a numpy array of ``dtype``, NA as ``na_value``. Without ``copy`` it
-        may be the table's own buffer (a column already of ``dtype``): not to be modified in
-        place. (``copy`` costs nothing more when the dtype is converted anyway.)"""
-        return self._array(name).to_numpy(dtype, na_value=na_value, copy=copy)
-
-    def isna(self, name: str) -> np.ndarray:
-        return np.asarray(pd.isna(self._array(name)), dtype=bool)
-
-    def codes(self, name: str) -> np.ndarray:
-        """Integer codes of the column's values (equal values, equal codes; −1: NA), none
-        above the row count: category codes, non-negative integers up to the row count (ids)
-        as they are, anything else factorized."""
-        column = self.packets[name].array
-        codes = None
-        if pd.api.types.is_integer_dtype(column.dtype):
-            values = column.to_numpy("int64", na_value=-1)
-            missing = np.asarray(pd.isna(column), dtype=bool)
-            if np.all((values >= 0) | missing) and values.max(initial=0) <= len(values):
-                codes = values
-        if codes is None:
-            codes = _coded(column)[0]
-        return codes if self.positions is None else codes[self.positions]
-
-    def take(self, name: str, rows: np.ndarray) -> pd.Series:
-        """The column's values at ``rows`` (positions among these rows), in its own dtype."""
-        at = rows if self.positions is None else self.positions[rows]
-        return pd.Series(self.packets[name].array[at])
-
-    def encap_codes(self) -> tuple[np.ndarray, list[str]]:
-        """Codes of the ``encap`` names, NA counted as ``none`` (as ``_text(..).fillna``),
-        and the names they stand for."""
-        codes, uniques = _coded(self.packets["encap"].array)
-        if self.positions is not None:
-            codes = codes[self.positions]
-        # one code per name, whether it came as NA or as "none"; the last entry is NA's (−1)
-        canonical, names = pd.factorize(np.array([*map(str, uniques), NO_TUNNEL], dtype=object))
-        return canonical[codes], [str(name) for name in names]
-
-
-def _tunnel_rows(encap: np.ndarray, names: list[str]) -> np.ndarray:
-    """Which rows are tunnelled, from :meth:`_Rows.encap_codes`."""
-    return np.array([name != NO_TUNNEL for name in names], dtype=bool)[encap]
-
-
-def _coded(column: Any) -> tuple[np.ndarray, list[Any]]:
-    """A column's integer codes (−1: NA) and the values they stand for; categories keep their
-    own codes (factorizing would hash a row count's worth of them)."""
-    if isinstance(column, pd.Categorical):
-        return column.codes.astype(np.int64), list(column.categories)
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    return codes, list(uniques)
-
-
-def _number(*codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Number the rows by their values in ``codes`` together (NA, −1, a value like any other),
-    in order of first appearance, as ``groupby(sort=False, dropna=False).ngroup()`` does;
-    returns the group of each row and the first row of each group."""
-    groups, first = _renumber(codes[0] + 1)
-    for more in codes[1:]:
-        groups, first = _renumber(groups * np.int64(more.max(initial=-1) + 2) + (more + 1))
-    return groups, first
-
-
-def _renumber(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_number` of one non-negative integer key. A key up to the row count is numbered
-    through a table indexed by it, a larger one hashed first."""
-    rows = len(key)
-    if key.max(initial=0) > rows:
-        key = pd.factorize(key)[0]
-    # each key's first row (same dtypes throughout: numpy's fast path for minimum.at)
-    first = np.full(key.max(initial=-1) + 1, rows, dtype=_index_dtype(rows))
-    np.minimum.at(first, key, np.arange(rows, dtype=first.dtype))
-    present = np.flatnonzero(first < rows)
-    present = present[np.argsort(first[present], kind="stable")]  # in order of appearance
-    number = np.empty(len(first), dtype=_index_dtype(len(present)))
-    number[present] = np.arange(len(present))
-    return number[key], first[present]
-
-
-def _index_dtype(size: int) -> type[np.signedinteger]:
-    """int32 where it can count to ``size``: half the memory of int64 for row numbers."""
-    return np.int32 if size < 2**31 - 1 else np.int64
-
-
-def _group_sum(groups: np.ndarray, count: int, values: np.ndarray) -> np.ndarray:
-    """Per group, the sum of ``values`` (int64, exact)."""
-    total = np.zeros(count, dtype=np.int64)
-    np.add.at(total, groups, values)
-    return total
-
-
-def _group_extreme(groups: np.ndarray, count: int, values: np.ndarray, valid: np.ndarray,
-                   largest: bool) -> pd.arrays.IntegerArray:
-    """Per group, the smallest or largest of the valid ``values`` (integers, or whole
-    floats); NA where there is none."""
-    if not valid.all():
-        groups, values = groups[valid], values[valid]
-    start = (-np.inf if largest else np.inf) if values.dtype.kind == "f" else (
-        np.iinfo(np.int64).min if largest else np.iinfo(np.int64).max)
-    result = np.full(count, start, dtype=np.float64 if values.dtype.kind == "f" else np.int64)
-    (np.maximum if largest else np.minimum).at(result, groups, values)
-    none = np.bincount(groups, minlength=count) == 0
-    result[none] = 0
-    return pd.arrays.IntegerArray(result.astype(np.int64), none)
-
-
-def _group_first(groups: np.ndarray, count: int, valid: np.ndarray) -> np.ndarray:
-    """Per group, its first valid row (−1: none)."""
-    rows = np.flatnonzero(valid)
-    first = np.full(count, len(groups), dtype=np.int64)
-    np.minimum.at(first, groups[rows], rows)
-    first[first == len(groups)] = -1
-    return first
-
-
-def _group_nunique(groups: np.ndarray, count: int, codes: np.ndarray) -> np.ndarray:
-    """Per group, how many distinct codes (≥ 0; −1 is NA and not counted) its rows have."""
-    valid = codes >= 0
-    pairs = np.unique(groups[valid] * np.int64(codes.max(initial=0) + 1) + codes[valid])
-    return np.bincount(pairs // (codes.max(initial=0) + 1), minlength=count)
-
-
-def _distinct_rows(groups: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """One row for each distinct (group, code) pair with a code (not NA): the rows to read
-    a group's distinct values from."""
-    valid = np.flatnonzero(codes >= 0)
-    first = _number(groups[valid], codes[valid])[1]
-    return valid[first]
 
 
 # -- per-packet sizes ----------------------------------------------------------------------
@@ -418,7 +276,7 @@ class _Sizes:
 def _size_arrays(packets: pd.DataFrame, underlay_mtu: int) -> _Sizes:
     """The work of :func:`packet_sizes` (non-empty table), column by column in numpy."""
     n = len(packets)
-    rows = _Rows(packets)
+    rows = Rows(packets)
     is_ip = ~rows.isna("ip_version")
     version = rows.values("ip_version", "int16", 0)
     v4, v6 = version == 4, version == 6
@@ -523,9 +381,9 @@ def _joined(texts: set[str], separator: str = ", ") -> str | None:
     return separator.join(sorted(texts)) or None
 
 
-def _distinct_text(rows: _Rows, name: str, groups: np.ndarray, count: int) -> list[set[str]]:
+def _distinct_text(rows: Rows, name: str, groups: np.ndarray, count: int) -> list[set[str]]:
     """Per group, the distinct non-NA values of column ``name`` as text (``str`` of each)."""
-    at = _distinct_rows(groups, rows.codes(name))
+    at = distinct_rows(groups, rows.codes(name))
     found: list[set[str]] = [set() for _ in range(count)]
     for group, value in zip(groups[at].tolist(), rows.take(name, at).tolist(), strict=True):
         found[group].add(str(value))
@@ -545,23 +403,23 @@ def _in_key_order(table: pd.DataFrame) -> pd.DataFrame:
 
 def overlays(packets: pd.DataFrame) -> pd.DataFrame:
     """Per (encap, vni) of tunnelled packets: traffic, flows and VTEPs (schema above)."""
-    encap, names = _Rows(packets).encap_codes()
-    tunnelled = np.flatnonzero(_tunnel_rows(encap, names))
+    encap, names = Rows(packets).encap_codes()
+    tunnelled = np.flatnonzero(tunnel_rows(encap, names))
     if not len(tunnelled):
         return _typed(pd.DataFrame(), OVERLAYS_SCHEMA)
-    rows = _Rows(packets, tunnelled)
+    rows = Rows(packets, tunnelled)
     encap = encap[tunnelled]
-    group, first = _number(encap, rows.codes("vni"))
+    group, first = group_rows(encap, rows.codes("vni"))
     count = len(first)
     ts, has_ts = rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")
     table = pd.DataFrame({
         "encap": _key_text(encap[first], names), "vni": rows.take("vni", first),
         "packets": np.bincount(group, minlength=count),
-        "bytes": _group_sum(group, count, rows.values("wire_len", "int64", 0)),
-        "flows": _group_nunique(group, count, rows.codes("flow_id")),
-        "captures": _group_nunique(group, count, rows.codes("capture")),
-        "first_ts_ns": _group_extreme(group, count, ts, has_ts, largest=False),
-        "last_ts_ns": _group_extreme(group, count, ts, has_ts, largest=True),
+        "bytes": group_sum(group, count, rows.values("wire_len", "int64", 0)),
+        "flows": group_nunique(group, count, rows.codes("flow_id")),
+        "captures": group_nunique(group, count, rows.codes("capture")),
+        "first_ts_ns": group_extreme(group, count, ts, has_ts, largest=False),
+        "last_ts_ns": group_extreme(group, count, ts, has_ts, largest=True),
     })
     del ts, has_ts
     pairs = _vtep_pairs(rows, group, count)
@@ -572,12 +430,12 @@ def overlays(packets: pd.DataFrame) -> pd.DataFrame:
     return _typed(_in_key_order(table), OVERLAYS_SCHEMA)
 
 
-def _vtep_pairs(rows: _Rows, groups: np.ndarray, count: int) -> list[set[str]]:
+def _vtep_pairs(rows: Rows, groups: np.ndarray, count: int) -> list[set[str]]:
     """Per group, its unordered VTEP pairs ``a ↔ b`` (a ≤ b; both directions between two
     VTEPs are one pair), from the distinct (outer_src, outer_dst) of its rows."""
     src, dst = rows.codes("outer_src"), rows.codes("outer_dst")
     both = np.flatnonzero((src >= 0) & (dst >= 0))  # a pair with an NA side is no pair
-    at = both[_number(groups[both], src[both], dst[both])[1]]
+    at = both[group_rows(groups[both], src[both], dst[both])[1]]
     del src, dst, both
     found: list[set[str]] = [set() for _ in range(count)]
     for group, a, b in zip(groups[at].tolist(), _text(rows.take("outer_src", at)).tolist(),
@@ -601,12 +459,12 @@ def overhead(
     if packets.empty:
         return _typed(pd.DataFrame(), OVERHEAD_SCHEMA)
     sizes = _size_arrays(packets, underlay_mtu=mtu)
-    rows = _Rows(packets)
+    rows = Rows(packets)
     encap, names = rows.encap_codes()
-    group, first = _number(encap, rows.codes("vni")) if by_vni else _number(encap)
+    group, first = group_rows(encap, rows.codes("vni")) if by_vni else group_rows(encap)
     count = len(first)
     cost, has_cost = rows.values("overhead_bytes", "int64", 0), ~rows.isna("overhead_bytes")
-    cost_bytes = _group_sum(group, count, cost)
+    cost_bytes = group_sum(group, count, cost)
     costed = np.bincount(group[has_cost], minlength=count)  # packets with an overhead
     has_l4 = ~np.isnan(sizes.l4_payload_len)
     inner = ~np.isnan(sizes.ip_len) & ~sizes.gso  # offload super-frames are no wire packets
@@ -616,19 +474,19 @@ def overhead(
         "vni": (rows.take("vni", first) if by_vni
                 else pd.array([pd.NA] * count, dtype="UInt32")),
         "packets": np.bincount(group, minlength=count),
-        "wire_bytes": pd.array(_group_sum(group, count, rows.values("wire_len", "int64", 0)),
+        "wire_bytes": pd.array(group_sum(group, count, rows.values("wire_len", "int64", 0)),
                                dtype="Int64"),
         "overhead_mean": pd.arrays.FloatingArray(cost_bytes / np.maximum(costed, 1),
                                                  costed == 0),
-        "overhead_min": _group_extreme(group, count, cost, has_cost, largest=False),
-        "overhead_max": _group_extreme(group, count, cost, has_cost, largest=True),
+        "overhead_min": group_extreme(group, count, cost, has_cost, largest=False),
+        "overhead_max": group_extreme(group, count, cost, has_cost, largest=True),
         "overhead_bytes": pd.array(cost_bytes, dtype="Int64"),
-        "l4_payload_bytes": pd.array(_group_sum(group[has_l4], count,
+        "l4_payload_bytes": pd.array(group_sum(group[has_l4], count,
                                                 sizes.l4_payload_len[has_l4].astype(np.int64)),
                                      dtype="Int64"),
-        "max_inner_len": _group_extreme(group, count, sizes.ip_len, inner, largest=True),
+        "max_inner_len": group_extreme(group, count, sizes.ip_len, inner, largest=True),
         # one datagram number per oversized datagram, so its fragments count once
-        "oversized": _group_nunique(group[oversized], count, sizes.datagram()[oversized]),
+        "oversized": group_nunique(group[oversized], count, sizes.datagram()[oversized]),
         "fragments": np.bincount(group[rows.values("fragment", "bool", False)],
                                  minlength=count),
         "frag_needed": np.bincount(group[sizes.frag_needed], minlength=count),
@@ -702,10 +560,10 @@ def flows(
         return _typed(pd.DataFrame(), FLOWS_SCHEMA)
     positions = None if has_flow.all() else np.flatnonzero(has_flow)
     del has_flow
-    rows = _Rows(packets, positions)
+    rows = Rows(packets, positions)
     # one integer per (capture, flow_id), numbered in order of appearance: everything below
     # is numpy takes and integer reductions on these numbers
-    flow, first = _number(rows.codes("capture"), rows.codes("flow_id"))
+    flow, first = group_rows(rows.codes("capture"), rows.codes("flow_id"))
     count = len(first)
     max_ip_len = _max_ip_len(packets, positions, flow, count, mtu)
     # side a: the sender of the flow's first frame in this capture
@@ -714,12 +572,12 @@ def flows(
     del src, sport
     wire = rows.values("wire_len", "int64", 0)
     packets_ab = np.bincount(flow[from_a], minlength=count)
-    bytes_ab = _group_sum(flow[from_a], count, wire[from_a])
-    all_packets, all_bytes = np.bincount(flow, minlength=count), _group_sum(flow, count, wire)
+    bytes_ab = group_sum(flow[from_a], count, wire[from_a])
+    all_packets, all_bytes = np.bincount(flow, minlength=count), group_sum(flow, count, wire)
     del from_a, wire
     ts, has_ts = rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")
-    first_ts = _group_extreme(flow, count, ts, has_ts, largest=False)
-    last_ts = _group_extreme(flow, count, ts, has_ts, largest=True)
+    first_ts = group_extreme(flow, count, ts, has_ts, largest=False)
+    last_ts = group_extreme(flow, count, ts, has_ts, largest=True)
     del ts, has_ts
     encap, names = rows.encap_codes()
     table = pd.DataFrame({
@@ -767,25 +625,25 @@ def _max_ip_len(packets: pd.DataFrame, positions: np.ndarray | None, flow: np.nd
     del sizes
     if positions is not None:
         datagram_len, gso = datagram_len[positions], gso[positions]
-    return _group_extreme(flow, count, datagram_len, ~np.isnan(datagram_len) & ~gso,
+    return group_extreme(flow, count, datagram_len, ~np.isnan(datagram_len) & ~gso,
                           largest=True)
 
 
-def _tunnel_overhead(rows: _Rows, encap: np.ndarray, names: list[str]) -> pd.DataFrame:
+def _tunnel_overhead(rows: Rows, encap: np.ndarray, names: list[str]) -> pd.DataFrame:
     """The largest overhead_bytes per (encap, vni) of the tunnelled rows, keyed as the
     overlay columns (overlay_encap, overlay_vni)."""
-    tunnelled = np.flatnonzero(_tunnel_rows(encap, names))
-    group, first = _number(encap[tunnelled], rows.codes("vni")[tunnelled])
+    tunnelled = np.flatnonzero(tunnel_rows(encap, names))
+    group, first = group_rows(encap[tunnelled], rows.codes("vni")[tunnelled])
     cost = rows.values("overhead_bytes", "int64", 0)[tunnelled]
     has_cost = ~rows.isna("overhead_bytes")[tunnelled]
     return pd.DataFrame({
         "overlay_encap": _key_text(encap[tunnelled[first]], names),
         "overlay_vni": rows.take("vni", tunnelled[first]),
-        "overhead": _group_extreme(group, len(first), cost, has_cost, largest=True),
+        "overhead": group_extreme(group, len(first), cost, has_cost, largest=True),
     })
 
 
-def _attach_overlay(table: pd.DataFrame, rows: _Rows, encap: np.ndarray, names: list[str],
+def _attach_overlay(table: pd.DataFrame, rows: Rows, encap: np.ndarray, names: list[str],
                     flow: np.ndarray, conversation: pd.Series) -> None:
     """Set overlay_encap/overlay_vni: the flow's own tunnel, else the one carrying its packets."""
     own = table["encap"].ne(NO_TUNNEL)
@@ -807,14 +665,14 @@ def _attach_overlay(table: pd.DataFrame, rows: _Rows, encap: np.ndarray, names: 
     table["overlay_vni"] = overlay_vni
 
 
-def _carriers(rows: _Rows, encap: np.ndarray, names: list[str], flow: np.ndarray,
+def _carriers(rows: Rows, encap: np.ndarray, names: list[str], flow: np.ndarray,
               count: int) -> tuple[pd.Series, pd.Series]:
     """Per flow, the tunnel carrying its packets. A packet's carrier is its first tunnelled
     sighting (same packet_id); a flow's encap is that of the first of its rows that has a
     carrier, its VNI the first carrier VNI that is not NA (one row may give both)."""
     packet = rows.codes("packet_id")  # −1: NA
     n = len(packet)
-    carriers = np.flatnonzero(_tunnel_rows(encap, names) & (packet >= 0))
+    carriers = np.flatnonzero(tunnel_rows(encap, names) & (packet >= 0))
     # per packet its first carrier row (n: none); the extra last slot is NA's, never set
     first_carrier = np.full(packet.max(initial=-1) + 2, n, dtype=np.int64)
     np.minimum.at(first_carrier, packet[carriers], carriers)
@@ -822,12 +680,12 @@ def _carriers(rows: _Rows, encap: np.ndarray, names: list[str], flow: np.ndarray
     del packet, carriers, first_carrier
     carried = carrier < n
     carrier[~carried] = 0  # any row: only read where carried
-    row = _group_first(flow, count, carried)
+    row = group_first(flow, count, carried)
     found = row >= 0
     carried_encap = np.full(count, None, dtype=object)
     carried_encap[found] = [names[code] for code in encap[carrier[row[found]]].tolist()]
     has_vni = carried & ~rows.isna("vni")[carrier]
-    row = _group_first(flow, count, has_vni)
+    row = group_first(flow, count, has_vni)
     found = row >= 0
     vni = np.zeros(count, dtype=np.int64)
     vni[found] = rows.values("vni", "int64", 0)[carrier[row[found]]]
@@ -835,10 +693,10 @@ def _carriers(rows: _Rows, encap: np.ndarray, names: list[str], flow: np.ndarray
             pd.Series(pd.arrays.IntegerArray(vni, ~found)).astype("UInt32"))
 
 
-def _nat_flow_ids(table: pd.DataFrame, rows: _Rows, flow: np.ndarray,
+def _nat_flow_ids(table: pd.DataFrame, rows: Rows, flow: np.ndarray,
                   conversation: pd.Series, nat_flows: pd.DataFrame | None) -> pd.Series:
     if "nat_flow_id" in rows:  # labelled by the correlation, on every sighting
-        row = _group_first(flow, len(table), ~rows.isna("nat_flow_id"))
+        row = group_first(flow, len(table), ~rows.isna("nat_flow_id"))
         found = row >= 0
         ids = np.zeros(len(table), dtype=np.int64)
         ids[found] = rows.values("nat_flow_id", "int64", 0)[row[found]]
@@ -866,7 +724,7 @@ def errors(packets: pd.DataFrame) -> pd.DataFrame:
     """Decode problems per (capture, reason), plus snaplen-cut frames and cut files."""
     records: list[dict[str, Any]] = []
     if len(packets):
-        rows = _Rows(packets)
+        rows = Rows(packets)
         has_error = ~rows.isna("error")
         cap_len = rows.values("cap_len", "int64", 0)
         wire_len = rows.values("wire_len", "int64", 0)
@@ -899,23 +757,23 @@ def captures(packets: pd.DataFrame) -> pd.DataFrame:
     if packets.empty:
         return _typed(pd.DataFrame(), CAPTURES_SCHEMA)
     has_capture = packets["capture"].notna().to_numpy()
-    rows = _Rows(packets, None if has_capture.all() else np.flatnonzero(has_capture))
+    rows = Rows(packets, None if has_capture.all() else np.flatnonzero(has_capture))
     del has_capture
-    group, first = _number(rows.codes("capture"))
+    group, first = group_rows(rows.codes("capture"))
     count = len(first)
     ts, has_ts = rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")
-    first_ts = _group_extreme(group, count, ts, has_ts, largest=False)
-    last_ts = _group_extreme(group, count, ts, has_ts, largest=True)
+    first_ts = group_extreme(group, count, ts, has_ts, largest=False)
+    last_ts = group_extreme(group, count, ts, has_ts, largest=True)
     del ts, has_ts
-    linktype_row = _group_first(group, count, ~rows.isna("linktype"))
+    linktype_row = group_first(group, count, ~rows.isna("linktype"))
     linktype = rows.take("linktype", np.maximum(linktype_row, 0)).mask(linktype_row < 0)
     encap, names = rows.encap_codes()
     table = pd.DataFrame({
         "capture": _text(rows.take("capture", first)),
         "packets": np.bincount(group, minlength=count),
-        "bytes": _group_sum(group, count, rows.values("wire_len", "int64", 0)),
+        "bytes": group_sum(group, count, rows.values("wire_len", "int64", 0)),
         "first_ts_ns": first_ts, "last_ts_ns": last_ts, "linktype": linktype,
-        "tunnelled": np.bincount(group[_tunnel_rows(encap, names)], minlength=count),
+        "tunnelled": np.bincount(group[tunnel_rows(encap, names)], minlength=count),
         "fragments": np.bincount(group[rows.values("fragment", "bool", False)],
                                  minlength=count),
         "errors": np.bincount(group[~rows.isna("error")], minlength=count),
