@@ -135,7 +135,7 @@ import numpy as np
 import pandas as pd
 
 from pktkit.errors import UsageError
-from pktkit.table import empty_frame
+from pktkit.table import empty_frame, typed_frame
 
 DEFAULT_WINDOW_NS = 1_000_000_000  # longest gap between two sightings of one packet
 # A gap after a slot longer than GAP_FACTOR × that slot's median gap to the next sighting (and
@@ -178,15 +178,6 @@ _TCP, _UDP = 6, 17
 _ICMP_REQUESTS = ((1, 8), (58, 128))  # (proto, type) of echo requests: the id is the source's
 _KIND_PACKET, _KIND_DATAGRAM = 1, 2  # signature kinds: whole packet, fragmented datagram
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def typed(df: pd.DataFrame, schema: dict[str, str]) -> pd.DataFrame:
-    """``df`` with exactly the schema's columns, in order, with its dtypes."""
-    return pd.DataFrame({name: (df[name] if name in df else pd.Series(pd.NA, index=df.index))
-                         .astype(dtype) for name, dtype in schema.items()})
-
-
-empty = empty_frame  # the analysis stage's name for it
 
 
 # -- column helpers ------------------------------------------------------------------------
@@ -639,14 +630,14 @@ def correlate(
     found = _offsets(estimates, len(node_names), reference) if node_names else []
     applied = [_applied(f, clock_correction) for f in found]
     offsets = np.array(applied or [0], np.int64)
-    clock_offsets = typed(pd.DataFrame({
+    clock_offsets = typed_frame(pd.DataFrame({
         "node": node_names,
         "reference_node": [node_names[reference]] * len(node_names),
         "offset_ns": [pd.NA if f is None else round(f[0]) for f in found],
         "bound_ns": [pd.NA if f is None else int(np.ceil(f[1])) for f in found],
         "samples": [pd.NA if f is None else f[2] for f in found],
         "applied_ns": applied,
-    }), CLOCK_SCHEMA) if node_names else empty(CLOCK_SCHEMA)
+    }), CLOCK_SCHEMA) if node_names else empty_frame(CLOCK_SCHEMA)
 
     # 2. packets: signature groups on the reference clock
     m = len(units.row)
@@ -796,7 +787,7 @@ def _hops_table(packets: pd.DataFrame, rows: np.ndarray, packet: np.ndarray,
     """The hops table from the units in (packet, hop) order: ``rows`` their first frames.
     The int64 arrays become the table's columns, not copied (``ts`` gets 0 where NA)."""
     if not len(rows):
-        return empty(HOPS_SCHEMA)
+        return empty_frame(HOPS_SCHEMA)
     first = hop == 0
     no_ts = ts == NO_VALUE
     delay = np.zeros(len(ts), np.int64)
@@ -955,8 +946,8 @@ def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
                             handshakes["rtt_ns"].to_numpy(np.int64)))
     parts = [p for p in parts if len(p)]
     if not parts:
-        return empty(LATENCY_SCHEMA)
-    return typed(pd.concat(parts, ignore_index=True), LATENCY_SCHEMA)
+        return empty_frame(LATENCY_SCHEMA)
+    return typed_frame(pd.concat(parts, ignore_index=True), LATENCY_SCHEMA)
 
 
 def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
@@ -968,7 +959,7 @@ def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
     syn = np.flatnonzero(ok & ((flags & 0x16) == 0x02))
     synack = np.flatnonzero(ok & ((flags & 0x16) == 0x12))
     if not len(syn) or not len(synack):
-        return empty(HANDSHAKES_SCHEMA)
+        return empty_frame(HANDSHAKES_SCHEMA)
     ack_rows = np.flatnonzero(ok & ((flags & 0x17) == 0x10))
     del flags, ok
     point = _digest(_point_words(packets, "flow_id"), len(packets))  # a flow at a point
@@ -1012,4 +1003,4 @@ def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
     for name in ("syn_ts_ns", "synack_ts_ns", "ack_ts_ns"):
         table[name] = found[name].to_numpy()
     table["rtt_ns"] = table["ack_ts_ns"] - table["syn_ts_ns"]
-    return typed(table, HANDSHAKES_SCHEMA)
+    return typed_frame(table, HANDSHAKES_SCHEMA)

@@ -208,7 +208,7 @@ def nat_flows(packets: pd.DataFrame, *, conntrack: ConntrackArg = None) -> NatFl
     conns = _connections(t)
     assigned = _assign(t, conns)
     flows, conn_to_id = _flow_table(t, conns, assigned)
-    disagreements = _empty(DISAGREEMENTS_SCHEMA)
+    disagreements = empty_frame(DISAGREEMENTS_SCHEMA)
     if dumps is not None:
         _check_dump_nodes(dumps, t.all_node_names())
         status, disagreements = _compare(flows, dumps, t, assigned)
@@ -706,7 +706,7 @@ def _flow_table(t: _Sightings, conns: _Connections,
     """The nat_flows table and the map connection index → nat_flow_id."""
     k = len(conns.orig)
     if k == 0:
-        return _empty(NAT_FLOWS_SCHEMA), np.zeros(1, np.int64)
+        return empty_frame(NAT_FLOWS_SCHEMA), np.zeros(1, np.int64)
     per = _per_connection(t, assigned, k)
     missing = per["first"].isna().to_numpy()
     first = per["first"].fillna(0).to_numpy(np.int64)
@@ -743,8 +743,6 @@ def _frame(data: Mapping[str, Iterable], schema: Mapping[str, str | pd.Categoric
             out[name] = pd.Series(list(values), dtype=dtype)
     return pd.DataFrame(out)
 
-
-_empty = empty_frame
 
 
 # --- conntrack dumps ----------------------------------------------------------------------------
@@ -954,10 +952,10 @@ def read_conntrack(dumps: ConntrackArg) -> pd.DataFrame:
     if isinstance(dumps, pd.DataFrame):
         return dumps
     if dumps is None:
-        return _empty(CONNTRACK_SCHEMA)
+        return empty_frame(CONNTRACK_SCHEMA)
     items = dumps.items() if isinstance(dumps, Mapping) else [(None, dumps)]
     frames = [parse_conntrack(path, node=name) for name, path in items]
-    return pd.concat(frames, ignore_index=True) if frames else _empty(CONNTRACK_SCHEMA)
+    return pd.concat(frames, ignore_index=True) if frames else empty_frame(CONNTRACK_SCHEMA)
 
 
 def _check_dump_nodes(dumps: pd.DataFrame, node_names: list[str | None]) -> None:

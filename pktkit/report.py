@@ -151,7 +151,7 @@ from pktkit.rows import (
     group_sum,
     tunnel_rows,
 )
-from pktkit.table import empty_frame
+from pktkit.table import typed_frame
 
 DEFAULT_UNDERLAY_MTU = 1500
 
@@ -207,13 +207,6 @@ SIZES_SCHEMA: dict[str, str] = {
     "ip_len": "Int64", "l4_payload_len": "Int64", "datagram": "Int64", "datagram_len": "Int64",
     "inner_mtu": "Int64", "gso": "boolean", "oversized": "boolean", "frag_needed": "boolean",
 }
-
-
-def _typed(df: pd.DataFrame, schema: Mapping[str, str]) -> pd.DataFrame:
-    """``df`` with exactly the schema's columns, in order and with its dtypes."""
-    if df.empty:
-        return empty_frame(schema)
-    return df.reset_index(drop=True)[list(schema)].astype(dict(schema))
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -355,7 +348,7 @@ def packet_sizes(
     not gso; ``frag_needed``: ICMP fragmentation needed / ICMPv6 packet too big.
     """
     if len(packets) == 0:
-        return _typed(pd.DataFrame(), SIZES_SCHEMA).set_axis(packets.index)
+        return typed_frame(pd.DataFrame(), SIZES_SCHEMA).set_axis(packets.index)
     sizes = _size_arrays(packets, underlay_mtu)
     inner_mtu = underlay_mtu - packets["overhead_bytes"].to_numpy("int64", na_value=0)
     return pd.DataFrame(
@@ -406,7 +399,7 @@ def overlays(packets: pd.DataFrame) -> pd.DataFrame:
     encap, names = Rows(packets).encap_codes()
     tunnelled = np.flatnonzero(tunnel_rows(encap, names))
     if not len(tunnelled):
-        return _typed(pd.DataFrame(), OVERLAYS_SCHEMA)
+        return typed_frame(pd.DataFrame(), OVERLAYS_SCHEMA)
     rows = Rows(packets, tunnelled)
     encap = encap[tunnelled]
     group, first = group_rows(encap, rows.codes("vni"))
@@ -427,7 +420,7 @@ def overlays(packets: pd.DataFrame) -> pd.DataFrame:
     table["vteps"] = [_joined(found, "; ") for found in pairs]
     table["outer_dports"] = [_joined(found)
                              for found in _distinct_text(rows, "outer_dport", group, count)]
-    return _typed(_in_key_order(table), OVERLAYS_SCHEMA)
+    return typed_frame(_in_key_order(table), OVERLAYS_SCHEMA)
 
 
 def _vtep_pairs(rows: Rows, groups: np.ndarray, count: int) -> list[set[str]]:
@@ -457,7 +450,7 @@ def overhead(
     """
     mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else int(underlay_mtu)
     if packets.empty:
-        return _typed(pd.DataFrame(), OVERHEAD_SCHEMA)
+        return typed_frame(pd.DataFrame(), OVERHEAD_SCHEMA)
     sizes = _size_arrays(packets, underlay_mtu=mtu)
     rows = Rows(packets)
     encap, names = rows.encap_codes()
@@ -502,7 +495,7 @@ def overhead(
     table["headroom"] = table["inner_mtu"] - table["max_inner_len"]
     # overlays first (the point of the table), the untunnelled baseline last
     table = table.sort_values("encap", key=lambda s: s.eq(NO_TUNNEL), kind="stable")
-    typed = _typed(table, OVERHEAD_SCHEMA)
+    typed = typed_frame(table, OVERHEAD_SCHEMA)
     typed.attrs["payload_estimated"] = "l4_payload_len" not in packets
     return typed
 
@@ -557,7 +550,7 @@ def flows(
     mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else int(underlay_mtu)
     has_flow = packets["flow_id"].notna().to_numpy() if len(packets) else np.zeros(0, bool)
     if not has_flow.any():
-        return _typed(pd.DataFrame(), FLOWS_SCHEMA)
+        return typed_frame(pd.DataFrame(), FLOWS_SCHEMA)
     positions = None if has_flow.all() else np.flatnonzero(has_flow)
     del has_flow
     rows = Rows(packets, positions)
@@ -612,7 +605,7 @@ def flows(
     # the flows in trouble first, then the heaviest
     table = table.sort_values(["exceeds_mtu", "bytes", "capture", "flow_id"],
                               ascending=[False, False, True, True], kind="stable")
-    return _typed(table, FLOWS_SCHEMA)
+    return typed_frame(table, FLOWS_SCHEMA)
 
 
 def _max_ip_len(packets: pd.DataFrame, positions: np.ndarray | None, flow: np.ndarray,
@@ -749,13 +742,13 @@ def errors(packets: pd.DataFrame) -> pd.DataFrame:
                             "packets": pd.NA, "first_frame": stats.get("frames") or pd.NA,
                             "frames": f"{stats.get('reason')} at byte {stats['stopped_at']}"})
     table = pd.DataFrame.from_records(records, columns=list(ERRORS_SCHEMA))
-    return _typed(table.sort_values(["capture", "reason"], kind="stable"), ERRORS_SCHEMA)
+    return typed_frame(table.sort_values(["capture", "reason"], kind="stable"), ERRORS_SCHEMA)
 
 
 def captures(packets: pd.DataFrame) -> pd.DataFrame:
     """One row per capture file: volume, time span, link type, interfaces, problems."""
     if packets.empty:
-        return _typed(pd.DataFrame(), CAPTURES_SCHEMA)
+        return typed_frame(pd.DataFrame(), CAPTURES_SCHEMA)
     has_capture = packets["capture"].notna().to_numpy()
     rows = Rows(packets, None if has_capture.all() else np.flatnonzero(has_capture))
     del has_capture
@@ -783,7 +776,7 @@ def captures(packets: pd.DataFrame) -> pd.DataFrame:
     cut = {s["capture"] for s in packets.attrs.get("read_stats", [])
            if s.get("stopped_at") is not None}
     table["complete"] = ~table["capture"].isin(list(cut))
-    return _typed(table, CAPTURES_SCHEMA)
+    return typed_frame(table, CAPTURES_SCHEMA)
 
 
 # -- everything at once, and the summary ---------------------------------------------------

@@ -216,6 +216,17 @@ def empty_frame(schema: Mapping[str, object]) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
 
 
+def typed_frame(df: pd.DataFrame, schema: Mapping[str, str]) -> pd.DataFrame:
+    """``df`` with exactly the schema's columns, in order and with its dtypes, on a fresh
+    0..n-1 index and with no ``attrs`` (a table made from the packet table must not carry its
+    read_stats); no rows: :func:`empty_frame`. A column the schema names must be there."""
+    if df.empty:
+        return empty_frame(schema)
+    typed = df.reset_index(drop=True)[list(schema)].astype(dict(schema))
+    typed.attrs = {}
+    return typed
+
+
 def read_packets(
     paths: PathArg,
     *,

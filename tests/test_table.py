@@ -14,7 +14,7 @@ from test_read import ng_epb, ng_idb, ng_shb, pcap_bytes
 
 from pktkit.errors import CaptureError, OutputError, UsageError
 from pktkit.read import CaptureCutWarning
-from pktkit.table import SCHEMA, read_packets, summarize, write_table
+from pktkit.table import SCHEMA, read_packets, summarize, typed_frame, write_table
 
 REQUIRED = [
     "capture", "frame", "ts_ns", "interface", "direction", "wire_len", "cap_len", "encap", "vni",
@@ -238,3 +238,18 @@ def test_table_equals_truth_frame_by_frame_on_reference_captures(folder: Path) -
                       if a != b]
         assert not mismatches, f"{column}: {mismatches[:5]}"
     assert got["error"].isna().all()
+
+
+def test_typed_frame_gives_exactly_the_schema() -> None:
+    schema = {"b": "Int64", "a": "string"}
+    df = pd.DataFrame({"a": ["x", None], "c": [1, 2], "b": [7, 8]}, index=[5, 9])
+    df.attrs["read_stats"] = [{"frames": 2}]
+    typed = typed_frame(df, schema)
+    assert list(typed.columns) == ["b", "a"]
+    assert typed.dtypes.astype(str).tolist() == ["Int64", "string"]
+    assert typed.index.tolist() == [0, 1] and typed.attrs == {}
+    assert typed["a"].isna().tolist() == [False, True]
+    assert df.attrs == {"read_stats": [{"frames": 2}]}  # the input keeps its own
+    assert typed_frame(df.iloc[:0], schema).dtypes.astype(str).tolist() == ["Int64", "string"]
+    with pytest.raises(KeyError):
+        typed_frame(df, {"missing": "Int64"})
