@@ -273,13 +273,13 @@ def _strings(values: ExtensionArray) -> ExtensionArray:
 class _IntDigit:
     """Protocol number or port as a digit of a tuple key: its offset from the lowest value."""
 
-    def __init__(self, position: int, low: int, high: int) -> None:
-        self.position = position  # in _tuple_ints' (proto, sport, dport)
+    def __init__(self, low: int, high: int) -> None:
         self.low = low
         self.radix = high - low + 1
 
-    def digits(self, packets: pd.DataFrame, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-        values = _tuple_ints(packets, rows)[self.position]
+    def digits(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The digits of some rows' values (from :func:`_tuple_ints`, -1: NA) and which are
+        missing."""
         missing = values < 0
         return np.where(missing, 0, values - self.low), missing
 
@@ -305,7 +305,7 @@ class _AddressDigit:
         self.value_set = pa.array(list(distinct), type=pa.large_string())
         self.radix = max(len(distinct), 1)
 
-    def digits(self, packets: pd.DataFrame, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    def digits(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
         found = pc.index_in(pa.array(_strings(self.values[rows])), value_set=self.value_set)
         missing = found.is_null().to_numpy(zero_copy_only=False)
         return found.fill_null(0).to_numpy(), missing
@@ -340,26 +340,38 @@ class _TupleKeys:
         n = len(packets)
         proto_low, proto_high = _value_range(packets, ["proto"])
         port_low, port_high = _value_range(packets, ["sport", "dport", "icmp_id"])
-        self._digits = [_IntDigit(0, proto_low, proto_high), _IntDigit(1, port_low, port_high),
-                        _IntDigit(2, port_low, port_high), _AddressDigit(packets["src"]),
-                        _AddressDigit(packets["dst"])]
-        self._renumbered: list[pd.Index | None] = []  # per digit: keys before it, if renumbered
+        numbers = [_IntDigit(proto_low, proto_high), _IntDigit(port_low, port_high),
+                   _IntDigit(port_low, port_high)]
+        addresses = [_AddressDigit(packets["src"]), _AddressDigit(packets["dst"])]
+        self._digits: list[_IntDigit | _AddressDigit] = [*numbers, *addresses]
         self.key = np.zeros(n, np.int64)
         has_tuple = np.ones(n, bool)
-        span = 1  # every key so far is below it
-        for digit in self._digits:
+
+        def add(digit: _IntDigit | _AddressDigit, rows: slice, digits: np.ndarray,
+                missing: np.ndarray) -> None:
+            part = self.key[rows]  # a view: updated in place
+            part *= digit.radix
+            part += digits
+            has_tuple[rows] &= ~missing
+
+        # proto, sport and dport from one read of their columns per chunk; they cannot
+        # overflow (at most 256 × 65,536 × 65,536 keys)
+        for rows in _chunks(n):
+            values = _tuple_ints(packets, rows)
+            for digit, column in zip(numbers, values[:3], strict=True):
+                add(digit, rows, *digit.digits(column))
+        span = int(np.prod([digit.radix for digit in numbers], dtype=object))
+        # per digit: the keys before it, when they were renumbered to make room for it
+        self._renumbered: list[pd.Index | None] = [None] * len(numbers)
+        for address in addresses:
             renumbered = None
-            if span * digit.radix > _KEY_LIMIT:
+            if span * address.radix > _KEY_LIMIT:
                 codes, uniques = pd.factorize(self.key)
                 self.key = codes.astype(np.int64, copy=False)
                 renumbered, span = pd.Index(uniques), len(uniques)
             for rows in _chunks(n):
-                digits, missing = digit.digits(packets, rows)
-                part = self.key[rows]  # a view: updated in place
-                part *= digit.radix
-                part += digits
-                has_tuple[rows] &= ~missing
-            span *= digit.radix
+                add(address, rows, *address.digits(rows))
+            span *= address.radix
             self._renumbered.append(renumbered)
         self.key[~has_tuple] = -1
 
