@@ -34,7 +34,7 @@ several analyses, one subfolder each, plus an index page.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import html
 import json
 import os
@@ -58,16 +58,19 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
 STAGES = ("read", "correlate", "nat", "latency")
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (malloc_trim), else None."""
+    """The C library when it is glibc (it has malloc_trim), else None; looked up on first use,
+    not at import."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
+        libc = ctypes.CDLL(None)  # the symbols already loaded into this process
     except OSError:
         return None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
-_LIBC = _glibc() if sys.platform.startswith("linux") else None
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 
 
@@ -253,8 +256,9 @@ def _release_freed_memory() -> None:
     the sum of every stage's peak. It changes no setting (unlike
     :func:`return_memory_eagerly`): only memory already freed goes back."""
     pa.default_memory_pool().release_unused()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def return_memory_eagerly() -> None:
@@ -267,8 +271,9 @@ def return_memory_eagerly() -> None:
     ~325 MB) for ~1.5 s more page faults. Not done by :func:`analyze` itself: these settings
     belong to the program, not to a library call in someone's notebook."""
     pa.set_memory_pool(pa.system_memory_pool())
-    if _LIBC is not None:
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 
 def read_table(inputs: Sequence[CaptureInput], vxlan_ports: Iterable[int] = ()) -> pd.DataFrame:
