@@ -8,7 +8,7 @@
    - a worker that imports pktkit, notes its resident memory (the baseline), runs
      :func:`pktkit.analyze` (timed), adds up the memory of every table it returns
      (``memory_usage(deep=True)``), then writes the folder with
-     :func:`pktkit.analysis.write_analysis` (timed);
+     :func:`pktkit.analysis.pipeline.write_analysis` (timed);
    - ``pktkit analyze SET --out DIR --quiet``, the command a user runs (end-to-end time);
    - tshark reading the same files (``-T fields -e frame.number``, one pass each), for scale.
 
@@ -74,7 +74,7 @@ def build_set(name: str, rebuild: bool) -> Path:
 def worker(folder: str, out: str) -> None:
     """The measured analysis (run as its own process by :func:`main`)."""
     import pktkit
-    from pktkit.analysis import return_memory_eagerly, write_analysis
+    from pktkit.analysis.pipeline import return_memory_eagerly, write_analysis
 
     return_memory_eagerly()  # as pktkit analyze does
     baseline = _rss_mb()

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pktkit.generation import generate, make_scenario
-from pktkit.read import read_frames
-from pktkit.write import LINKTYPE_ETHERNET, PcapWriter
+from pktkit.capture.read import read_frames
+from pktkit.capture.write import LINKTYPE_ETHERNET, PcapWriter
+from pktkit.craft.generation import generate, make_scenario
 
 SCENARIOS = {"vxlan-overlay": 40, "flat-routed": 40, "docker-snat": 20}  # name → flows
 CLONES = 256  # port-shifted copies of each template flow

@@ -16,12 +16,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "analyze": "pktkit.analysis",
-    "read_packets": "pktkit.table",
-    "generate": "pktkit.generation",
-    "make_scenario": "pktkit.generation",
-    "list_scenarios": "pktkit.generation",
-    "load_truth": "pktkit.truth",
+    "analyze": "pktkit.analysis.pipeline",
+    "read_packets": "pktkit.capture.table",
+    "generate": "pktkit.craft.generation",
+    "make_scenario": "pktkit.craft.generation",
+    "list_scenarios": "pktkit.craft.generation",
+    "load_truth": "pktkit.craft.truth",
 }
 
 __all__ = [
@@ -39,10 +39,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from pktkit.analysis import analyze
-    from pktkit.generation import generate, list_scenarios, make_scenario
-    from pktkit.table import read_packets
-    from pktkit.truth import load_truth
+    from pktkit.analysis.pipeline import analyze
+    from pktkit.capture.table import read_packets
+    from pktkit.craft.generation import generate, list_scenarios, make_scenario
+    from pktkit.craft.truth import load_truth
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,7 @@ def _key_value(option: str, text: str) -> tuple[str, str]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from pktkit.generation import generate, list_scenarios, make_scenario, scenario_parameters
+    from pktkit.craft.generation import generate, list_scenarios, make_scenario, scenario_parameters
 
     if args.list and args.scenario:
         for name, default, help_text in scenario_parameters(args.scenario):
@@ -60,7 +60,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_packets(args: argparse.Namespace) -> int:
     import warnings
 
-    from pktkit.read import CaptureCutWarning
+    from pktkit.capture.read import CaptureCutWarning
 
     # Cut captures: every whole packet is kept; each warning becomes one line on stderr (also
     # when a later file turns out not to be a capture).
@@ -69,11 +69,11 @@ def _cmd_packets(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", CaptureCutWarning)
         try:
             if args.out:
-                from pktkit.columns import write_packets  # no pandas import for Parquet
+                from pktkit.capture.columns import write_packets  # no pandas import for Parquet
 
                 stats = write_packets(args.captures, args.out, vxlan_ports=args.vxlan_port)
             else:
-                from pktkit.table import read_packets, summarize
+                from pktkit.capture.table import read_packets, summarize
 
                 text = summarize(read_packets(args.captures, vxlan_ports=args.vxlan_port))
         finally:
@@ -153,7 +153,8 @@ def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     import json
 
-    from pktkit.analysis import (
+    from pktkit.analysis.nat import conntrack_arg
+    from pktkit.analysis.pipeline import (
         STAGES,
         analyze,
         check_output,
@@ -162,7 +163,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         write_analysis,
         write_collection,
     )
-    from pktkit.nat import conntrack_arg
 
     # Everything the user gave is checked before any work, so that a mistake costs nothing.
     nodes = {}
@@ -219,7 +219,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from pktkit.summary import summarize_dirs
+    from pktkit.craft.summary import summarize_dirs
 
     print(summarize_dirs([Path(p) for p in args.dirs]))
     return 0
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pkts = sub.add_parser("packets", help="decode captures into the per-packet table",
                           description="Decode captures into one row per packet (see "
-                                      "pktkit.table): write it as CSV or Parquet, or print a "
+                                      "pktkit.capture.table): write it as CSV or Parquet, or print a "
                                       "summary.")
     pkts.add_argument("captures", nargs="+", metavar="CAPTURE",
                       help="pcap/pcapng files (gzip is fine)")

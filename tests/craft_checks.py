@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from oracle import Layer, Record, read_capture, tshark_problems, walk
 
-from pktkit.generation import generate, make_scenario
+from pktkit.craft.generation import generate, make_scenario
 
 TCP_FIN, TCP_SYN, TCP_ACK = 0x01, 0x02, 0x10
 SEQ_MOD = 1 << 32

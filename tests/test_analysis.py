@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 
 import pktkit
-from pktkit import analysis, cli, correlate
+from pktkit import cli
+from pktkit.analysis import correlate
+from pktkit.analysis import pipeline as analysis
+from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
+from pktkit.craft.generation import generate, make_scenario
 from pktkit.errors import CaptureError, OutputError, UsageError
-from pktkit.generation import generate, make_scenario
-from pktkit.nat import NAT_FLOWS_COLUMNS
 
 REPORT_FILES = {"index.html", "summary.md", "summary.json", "packets.parquet"}
 TABLES = ("captures", "overlays", "overhead", "flows", "nat_flows", "latency", "clock_offsets",
@@ -143,7 +145,7 @@ def test_a_failed_write_leaves_nothing(folders: dict[str, Path], tmp_path: Path,
     def broken(*args: object, **kwargs: object) -> None:
         raise OutputError("disk full")
 
-    monkeypatch.setattr("pktkit.render.write_report", broken)
+    monkeypatch.setattr("pktkit.report.render.write_report", broken)
     with pytest.raises(OutputError, match="disk full"):
         analysis.write_analysis(found, tmp_path / "new" / "out")
     assert listing(tmp_path) == set()

@@ -1,4 +1,5 @@
-"""The public API: exactly what ``__all__`` promises, and analysis does not pull in Scapy."""
+"""The public API: exactly what ``__all__`` promises (pktkit, pktkit.report, pktkit.plot), and
+analysis does not pull in Scapy."""
 
 from __future__ import annotations
 
@@ -6,17 +7,29 @@ import subprocess
 import sys
 
 import pktkit
+import pktkit.plot
+import pktkit.report
 
 PUBLIC = {
     "CaptureError", "OutputError", "PktkitError", "UsageError", "__version__",
     "analyze", "generate", "list_scenarios", "load_truth", "make_scenario", "read_packets",
 }
+REPORT = {"build_tables", "captures", "errors", "flows", "overhead", "overlays", "summary"}
+PLOT = {"build_figures", "latency_cdf", "nat_timeline", "overhead_share", "throughput"}
 
 
 def test_all_is_the_documented_public_api() -> None:
     assert set(pktkit.__all__) == PUBLIC
     for name in pktkit.__all__:
         assert getattr(pktkit, name) is not None
+
+
+def test_report_and_plot_are_public_modules() -> None:
+    """The notebooks use these two: their ``__all__`` is a contract like pktkit's."""
+    for module, names in ((pktkit.report, REPORT), (pktkit.plot, PLOT)):
+        assert set(module.__all__) == names
+        for name in names:
+            assert callable(getattr(module, name)), f"{module.__name__}.{name}"
 
 
 def test_import_pktkit_does_not_import_scapy() -> None:

@@ -37,14 +37,14 @@ from test_decode import (
 )
 from test_read import ng_block, ng_epb, ng_idb, ng_shb, ng_spb, pcap_bytes
 
-from pktkit import columns
+from pktkit.capture import columns
+from pktkit.capture.columns import COLUMNS, INT_COLUMNS, BatchDecoder, arrow_schema
+from pktkit.capture.read import CaptureCutWarning
+from pktkit.capture.table import SCHEMA, _read_fast, read_packets, summarize, write_table
 from pktkit.cli import main as cli_main
-from pktkit.columns import COLUMNS, INT_COLUMNS, BatchDecoder, arrow_schema
+from pktkit.craft.generation import generate, make_scenario
 from pktkit.craft.scenarios import SCENARIOS
 from pktkit.errors import CaptureError, UsageError
-from pktkit.generation import generate, make_scenario
-from pktkit.read import CaptureCutWarning
-from pktkit.table import SCHEMA, _read_fast, read_packets, summarize, write_table
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("PKTKIT_CORPUS", REPO.parent / "shared" / "corpus"))
@@ -389,7 +389,7 @@ def test_fuzzed_frames(tmp_path: Path, corpus_dir: Path) -> None:
 
 
 def _first_records(path: Path, count: int) -> list[tuple[bytes, int]]:
-    from pktkit.read import read_frames
+    from pktkit.capture.read import read_frames
 
     out = []
     for raw in read_frames(path):
@@ -527,7 +527,7 @@ def test_packets_command_errors_and_cut_files(
 def test_write_packets_with_no_rows(tmp_path: Path) -> None:
     empty = tmp_path / "empty.pcap"
     empty.write_bytes(pcap_bytes([]))
-    from pktkit.table import write_packets
+    from pktkit.capture.table import write_packets
 
     stats = write_packets([empty], tmp_path / "e.csv")
     assert stats[0].frames == 0
@@ -540,7 +540,7 @@ def test_write_packets_with_no_rows(tmp_path: Path) -> None:
 def test_parquet_output_does_not_import_pandas(tmp_path: Path) -> None:
     """The fast command path stays lean: interpreter and imports count in its run time."""
     path = pcap_file(tmp_path / "p.pcap", full([vxlan_frame(), inner_frame()]))
-    code = ("import sys; from pktkit.columns import write_packets; "
+    code = ("import sys; from pktkit.capture.columns import write_packets; "
             f"write_packets([{str(path)!r}], {str(tmp_path / 'p.parquet')!r}); "
             "assert 'pandas' not in sys.modules, 'pandas was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

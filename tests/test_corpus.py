@@ -35,9 +35,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pktkit.decode import DecodedPacket, Decoder
-from pktkit.read import RawFrame, read_frames
-from pktkit.table import read_packets
+from pktkit.capture.decode import DecodedPacket, Decoder
+from pktkit.capture.read import RawFrame, read_frames
+from pktkit.capture.table import read_packets
 
 TSHARK_OPTIONS = ["-n", "-d", "udp.port==8472,vxlan"]
 NO_REASSEMBLY = ["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"]

@@ -1,4 +1,4 @@
-"""Sightings → packet_id, hops, clock offsets and latency (pktkit.correlate via pktkit.analyze)
+"""Sightings → packet_id, hops, clock offsets and latency (pktkit.analysis.correlate via pktkit.analyze)
 against truth.json: the same partition of every frame, the same hop numbers, hop delays equal
 to the truth, the clock offset inside its bound. Plus the cases truth does not stage:
 IPv6 repeats, look-alike packets, fragments."""
@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 import pktkit
-from pktkit import correlate
-from pktkit.analysis import Analysis, analyze, read_table, resolve_inputs
+from pktkit.analysis import correlate
+from pktkit.analysis.pipeline import Analysis, analyze, read_table, resolve_inputs
+from pktkit.craft.generation import generate, make_scenario
 from pktkit.craft.scenarios import SCENARIOS
-from pktkit.generation import generate, make_scenario
 
 SCENARIO_NAMES = sorted(SCENARIOS)
 # (seed, linktype, format, clock offset of the second node in seconds)

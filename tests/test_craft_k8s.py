@@ -28,8 +28,8 @@ from craft_checks import (
     veth_captures,
 )
 
+from pktkit.craft.generation import make_scenario
 from pktkit.errors import UsageError
-from pktkit.generation import make_scenario
 
 EPHEMERAL = range(32768, 61000)  # Linux's default ip_local_port_range
 A_ETH0, B_ETH0, B_CNI0 = "node-a-eth0.pcap", "node-b-eth0.pcap", "node-b-cni0.pcap"

@@ -31,9 +31,9 @@ from oracle import (
     walk,
 )
 
+from pktkit.craft.generation import generate, make_scenario
+from pktkit.craft.truth import load_truth
 from pktkit.errors import UsageError
-from pktkit.generation import generate, make_scenario
-from pktkit.truth import load_truth
 
 UNDERLAY_MTU = 1500
 POD_TTL = 64  # Linux's default TTL, set by every pod

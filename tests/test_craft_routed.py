@@ -27,8 +27,8 @@ from craft_checks import (
     veth_captures,
 )
 
+from pktkit.craft.generation import make_scenario
 from pktkit.errors import UsageError
-from pktkit.generation import make_scenario
 
 SCENARIOS = ("flat-routed", "flat-routed-v6")
 FLOWS = 9  # three rounds of HTTP, DNS, ping

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pktkit.decode import (
+from pktkit.capture.decode import (
     BAD_IP,
     BAD_L4,
     BAD_LINK,
@@ -30,7 +30,7 @@ from pktkit.decode import (
     Tunnel,
     decode,
 )
-from pktkit.read import read_frames
+from pktkit.capture.read import read_frames
 
 # -- byte builders (RFC layouts; shared with test_table.py) ----------------------------------
 

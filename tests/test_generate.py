@@ -11,8 +11,8 @@ import pytest
 from oracle import read_capture
 
 from pktkit.cli import main
+from pktkit.craft.generation import make_scenario
 from pktkit.craft.scenarios import SCENARIOS
-from pktkit.generation import make_scenario
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -84,7 +84,7 @@ def test_unwritable_output_directory_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_failure_midway_leaves_no_partial_files(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from pktkit import generation as generate_module
+    from pktkit.craft import generation as generate_module
 
     calls = {"n": 0}
     real_write = generate_module.CaptureSetWriter.write
@@ -155,7 +155,7 @@ def test_generation_streams_with_flat_memory(tmp_path: Path) -> None:
     """Peak RSS of a 10x larger run stays within a few MB of the small one."""
     script = (
         "import resource, sys\n"
-        "from pktkit.generation import generate, make_scenario\n"
+        "from pktkit.craft.generation import generate, make_scenario\n"
         "s = make_scenario('docker-snat', flows=int(sys.argv[1]), duration_s=int(sys.argv[1]))\n"
         "generate(s, sys.argv[2])\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"

@@ -1,6 +1,6 @@
-"""NAT flows from captures (pktkit.nat) against truth.json, and conntrack dumps.
+"""NAT flows from captures (pktkit.analysis.nat) against truth.json, and conntrack dumps.
 
-Until pktkit.correlate exists, the packets table is a stand-in: read_packets on the generated
+Until pktkit.analysis.correlate exists, the packets table is a stand-in: read_packets on the generated
 captures, plus ``packet_id``/``hop``/``node``/``interface``/``direction`` joined from truth.json
 by (capture, frame) (what correlate will produce), plus the ICMP echo identifier parsed from the
 bytes by the independent oracle parser (what the decoder's ``icmp_id`` column will hold).
@@ -18,8 +18,7 @@ import pandas as pd
 import pytest
 
 import pktkit
-from pktkit.errors import PktkitError, UsageError
-from pktkit.nat import (
+from pktkit.analysis.nat import (
     NAT_FLOWS_COLUMNS,
     ConntrackFormatError,
     conntrack_arg,
@@ -27,14 +26,15 @@ from pktkit.nat import (
     parse_conntrack,
     read_conntrack,
 )
-from pktkit.table import read_packets
+from pktkit.capture.table import read_packets
+from pktkit.errors import PktkitError, UsageError
 
 TUPLE = ["proto", "orig_src", "orig_sport", "orig_dst", "orig_dport",
          "xlat_src", "xlat_sport", "xlat_dst", "xlat_dport"]
 NAT_SCENARIOS = ["docker-snat", "docker-portmap", "k8s-nodeport", "k8s-clusterip"]
 
 
-# --- the stand-in for pktkit.correlate -----------------------------------------------------------
+# --- the stand-in for pktkit.analysis.correlate -----------------------------------------------------------
 
 
 @functools.cache

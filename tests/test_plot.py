@@ -1,7 +1,7 @@
-"""pktkit.plot: every plot returns a Figure with the expected artists, on real data and empty.
+"""pktkit.report.plot: every plot returns a Figure with the expected artists, on real data and empty.
 
 The correlation tables (hops, latency, NAT flows) come from truth.json here, shaped like
-pktkit.correlate's contract, until that module exists.
+pktkit.analysis.correlate's contract, until that module exists.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from pktkit import plot
-from pktkit.report import build_tables
-from pktkit.table import read_packets
+from pktkit.capture.table import read_packets
+from pktkit.report import plot
+from pktkit.report.tables import build_tables
 
 matplotlib.use("agg")
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 
 
-# -- stand-ins for pktkit.correlate's tables, from truth.json -----------------------------
+# -- stand-ins for pktkit.analysis.correlate's tables, from truth.json -----------------------------
 
 
 @cache

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pktkit.capture.read import CaptureCutWarning, CaptureReader, RawFrame, read_frames
 from pktkit.errors import CaptureError
-from pktkit.read import CaptureCutWarning, CaptureReader, RawFrame, read_frames
 
 # -- byte builders (shared with test_table.py) ----------------------------------------------
 

@@ -1,4 +1,4 @@
-"""pktkit.render: a self-contained page, the summary first, every file atomic and readable."""
+"""pktkit.report.render: a self-contained page, the summary first, every file atomic and readable."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from test_plot import packets, truth_hops, truth_latency
 
-from pktkit import render
 from pktkit.errors import OutputError, UsageError
-from pktkit.plot import build_figures
-from pktkit.report import build_tables, summary
+from pktkit.report import render
+from pktkit.report.plot import build_figures
+from pktkit.report.tables import build_tables, summary
 
 matplotlib.use("agg")
 
@@ -136,6 +136,6 @@ def test_escapes_data_in_the_page(tmp_path: Path) -> None:
 
 
 def test_a_report_without_figures_does_not_load_matplotlib() -> None:
-    code = ("import sys, pktkit.render, pktkit.report, pktkit.table; "
+    code = ("import sys, pktkit.report.render, pktkit.report.tables, pktkit.capture.table; "
             "assert 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

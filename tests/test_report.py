@@ -1,4 +1,4 @@
-"""pktkit.report: the tables against truth.json, for every reference capture folder.
+"""pktkit.report.tables: the tables against truth.json, for every reference capture folder.
 
 Overhead statistics, fragment counts and per-flow volumes are recomputed here from
 truth.json with plain Python; inner IP sizes are checked against the independent parser of
@@ -18,9 +18,9 @@ import pytest
 from oracle import iter_layers, read_capture
 from test_plot import CAPTURES, packets, truth, truth_nat_flows
 
-from pktkit import report
-from pktkit.read import CaptureCutWarning
-from pktkit.table import read_packets
+from pktkit.capture.read import CaptureCutWarning
+from pktkit.capture.table import read_packets
+from pktkit.report import tables as report
 
 FOLDERS = sorted(p.name for p in CAPTURES.iterdir() if (p / "truth.json").is_file())
 OVERLAY_FOLDERS = [f for f in FOLDERS if truth(f)["params"].get("underlay_mtu")]

@@ -1,4 +1,4 @@
-"""pktkit.rows: the lean reads and integer groupings equal what pandas computes the slow way
+"""pktkit.analysis.rows: the lean reads and integer groupings equal what pandas computes the slow way
 (the report's and plots' figures rest on them; test_report checks the tables themselves)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pktkit.rows import (
+from pktkit.analysis.rows import (
     NO_TUNNEL,
     Rows,
     distinct_rows,

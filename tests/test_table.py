@@ -12,9 +12,9 @@ import pytest
 from test_decode import eth, geneve, gre, icmp_echo, inner_frame, ipv4, tcp, udp, vxlan
 from test_read import ng_epb, ng_idb, ng_shb, pcap_bytes
 
+from pktkit.capture.read import CaptureCutWarning
+from pktkit.capture.table import SCHEMA, read_packets, summarize, typed_frame, write_table
 from pktkit.errors import CaptureError, OutputError, UsageError
-from pktkit.read import CaptureCutWarning
-from pktkit.table import SCHEMA, read_packets, summarize, typed_frame, write_table
 
 REQUIRED = [
     "capture", "frame", "ts_ns", "interface", "direction", "wire_len", "cap_len", "encap", "vni",
@@ -68,7 +68,7 @@ def test_schema_is_exact_and_documented(overlay_capture: Path) -> None:
     empty = read_packets([])
     assert list(empty.columns) == list(SCHEMA) and len(empty) == 0
     assert all(dtype_matches(empty[n].dtype, t) for n, t in SCHEMA.items())
-    import pktkit.table as table
+    import pktkit.capture.table as table
     for name in SCHEMA:  # every column appears in the module's documentation table
         assert name.split("_")[0] in (table.__doc__ or ""), name
 
@@ -182,7 +182,7 @@ def test_parquet_in_row_groups_reads_back_as_pandas_own_file(
     (categories, strings, attrs) comes back as from pandas' to_parquet."""
     import pyarrow.parquet as pq
 
-    from pktkit import columns
+    from pktkit.capture import columns
 
     df = read_packets([overlay_capture] * 3)
     df["encap"] = df["encap"].cat.add_categories(["unused"])  # kept as pandas keeps it

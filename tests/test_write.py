@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from oracle import read_capture
 
+from pktkit.capture.write import CaptureSetWriter, Interface, PcapngWriter, PcapWriter, to_sll2
 from pktkit.errors import OutputError
-from pktkit.write import CaptureSetWriter, Interface, PcapngWriter, PcapWriter, to_sll2
 
 ETH0 = Interface("node", "eth0", 2)
 TUNL0 = Interface("node", "tunl0", 9, link="raw")

@@ -1,6 +1,6 @@
 """The scenario engine: walks each logical packet along its path and times every sighting.
 
-A scenario describes capture points (:class:`~pktkit.write.Interface`), and flows: for each,
+A scenario describes capture points (:class:`~pktkit.capture.write.Interface`), and flows: for each,
 the path of each direction (a list of :class:`Hop`) and the conversation (a list of
 :class:`~pktkit.craft.traffic.Emission`). The engine applies the kernel transforms hop by hop,
 draws each hop's delay from the timing model, and yields :class:`Sighting` records in time
@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pktkit.capture.write import Interface
 from pktkit.craft.flight import ETH_HEADER, InFlight, ip_addresses, ip_proto, l4_ports
 from pktkit.craft.kernel import FlowState, Transform, ether_header, rewrite_tuple
 from pktkit.craft.nat import Conntrack, NatLedger
 from pktkit.craft.traffic import Emission
-from pktkit.truth import NatFlowTruth
-from pktkit.write import Interface
+from pktkit.craft.truth import NatFlowTruth
 
 EPOCH_NS = 1_768_471_200 * 10**9  # 2026-01-15 10:00:00 UTC: every scenario starts here
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from pktkit.truth import NatFlowTruth
+from pktkit.craft.truth import NatFlowTruth
 
 Tuple5 = tuple[int, str, int, str, int]  # proto, src, sport, dst, dport
 ICMP_PROTOS = (1, 58)

@@ -12,9 +12,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pktkit.capture.write import CaptureFormat, Linktype, TsResolution
+from pktkit.craft.generation import GenerateResult, generate, make_scenario
 from pktkit.craft.scenarios import SCENARIOS
-from pktkit.generation import GenerateResult, generate, make_scenario
-from pktkit.write import CaptureFormat, Linktype, TsResolution
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pktkit.capture.write import Interface
 from pktkit.craft import params as P
 from pktkit.craft.engine import FlowSpec, Hop, Path, Scenario
 from pktkit.craft.kernel import Nat, NatReply, Route, Transit
@@ -26,7 +27,6 @@ from pktkit.craft.traffic import (
     tcp_session,
     varied_size,
 )
-from pktkit.write import Interface
 
 
 def docker_mac(ip: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pktkit.capture.write import Interface
 from pktkit.craft import params as P
 from pktkit.craft.engine import FlowSpec, Hop, Path
 from pktkit.craft.kernel import Nat, NatReply, Route, Transit
@@ -41,7 +42,6 @@ from pktkit.craft.traffic import (
     tcp_session,
     varied_size,
 )
-from pktkit.write import Interface
 
 SERVICE_HOST = "web.default.svc.cluster.local"
 

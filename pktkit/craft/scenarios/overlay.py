@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from pktkit.capture.write import Interface
 from pktkit.craft import params as P
 from pktkit.craft.engine import FlowSpec, Hop, Path, Scenario
 from pktkit.craft.flight import ETH_HEADER
@@ -60,7 +61,6 @@ from pktkit.craft.traffic import (
     varied_size,
 )
 from pktkit.errors import UsageError
-from pktkit.write import Interface
 
 KINDS = ("http", "http-alt", "dns", "ping", "oversized")  # the flow cycle
 POD_VETHS = ("veth-pod1", "veth-pod2", "veth-pod3")  # client (node-a), server, 1500-MTU client

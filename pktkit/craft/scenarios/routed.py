@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pktkit.capture.write import Interface
 from pktkit.craft import params as P
 from pktkit.craft.engine import FlowSpec, Hop, Path, Scenario
 from pktkit.craft.kernel import Route, Transform
@@ -32,7 +33,6 @@ from pktkit.craft.traffic import (
     varied_size,
 )
 from pktkit.errors import UsageError
-from pktkit.write import Interface
 
 LAN_RTT_MS = 0.4  # node to node round trip on the cluster LAN (the TCP timestamp clock)
 EPHEMERAL = (32768, 60999)  # net.ipv4.ip_local_port_range

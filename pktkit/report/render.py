@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from pktkit.capture.table import write_parquet
 from pktkit.errors import OutputError, UsageError
-from pktkit.table import write_parquet
 
 if TYPE_CHECKING:  # a report without figures does not load matplotlib
     from matplotlib.figure import Figure

@@ -1,9 +1,9 @@
 """``pktkit analyze``: captures → packet table + correlation + NAT flows + report folder.
 
-:func:`analyze` reads every capture into one packet table (:func:`pktkit.table.read_packets`),
-names each file's node and interfaces, correlates the sightings (:mod:`pktkit.correlate`),
-finds NAT flows (:mod:`pktkit.nat`) and measures latency; :func:`write_analysis` writes the
-result and the report (:mod:`pktkit.report`, :mod:`pktkit.plot`, :mod:`pktkit.render`).
+:func:`analyze` reads every capture into one packet table (:func:`pktkit.capture.table.read_packets`),
+names each file's node and interfaces, correlates the sightings (:mod:`pktkit.analysis.correlate`),
+finds NAT flows (:mod:`pktkit.analysis.nat`) and measures latency; :func:`write_analysis` writes the
+result and the report (:mod:`pktkit.report.tables`, :mod:`pktkit.report.plot`, :mod:`pktkit.report.render`).
 
 Nodes and interfaces of a capture file, first rule that applies:
 
@@ -17,8 +17,8 @@ Nodes and interfaces of a capture file, first rule that applies:
 
 The packet table gains ``node`` (string), ``packet_id``, ``hop``, ``nat_flow_id`` (Int64) and
 ``ts_ref_ns`` (Int64: the capture time on the reference node's clock); see
-:mod:`pktkit.correlate` for ``packet_id``/``hop`` and the hops, latency, clock_offsets and
-handshakes tables, and :mod:`pktkit.nat` for ``nat_flows`` (one row per translated connection:
+:mod:`pktkit.analysis.correlate` for ``packet_id``/``hop`` and the hops, latency, clock_offsets and
+handshakes tables, and :mod:`pktkit.analysis.nat` for ``nat_flows`` (one row per translated connection:
 the tuple as the originator sent it and after translation, packets, bytes, time span, the
 conntrack dump's verdict, the translating node) and ``nat_disagreements`` (captures against
 conntrack dumps; empty without a dump).
@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pktkit import correlate as _correlate
+from pktkit.analysis import correlate as _correlate
 from pktkit.errors import CaptureError, OutputError, UsageError
 
 CAPTURE_SET = "capture-set.json"
@@ -91,8 +91,8 @@ class CaptureInput:
 
 @dataclass
 class Analysis:
-    """The tables of one analysis (schemas: the docstrings of this module, pktkit.correlate
-    and pktkit.nat)."""
+    """The tables of one analysis (schemas: the docstrings of this module, pktkit.analysis.correlate
+    and pktkit.analysis.nat)."""
 
     packets: pd.DataFrame
     nat_flows: pd.DataFrame
@@ -106,11 +106,11 @@ class Analysis:
     conntrack_given: bool = False
 
     def report_tables(self) -> dict[str, pd.DataFrame]:
-        """Every table of the report, in page order (:func:`pktkit.report.build_tables`,
+        """Every table of the report, in page order (:func:`pktkit.report.tables.build_tables`,
         nat_flows with the columns of ``nat_flows.csv``, plus handshakes and, given a
         conntrack dump, nat_disagreements)."""
-        from pktkit.nat import NAT_FLOWS_COLUMNS
-        from pktkit.report import build_tables
+        from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
+        from pktkit.report.tables import build_tables
 
         tables = build_tables(self.packets, underlay_mtu=self.underlay_mtu,
                               nat_flows=self.nat_flows[NAT_FLOWS_COLUMNS], hops=self.hops,
@@ -210,14 +210,14 @@ def analyze(
     """Analyze captures (files or folders) from one or many nodes; see the module docstring.
 
     ``conntrack``: (node or None, file) pairs of conntrack dumps (read first: a dump in an
-    unknown format fails before any capture is read), handed to :func:`pktkit.nat.nat_flows`.
+    unknown format fails before any capture is read), handed to :func:`pktkit.analysis.nat.nat_flows`.
     ``vxlan_ports``: more UDP ports to decode as VXLAN.
-    ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.correlate`).
+    ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.analysis.correlate`).
     ``progress(stage, done, total)`` is called as the stages (:data:`STAGES`) complete.
     """
     if isinstance(captures, (str, os.PathLike)):
         captures = [captures]
-    from pktkit.nat import nat_flows, read_conntrack
+    from pktkit.analysis.nat import nat_flows, read_conntrack
 
     inputs = resolve_inputs(captures, nodes)
     dumps = (pd.concat([read_conntrack({node: path}) for node, path in conntrack],
@@ -279,7 +279,7 @@ def return_memory_eagerly() -> None:
 def read_table(inputs: Sequence[CaptureInput], vxlan_ports: Iterable[int] = ()) -> pd.DataFrame:
     """One packet table for all files, with ``node``, unique ``capture`` labels and the
     manifest's interface names; a cut capture's warning is passed on."""
-    from pktkit.table import read_packets
+    from pktkit.capture.table import read_packets
 
     packets = read_packets([i.path for i in inputs], vxlan_ports=tuple(vxlan_ports))
     frames = [int(s["frames"]) for s in packets.attrs.get("read_stats", [])]
@@ -297,7 +297,7 @@ def read_table(inputs: Sequence[CaptureInput], vxlan_ports: Iterable[int] = ()) 
 def _strings(codes: np.ndarray, labels: Sequence[str]) -> pd.arrays.ArrowStringArray:
     """A string column from int32 codes (-1: NA) into ``labels``, as the packet table's
     string columns are built (Arrow strings, no Python object per row)."""
-    from pktkit.columns import string_array
+    from pktkit.capture.columns import string_array
 
     return pd.arrays.ArrowStringArray(pa.chunked_array(
         [string_array(codes, pa.array(list(labels), pa.large_string()))], pa.large_string()))
@@ -413,16 +413,16 @@ class _Staging:
 
 
 def _write_files(analysis: Analysis, folder: Path, *, figures: bool) -> dict[str, Any]:
-    from pktkit.render import write_report
-    from pktkit.report import summary
-    from pktkit.table import write_table
+    from pktkit.capture.table import write_table
+    from pktkit.report.render import write_report
+    from pktkit.report.tables import summary
 
     tables = analysis.report_tables()
     result = summary(tables)
     result["correlation"] = correlation_summary(analysis)
     plots = {}
     if figures:
-        from pktkit.plot import build_figures
+        from pktkit.report.plot import build_figures
 
         plots = build_figures(tables, analysis.packets)
     try:
@@ -456,7 +456,7 @@ def write_analysis(
     analysis: Analysis, out_dir: str | os.PathLike[str], *, figures: bool = True
 ) -> dict[str, Any]:
     """Write the analysis folder (see the module docstring) atomically; returns the summary
-    (:func:`pktkit.report.summary` plus ``correlation``)."""
+    (:func:`pktkit.report.tables.summary` plus ``correlation``)."""
     with _Staging(Path(out_dir)) as tmp:
         return _write_files(analysis, tmp, figures=figures)
 

@@ -4,7 +4,7 @@ A node that translates a connection (SNAT/masquerade, DNAT for a port mapping, C
 NodePort, or both at once) shows it to the captures only one way: the same logical packet has one
 5-tuple where it enters the node and another where it leaves. :func:`nat_flows` therefore needs
 the packets table with ``packet_id`` and ``hop`` (the sightings of one packet and their order
-along its path, as :mod:`pktkit.correlate` adds them) and, where several nodes are captured,
+along its path, as :mod:`pktkit.analysis.correlate` adds them) and, where several nodes are captured,
 ``node``.
 
 Algorithm
@@ -94,8 +94,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.extensions import ExtensionArray
 
+from pktkit.capture.table import empty_frame
 from pktkit.errors import UsageError
-from pktkit.table import empty_frame
 
 Tuple5 = tuple[int, str, int, str, int]  # proto, src, sport, dst, dport
 Pair = tuple[Tuple5, Tuple5]  # (pre-NAT, post-NAT) tuple of one packet
@@ -202,7 +202,7 @@ def nat_flows(packets: pd.DataFrame, *, conntrack: ConntrackArg = None) -> NatFl
                if c not in packets.columns]
     if missing:
         raise UsageError(f"nat_flows: the packets table lacks {', '.join(missing)} "
-                         "(run pktkit.correlate first)")
+                         "(run pktkit.analysis.correlate first)")
     dumps = None if conntrack is None else read_conntrack(conntrack)
     t = _Sightings(packets)
     conns = _connections(t)

@@ -1,4 +1,4 @@
-"""Report tables computed from the packet table (:func:`pktkit.table.read_packets`).
+"""Report tables computed from the packet table (:func:`pktkit.capture.table.read_packets`).
 
 Every function takes the packet table and returns a DataFrame with the nullable dtypes listed
 below (``<NA>`` means "not applicable"); :func:`build_tables` makes all of them at once and
@@ -140,7 +140,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pktkit.rows import (
+from pktkit.analysis.rows import (
     NO_TUNNEL,
     Rows,
     distinct_rows,
@@ -151,7 +151,7 @@ from pktkit.rows import (
     group_sum,
     tunnel_rows,
 )
-from pktkit.table import typed_frame
+from pktkit.capture.table import typed_frame
 
 DEFAULT_UNDERLAY_MTU = 1500
 

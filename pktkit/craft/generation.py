@@ -14,12 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pktkit.capture.write import (
+    CAPTURE_SET_FILE,
+    CaptureFormat,
+    CaptureSetWriter,
+    Linktype,
+    TsResolution,
+)
 from pktkit.craft import params as P
 from pktkit.craft.engine import EPOCH_NS, Engine, Scenario
 from pktkit.craft.scenarios import SCENARIOS
+from pktkit.craft.truth import TRUTH_FILE, PacketTruth, TruthWriter
 from pktkit.errors import OutputError, UsageError
-from pktkit.truth import TRUTH_FILE, PacketTruth, TruthWriter
-from pktkit.write import CAPTURE_SET_FILE, CaptureFormat, CaptureSetWriter, Linktype, TsResolution
 
 
 @dataclass

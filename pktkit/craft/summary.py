@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from pktkit.craft.truth import TRUTH_FILE, load_truth
 from pktkit.errors import CaptureError
-from pktkit.truth import TRUTH_FILE, load_truth
 
 
 def _folders(paths: list[Path]) -> list[Path]:

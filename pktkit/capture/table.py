@@ -56,7 +56,7 @@ payload_hash    UInt32       CRC-32 (zlib) of the first min(64, l4_payload_len) 
                              bytes (``decode.PAYLOAD_HASH_BYTES``); NA when the capture cut
                              them off. With IP id, TCP sequence numbers and ICMP echo
                              sequence: what survives NAT, TTL and tunnels, for matching the
-                             sightings of one packet (:mod:`pktkit.correlate`)
+                             sightings of one packet (:mod:`pktkit.analysis.correlate`)
 overhead_bytes  UInt32       wire bytes the encapsulation adds in front of the innermost
                              frame: from the outermost network header to the innermost
                              tunnel's payload, plus, when that payload is an Ethernet frame
@@ -83,8 +83,8 @@ Non-first fragments of a tunnelled packet hold no tunnel header: their row shows
 IP packet (encap "none", e.g. proto 47), as tshark does without reassembly.
 
 Two engines build this same table: the default decodes batches of frames with numpy
-(:mod:`pktkit.columns`, ~1 µs a packet), ``engine="reference"`` one frame at a time with
-:mod:`pktkit.decode` (~16 µs). :func:`write_packets` streams captures into a CSV or Parquet
+(:mod:`pktkit.capture.columns`, ~1 µs a packet), ``engine="reference"`` one frame at a time with
+:mod:`pktkit.capture.decode` (~16 µs). :func:`write_packets` streams captures into a CSV or Parquet
 file batch by batch, in flat memory (``pktkit packets -o``).
 """
 
@@ -101,8 +101,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pktkit import columns as _columns
-from pktkit.columns import (
+from pktkit.capture import columns as _columns
+from pktkit.capture.columns import (
     DIRECTIONS,
     BatchDecoder,
     ColumnBatch,
@@ -110,9 +110,9 @@ from pktkit.columns import (
     string_array,
     warn_if_cut,
 )
-from pktkit.decode import ERROR_REASONS, DecodedPacket, Decoder
+from pktkit.capture.decode import ERROR_REASONS, DecodedPacket, Decoder
+from pktkit.capture.read import CaptureReader, RawFrame, ReadStats
 from pktkit.errors import UsageError
-from pktkit.read import CaptureReader, RawFrame, ReadStats
 
 TABLE_SUFFIXES = _columns.TABLE_SUFFIXES
 
@@ -238,13 +238,13 @@ def read_packets(
 
     ``vxlan_ports`` adds UDP destination ports decoded as VXLAN (4789 and 8472 always are).
     ``ifnames`` names SLL2 interface indexes. A capture cut mid-record contributes its whole
-    frames and a :class:`~pktkit.read.CaptureCutWarning`; ``df.attrs["read_stats"]`` holds one
-    :class:`~pktkit.read.ReadStats` dict per capture. Raises ``CaptureError`` for a file that
+    frames and a :class:`~pktkit.capture.read.CaptureCutWarning`; ``df.attrs["read_stats"]`` holds one
+    :class:`~pktkit.capture.read.ReadStats` dict per capture. Raises ``CaptureError`` for a file that
     is not a capture.
 
     ``engine="fast"`` (the default) decodes batches of frames with numpy
-    (:mod:`pktkit.columns`); ``engine="reference"`` decodes frame by frame with
-    :class:`~pktkit.decode.Decoder`. Both give the same table.
+    (:mod:`pktkit.capture.columns`); ``engine="reference"`` decodes frame by frame with
+    :class:`~pktkit.capture.decode.Decoder`. Both give the same table.
     """
     if engine == "fast":
         return _read_fast(_path_list(paths), BatchDecoder(vxlan_ports, ifnames))
@@ -332,7 +332,7 @@ def write_packets(
     The file holds what ``write_table(read_packets(paths, ...), out)`` would write: the same
     CSV text; in Parquet the same table, in row groups of ~131k rows, except that ``encap``'s
     categories come back in order of appearance rather than sorted. Written atomically (temp
-    file + rename). Returns one :class:`~pktkit.read.ReadStats` per capture; a cut capture also
+    file + rename). Returns one :class:`~pktkit.capture.read.ReadStats` per capture; a cut capture also
     warns, as in read_packets. Parquet output does not import pandas.
     """
     return _columns.write_packets(_path_list(paths), out, vxlan_ports=vxlan_ports,
@@ -354,7 +354,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """``df.to_parquet(path, index=False)`` in flat memory: a table longer than one row group
-    (:data:`pktkit.columns.ROW_GROUP_ROWS` rows) is converted to Arrow and written one row
+    (:data:`pktkit.capture.columns.ROW_GROUP_ROWS` rows) is converted to Arrow and written one row
     group at a time, so its Arrow copy is never whole. The file reads back as the same
     DataFrame, dtypes, categories and ``attrs`` included, as pandas' own file does; only its
     row groups are smaller."""

@@ -667,7 +667,7 @@ def _clear_match_fields(p: DecodedPacket) -> None:
 def payload_digest(window: bytes) -> int:
     """A 32-bit hash of at most PAYLOAD_HASH_BYTES bytes: zero-padded to that size, read as
     little-endian 64-bit words, folded into the length by multiply-xorshift; the top 32 bits.
-    Not CRC-32: eight word steps vectorize over a batch of frames (:mod:`pktkit.columns`),
+    Not CRC-32: eight word steps vectorize over a batch of frames (:mod:`pktkit.capture.columns`),
     where 64 byte steps of a CRC cost more than the rest of the decoding."""
     h = len(window)
     for word in _WORDS.unpack(window.ljust(PAYLOAD_HASH_BYTES, b"\0")):

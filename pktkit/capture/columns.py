@@ -1,6 +1,6 @@
 """Columnar batch decoding: captures → the per-packet table's columns, many frames per numpy op.
 
-The reference path (:mod:`pktkit.read` → :class:`~pktkit.decode.Decoder`, one Python object
+The reference path (:mod:`pktkit.capture.read` → :class:`~pktkit.capture.decode.Decoder`, one Python object
 per frame) costs ~16 µs a packet; this one decodes the common header stacks of a whole batch of
 frames at once (~1 µs a packet end to end, Parquet included; see ``make bench``).
 
@@ -9,7 +9,7 @@ frames at once (~1 µs a packet end to end, Parquet included; see ``make bench``
    walked record header by record header: the one per-packet Python loop, a ``memoryview``
    index and an add per record. One gather then copies every record header together with the
    first ``HEAD`` bytes of its frame into a 2-D uint8 array. pcapng and gzip go through the
-   reference :class:`~pktkit.read.CaptureReader` (their block and stream rules live there
+   reference :class:`~pktkit.capture.read.CaptureReader` (their block and stream rules live there
    once) and are packed into the same form.
 2. **Fast stacks.** Layer by layer, on the rows still in play: link (Ethernet with up to three
    VLAN tags, SLL, SLL2, raw IP) → IPv4/IPv6 → TCP/UDP/ICMP or another upper protocol, and
@@ -19,7 +19,7 @@ frames at once (~1 µs a packet end to end, Parquet included; see ``make bench``
    *fast* only when it decodes completely, without error, within ``HEAD`` bytes.
 3. **Fallback.** Every other row (truncated or malformed, fragments, GRE, Geneve, IP-in-IP,
    IPv6 extension headers, ARP, nested tunnels, other link types, ...) is decoded by the
-   reference :class:`~pktkit.decode.Decoder`. The fast stacks compute nothing the decoder would
+   reference :class:`~pktkit.capture.decode.Decoder`. The fast stacks compute nothing the decoder would
    compute differently, so the table is the reference table, by construction and by test
    (``tests/test_columns.py``, including fuzzed frames).
 4. **Columns.** Addresses stay integers to the end; only distinct ones are formatted, once per
@@ -56,7 +56,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pktkit.decode import (
+from pktkit.capture.decode import (
     ERROR_REASONS,
     ETH_IPV4,
     ETH_IPV6,
@@ -77,8 +77,7 @@ from pktkit.decode import (
     Decoder,
     payload_digest,
 )
-from pktkit.errors import OutputError, UsageError
-from pktkit.read import (  # (private names: this module shares the reader's own rules)
+from pktkit.capture.read import (  # (private names: this module shares the reader's own rules)
     _PCAP_MAGICS,
     MAX_RECORD_BYTES,
     CaptureCutWarning,
@@ -88,6 +87,7 @@ from pktkit.read import (  # (private names: this module shares the reader's own
     _Cut,
     _Interface,
 )
+from pktkit.errors import OutputError, UsageError
 
 HEAD = 128  # bytes of each frame the vectorized path looks at; a stack reaching past: fallback
 DEFAULT_BATCH = 32768  # frames per batch: bigger batches cost memory and gain no speed
@@ -119,7 +119,7 @@ INT_COLUMNS: dict[str, type[np.integer]] = {
     "icmp_id": np.uint16, "icmp_seq": np.uint16, "l4_payload_len": np.uint32,
     "payload_hash": np.uint32,
 }
-# the match fields (see pktkit.decode): copied from the reference decoder for fallback rows
+# the match fields (see pktkit.capture.decode): copied from the reference decoder for fallback rows
 _MATCH_FIELDS = ("ip_len", "frag_offset", "tcp_seq", "tcp_ack", "icmp_id", "icmp_seq",
                  "l4_payload_len", "payload_hash")
 _EMPTY_DIGEST = payload_digest(b"")
@@ -329,7 +329,7 @@ def _pack_frames(frames: list[RawFrame], first: int, names: dict[str, int]) -> R
 # Runs of plain Enhanced Packet Blocks (the bulk of any pcapng file) are walked and decoded like
 # pcap records; every other block (section and interface headers, simple/obsolete packet
 # blocks, EPBs with options, anything odd or cut) goes one at a time through the reference
-# reader's own block parsers, so the rules stay in pktkit.read.
+# reader's own block parsers, so the rules stay in pktkit.capture.read.
 
 _SHB_MAGIC = b"\x0a\x0d\x0d\x0a"
 _SHB, _IDB, _SPB, _OPB, _EPB = 0x0A0D0D0A, 1, 3, 2, 6
@@ -540,7 +540,7 @@ class _Frames:
     Integer results are int64 with -1 for "not set"; addresses are (family, high 64 bits, low
     64 bits) with family 0 for "not set". The layer methods take the rows in play (``ALL`` or
     an index array), each row's header offset and its region (``end``, ``clipped``: see
-    :mod:`pktkit.decode`), read their header as one (rows, width) block, and hand on the rows
+    :mod:`pktkit.capture.decode`), read their header as one (rows, width) block, and hand on the rows
     that are still well-formed; a row that leaves the fast stacks anywhere is never marked
     ``fast`` and goes to the reference decoder.
     """
@@ -779,7 +779,7 @@ class _Frames:
 
 
 def _payload_hashes(raw: RawBatch, f: _Frames) -> None:
-    """``payload_hash`` of the fast rows: :func:`pktkit.decode.payload_digest` of the first
+    """``payload_hash`` of the fast rows: :func:`pktkit.capture.decode.payload_digest` of the first
     PAYLOAD_HASH_BYTES of the payload, one 64-bit word step at a time over all rows. The window
     may reach past HEAD, so it is gathered from the frames themselves."""
     length = np.minimum(f.l4_payload_len, PAYLOAD_HASH_BYTES)
@@ -1034,7 +1034,7 @@ class _AddressTexts:
 class BatchDecoder:
     """Decodes captures into :class:`ColumnBatch` es; flow ids persist across batches and files.
 
-    ``vxlan_ports``/``ifnames`` as for :func:`pktkit.table.read_packets`. After a file's batches
+    ``vxlan_ports``/``ifnames`` as for :func:`pktkit.capture.table.read_packets`. After a file's batches
     are consumed, ``stats[-1]`` is its :class:`ReadStats`.
     """
 
@@ -1179,7 +1179,7 @@ class BatchDecoder:
         return mapping[inverse.ravel()], arrow_strings(list(index))
 
     def _flow_ids(self, f: _Frames) -> np.ndarray:
-        """Flow ids in order of first appearance (see :mod:`pktkit.table`), -1 for none.
+        """Flow ids in order of first appearance (see :mod:`pktkit.capture.table`), -1 for none.
 
         The key holds what the reference key holds, as integers: both endpoints (address
         family, address, port + 1, so that 0 stands for "no port") in a fixed order, the
@@ -1219,7 +1219,7 @@ Engine = Literal["fast", "reference"]
 # file); the Arrow schema carries the pandas metadata that gives the table's dtypes back.
 
 TABLE_SUFFIXES = (".csv", ".parquet")
-COLUMNS = (  # the table's columns in order (pktkit.table.SCHEMA has their pandas dtypes)
+COLUMNS = (  # the table's columns in order (pktkit.capture.table.SCHEMA has their pandas dtypes)
     "capture", "frame", "ts_ns", "interface", "interface_id", "ifindex", "direction",
     "linktype", "wire_len", "cap_len", "encap", "vni", "outer_src", "outer_dst", "outer_sport",
     "outer_dport", "ethertype", "ip_version", "src", "dst", "proto", "sport", "dport", "ttl",
@@ -1274,7 +1274,7 @@ def string_array(codes: np.ndarray, dictionary: pa.Array) -> pa.Array:
 
 
 def _pandas_column(name: str) -> dict[str, object]:
-    """The pandas metadata pyarrow writes for a column of pktkit.table.SCHEMA's dtype."""
+    """The pandas metadata pyarrow writes for a column of pktkit.capture.table.SCHEMA's dtype."""
     if name in INT_COLUMNS:
         numpy_type = np.dtype(INT_COLUMNS[name]).name  # uint32 → pandas UInt32
         pandas_type, numpy_type = numpy_type, numpy_type[0].upper() + numpy_type[1:]
@@ -1373,7 +1373,7 @@ def write_packets(
     ifnames: Mapping[int, str] | None = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> list[ReadStats]:
-    """:func:`pktkit.table.write_packets` (which see); pandas is imported for CSV only."""
+    """:func:`pktkit.capture.table.write_packets` (which see); pandas is imported for CSV only."""
     out = Path(out)
     suffix = table_suffix(out)
     decoder = BatchDecoder(vxlan_ports, ifnames, batch_size)
@@ -1385,7 +1385,7 @@ def write_packets(
 
     with atomic_output(out) as tmp:
         if suffix == ".csv":
-            from pktkit.table import SCHEMA, batches_frame
+            from pktkit.capture.table import SCHEMA, batches_frame
 
             with open(tmp, "w", newline="") as handle:
                 header = True

@@ -1,7 +1,7 @@
 """Sightings of one packet across capture points: ``packet_id``, hops, clock offsets, latency.
 
-Input is the packet table (:func:`pktkit.table.read_packets`) with a ``node`` column added
-(:mod:`pktkit.analysis` fills it from ``--node``, ``capture-set.json`` or the file names) and a
+Input is the packet table (:func:`pktkit.capture.table.read_packets`) with a ``node`` column added
+(:mod:`pktkit.analysis.pipeline` fills it from ``--node``, ``capture-set.json`` or the file names) and a
 ``capture`` name that is unique per file.
 
 Matching
@@ -134,8 +134,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pktkit.capture.table import empty_frame, typed_frame
 from pktkit.errors import UsageError
-from pktkit.table import empty_frame, typed_frame
 
 DEFAULT_WINDOW_NS = 1_000_000_000  # longest gap between two sightings of one packet
 # A gap after a slot longer than GAP_FACTOR × that slot's median gap to the next sighting (and

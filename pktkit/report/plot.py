@@ -1,0 +1,363 @@
+"""Plots of the report tables (:mod:`pktkit.report.tables`), one function per plot.
+
+Each function takes its table and an optional matplotlib ``Axes`` and returns the
+``Figure`` it drew on. Without ``ax`` it makes a new :class:`matplotlib.figure.Figure`,
+which is not registered with pyplot: no global state, no GUI backend, nothing to close, so
+the functions are safe in servers, tests and notebooks alike (a notebook shows a returned
+Figure as its PNG). Empty input gives a figure that says "no data" and why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from pktkit.analysis.rows import Rows, group_rows, group_sum, tunnel_rows
+from pktkit.report.tables import nat_tuple, overlay_label
+
+FIGSIZE = (8.0, 4.5)
+SMALL = 7  # legend and annotation font size
+
+
+def _canvas(ax: Axes | None, figsize: tuple[float, float] = FIGSIZE) -> tuple[Figure, Axes]:
+    """The given axes and its figure, or a new pyplot-free figure with one axes."""
+    if ax is not None:
+        return ax.get_figure(root=True), ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _no_data(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
+    ax.set_title(title)
+    ax.text(0.5, 0.5, f"no data: {why}", ha="center", va="center", transform=ax.transAxes,
+            color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
+def _finish_lines(fig: Figure, ax: Axes, title: str, shown: str, cut: bool, total: int,
+                  legend_at: str) -> Figure:
+    """Grid, legend, and a title that says when only some of the lines are drawn."""
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title + (f" ({shown} of {total})" if cut else ""))
+    ax.legend(fontsize=SMALL, loc=legend_at)
+    return fig
+
+
+# -- latency -------------------------------------------------------------------------------
+
+LATENCY_SCOPES = {"hop": "hop", "node_pair": "node pair"}
+PERCENTILES = [("min_ns", 0.0), ("p50_ns", 0.5), ("p90_ns", 0.9), ("p99_ns", 0.99),
+               ("max_ns", 1.0)]
+
+
+def _delay_scopes(data: pd.DataFrame, by: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The scopes of a hops table (or any table with scope + delay_ns) in order of first
+    appearance, and for the rows with a delay: the number of each one's scope (−1: none) and
+    the delay (ns). Scopes are named once per distinct (node, interface, ...) combination,
+    not once per row: a hops table has a row per sighting."""
+    rows = Rows(data, np.flatnonzero(~Rows(data).isna("delay_ns")))
+    parts = (["scope"] if "scope" in data else ["from_node", "node"] if by == "node_pair"
+             else ["from_node", "from_interface", "node", "interface"])
+    combination, first = group_rows(*(rows.codes(part) for part in parts))
+    texts = [rows.take(part, first).astype("string").tolist() for part in parts]
+    number_of: dict[str, int] = {}  # scope → its number
+    numbers = np.full(len(first), -1, dtype=np.int64)  # per combination
+    for index, values in enumerate(zip(*texts, strict=True)):
+        if any(value is pd.NA for value in values):  # a scope with an NA part is none
+            continue
+        if "scope" in data:
+            scope = values[0]
+        elif by == "node_pair":  # only the hops that cross from one node to another
+            if values[0] == values[1]:
+                continue
+            scope = f"{values[0]} → {values[1]}"
+        else:
+            scope = f"{values[0]}/{values[1]} → {values[2]}/{values[3]}"
+        numbers[index] = number_of.setdefault(scope, len(number_of))
+    return list(number_of), numbers[combination], rows.values("delay_ns", "float64", np.nan)
+
+
+CDF_POINTS = 4096  # a CDF drawn through this many ranks differs by < 1 pixel from all of them
+
+
+def _cdf_points(sorted_delays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The empirical CDF of sorted delays as (x, fraction ≤ x): every sample up to CDF_POINTS,
+    else CDF_POINTS evenly spaced ranks including the first and the last (a line of 400k
+    steps would cost tens of MB to draw and look the same)."""
+    count = len(sorted_delays)
+    ranks = np.arange(count)
+    if count > CDF_POINTS:
+        ranks = np.unique(np.linspace(0, count - 1, CDF_POINTS).round().astype(np.int64))
+    return sorted_delays[ranks], (ranks + 1) / count
+
+
+def latency_cdf(
+    data: pd.DataFrame | None,
+    ax: Axes | None = None,
+    *,
+    by: str = "hop",
+    max_lines: int = 10,
+) -> Figure:
+    """CDF of delays per hop (``by="hop"``) or per node pair (``by="node_pair"``).
+
+    ``data`` is the correlation's hops table (``delay_ns`` per sighting, ``from_node``,
+    ``from_interface``, ``node``, ``interface``) or any table with ``scope`` and
+    ``delay_ns``: one step curve per scope from every sample. Given the latency table
+    (``metric``, ``scope``, ``min_ns`` … ``max_ns``) it draws each scope's percentiles of
+    that metric, joined, as an approximate CDF. The ``max_lines`` busiest scopes are shown.
+    """
+    if by not in LATENCY_SCOPES:
+        raise ValueError(f"by={by!r}: choose one of {', '.join(LATENCY_SCOPES)}")
+    fig, ax = _canvas(ax)
+    title = f"Latency CDF per {LATENCY_SCOPES[by]}"
+    curves: list[tuple[str, np.ndarray, np.ndarray, int]] = []  # label, x (ns), y, samples
+    if data is not None and "delay_ns" in data:
+        scopes, scope_of_row, delay_ns = _delay_scopes(data, by)
+        samples = np.bincount(scope_of_row[scope_of_row >= 0], minlength=len(scopes))
+        scope_count = len(scopes)
+        # the samples of the busiest scopes only (ties: the first seen): those are drawn
+        for number in sorted(range(scope_count), key=lambda i: -samples[i])[:max_lines]:
+            delays = np.sort(delay_ns[scope_of_row == number])
+            curves.append((scopes[number], *_cdf_points(delays), len(delays)))
+        del scope_of_row, delay_ns
+    elif data is not None and "p50_ns" in data:
+        for row in data[data["metric"] == by].itertuples(index=False):
+            points = [(getattr(row, col), q) for col, q in PERCENTILES]
+            points = [(float(x), q) for x, q in points if not pd.isna(x)]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                curves.append((f"{row.scope} (percentiles)", np.array(xs), np.array(ys),
+                               int(row.count)))
+        scope_count = len(curves)
+    else:
+        scope_count = 0
+    if not scope_count:
+        return _no_data(fig, ax, title, f"no {LATENCY_SCOPES[by]} delays (run the correlation)")
+    curves.sort(key=lambda c: -c[3])
+    shown = curves[:max_lines]
+    lowest = min(float(xs.min()) for _, xs, _, _ in shown)
+    highest = max(float(xs.max()) for _, xs, _, _ in shown)
+    # the scale before the lines: a line made on a linear axis keeps a second copy of its
+    # steps for drawing (matplotlib's sorted-x subslicing), which the log axis never uses
+    if lowest > 0 and highest / lowest > 100:  # delays spanning decades: µs veths, ms links
+        ax.set_xscale("log")
+    for label, xs, ys, count in shown:
+        if label.endswith("(percentiles)"):
+            ax.plot(xs / 1e3, ys, marker="o", markersize=3, label=f"{label}, n={count}")
+        else:
+            ax.step(xs / 1e3, ys, where="post", label=f"{label}, n={count}")
+    ax.set_xlabel("delay (µs)")
+    ax.set_ylabel("fraction of packets ≤ delay")
+    ax.set_ylim(0, 1.02)
+    return _finish_lines(fig, ax, title, f"the {max_lines} busiest", scope_count > max_lines,
+                         scope_count, "lower right")
+
+
+# -- overhead ------------------------------------------------------------------------------
+
+SHARE_PARTS = [("encapsulation headers", "tab:red"), ("inner headers", "tab:gray"),
+               ("L4 payload", "tab:green")]
+
+
+def overhead_share(overhead: pd.DataFrame | None, ax: Axes | None = None) -> Figure:
+    """Per encapsulation (and VNI): the wire bytes split into encapsulation headers, the
+    inner packet's own headers, and L4 payload (the ``overhead`` table's shares)."""
+    title = "Where the wire bytes go, per encapsulation"
+    rows = None if overhead is None else overhead[overhead["wire_bytes"].fillna(0) > 0]
+    fig, ax = _canvas(ax, (8.0, 1.6 + 0.45 * (0 if rows is None else len(rows))))
+    if rows is None or rows.empty:
+        return _no_data(fig, ax, title, "no packets")
+    labels = [overlay_label(e, v) for e, v in zip(rows["encap"], rows["vni"], strict=True)]
+    encap = rows["overhead_share"].astype("float64").fillna(0).to_numpy() * 100
+    payload = rows["payload_efficiency"].astype("float64").fillna(0).to_numpy() * 100
+    parts = [encap, np.clip(100 - encap - payload, 0, None), payload]
+    y = np.arange(len(rows))
+    left = np.zeros(len(rows))
+    for (name, color), widths in zip(SHARE_PARTS, parts, strict=True):
+        ax.barh(y, widths, left=left, color=color, label=name, height=0.6)
+        left += widths
+    per_packet = rows["overhead_mean"].astype("float64").fillna(0).to_numpy()
+    for i, (share, bytes_per_packet) in enumerate(zip(encap, per_packet, strict=True)):
+        if share > 0:
+            ax.text(101, i, f"{share:.1f}% · {bytes_per_packet:g} B/packet", va="center",
+                    fontsize=SMALL)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()  # the table's order, top down
+    ax.set_xlim(0, 125)
+    ax.set_xticks(range(0, 101, 20))
+    ax.set_xlabel("share of wire bytes (%)")
+    ax.set_title(title)
+    # below the axes: inside, it would cover the last bar
+    ax.legend(fontsize=SMALL, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=3,
+              frameon=False)
+    return fig
+
+
+# -- throughput ----------------------------------------------------------------------------
+
+
+LINE_STYLES = ["-", "--", ":", "-."]
+
+
+def _nice_bin_ns(span_ns: float, bins: int = 60) -> int:
+    """A round bin width (1, 2 or 5 × 10^k ns, at least 1 µs) giving about ``bins`` bins."""
+    raw = max(span_ns / bins, 1_000)
+    exponent = 10 ** math.floor(math.log10(raw))
+    return int(next(m * exponent for m in (1, 2, 5, 10) if m * exponent >= raw))
+
+
+def _rate_axis(peak_bps: float) -> tuple[float, str]:
+    for scale, unit in ((1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")):
+        if peak_bps >= scale:
+            return scale, unit
+    return 1.0, "bit/s"
+
+
+def throughput(
+    packets: pd.DataFrame | None,
+    ax: Axes | None = None,
+    *,
+    bin_ns: int | None = None,
+    max_lines: int = 8,
+) -> Figure:
+    """Tunnelled throughput over time, one line per (encap, VNI) and capture.
+
+    Lines are per capture because the same tunnelled packet is seen at several capture
+    points (eth0 of both nodes): summing them would count it twice. One colour per VNI;
+    its first capture a wide pale band, the others thin lines inside it. Wire bytes per bin of
+    ``bin_ns`` (default: about 60 bins over the span), as bit/s; time in seconds since the
+    first packet of the table. The ``max_lines`` heaviest lines are shown.
+    """
+    fig, ax = _canvas(ax)
+    title = "Throughput per VNI over time"
+    if packets is None or packets.empty:
+        return _no_data(fig, ax, title, "no packets")
+    start = packets["ts_ns"].min()
+    encap, names = Rows(packets).encap_codes()
+    tunnelled = np.flatnonzero(tunnel_rows(encap, names) & packets["ts_ns"].notna().to_numpy())
+    if not len(tunnelled):
+        return _no_data(fig, ax, title, "no tunnelled traffic")
+    rows = Rows(packets, tunnelled)
+    offset_ns = rows.values("ts_ns", "int64", 0) - start
+    width = bin_ns or _nice_bin_ns(float(offset_ns.max()))
+    time_bin = offset_ns // width
+    del offset_ns
+    # a line per (overlay, capture): labelled once per distinct (encap, vni, capture)
+    encap = encap[tunnelled]
+    combination, first = group_rows(encap, rows.codes("vni"), rows.codes("capture"))
+    series_of: dict[str, int] = {}  # label → its number
+    overlay_of: dict[str, str] = {}  # label → its overlay, from the label's first row
+    numbers = np.empty(len(first), dtype=np.int64)  # per combination
+    for index, (encap_name, vni, capture) in enumerate(zip(
+            [names[code] for code in encap[first].tolist()], rows.take("vni", first).tolist(),
+            rows.take("capture", first).tolist(), strict=True)):
+        overlay = overlay_label(encap_name, vni)
+        series = f"{overlay} · {capture}"
+        overlay_of.setdefault(series, overlay)
+        numbers[index] = series_of.setdefault(series, len(series_of))
+    series_of_row = numbers[combination]
+    del combination, encap
+    bits = rows.values("wire_len", "int64", 0) * 8
+    labels = sorted(series_of)  # as groupby orders them
+    heaviest = pd.Series(group_sum(series_of_row, len(series_of), bits)[
+        [series_of[label] for label in labels]], index=pd.Index(labels)).sort_values(
+        ascending=False)
+    shown = list(heaviest.index[:max_lines])
+    # bits per time bin (rows) and shown line (columns, in label order, as pivot_table has them)
+    columns = sorted(shown)
+    column_of = np.full(len(series_of), -1, dtype=np.int64)
+    column_of[[series_of[label] for label in columns]] = np.arange(len(columns))
+    column = column_of[series_of_row]
+    drawn = column >= 0
+    binned = np.zeros((int(time_bin.max()) + 1, len(columns)), dtype=np.int64)
+    np.add.at(binned, (time_bin[drawn], column[drawn]), bits[drawn])
+    del time_bin, column, drawn, bits, series_of_row
+    rate = pd.DataFrame(binned, columns=pd.Index(columns)) * (1e9 / width)
+    scale, unit = _rate_axis(float(rate.to_numpy().max()))
+    seconds = rate.index.to_numpy() * width / 1e9
+    # One colour per overlay. Both VTEPs see the same packets, so an overlay's lines
+    # coincide: its first capture is a wide pale band, the others thin lines (solid, dashed,
+    # ...) drawn inside it, so the coincidence shows instead of hiding a line.
+    colours = {o: f"C{i % 10}"
+               for i, o in enumerate(dict.fromkeys(overlay_of[series] for series in shown))}
+    seen: dict[str, int] = {}
+    for series in shown:
+        nth = seen[overlay_of[series]] = seen.get(overlay_of[series], -1) + 1
+        style = ({"linewidth": 4.0, "alpha": 0.35} if nth == 0 else
+                 {"linewidth": 1.2, "linestyle": LINE_STYLES[(nth - 1) % len(LINE_STYLES)]})
+        ax.step(seconds, rate[series] / scale, where="post", label=series,
+                color=colours[overlay_of[series]], **style)
+    ax.set_xlabel(f"time since the first packet (s), {width / 1e6:g} ms bins")
+    ax.set_ylabel(f"throughput ({unit})")
+    return _finish_lines(fig, ax, title, f"the {max_lines} heaviest",
+                         len(heaviest) > max_lines, len(heaviest), "upper right")
+
+
+# -- NAT -----------------------------------------------------------------------------------
+
+NAT_COLORS = {"snat": "tab:blue", "dnat": "tab:orange", "snat+dnat": "tab:purple"}
+
+
+def nat_timeline(
+    nat_flows: pd.DataFrame | None, ax: Axes | None = None, *, max_flows: int = 40
+) -> Figure:
+    """One bar per NAT flow from its first to its last packet, labelled with the original
+    tuple, the translated tuple written after the bar; colour by kind (snat, dnat, both)."""
+    title = "NAT flows: original ⇒ translated tuple"
+    has_time = nat_flows is not None and {"first_ts_ns", "last_ts_ns"} <= set(nat_flows)
+    rows = (nat_flows.dropna(subset=["first_ts_ns", "last_ts_ns"]) if has_time
+            else pd.DataFrame())
+    rows = rows.sort_values("first_ts_ns").head(max_flows) if len(rows) else rows
+    fig, ax = _canvas(ax, (10.0, 1.4 + 0.32 * len(rows)))
+    if rows.empty:
+        return _no_data(fig, ax, title, "no NAT flows")
+    start = rows["first_ts_ns"].min()
+    begin = (rows["first_ts_ns"] - start).astype("float64").to_numpy() / 1e9
+    length = (rows["last_ts_ns"] - rows["first_ts_ns"]).astype("float64").to_numpy() / 1e9
+    span = float((begin + length).max()) or 1.0
+    # a one-packet flow has no length: give it a sliver so it stays visible
+    length = np.maximum(length, span / 300)
+    kinds = rows["kind"].astype("string").fillna("?").tolist()
+    y = np.arange(len(rows))
+    for kind in dict.fromkeys(kinds):
+        mine = np.array([k == kind for k in kinds])
+        ax.barh(y[mine], length[mine], left=begin[mine], height=0.6,
+                color=NAT_COLORS.get(kind, "tab:gray"), label=kind)
+    for i, (_, row) in enumerate(rows.iterrows()):
+        ax.text(begin[i] + length[i] + span * 0.01, i, "⇒ " + nat_tuple(row, "xlat"),
+                va="center", fontsize=SMALL)
+    ax.set_yticks(y, [nat_tuple(row, "orig") for _, row in rows.iterrows()], fontsize=SMALL)
+    ax.invert_yaxis()
+    ax.set_xlim(0, span * 1.9)  # room for the translated tuples
+    ax.set_xlabel("time since the first NAT flow (s)")
+    ax.set_title(title)
+    ax.legend(fontsize=SMALL, loc="lower right")
+    return fig
+
+
+# -- all of them ---------------------------------------------------------------------------
+
+
+def build_figures(
+    tables: Mapping[str, pd.DataFrame], packets: pd.DataFrame | None = None
+) -> dict[str, Figure]:
+    """Every plot of the report, by file stem, from :func:`pktkit.report.tables.build_tables`'s
+    tables (and the packet table for throughput). Missing inputs give "no data" figures, so
+    the page always has the same plots."""
+    delays = tables.get("hops")
+    if delays is None:
+        delays = tables.get("latency")
+    return {
+        "overhead_share": overhead_share(tables.get("overhead")),
+        "throughput": throughput(packets),
+        "latency_hop": latency_cdf(delays, by="hop"),
+        "latency_node_pair": latency_cdf(delays, by="node_pair"),
+        "nat_timeline": nat_timeline(tables.get("nat_flows")),
+    }
