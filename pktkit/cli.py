@@ -69,7 +69,7 @@ def _cmd_packets(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", CaptureCutWarning)
         try:
             if args.out:
-                from pktkit.capture.columns import write_packets  # no pandas import for Parquet
+                from pktkit.capture.output import write_packets  # no pandas import for Parquet
 
                 stats = write_packets(args.captures, args.out, vxlan_ports=args.vxlan_port)
             else:
@@ -251,9 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_cmd_generate)
 
     pkts = sub.add_parser("packets", help="decode captures into the per-packet table",
-                          description="Decode captures into one row per packet (see "
-                                      "pktkit.capture.table): write it as CSV or Parquet, or print a "
-                                      "summary.")
+                          description="Decode captures into one row per packet (columns: "
+                                      "pktkit.capture.schema): write it as CSV or Parquet, or "
+                                      "print a summary.")
     pkts.add_argument("captures", nargs="+", metavar="CAPTURE",
                       help="pcap/pcapng files (gzip is fine)")
     pkts.add_argument("-o", "--out", type=Path, metavar="OUT",

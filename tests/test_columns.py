@@ -37,10 +37,15 @@ from test_decode import (
 )
 from test_read import ng_block, ng_epb, ng_idb, ng_shb, ng_spb, pcap_bytes
 
-from pktkit.capture import columns
-from pktkit.capture.columns import COLUMNS, INT_COLUMNS, BatchDecoder, arrow_schema
+from pktkit.capture import flows
+from pktkit.capture.arrow import arrow_schema
+from pktkit.capture.batches import DEFAULT_BATCH
+from pktkit.capture.columns import BatchDecoder
+from pktkit.capture.frame import SCHEMA
+from pktkit.capture.output import write_table
 from pktkit.capture.read import CaptureCutWarning
-from pktkit.capture.table import SCHEMA, _read_fast, read_packets, summarize, write_table
+from pktkit.capture.schema import COLUMNS, INT_COLUMNS
+from pktkit.capture.table import read_columnar, read_packets, summarize
 from pktkit.cli import main as cli_main
 from pktkit.craft.generation import generate, make_scenario
 from pktkit.craft.scenarios import SCENARIOS
@@ -52,7 +57,7 @@ T0 = 1_767_000_000_000_000_000
 
 
 def _read(
-    paths: Sequence[Path], engine: str, batch_size: int = columns.DEFAULT_BATCH, **kwargs: object
+    paths: Sequence[Path], engine: str, batch_size: int = DEFAULT_BATCH, **kwargs: object
 ) -> tuple[pd.DataFrame | None, str | None, list[str]]:
     """(table, error message, warning messages) of one engine."""
     with warnings.catch_warnings(record=True) as caught:
@@ -61,7 +66,7 @@ def _read(
             if engine == "reference":
                 df = read_packets(paths, engine="reference", **kwargs)  # type: ignore[arg-type]
             else:
-                df = _read_fast(list(paths), BatchDecoder(batch_size=batch_size, **kwargs))
+                df = read_columnar(list(paths), BatchDecoder(batch_size=batch_size, **kwargs))
         except CaptureError as exc:
             return None, str(exc), []
     return df, None, [str(w.message) for w in caught if w.category is CaptureCutWarning]
@@ -70,7 +75,7 @@ def _read(
 def assert_same(paths: Sequence[Path], batch_sizes: Sequence[int] = (7,), **kwargs: object) -> None:
     """The fast path's table, errors and warnings are the reference path's, at every size."""
     ref, ref_error, ref_warnings = _read(paths, "reference", **kwargs)
-    for size in (columns.DEFAULT_BATCH, *batch_sizes):
+    for size in (DEFAULT_BATCH, *batch_sizes):
         fast, error, warned = _read(paths, "fast", size, **kwargs)
         names = ", ".join(p.name for p in paths)
         assert (error, warned) == (ref_error, ref_warnings), f"{names} (batch {size})"
@@ -436,7 +441,7 @@ def test_digest_collisions_cannot_merge_flows(
     def one_bit(words: list[np.ndarray]) -> np.ndarray:
         return words[1] & np.uint64(1)
 
-    monkeypatch.setattr(columns, "flow_digest", constant if digest == "constant" else one_bit)
+    monkeypatch.setattr(flows, "flow_digest", constant if digest == "constant" else one_bit)
     frames = [eth(ipv4(A, f"10.9.0.{i % 7}", 6, tcp(1000 + i % 5, 80))) for i in range(60)]
     assert_same([pcap_file(tmp_path / "c.pcap", full(frames))], batch_sizes=(1, 4))
 
@@ -527,7 +532,7 @@ def test_packets_command_errors_and_cut_files(
 def test_write_packets_with_no_rows(tmp_path: Path) -> None:
     empty = tmp_path / "empty.pcap"
     empty.write_bytes(pcap_bytes([]))
-    from pktkit.capture.table import write_packets
+    from pktkit.capture.output import write_packets
 
     stats = write_packets([empty], tmp_path / "e.csv")
     assert stats[0].frames == 0
@@ -540,7 +545,7 @@ def test_write_packets_with_no_rows(tmp_path: Path) -> None:
 def test_parquet_output_does_not_import_pandas(tmp_path: Path) -> None:
     """The fast command path stays lean: interpreter and imports count in its run time."""
     path = pcap_file(tmp_path / "p.pcap", full([vxlan_frame(), inner_frame()]))
-    code = ("import sys; from pktkit.capture.columns import write_packets; "
+    code = ("import sys; from pktkit.capture.output import write_packets; "
             f"write_packets([{str(path)!r}], {str(tmp_path / 'p.parquet')!r}); "
             "assert 'pandas' not in sys.modules, 'pandas was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -16,7 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pktkit.capture.decode import (
+from pktkit.capture.decode import DecodedPacket, Decoder, Tunnel, decode
+from pktkit.capture.read import read_frames
+from pktkit.capture.reasons import (
     BAD_IP,
     BAD_L4,
     BAD_LINK,
@@ -25,12 +27,7 @@ from pktkit.capture.decode import (
     TOO_DEEP,
     TRUNCATED,
     UNKNOWN_LINKTYPE,
-    DecodedPacket,
-    Decoder,
-    Tunnel,
-    decode,
 )
-from pktkit.capture.read import read_frames
 
 # -- byte builders (RFC layouts; shared with test_table.py) ----------------------------------
 

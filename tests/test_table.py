@@ -12,8 +12,11 @@ import pytest
 from test_decode import eth, geneve, gre, icmp_echo, inner_frame, ipv4, tcp, udp, vxlan
 from test_read import ng_epb, ng_idb, ng_shb, pcap_bytes
 
+from pktkit.capture.frame import SCHEMA, typed_frame
+from pktkit.capture.output import write_table
 from pktkit.capture.read import CaptureCutWarning
-from pktkit.capture.table import SCHEMA, read_packets, summarize, typed_frame, write_table
+from pktkit.capture.schema import COLUMNS, PACKET_COLUMNS
+from pktkit.capture.table import read_packets, summarize
 from pktkit.errors import CaptureError, OutputError, UsageError
 
 REQUIRED = [
@@ -68,9 +71,9 @@ def test_schema_is_exact_and_documented(overlay_capture: Path) -> None:
     empty = read_packets([])
     assert list(empty.columns) == list(SCHEMA) and len(empty) == 0
     assert all(dtype_matches(empty[n].dtype, t) for n, t in SCHEMA.items())
-    import pktkit.capture.table as table
-    for name in SCHEMA:  # every column appears in the module's documentation table
-        assert name.split("_")[0] in (table.__doc__ or ""), name
+    for column in PACKET_COLUMNS:  # declared once, each with its meaning
+        assert column.doc and SCHEMA[column.name] is not None, column.name
+    assert tuple(SCHEMA) == COLUMNS == tuple(c.name for c in PACKET_COLUMNS)
 
 
 def test_columns_of_tunnelled_and_plain_packets(overlay_capture: Path) -> None:
@@ -182,11 +185,11 @@ def test_parquet_in_row_groups_reads_back_as_pandas_own_file(
     (categories, strings, attrs) comes back as from pandas' to_parquet."""
     import pyarrow.parquet as pq
 
-    from pktkit.capture import columns
+    from pktkit.capture import output
 
     df = read_packets([overlay_capture] * 3)
     df["encap"] = df["encap"].cat.add_categories(["unused"])  # kept as pandas keeps it
-    monkeypatch.setattr(columns, "ROW_GROUP_ROWS", 4)
+    monkeypatch.setattr(output, "ROW_GROUP_ROWS", 4)
     ours = write_table(df, tmp_path / "ours.parquet")
     df.to_parquet(tmp_path / "pandas.parquet", index=False)
     assert pq.ParquetFile(ours).num_row_groups == 7

@@ -134,7 +134,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pktkit.capture.table import empty_frame, typed_frame
+from pktkit.capture.frame import empty_frame, typed_frame
 from pktkit.errors import UsageError
 
 DEFAULT_WINDOW_NS = 1_000_000_000  # longest gap between two sightings of one packet

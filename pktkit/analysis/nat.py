@@ -94,7 +94,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.extensions import ExtensionArray
 
-from pktkit.capture.table import empty_frame
+from pktkit.capture.frame import empty_frame
 from pktkit.errors import UsageError
 
 Tuple5 = tuple[int, str, int, str, int]  # proto, src, sport, dst, dport

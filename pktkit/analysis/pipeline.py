@@ -297,7 +297,7 @@ def read_table(inputs: Sequence[CaptureInput], vxlan_ports: Iterable[int] = ()) 
 def _strings(codes: np.ndarray, labels: Sequence[str]) -> pd.arrays.ArrowStringArray:
     """A string column from int32 codes (-1: NA) into ``labels``, as the packet table's
     string columns are built (Arrow strings, no Python object per row)."""
-    from pktkit.capture.columns import string_array
+    from pktkit.capture.arrow import string_array
 
     return pd.arrays.ArrowStringArray(pa.chunked_array(
         [string_array(codes, pa.array(list(labels), pa.large_string()))], pa.large_string()))
@@ -413,7 +413,7 @@ class _Staging:
 
 
 def _write_files(analysis: Analysis, folder: Path, *, figures: bool) -> dict[str, Any]:
-    from pktkit.capture.table import write_table
+    from pktkit.capture.output import write_table
     from pktkit.report.render import write_report
     from pktkit.report.tables import summary
 

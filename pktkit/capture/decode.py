@@ -27,35 +27,77 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
-# -- constants ----------------------------------------------------------------------------
+from pktkit.capture.formats import (
+    ARPHRD_ETHER,
+    ARPHRD_NETLINK,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+    LINKTYPE_RAW_ALIASES,
+    PKTTYPE_DIRECTION,
+)
+from pktkit.capture.headers import (
+    CISCO_METADATA,
+    ERSPAN_II,
+    ERSPAN_III,
+    ETH_ARP,
+    ETH_CMD,
+    ETH_ERSPAN_2,
+    ETH_ERSPAN_3,
+    ETH_IPV4,
+    ETH_IPV6,
+    ETH_TEB,
+    ETHERNET,
+    GENEVE,
+    GENEVE_PORT,
+    GRE,
+    ICMP,
+    ICMP_ECHO,
+    ICMP_ECHO_TYPES,
+    IPPROTO_AH,
+    IPPROTO_FRAGMENT,
+    IPPROTO_GRE,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_IPIP,
+    IPPROTO_IPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    IPV4,
+    IPV6,
+    IPV6_EXTENSIONS,
+    IPV6_FAMILIES,
+    IPV6_FRAGMENT,
+    MAX_ETHER_LENGTH,
+    SLL,
+    SLL2,
+    TCP,
+    UDP,
+    VLAN,
+    VLAN_TPIDS,
+    VXLAN,
+    VXLAN_GPE,
+    VXLAN_GPE_PORT,
+    VXLAN_PORTS,
+)
+from pktkit.capture.reasons import (
+    BAD_ARP,
+    BAD_IP,
+    BAD_L4,
+    BAD_LINK,
+    BAD_TUNNEL,
+    INTERNAL_ERROR,
+    TOO_DEEP,
+    TRUNCATED,
+    UNKNOWN_LINKTYPE,
+)
 
-LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the writer's byte order
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW_ALIASES = (12, 14)  # DLT_RAW values some platforms wrote into pcap files
-LINKTYPE_RAW = 101
-LINKTYPE_LOOP = 108  # OpenBSD loopback: address family in network byte order
-LINKTYPE_LINUX_SLL = 113
-ARPHRD_ETHER = 1  # SLL/SLL2 hardware type of an Ethernet device
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
-
-ETH_IPV4 = 0x0800
-ETH_ARP = 0x0806
-ETH_IPV6 = 0x86DD
-ETH_TEB = 0x6558  # transparent Ethernet bridging: the payload is an Ethernet frame
-ETH_CMD = 0x8909  # Cisco MetaData (SGT tag)
-ETH_ERSPAN_2 = 0x88BE  # ERSPAN type I/II (type I has no ERSPAN header, and no GRE sequence)
-ETH_ERSPAN_3 = 0x22EB
-VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})  # 802.1Q, 802.1ad, old QinQ
-
-IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP = 1, 4, 6, 17
-IPPROTO_IPV6, IPPROTO_GRE, IPPROTO_ICMPV6 = 41, 47, 58
-IPPROTO_FRAGMENT, IPPROTO_AH = 44, 51
-# IPv6 extension headers skipped by their length field: hop-by-hop, routing, destination
-# options, mobility, HIP, shim6 ((len + 1) * 8 bytes) and AH ((len + 2) * 4 bytes).
-IPV6_EXTENSIONS = frozenset({0, 43, 60, 135, 139, 140, IPPROTO_AH})
-IPV6_FAMILIES = frozenset({10, 24, 28, 30})  # AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, macOS
+MAX_TUNNEL_DEPTH = 8
 
 # ``payload_hash`` covers at most this many leading payload bytes: a fixed window, so that
 # sightings cut by different snaplens (or behind different header stacks) still hash alike,
@@ -64,34 +106,29 @@ PAYLOAD_HASH_BYTES = 64
 HASH_MULTIPLIER = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, odd
 _MASK64 = (1 << 64) - 1
 _WORDS = struct.Struct(f"<{PAYLOAD_HASH_BYTES // 8}Q")
-ICMP_ECHO_TYPES = frozenset({(1, 0), (1, 8), (58, 128), (58, 129)})  # (proto, type)
 
-VXLAN_PORTS = (4789, 8472)  # IANA port, and the Linux kernel's (Flannel's) historical port
-VXLAN_GPE_PORT = 4790
-GENEVE_PORT = 6081
-MAX_TUNNEL_DEPTH = 8
-
-# SLL/SLL2 packet type → direction as seen by the capturing host.
-PKTTYPE_DIRECTION = {0: "in", 1: "in", 2: "in", 3: "other", 4: "out"}
-
-# Every value ``DecodedPacket.error`` can take.
-TRUNCATED = "truncated"  # the captured bytes end inside a header (snaplen, or an IP fragment)
-BAD_LINK = "bad-link-header"  # link header or VLAN tag cut short, raw IP of no IP version
-BAD_IP = "bad-ip-header"  # version, IHL or length field inconsistent
-BAD_L4 = "bad-l4-header"  # TCP data offset < 5, UDP length < 8 or past the IP payload
-BAD_ARP = "bad-arp-header"
-BAD_TUNNEL = "bad-tunnel-header"  # VXLAN without I flag, Geneve/GRE/ERSPAN version, lengths
-UNKNOWN_LINKTYPE = "unknown-linktype"
-TOO_DEEP = "too-deep"  # more than max_depth nested tunnels
-INTERNAL_ERROR = "internal-error"  # a decoder bug caught at the boundary; should never appear
-ERROR_REASONS = (
-    TRUNCATED, BAD_LINK, BAD_IP, BAD_L4, BAD_ARP, BAD_TUNNEL, UNKNOWN_LINKTYPE, TOO_DEEP,
-    INTERNAL_ERROR,
-)
+# field offsets, from the declared layouts
+_ETH_TYPE = ETHERNET.offset["type"]
+_SLL2_PROTO, _SLL2_IFINDEX = SLL2.offset["ethtype"], SLL2.offset["intindex"]
+_SLL2_HATYPE, _SLL2_PKTTYPE = SLL2.offset["hrd"], SLL2.offset["type"]
+_SLL_PKTTYPE, _SLL_HATYPE, _SLL_PROTO = SLL.offset["type"], SLL.offset["hrd"], SLL.offset["ethtype"]
+_CMD_TYPE = CISCO_METADATA.offset["type"]
+_IP4_LEN, _IP4_TTL, _IP4_PROTO = IPV4.offset["len"], IPV4.offset["ttl"], IPV4.offset["p"]
+_IP4_SRC, _IP4_DST = IPV4.offset["src"], IPV4.offset["dst"]
+_IP6_PLEN, _IP6_NEXT, _IP6_HLIM = IPV6.offset["plen"], IPV6.offset["nxt"], IPV6.offset["hlim"]
+_IP6_SRC, _IP6_DST = IPV6.offset["src"], IPV6.offset["dst"]
+_FRAG6_OFFSET, _FRAG6_ID = IPV6_FRAGMENT.offset["_frag_off_resv_m"], IPV6_FRAGMENT.offset["id"]
+_TCP_SEQ, _TCP_OFFSET = TCP.offset["seq"], TCP.offset["_off_flags"]
+_UDP_LEN = UDP.offset["ulen"]
+_ICMP_ECHO_AT = ICMP.size  # the echo identifier and sequence follow the 4-byte ICMP header
+_VXLAN_VNI = VXLAN.offset["vni_reserved"]
+_GPE_NEXT = VXLAN_GPE.offset["next_protocol"]
+_GENEVE_PROTO = GENEVE.offset["protocol"]
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U16_U16 = struct.Struct("!HH")
+_U16_U16_U16 = struct.Struct("!HHH")
 _U32_U32 = struct.Struct("!II")
 _inet_ntop = socket.inet_ntop
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
@@ -242,26 +279,28 @@ class Decoder:
     def _link(self, p: DecodedPacket, buf: bytes, end: int, clipped: bool) -> None:
         lt = p.linktype
         if lt == LINKTYPE_ETHERNET:
-            p.link_header_len, p.link_ethernet = 14, True
+            p.link_header_len, p.link_ethernet = ETHERNET.size, True
             self._ether(p, buf, 0, end, clipped)
         elif lt == LINKTYPE_LINUX_SLL2:
-            if end < 20:
+            if end < SLL2.size:
                 return self._fail(p, clipped, BAD_LINK)
-            p.link_header_len, p.link_ethernet = 20, _U16.unpack_from(buf, 8)[0] == ARPHRD_ETHER
-            proto = _U16.unpack_from(buf, 0)[0]
-            p.ifindex = _U32.unpack_from(buf, 4)[0]
-            p.pkttype = buf[10]
+            p.link_header_len = SLL2.size
+            p.link_ethernet = _U16.unpack_from(buf, _SLL2_HATYPE)[0] == ARPHRD_ETHER
+            proto = _U16.unpack_from(buf, _SLL2_PROTO)[0]
+            p.ifindex = _U32.unpack_from(buf, _SLL2_IFINDEX)[0]
+            p.pkttype = buf[_SLL2_PKTTYPE]
             p.direction = PKTTYPE_DIRECTION.get(p.pkttype)
-            self._ethertype(p, buf, 20, end, clipped, proto)
+            self._ethertype(p, buf, SLL2.size, end, clipped, proto)
         elif lt == LINKTYPE_LINUX_SLL:
-            if end < 16:
+            if end < SLL.size:
                 return self._fail(p, clipped, BAD_LINK)
-            p.pkttype = _U16.unpack_from(buf, 0)[0]
+            p.pkttype = _U16.unpack_from(buf, _SLL_PKTTYPE)[0]
             p.direction = PKTTYPE_DIRECTION.get(p.pkttype)
-            hatype = _U16.unpack_from(buf, 2)[0]
-            p.link_header_len, p.link_ethernet = 16, hatype == ARPHRD_ETHER
-            if hatype != 824:  # ARPHRD_NETLINK: the protocol field is a netlink family
-                self._ethertype(p, buf, 16, end, clipped, _U16.unpack_from(buf, 14)[0])
+            hatype = _U16.unpack_from(buf, _SLL_HATYPE)[0]
+            p.link_header_len, p.link_ethernet = SLL.size, hatype == ARPHRD_ETHER
+            if hatype != ARPHRD_NETLINK:  # (its protocol field is a netlink family)
+                proto = _U16.unpack_from(buf, _SLL_PROTO)[0]
+                self._ethertype(p, buf, SLL.size, end, clipped, proto)
         elif lt in (LINKTYPE_RAW, *LINKTYPE_RAW_ALIASES):
             if end < 1:
                 return self._fail(p, clipped, BAD_LINK)
@@ -292,9 +331,10 @@ class Decoder:
 
     def _ether(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         p.inner_ether = bool(p.tunnels)
-        if off + 14 > end:
+        if off + ETHERNET.size > end:
             return self._fail(p, clipped, BAD_LINK)
-        self._ethertype(p, buf, off + 14, end, clipped, _U16.unpack_from(buf, off + 12)[0])
+        etype = _U16.unpack_from(buf, off + _ETH_TYPE)[0]
+        self._ethertype(p, buf, off + ETHERNET.size, end, clipped, etype)
         return None
 
     def _ethertype(
@@ -303,19 +343,19 @@ class Decoder:
         """Dispatch on an ethertype, first peeling VLAN tags and Cisco MetaData."""
         while True:
             if etype in VLAN_TPIDS:
-                if off + 4 > end:
+                if off + VLAN.size > end:
                     return self._fail(p, clipped, BAD_LINK)
                 tci, etype = _U16_U16.unpack_from(buf, off)
                 p.vlan_ids.append(tci & 0x0FFF)
-                off += 4
-            elif etype == ETH_CMD:  # version, length, options(2), SGT(2), ethertype
-                if off + 8 > end:
+                off += VLAN.size
+            elif etype == ETH_CMD:
+                if off + CISCO_METADATA.size > end:
                     return self._fail(p, clipped, BAD_LINK)
-                etype = _U16.unpack_from(buf, off + 6)[0]
-                off += 8
+                etype = _U16.unpack_from(buf, off + _CMD_TYPE)[0]
+                off += CISCO_METADATA.size
             else:
                 break
-        if etype <= 1500:  # an 802.3 length field: LLC follows (STP, CDP, ...), not IP
+        if etype <= MAX_ETHER_LENGTH:  # an 802.3 length field: LLC follows (STP, CDP, ...), not IP
             return None
         p.ethertype = etype
         if etype == ETH_IPV4:
@@ -347,20 +387,20 @@ class Decoder:
 
     def _ipv4(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         self._network_start(p, off)
-        if off + 20 > end:
+        if off + IPV4.size > end:
             return self._fail(p, clipped, BAD_IP)
         vihl = buf[off]
         ihl = (vihl & 0x0F) * 4
-        if vihl >> 4 != 4 or ihl < 20:
+        if vihl >> 4 != 4 or ihl < IPV4.size:
             p.error = p.error or BAD_IP
             return None
-        total, ident, frag = struct.unpack_from("!HHH", buf, off + 2)
+        total, ident, frag = _U16_U16_U16.unpack_from(buf, off + _IP4_LEN)  # len id flags+offset
         p.ip_version = 4
-        p.ttl = buf[off + 8]
-        p.proto = proto = buf[off + 9]
+        p.ttl = buf[off + _IP4_TTL]
+        p.proto = proto = buf[off + _IP4_PROTO]
         p.ip_id = ident
-        p.src = _inet_ntop(_AF_INET, buf[off + 12:off + 16])
-        p.dst = _inet_ntop(_AF_INET, buf[off + 16:off + 20])
+        p.src = _inet_ntop(_AF_INET, buf[off + _IP4_SRC:off + _IP4_SRC + 4])
+        p.dst = _inet_ntop(_AF_INET, buf[off + _IP4_DST:off + _IP4_DST + 4])
         p.sport = p.dport = p.tcp_flags = p.icmp_type = p.icmp_code = None
         _clear_match_fields(p)
         if off + ihl > end:
@@ -388,40 +428,40 @@ class Decoder:
 
     def _ipv6(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         self._network_start(p, off)
-        if off + 40 > end:
+        if off + IPV6.size > end:
             return self._fail(p, clipped, BAD_IP)
         if buf[off] >> 4 != 6:
             p.error = p.error or BAD_IP
             return None
-        payload_len = _U16.unpack_from(buf, off + 4)[0]
-        nh = buf[off + 6]
+        payload_len = _U16.unpack_from(buf, off + _IP6_PLEN)[0]
+        nh = buf[off + _IP6_NEXT]
         p.ip_version = 6
-        p.ttl = buf[off + 7]
+        p.ttl = buf[off + _IP6_HLIM]
         p.ip_id = None
-        p.src = _inet_ntop(_AF_INET6, buf[off + 8:off + 24])
-        p.dst = _inet_ntop(_AF_INET6, buf[off + 24:off + 40])
+        p.src = _inet_ntop(_AF_INET6, buf[off + _IP6_SRC:off + _IP6_SRC + 16])
+        p.dst = _inet_ntop(_AF_INET6, buf[off + _IP6_DST:off + _IP6_DST + 16])
         p.sport = p.dport = p.tcp_flags = p.icmp_type = p.icmp_code = None
         _clear_match_fields(p)
         p.proto = nh
         if payload_len:  # 0 = jumbogram or TSO super-frame: take the captured bytes
-            if off + 40 + payload_len <= end:
-                end, clipped = off + 40 + payload_len, False
+            if off + IPV6.size + payload_len <= end:
+                end, clipped = off + IPV6.size + payload_len, False
             elif not clipped:
                 p.error = p.error or BAD_IP
-        p.ip_len = 40 + payload_len if payload_len else end - off
+        p.ip_len = IPV6.size + payload_len if payload_len else end - off
         wire_end = off + p.ip_len
         p.frag_offset, p.more_fragments = 0, False
-        pos = off + 40
+        pos = off + IPV6.size
         while nh in IPV6_EXTENSIONS or nh == IPPROTO_FRAGMENT:
             if nh == IPPROTO_FRAGMENT:
-                if pos + 8 > end:
+                if pos + IPV6_FRAGMENT.size > end:
                     return self._fail(p, clipped, BAD_IP)
-                offset_flags = _U16.unpack_from(buf, pos + 2)[0]
-                p.ip_id = _U32.unpack_from(buf, pos + 4)[0]
+                offset_flags = _U16.unpack_from(buf, pos + _FRAG6_OFFSET)[0]
+                p.ip_id = _U32.unpack_from(buf, pos + _FRAG6_ID)[0]
                 p.fragment = p.ipv6_fragment = True
                 p.proto = nh = buf[pos]
                 p.frag_offset, p.more_fragments = (offset_flags >> 3) * 8, bool(offset_flags & 1)
-                pos += 8
+                pos += IPV6_FRAGMENT.size
                 if offset_flags >> 3:  # non-first fragment: no L4 header
                     _payload(p, buf, pos, wire_end, end)
                     return None
@@ -454,10 +494,11 @@ class Decoder:
                     p.icmp_type, p.icmp_code = buf[off], buf[off + 1]
                 return self._fail(p, clipped, BAD_L4)
             p.icmp_type, p.icmp_code = buf[off], buf[off + 1]
-            if (proto, p.icmp_type) in ICMP_ECHO_TYPES and off + 8 <= end:
-                p.icmp_id, p.icmp_seq = _U16_U16.unpack_from(buf, off + 4)
-            if off + 8 <= wire_end:
-                _payload(p, buf, off + 8, wire_end, end)
+            echo_end = off + _ICMP_ECHO_AT + ICMP_ECHO.size  # the 8-byte ICMP header's end
+            if (proto, p.icmp_type) in ICMP_ECHO_TYPES and echo_end <= end:
+                p.icmp_id, p.icmp_seq = _U16_U16.unpack_from(buf, off + _ICMP_ECHO_AT)
+            if echo_end <= wire_end:
+                _payload(p, buf, echo_end, wire_end, end)
         elif proto == IPPROTO_GRE:
             self._gre(p, buf, off, end, clipped)
         elif proto in (IPPROTO_IPIP, IPPROTO_IPV6) and self._enter_tunnel(p, Tunnel("ipip"), off):
@@ -476,12 +517,12 @@ class Decoder:
     ) -> None:
         if off + 4 <= end:
             p.sport, p.dport = _U16_U16.unpack_from(buf, off)
-        if off + 20 > end:
+        if off + TCP.size > end:
             return self._fail(p, clipped, BAD_L4)
-        data_offset = (buf[off + 12] >> 4) * 4
-        p.tcp_flags = ((buf[off + 12] & 1) << 8) | buf[off + 13]
-        p.tcp_seq, p.tcp_ack = _U32_U32.unpack_from(buf, off + 4)
-        if data_offset < 20:
+        data_offset = (buf[off + _TCP_OFFSET] >> 4) * 4
+        p.tcp_flags = ((buf[off + _TCP_OFFSET] & 1) << 8) | buf[off + _TCP_OFFSET + 1]
+        p.tcp_seq, p.tcp_ack = _U32_U32.unpack_from(buf, off + _TCP_SEQ)
+        if data_offset < TCP.size:
             p.error = p.error or BAD_L4
         elif off + data_offset > end:
             self._fail(p, clipped, BAD_L4)
@@ -494,11 +535,11 @@ class Decoder:
     ) -> None:
         if off + 4 <= end:
             p.sport, p.dport = _U16_U16.unpack_from(buf, off)
-        if off + 8 > end:
+        if off + UDP.size > end:
             return self._fail(p, clipped, BAD_L4)
-        length = _U16.unpack_from(buf, off + 4)[0]
+        length = _U16.unpack_from(buf, off + _UDP_LEN)[0]
         if length:  # 0 only in IPv6 jumbograms (RFC 2675): the IP length rules
-            if length < 8:
+            if length < UDP.size:
                 p.error = p.error or BAD_L4
                 return None
             if off + length <= end:
@@ -507,63 +548,65 @@ class Decoder:
                 p.error = p.error or BAD_L4  # length points past the IP payload; go on
             if off + length <= wire_end:
                 wire_end = off + length  # bytes after the datagram are not payload
-        _payload(p, buf, off + 8, wire_end, end)
+        payload = off + UDP.size
+        _payload(p, buf, payload, wire_end, end)
         kind = self.udp_tunnels.get(p.dport)  # type: ignore[arg-type]
         if kind == "vxlan":
-            self._vxlan(p, buf, off + 8, end, clipped)
+            self._vxlan(p, buf, payload, end, clipped)
         elif kind == "geneve":
-            self._geneve(p, buf, off + 8, end, clipped)
+            self._geneve(p, buf, payload, end, clipped)
         elif kind == "vxlan-gpe":
-            self._vxlan_gpe(p, buf, off + 8, end, clipped)
+            self._vxlan_gpe(p, buf, payload, end, clipped)
         return None
 
     # -- tunnels -------------------------------------------------------------------------
 
     def _vxlan(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         """RFC 7348: flags(8, I = 0x08) reserved(24) VNI(24) reserved(8), then Ethernet."""
-        if off + 8 > end:
+        if off + VXLAN.size > end:
             return self._fail(p, clipped, BAD_TUNNEL)
         if not buf[off] & 0x08:  # no valid VNI: receivers drop these (RFC 7348 §5)
             p.error = p.error or BAD_TUNNEL
             return None
-        vni = _U32.unpack_from(buf, off + 4)[0] >> 8
-        if self._enter_tunnel(p, Tunnel("vxlan", vni), off + 8):
-            self._ether(p, buf, off + 8, end, clipped)
+        vni = _U32.unpack_from(buf, off + _VXLAN_VNI)[0] >> 8
+        if self._enter_tunnel(p, Tunnel("vxlan", vni), off + VXLAN.size):
+            self._ether(p, buf, off + VXLAN.size, end, clipped)
         return None
 
     def _vxlan_gpe(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         """VXLAN-GPE: flags(R R Ver(2) I P B O) reserved(16) next-protocol(8) VNI(24) rsvd(8)."""
-        if off + 8 > end:
+        if off + VXLAN_GPE.size > end:
             return self._fail(p, clipped, BAD_TUNNEL)
         flags = buf[off]
         if flags & 0x30 or not flags & 0x08:  # version must be 0; I flag set
             p.error = p.error or BAD_TUNNEL
             return None
-        next_protocol = buf[off + 3] if flags & 0x04 else 3  # P clear: Ethernet, as VXLAN
-        vni = _U32.unpack_from(buf, off + 4)[0] >> 8
-        if not self._enter_tunnel(p, Tunnel("vxlan-gpe", vni), off + 8):
+        next_protocol = buf[off + _GPE_NEXT] if flags & 0x04 else 3  # P clear: Ethernet
+        vni = _U32.unpack_from(buf, off + _VXLAN_VNI)[0] >> 8
+        payload = off + VXLAN_GPE.size
+        if not self._enter_tunnel(p, Tunnel("vxlan-gpe", vni), payload):
             return None
         if next_protocol == 1:
-            self._ipv4(p, buf, off + 8, end, clipped)
+            self._ipv4(p, buf, payload, end, clipped)
         elif next_protocol == 2:
-            self._ipv6(p, buf, off + 8, end, clipped)
+            self._ipv6(p, buf, payload, end, clipped)
         elif next_protocol == 3:
-            self._ether(p, buf, off + 8, end, clipped)
+            self._ether(p, buf, payload, end, clipped)
         return None  # NSH, MPLS, ...: not decoded further
 
     def _geneve(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         """RFC 8926: Ver(2) OptLen(6) O C Rsvd(6) ProtocolType(16) VNI(24) Rsvd(8) options."""
-        if off + 8 > end:
+        if off + GENEVE.size > end:
             return self._fail(p, clipped, BAD_TUNNEL)
         first = buf[off]
         if first >> 6:  # only version 0 is defined
             p.error = p.error or BAD_TUNNEL
             return None
-        header_len = 8 + (first & 0x3F) * 4  # options: opt_len counts 4-byte words
+        header_len = GENEVE.size + (first & 0x3F) * 4  # options: opt_len counts 4-byte words
         if off + header_len > end:
             return self._fail(p, clipped, BAD_TUNNEL)
-        protocol = _U16.unpack_from(buf, off + 2)[0]
-        vni = _U32.unpack_from(buf, off + 4)[0] >> 8
+        protocol = _U16.unpack_from(buf, off + _GENEVE_PROTO)[0]
+        vni = _U32.unpack_from(buf, off + GENEVE.offset["vni_reserved"])[0] >> 8
         payload = off + header_len
         if self._enter_tunnel(p, Tunnel("geneve", vni), payload):
             if protocol == ETH_TEB:
@@ -574,14 +617,14 @@ class Decoder:
 
     def _gre(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         """RFC 2784/2890 (and 1701 routing, 2637 PPTP): flags+version, protocol, options."""
-        if off + 4 > end:
+        if off + GRE.size > end:
             return self._fail(p, clipped, BAD_TUNNEL)
         flags, protocol = _U16_U16.unpack_from(buf, off)
         version = flags & 0x0007
         if version > 1:
             p.error = p.error or BAD_TUNNEL
             return None
-        pos = off + 4
+        pos = off + GRE.size
         if flags & 0xC000:  # checksum present (C) or routing present (R): checksum + offset
             pos += 4
         key: int | None = None
@@ -620,10 +663,10 @@ class Decoder:
                 self._ether(p, buf, pos, end, clipped)
         elif self._enter_tunnel(p, Tunnel("gre", key, key), pos):
             if protocol == ETH_CMD:  # GRE form of Cisco MetaData: ethertype first, 8 bytes
-                if pos + 8 > end:
+                if pos + CISCO_METADATA.size > end:
                     return self._fail(p, clipped, BAD_TUNNEL)
                 protocol = _U16.unpack_from(buf, pos)[0]
-                pos += 8
+                pos += CISCO_METADATA.size
                 p.payload_offset = pos
             self._ethertype(p, buf, pos, end, clipped, protocol)
         return None
@@ -638,7 +681,8 @@ class Decoder:
         if protocol == ETH_ERSPAN_2 and not has_sequence:
             erspan_type, header_len = 1, 0
         else:
-            erspan_type, header_len, version = (2, 8, 1) if protocol == ETH_ERSPAN_2 else (3, 12, 2)
+            erspan_type, header_len, version = (
+                (2, ERSPAN_II.size, 1) if protocol == ETH_ERSPAN_2 else (3, ERSPAN_III.size, 2))
             if off + header_len > end:
                 return self._fail(p, clipped, BAD_TUNNEL)
             if buf[off] >> 4 != version:
@@ -646,7 +690,7 @@ class Decoder:
                 return None
             session = _U16.unpack_from(buf, off + 2)[0] & 0x03FF
             if erspan_type == 3:
-                flags = _U16.unpack_from(buf, off + 10)[0]
+                flags = _U16.unpack_from(buf, off + ERSPAN_III.offset["p_ft_hwid_d_gra_o"])[0]
                 frame_type = (flags >> 10) & 0x1F  # 0 = Ethernet frame
                 if flags & 0x0001:  # O: an 8-byte platform-specific subheader follows
                     header_len += 8

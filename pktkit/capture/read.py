@@ -21,30 +21,27 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
+from pktkit.capture.formats import (
+    BLOCK_EPB,
+    BLOCK_IDB,
+    BLOCK_OPB,
+    BLOCK_SHB,
+    BLOCK_SPB,
+    BYTE_ORDER_MAGICS,
+    EPB_FLAGS,
+    GZIP_MAGIC,
+    IF_NAME,
+    IF_TSOFFSET,
+    IF_TSRESOL,
+    MAX_RECORD_BYTES,
+    OPT_END,
+    PCAP_MAGICS,
+    PCAPNG_SHB_MAGIC,
+    CaptureFormat,
+)
 from pktkit.errors import CaptureError
-
-CaptureFormat = Literal["pcap", "pcapng"]
-
-# Classic pcap magic numbers as read little-endian → (byte order, ticks per second).
-_PCAP_MAGICS: dict[bytes, tuple[str, int]] = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000),  # µs, little-endian file
-    b"\xa1\xb2\xc3\xd4": (">", 1_000_000),  # µs, big-endian file
-    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000),  # ns, little-endian file
-    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),  # ns, big-endian file
-}
-_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"  # section header block type, the same in either byte order
-_GZIP_MAGIC = b"\x1f\x8b"
-
-# pcapng block types
-_IDB, _OPB, _SPB, _EPB = 0x00000001, 0x00000002, 0x00000003, 0x00000006
-# pcapng option codes
-_OPT_END, _IF_NAME, _IF_TSRESOL, _IF_TSOFFSET, _EPB_FLAGS = 0, 2, 9, 14, 2
-
-# A record or block longer than this is a corrupt length field, not a packet: stop there rather
-# than try to allocate it. (GSO/GRO frames reach 64 KiB, BIG TCP a few hundred KiB.)
-MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +92,7 @@ class CaptureCutWarning(UserWarning):
 
 
 @dataclass(slots=True)
-class _Interface:
+class PcapngInterface:
     """A pcapng Interface Description Block, reduced to what a frame needs."""
 
     interface_id: int
@@ -110,7 +107,7 @@ class _Interface:
         return ticks * mul // div + self.ts_offset_ns
 
 
-def _ts_scale(tsresol: int) -> tuple[int, int]:
+def ts_scale(tsresol: int) -> tuple[int, int]:
     """(mul, div) turning if_tsresol ticks into ns: MSB clear → 10^-n s, MSB set → 2^-n s."""
     exponent = tsresol & 0x7F
     if tsresol & 0x80:
@@ -120,7 +117,7 @@ def _ts_scale(tsresol: int) -> tuple[int, int]:
     return 1, 10 ** (exponent - 9)
 
 
-class _Cut(Exception):
+class RecordCut(Exception):
     """Reading must stop here: the record starting at ``offset`` is incomplete or corrupt."""
 
     def __init__(self, offset: int, reason: str) -> None:
@@ -160,7 +157,7 @@ class CaptureReader:
             ) from None
         head = raw.read(2)
         raw.seek(0)
-        self._compressed = head == _GZIP_MAGIC
+        self._compressed = head == GZIP_MAGIC
         if self._compressed:
             return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
         return raw
@@ -175,9 +172,9 @@ class CaptureReader:
             ) from None
 
     def _detect(self, magic: bytes) -> CaptureFormat:
-        if magic in _PCAP_MAGICS:
+        if magic in PCAP_MAGICS:
             return "pcap"
-        if magic == _PCAPNG_SHB:
+        if magic == PCAPNG_SHB_MAGIC:
             return "pcapng"
         inside = " (inside gzip)" if self._compressed else ""
         if not magic:
@@ -211,20 +208,21 @@ class CaptureReader:
         frames = self._pcap_frames() if self.format == "pcap" else self._pcapng_frames()
         try:
             yield from frames
-        except _Cut as cut:
+        except RecordCut as cut:
             self.stats.stopped_at = cut.offset
             self.stats.reason = cut.reason
         finally:
             self.close()
 
     def _read(self, size: int, record_offset: int, what: str) -> bytes:
-        """Exactly ``size`` bytes of the record at ``record_offset``, or stop with a _Cut."""
+        """Exactly ``size`` bytes of the record at ``record_offset``, or stop with a RecordCut."""
         try:
             data = self._file.read(size)
         except (OSError, EOFError, zlib.error):
-            raise _Cut(record_offset, f"compressed data ends or is damaged inside {what}") from None
+            raise RecordCut(record_offset,
+                            f"compressed data ends or is damaged inside {what}") from None
         if len(data) < size:
-            raise _Cut(record_offset, f"file ends inside {what}")
+            raise RecordCut(record_offset, f"file ends inside {what}")
         return data
 
     def _read_header(self, size: int, offset: int, what: str) -> bytes:
@@ -232,13 +230,13 @@ class CaptureReader:
         try:
             head = self._file.read(size)
         except (OSError, EOFError, zlib.error):
-            raise _Cut(offset, "compressed data ends or is damaged") from None
+            raise RecordCut(offset, "compressed data ends or is damaged") from None
         if head and len(head) < size:
-            raise _Cut(offset, f"file ends inside {what}")
+            raise RecordCut(offset, f"file ends inside {what}")
         return head
 
     def _pcap_frames(self) -> Iterator[RawFrame]:
-        order, ticks_per_second = _PCAP_MAGICS[self._magic]
+        order, ticks_per_second = PCAP_MAGICS[self._magic]
         ns_per_tick = 1_000_000_000 // ticks_per_second
         header = self._read(20, 0, "the pcap file header")
         _major, _minor, _zone, _sigfigs, _snaplen, network = struct.unpack(order + "HHiIII", header)
@@ -254,7 +252,7 @@ class CaptureReader:
                 return
             seconds, fraction, cap_len, wire_len = record.unpack(head)
             if cap_len > MAX_RECORD_BYTES:
-                raise _Cut(offset, f"corrupt record header (captured length {cap_len})")
+                raise RecordCut(offset, f"corrupt record header (captured length {cap_len})")
             data = self._read(cap_len, offset, "a packet record")
             number += 1
             yield RawFrame(
@@ -268,7 +266,7 @@ class CaptureReader:
     def _pcapng_frames(self) -> Iterator[RawFrame]:
         offset = 0
         order = "<"
-        interfaces: list[_Interface] = []
+        interfaces: list[PcapngInterface] = []
         section_base = 0  # interface numbers continue across sections, as in tshark
         number = 0
         stats = self.stats
@@ -281,34 +279,32 @@ class CaptureReader:
                 head = self._read_header(8, offset, "a block header")
                 if not head:
                     return
-            if head[:4] == _PCAPNG_SHB:
+            if head[:4] == PCAPNG_SHB_MAGIC:
                 bom = self._read(4, offset, "a section header block")
-                if bom == b"\x4d\x3c\x2b\x1a":
-                    order = "<"
-                elif bom == b"\x1a\x2b\x3c\x4d":
-                    order = ">"
-                else:
-                    raise _Cut(offset, f"corrupt section header (byte-order magic {bom.hex()})")
-                block_type = 0x0A0D0D0A
+                if bom not in BYTE_ORDER_MAGICS:
+                    raise RecordCut(offset,
+                                    f"corrupt section header (byte-order magic {bom.hex()})")
+                order = BYTE_ORDER_MAGICS[bom]
+                block_type = BLOCK_SHB
                 block_len = struct.unpack(order + "I", head[4:])[0]
                 body_start = bom
             else:
                 block_type, block_len = struct.unpack(order + "II", head)
                 body_start = b""
             if block_len < 12 or block_len % 4 or block_len > MAX_RECORD_BYTES:
-                raise _Cut(offset, f"corrupt block length {block_len}")
+                raise RecordCut(offset, f"corrupt block length {block_len}")
             rest = self._read(block_len - 8 - len(body_start), offset, "a block")
             body = body_start + rest[:-4]
             if struct.unpack(order + "I", rest[-4:])[0] != block_len:
-                raise _Cut(offset, "corrupt block (trailing length differs)")
+                raise RecordCut(offset, "corrupt block (trailing length differs)")
 
-            if block_type == 0x0A0D0D0A:
+            if block_type == BLOCK_SHB:
                 section_base += len(interfaces)
                 interfaces = []
-            elif block_type == _IDB:
-                interfaces.append(self._interface(body, order, section_base + len(interfaces)))
-            elif block_type in (_EPB, _SPB, _OPB):
-                frame = self._packet(block_type, body, order, interfaces, offset, number + 1)
+            elif block_type == BLOCK_IDB:
+                interfaces.append(self.parse_interface(body, order, section_base + len(interfaces)))
+            elif block_type in (BLOCK_EPB, BLOCK_SPB, BLOCK_OPB):
+                frame = self.parse_packet(block_type, body, order, interfaces, offset, number + 1)
                 number += 1
                 yield frame
                 stats.frames = number
@@ -316,45 +312,45 @@ class CaptureReader:
             offset += block_len
             stats.bytes_read = offset
 
-    def _interface(self, body: bytes, order: str, interface_id: int) -> _Interface:
+    def parse_interface(self, body: bytes, order: str, interface_id: int) -> PcapngInterface:
         if len(body) < 8:
-            raise _Cut(self.stats.bytes_read, "corrupt interface description block")
+            raise RecordCut(self.stats.bytes_read, "corrupt interface description block")
         linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", body)
         name: str | None = None
         tsresol = 6  # pcapng default: microseconds
         tsoffset = 0
         for code, value in _options(body, 8, order):
-            if code == _IF_NAME:
+            if code == IF_NAME:
                 name = value.rstrip(b"\x00").decode("utf-8", "replace")
-            elif code == _IF_TSRESOL and value:
+            elif code == IF_TSRESOL and value:
                 tsresol = value[0]
-            elif code == _IF_TSOFFSET and len(value) == 8:
+            elif code == IF_TSOFFSET and len(value) == 8:
                 tsoffset = struct.unpack(order + "q", value)[0]
-        return _Interface(
-            interface_id, linktype, snaplen, name, _ts_scale(tsresol), tsoffset * 1_000_000_000
+        return PcapngInterface(
+            interface_id, linktype, snaplen, name, ts_scale(tsresol), tsoffset * 1_000_000_000
         )
 
-    def _packet(
-        self, block_type: int, body: bytes, order: str, interfaces: list[_Interface],
+    def parse_packet(
+        self, block_type: int, body: bytes, order: str, interfaces: list[PcapngInterface],
         offset: int, number: int,
     ) -> RawFrame:
         direction: str | None = None
         ts_ns: int | None
-        if block_type == _EPB:
+        if block_type == BLOCK_EPB:
             if len(body) < 20:
-                raise _Cut(offset, "corrupt enhanced packet block")
+                raise RecordCut(offset, "corrupt enhanced packet block")
             local_id, ts_high, ts_low, cap_len, wire_len = struct.unpack_from(order + "IIIII", body)
             data_start = 20
-        elif block_type == _OPB:  # obsolete Packet Block: 16-bit interface id and drop count
+        elif block_type == BLOCK_OPB:  # obsolete Packet Block: 16-bit interface id and drop count
             if len(body) < 20:
-                raise _Cut(offset, "corrupt packet block")
+                raise RecordCut(offset, "corrupt packet block")
             local_id, _drops, ts_high, ts_low, cap_len, wire_len = struct.unpack_from(
                 order + "HHIIII", body
             )
             data_start = 20
         else:  # Simple Packet Block: interface 0, no timestamp, length implied by the block
             if len(body) < 4:
-                raise _Cut(offset, "corrupt simple packet block")
+                raise RecordCut(offset, "corrupt simple packet block")
             local_id, ts_high, ts_low = 0, None, None
             wire_len = struct.unpack_from(order + "I", body)[0]
             data_start = 4
@@ -362,15 +358,16 @@ class CaptureReader:
             if interfaces and interfaces[0].snaplen:
                 cap_len = min(cap_len, interfaces[0].snaplen)
         if local_id >= len(interfaces):
-            raise _Cut(offset, f"packet block names interface {local_id}, which was not described")
+            raise RecordCut(
+                offset, f"packet block names interface {local_id}, which was not described")
         if data_start + cap_len > len(body):
-            raise _Cut(offset, f"corrupt packet block (captured length {cap_len})")
+            raise RecordCut(offset, f"corrupt packet block (captured length {cap_len})")
         iface = interfaces[local_id]
         ts_ns = None if ts_high is None else iface.ts_ns((ts_high << 32) | ts_low)
-        if block_type == _EPB:
+        if block_type == BLOCK_EPB:
             options_start = data_start + cap_len + (-cap_len % 4)
             for code, value in _options(body, options_start, order):
-                if code == _EPB_FLAGS and len(value) == 4:
+                if code == EPB_FLAGS and len(value) == 4:
                     inout = struct.unpack(order + "I", value)[0] & 0x3
                     direction = {1: "in", 2: "out"}.get(inout)
         return RawFrame(
@@ -385,7 +382,7 @@ def _options(body: bytes, start: int, order: str) -> Iterator[tuple[int, bytes]]
     header = struct.Struct(order + "HH")
     while pos + 4 <= len(body):
         code, length = header.unpack_from(body, pos)
-        if code == _OPT_END:
+        if code == OPT_END:
             return
         value = body[pos + 4:pos + 4 + length]
         yield code, value
@@ -398,3 +395,9 @@ def read_frames(path: str | Path) -> Iterator[RawFrame]:
     yield from reader
     if not reader.stats.complete:
         warnings.warn(reader.stats.describe(), CaptureCutWarning, stacklevel=2)
+
+
+def warn_if_cut(stats: ReadStats) -> None:
+    """Warn with :class:`CaptureCutWarning` when a capture ended inside a record."""
+    if not stats.complete:
+        warnings.warn(stats.describe(), CaptureCutWarning, stacklevel=3)

@@ -14,24 +14,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from pktkit.capture.formats import (
+    ARPHRD_ETHER,
+    ARPHRD_TUNNEL,
+    BLOCK_EPB,
+    BLOCK_IDB,
+    BLOCK_SHB,
+    BYTE_ORDER_MAGIC,
+    IF_NAME,
+    IF_TSRESOL,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_RAW,
+    OPT_END,
+    PCAP_MAGIC_NS,
+    PCAP_MAGIC_US,
+    SHB_USERAPPL,
+    SLL_PKTTYPES,
+    SNAPLEN,
+    CaptureFormat,
+)
+from pktkit.capture.headers import ETH_IPV4, ETH_IPV6, ETHERNET
 from pktkit.errors import OutputError
 
-CaptureFormat = Literal["pcap", "pcapng"]
 Linktype = Literal["ether", "sll2"]
 TsResolution = Literal["us", "ns"]
 
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101  # raw IPv4/IPv6, what tcpdump records on an ipip device such as tunl0
-LINKTYPE_LINUX_SLL2 = 276
-
-ARPHRD_ETHER = 1
-ARPHRD_TUNNEL = 768  # ipip (tunl0)
-ARPHRD_TUNNEL6 = 769
-
-SLL2_PKTTYPE = {"in": 0, "broadcast": 1, "multicast": 2, "otherhost": 3, "out": 4}
-CAPTURE_SET_FILE = "capture-set.json"  # which node and interfaces each capture file holds
-SNAPLEN = 262144  # tcpdump's default snapshot length
-PCAP_MAGIC = {"us": 0xA1B2C3D4, "ns": 0xA1B23C4D}
+PCAP_MAGIC = {"us": PCAP_MAGIC_US, "ns": PCAP_MAGIC_NS}
 _TICKS_PER_SECOND = {"us": 1_000_000, "ns": 1_000_000_000}
 
 
@@ -51,20 +60,20 @@ class Interface:
 
 def sll2_header(frame: bytes, iface: Interface, direction: str) -> bytes:
     """Build the 20-byte Linux cooked v2 header that replaces the link header of ``frame``."""
-    pkttype = SLL2_PKTTYPE[direction]
+    pkttype = SLL_PKTTYPES[direction]
     if iface.link == "ether":
-        ethertype = struct.unpack_from("!H", frame, 12)[0]
-        src_mac = frame[6:12]
+        ethertype = struct.unpack_from("!H", frame, ETHERNET.offset["type"])[0]
+        src_mac = frame[ETHERNET.offset["src"]:ETHERNET.offset["type"]]
         return struct.pack(
             "!HHIHBB8s", ethertype, 0, iface.ifindex, ARPHRD_ETHER, pkttype, 6, src_mac
         )
-    ethertype = 0x86DD if frame[0] >> 4 == 6 else 0x0800
+    ethertype = ETH_IPV6 if frame[0] >> 4 == 6 else ETH_IPV4
     return struct.pack("!HHIHBB8s", ethertype, 0, iface.ifindex, ARPHRD_TUNNEL, pkttype, 0, b"")
 
 
 def to_sll2(frame: bytes, iface: Interface, direction: str) -> bytes:
     """Re-frame a device frame as ``tcpdump -i any`` records it (link header → SLL2 header)."""
-    payload = frame[14:] if iface.link == "ether" else frame
+    payload = frame[ETHERNET.size:] if iface.link == "ether" else frame
     return sll2_header(frame, iface, direction) + payload
 
 
@@ -134,19 +143,19 @@ class PcapngWriter:
         self._file = _AtomicFile(path)
         self._ticks = _TICKS_PER_SECOND[ts_resolution]
         self._tsresol = 6 if ts_resolution == "us" else 9
-        shb_options = _pcapng_option(4, b"pktkit") + _pcapng_option(0, b"")  # shb_userappl
-        shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + shb_options
-        self._file.handle.write(_pcapng_block(0x0A0D0D0A, shb))
+        shb_options = _pcapng_option(SHB_USERAPPL, b"pktkit") + _pcapng_option(OPT_END, b"")
+        shb = struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + shb_options
+        self._file.handle.write(_pcapng_block(BLOCK_SHB, shb))
         self._interfaces = 0
 
     def add_interface(self, iface: Interface, linktype: int) -> int:
         options = (
-            _pcapng_option(2, iface.name.encode())  # if_name
-            + _pcapng_option(9, bytes([self._tsresol]))  # if_tsresol
-            + _pcapng_option(0, b"")
+            _pcapng_option(IF_NAME, iface.name.encode())
+            + _pcapng_option(IF_TSRESOL, bytes([self._tsresol]))
+            + _pcapng_option(OPT_END, b"")
         )
         body = struct.pack("<HHI", linktype, 0, SNAPLEN) + options
-        self._file.handle.write(_pcapng_block(0x00000001, body))
+        self._file.handle.write(_pcapng_block(BLOCK_IDB, body))
         self._interfaces += 1
         return self._interfaces - 1
 
@@ -158,7 +167,7 @@ class PcapngWriter:
             + data[:caplen]
             + b"\x00" * (-caplen % 4)
         )
-        self._file.handle.write(_pcapng_block(0x00000006, body))
+        self._file.handle.write(_pcapng_block(BLOCK_EPB, body))
 
     def commit(self) -> None:
         self._file.commit()

@@ -14,13 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pktkit.capture.write import (
-    CAPTURE_SET_FILE,
-    CaptureFormat,
-    CaptureSetWriter,
-    Linktype,
-    TsResolution,
-)
+from pktkit.capture.formats import CAPTURE_SET_FILE, CaptureFormat
+from pktkit.capture.write import CaptureSetWriter, Linktype, TsResolution
 from pktkit.craft import params as P
 from pktkit.craft.engine import EPOCH_NS, Engine, Scenario
 from pktkit.craft.scenarios import SCENARIOS

@@ -12,7 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pktkit.capture.write import CaptureFormat, Linktype, TsResolution
+from pktkit.capture.formats import CaptureFormat
+from pktkit.capture.write import Linktype, TsResolution
 from pktkit.craft.generation import GenerateResult, generate, make_scenario
 from pktkit.craft.scenarios import SCENARIOS
 

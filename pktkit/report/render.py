@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pktkit.capture.table import write_parquet
+from pktkit.capture.output import write_parquet
 from pktkit.errors import OutputError, UsageError
 
 if TYPE_CHECKING:  # a report without figures does not load matplotlib

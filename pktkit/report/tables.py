@@ -151,7 +151,7 @@ from pktkit.analysis.rows import (
     group_sum,
     tunnel_rows,
 )
-from pktkit.capture.table import typed_frame
+from pktkit.capture.frame import typed_frame
 
 DEFAULT_UNDERLAY_MTU = 1500
 

@@ -1,0 +1,214 @@
+"""Table files: the packet table (or any report table) as CSV or Parquet, written atomically.
+
+:func:`write_packets` streams captures straight into a file batch by batch, in flat memory
+(``pktkit packets -o``): Parquet without importing pandas, its row groups encoded in a second
+thread while the next batches decode. :func:`write_table` writes a DataFrame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+if TYPE_CHECKING:  # (pandas is never imported here: the Parquet path must not pay for it)
+    import pandas as pd
+
+from pktkit.capture.arrow import arrow_array, arrow_schema, arrow_strings, string_array
+from pktkit.capture.batches import DEFAULT_BATCH
+from pktkit.capture.columns import BatchDecoder, ColumnBatch
+from pktkit.capture.read import ReadStats, warn_if_cut
+from pktkit.capture.schema import CATEGORY_COLUMNS, COLUMNS, STRING_COLUMNS
+from pktkit.errors import OutputError, UsageError
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+ROW_GROUP_ROWS = 131072  # Parquet row groups gather whole batches up to this many rows
+# Parquet: dictionary pages only where values repeat (strings, categories: the integer columns
+# encode faster plainly), min/max statistics only for the columns readers filter row groups by.
+_DICTIONARY_COLUMNS = [*STRING_COLUMNS, *CATEGORY_COLUMNS]
+_STATISTICS_COLUMNS = ["frame", "ts_ns", "flow_id"]
+
+PathArg = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+
+def path_list(paths: PathArg) -> list[str | os.PathLike[str]]:
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def arrow_batch(batch: ColumnBatch, schema: pa.Schema) -> pa.RecordBatch:
+    arrays: list[pa.Array] = []
+    for field in schema:
+        name = field.name
+        if name in batch.ints or name in batch.bools:
+            values, mask = batch.ints[name] if name in batch.ints else batch.bools[name]
+            arrays.append(arrow_array(values, mask, field.type))
+        elif name in batch.strings:
+            arrays.append(string_array(*batch.strings[name]))
+        else:
+            codes = batch.categories[name]
+            names = CATEGORY_COLUMNS[name] or batch.encap_names
+            arrays.append(pa.DictionaryArray.from_arrays(
+                arrow_array(codes, codes < 0, field.type.index_type),
+                arrow_strings(list(names))))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def table_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise UsageError(
+            f"{path}: unknown table format {suffix or '(no suffix)'!r}; "
+            "name the output file .csv or .parquet"
+        )
+    return suffix
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temp file beside ``path``, renamed to it when the block succeeds, removed otherwise."""
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
+        )
+    except OSError as exc:
+        raise OutputError(
+            f"{path}: cannot write the table ({exc.strerror}); choose a writable location"
+        ) from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(
+            f"{path}: cannot write the table ({exc.strerror}); choose a writable location"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_packets(
+    paths: PathArg,
+    out: str | os.PathLike[str],
+    *,
+    vxlan_ports: Iterable[int] = (),
+    ifnames: Mapping[int, str] | None = None,
+    batch_size: int = DEFAULT_BATCH,
+) -> list[ReadStats]:
+    """Decode captures straight into a CSV or Parquet file, batch by batch, in flat memory.
+
+    The file holds what ``write_table(read_packets(paths, ...), out)`` would write: the same
+    CSV text; in Parquet the same table, in row groups of ~131k rows, except that ``encap``'s
+    categories come back in order of appearance rather than sorted. Written atomically (temp
+    file + rename). Returns one :class:`~pktkit.capture.read.ReadStats` per capture; a cut
+    capture also warns, as in read_packets. Parquet output does not import pandas.
+    """
+    out = Path(out)
+    suffix = table_suffix(out)
+    decoder = BatchDecoder(vxlan_ports, ifnames, batch_size)
+
+    def batches() -> Iterator[ColumnBatch]:
+        for path in path_list(paths):
+            yield from decoder.batches(path)
+            warn_if_cut(decoder.stats[-1])
+
+    with atomic_output(out) as tmp:
+        if suffix == ".csv":
+            from pktkit.capture.frame import batches_frame
+
+            with open(tmp, "w", newline="") as handle:
+                header = True
+                for batch in batches():
+                    batches_frame([batch]).to_csv(handle, header=header, index=False)
+                    header = False
+                if header:  # no rows at all: the header line alone, as write_table writes it
+                    handle.write(",".join(COLUMNS) + "\n")
+        else:
+            schema = arrow_schema()
+            _write_parquet(tmp, schema, (arrow_batch(batch, schema) for batch in batches()))
+    return decoder.stats
+
+
+def _write_parquet(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
+    """Row groups of whole batches, ROW_GROUP_ROWS rows or more. Encoding and compressing run
+    in a second thread (pyarrow drops the GIL there), overlapping the decoding."""
+    import pyarrow.parquet as pq
+
+    pending: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=2)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with pq.ParquetWriter(path, schema, use_dictionary=_DICTIONARY_COLUMNS,
+                                  write_statistics=_STATISTICS_COLUMNS) as writer:
+                group: list[pa.RecordBatch] = []
+                while (batch := pending.get()) is not None or group:
+                    if batch is not None:
+                        group.append(batch)
+                    if batch is None or sum(len(b) for b in group) >= ROW_GROUP_ROWS:
+                        table = pa.Table.from_batches(group, schema)
+                        writer.write_table(table, row_group_size=len(table))
+                        group = []
+                    if batch is None:
+                        break
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+            while pending.get() is not None:  # keep the producer from blocking
+                pass
+
+    thread = threading.Thread(target=write, name="pktkit-parquet", daemon=True)
+    thread.start()
+    try:
+        for batch in batches:
+            pending.put(batch)
+            if failed:
+                break
+    finally:
+        pending.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``df`` as CSV or Parquet (chosen by the suffix), atomically: temp file + rename.
+    Parquet is written by :func:`write_parquet`."""
+    path = Path(path)
+    suffix = table_suffix(path)
+    with atomic_output(path) as tmp:
+        if suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            write_parquet(df, tmp)
+    return path
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """``df.to_parquet(path, index=False)`` in flat memory: a table longer than one row group
+    (:data:`ROW_GROUP_ROWS` rows) is converted to Arrow and written one row
+    group at a time, so its Arrow copy is never whole. The file reads back as the same
+    DataFrame, dtypes, categories and ``attrs`` included, as pandas' own file does; only its
+    row groups are smaller."""
+    rows_per_group = ROW_GROUP_ROWS
+    if len(df) <= rows_per_group:  # one row group either way: pandas' own file
+        df.to_parquet(path, index=False)
+        return
+    import pyarrow.parquet as pq
+
+    # the whole table's schema, with pandas' metadata, as to_parquet would write it
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+    if df.attrs:
+        schema = schema.with_metadata({**schema.metadata,
+                                       b"PANDAS_ATTRS": json.dumps(df.attrs).encode()})
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+        for start in range(0, len(df), rows_per_group):
+            part = df.iloc[start:start + rows_per_group]
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
