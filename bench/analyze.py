@@ -74,7 +74,8 @@ def build_set(name: str, rebuild: bool) -> Path:
 def worker(folder: str, out: str) -> None:
     """The measured analysis (run as its own process by :func:`main`)."""
     import pktkit
-    from pktkit.analysis.pipeline import return_memory_eagerly, write_analysis
+    from pktkit.analysis.pipeline import return_memory_eagerly
+    from pktkit.report.folder import write_analysis
 
     return_memory_eagerly()  # as pktkit analyze does
     baseline = _rss_mb()

@@ -153,16 +153,10 @@ def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     import json
 
-    from pktkit.analysis.nat import conntrack_arg
-    from pktkit.analysis.pipeline import (
-        STAGES,
-        analyze,
-        check_output,
-        resolve_inputs,
-        return_memory_eagerly,
-        write_analysis,
-        write_collection,
-    )
+    from pktkit.analysis.conntrack import conntrack_arg
+    from pktkit.analysis.inputs import resolve_inputs
+    from pktkit.analysis.pipeline import STAGES, analyze, return_memory_eagerly
+    from pktkit.report.folder import check_output, write_analysis, write_collection
 
     # Everything the user gave is checked before any work, so that a mistake costs nothing.
     nodes = {}

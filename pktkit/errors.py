@@ -23,3 +23,7 @@ class CaptureError(PktkitError):
 
 class OutputError(PktkitError):
     """An output location that cannot be written."""
+
+
+class ConntrackFormatError(UsageError):
+    """A conntrack dump that is none of the formats ``parse_conntrack`` reads."""

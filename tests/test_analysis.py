@@ -13,11 +13,14 @@ import pytest
 
 import pktkit
 from pktkit import cli
-from pktkit.analysis import correlate
+from pktkit.analysis import clocks, hops, latency
+from pktkit.analysis import inputs as capture_inputs
 from pktkit.analysis import pipeline as analysis
 from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
 from pktkit.craft.generation import generate, make_scenario
 from pktkit.errors import CaptureError, OutputError, UsageError
+from pktkit.report import folder
+from pktkit.report.tables import analysis_tables
 
 REPORT_FILES = {"index.html", "summary.md", "summary.json", "packets.parquet"}
 TABLES = ("captures", "overlays", "overhead", "flows", "nat_flows", "latency", "clock_offsets",
@@ -51,13 +54,13 @@ def test_tables_and_schemas(folders: dict[str, Path]) -> None:
         assert name in found.packets
     assert str(found.packets["packet_id"].dtype) == "Int64"
     assert found.packets["packet_id"].notna().all() and found.packets["hop"].notna().all()
-    for table, schema in [(found.hops, correlate.HOPS_SCHEMA),
-                          (found.latency, correlate.LATENCY_SCHEMA),
-                          (found.clock_offsets, correlate.CLOCK_SCHEMA),
-                          (found.handshakes, correlate.HANDSHAKES_SCHEMA)]:
+    for table, schema in [(found.hops, hops.HOPS_SCHEMA),
+                          (found.latency, latency.LATENCY_SCHEMA),
+                          (found.clock_offsets, clocks.CLOCK_SCHEMA),
+                          (found.handshakes, latency.HANDSHAKES_SCHEMA)]:
         assert {c: str(t) for c, t in table.dtypes.items()} == schema
     assert list(found.nat_flows.columns[:len(NAT_FLOWS_COLUMNS)]) == NAT_FLOWS_COLUMNS
-    assert list(found.report_tables()) == list(TABLES)
+    assert list(analysis_tables(found)) == list(TABLES)
     # one row per sighting; ts_ns on the reference clock
     assert len(found.hops) == found.packets.groupby(["packet_id", "hop"]).ngroups
     node_b = found.hops["node"] == "node-b"
@@ -69,12 +72,12 @@ def test_tables_and_schemas(folders: dict[str, Path]) -> None:
 
 
 def test_nodes_and_interfaces_come_from_the_capture_set(folders: dict[str, Path]) -> None:
-    inputs = analysis.resolve_inputs([folders["snat-any"]])
+    inputs = capture_inputs.resolve_inputs([folders["snat-any"]])
     assert [(i.path.name, i.node) for i in inputs] == [("host-any.pcap", "host")]
     assert inputs[0].interfaces[5] == "veth-c1"
-    packets = analysis.read_table(inputs)  # SLL2 pcap: only indexes in the file
+    packets = capture_inputs.read_table(inputs)  # SLL2 pcap: only indexes in the file
     assert set(packets["interface"].unique()) == {"veth-c1", "veth-c2", "docker0", "eth0"}
-    per_interface = analysis.read_table(analysis.resolve_inputs([folders["snat"]]))
+    per_interface = capture_inputs.read_table(capture_inputs.resolve_inputs([folders["snat"]]))
     assert set(per_interface["interface"].unique()) == {"veth-c1", "veth-c2", "docker0", "eth0"}
 
 
@@ -121,7 +124,7 @@ def test_missing_capture_and_bad_dump_fail_before_reading(folders: dict[str, Pat
 def test_write_analysis_writes_everything(folders: dict[str, Path], tmp_path: Path) -> None:
     found = analysis.analyze(folders["snat"])
     out = tmp_path / "deep" / "out"
-    result = analysis.write_analysis(found, out)
+    result = folder.write_analysis(found, out)
     files = listing(out)
     assert files >= REPORT_FILES
     for table in TABLES:
@@ -129,8 +132,8 @@ def test_write_analysis_writes_everything(folders: dict[str, Path], tmp_path: Pa
     assert {"latency_hop.png", "nat_timeline.png"} <= files
     assert list(pd.read_csv(out / "nat_flows.csv").columns) == NAT_FLOWS_COLUMNS
     assert len(pd.read_csv(out / "nat_flows.csv")) == 6
-    hops = pd.read_csv(out / "hops.csv")
-    assert list(hops.columns) == list(correlate.HOPS_SCHEMA)
+    hops_csv = pd.read_csv(out / "hops.csv")
+    assert list(hops_csv.columns) == list(hops.HOPS_SCHEMA)
     back = pd.read_parquet(out / "packets.parquet")
     assert len(back) == len(found.packets) and "packet_id" in back
     assert json.loads((out / "summary.json").read_text()) == result
@@ -145,23 +148,23 @@ def test_a_failed_write_leaves_nothing(folders: dict[str, Path], tmp_path: Path,
     def broken(*args: object, **kwargs: object) -> None:
         raise OutputError("disk full")
 
-    monkeypatch.setattr("pktkit.report.render.write_report", broken)
+    monkeypatch.setattr("pktkit.report.folder.write_report", broken)
     with pytest.raises(OutputError, match="disk full"):
-        analysis.write_analysis(found, tmp_path / "new" / "out")
+        folder.write_analysis(found, tmp_path / "new" / "out")
     assert listing(tmp_path) == set()
     # an existing folder keeps what it had
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "keep.txt").write_text("x")
     with pytest.raises(OutputError):
-        analysis.write_analysis(found, tmp_path / "old")
+        folder.write_analysis(found, tmp_path / "old")
     assert listing(tmp_path) == {"old", "old/keep.txt"}
 
 
 def test_rewriting_a_folder_replaces_its_files(folders: dict[str, Path], tmp_path: Path) -> None:
     found = analysis.analyze(folders["snat"])
-    analysis.write_analysis(found, tmp_path / "out")
+    folder.write_analysis(found, tmp_path / "out")
     (tmp_path / "out" / "mine.txt").write_text("kept")
-    analysis.write_analysis(found, tmp_path / "out")
+    folder.write_analysis(found, tmp_path / "out")
     assert (tmp_path / "out" / "mine.txt").read_text() == "kept"
     assert listing(tmp_path / "out") >= REPORT_FILES
     assert listing(tmp_path) >= {"out"} and len(list(tmp_path.iterdir())) == 1

@@ -14,8 +14,11 @@ import pandas as pd
 import pytest
 
 import pktkit
-from pktkit.analysis import correlate
-from pktkit.analysis.pipeline import Analysis, analyze, read_table, resolve_inputs
+from pktkit.analysis import correlate, hops, latency
+from pktkit.analysis.grouping import group_medians
+from pktkit.analysis.inputs import read_table, resolve_inputs
+from pktkit.analysis.pipeline import Analysis, analyze
+from pktkit.analysis.rows import combinations
 from pktkit.craft.generation import generate, make_scenario
 from pktkit.craft.scenarios import SCENARIOS
 
@@ -134,17 +137,17 @@ def test_nat_before_and_after_on_one_interface(root: Path) -> None:
 
 def test_latency_table(root: Path) -> None:
     found, _, joined = analysed(generated(root, "vxlan-overlay", 2, "sll2", "pcapng", 0.25))
-    latency = found.latency
-    assert list(latency.columns) == list(correlate.LATENCY_SCHEMA)
-    assert set(latency["metric"]) == {"hop", "node_pair", "handshake_rtt"}
-    hop = latency[latency["metric"] == "hop"].set_index("scope")
+    delays = found.latency
+    assert list(delays.columns) == list(latency.LATENCY_SCHEMA)
+    assert set(delays["metric"]) == {"hop", "node_pair", "handshake_rtt"}
+    hop = delays[delays["metric"] == "hop"].set_index("scope")
     assert "node-a/veth-pod1 → node-a/cni0" in hop.index
     assert "node-a/flannel.1 → node-a/eth0" in hop.index
-    pairs = latency[latency["metric"] == "node_pair"]
+    pairs = delays[delays["metric"] == "node_pair"]
     assert set(pairs["scope"]) == {"node-a → node-b", "node-b → node-a"}
-    ordered = latency[["min_ns", "p50_ns", "p90_ns", "p99_ns", "max_ns"]].to_numpy(np.int64)
+    ordered = delays[["min_ns", "p50_ns", "p90_ns", "p99_ns", "max_ns"]].to_numpy(np.int64)
     assert (np.diff(ordered, axis=1) >= 0).all()
-    assert (latency["count"] > 0).all()
+    assert (delays["count"] > 0).all()
     # hop delays of one scope, against the truth
     row = hop.loc["node-a/veth-pod1 → node-a/cni0"]
     sightings = joined[joined["interface"].isin(["veth-pod1", "cni0"])
@@ -162,7 +165,7 @@ def test_latency_table(root: Path) -> None:
 def test_handshake_rtt_per_capture_point(root: Path) -> None:
     found, truth, _joined = analysed(generated(root, "flat-routed", 1, "ether", "pcap", 0.0))
     shakes = found.handshakes
-    assert list(shakes.columns) == list(correlate.HANDSHAKES_SCHEMA)
+    assert list(shakes.columns) == list(latency.HANDSHAKES_SCHEMA)
     tcp_flows = {p["flow_id"] for p in truth["packets"] if p["proto"] == 6}
     points = {(p["capture"], p["flow_id"]) for p in truth["packets"] if p["proto"] == 6}
     assert len(shakes) == len(points)
@@ -290,10 +293,10 @@ def test_frames_that_match_nothing_are_packets_of_their_own() -> None:
 def test_empty_table_gives_empty_typed_tables() -> None:
     found = correlate.correlate(table([{"ts_ns": 1}]).iloc[:0])
     assert len(found.packet_id) == 0
-    assert list(found.hops.columns) == list(correlate.HOPS_SCHEMA) and found.hops.empty
+    assert list(found.hops.columns) == list(hops.HOPS_SCHEMA) and found.hops.empty
     assert found.clock_offsets.empty
-    latency = correlate.latency(table([{"ts_ns": 1}]).iloc[:0], found.hops, found.hop_rows)
-    assert list(latency.columns) == list(correlate.LATENCY_SCHEMA) and latency.empty
+    delays = latency.latency(table([{"ts_ns": 1}]).iloc[:0], found.hops, found.hop_rows)
+    assert list(delays.columns) == list(latency.LATENCY_SCHEMA) and delays.empty
 
 
 def test_missing_columns_are_a_usage_error() -> None:
@@ -325,7 +328,7 @@ def test_the_packet_table_is_left_as_it_was(root: Path) -> None:
     found = correlate.correlate(packets, node_order=[i.node for i in inputs],
                                 clock_correction="always")
     assert (found.clock_offsets["applied_ns"] != 0).any()
-    correlate.latency(packets, found.hops, found.hop_rows, correlate.handshakes(packets))
+    latency.latency(packets, found.hops, found.hop_rows, latency.handshakes(packets))
     pd.testing.assert_frame_equal(packets, before)
 
 
@@ -336,12 +339,12 @@ def test_group_medians_and_combinations_match_pandas_and_numpy() -> None:
         n = int(rng.integers(1, 300))
         values = rng.integers(0, 10**12, n)
         code = rng.integers(0, 7, n)
-        present, medians = correlate._medians(values, code, 7)
+        present, medians = group_medians(values, code, 7)
         want = pd.Series(values).groupby(code).median()
         assert np.array_equal(present, want.index.to_numpy())
         assert np.array_equal(medians, want.to_numpy())
         columns = [rng.integers(-1, 5, n).astype(np.int8), rng.integers(-1, 40, n)]
-        combos, number = correlate._combinations(*columns)
+        combos, number = combinations(*columns)
         rows, inverse = np.unique(np.stack(columns), axis=1, return_inverse=True)
         assert combos == [tuple(row) for row in rows.T.tolist()]
         assert np.array_equal(number, inverse.ravel())

@@ -8,7 +8,7 @@ import random
 import pandas as pd
 import pytest
 
-from pktkit.analysis import nat
+from pktkit.analysis import nat, tuple_keys
 from pktkit.craft.nat import Conntrack, NatLedger
 
 
@@ -135,6 +135,6 @@ def test_tuple_keys_renumbered_before_they_overflow_give_the_same_flows(
         monkeypatch: pytest.MonkeyPatch) -> None:
     packets = packets_table()
     want = nat.nat_flows(packets)
-    monkeypatch.setattr(nat, "_KEY_LIMIT", 2)  # both address digits renumber the keys first
-    assert all(r is not None for r in nat._TupleKeys(packets)._renumbered[3:])
+    monkeypatch.setattr(tuple_keys, "KEY_LIMIT", 2)  # both address digits renumber the keys first
+    assert all(r is not None for r in tuple_keys.TupleKeys(packets).renumbered[3:])
     assert_same_result(nat.nat_flows(packets), want)

@@ -18,16 +18,10 @@ import pandas as pd
 import pytest
 
 import pktkit
-from pktkit.analysis.nat import (
-    NAT_FLOWS_COLUMNS,
-    ConntrackFormatError,
-    conntrack_arg,
-    nat_flows,
-    parse_conntrack,
-    read_conntrack,
-)
+from pktkit.analysis.conntrack import conntrack_arg, parse_conntrack, read_conntrack
+from pktkit.analysis.nat import NAT_FLOWS_COLUMNS, nat_flows
 from pktkit.capture.table import read_packets
-from pktkit.errors import PktkitError, UsageError
+from pktkit.errors import ConntrackFormatError, PktkitError, UsageError
 
 TUPLE = ["proto", "orig_src", "orig_sport", "orig_dst", "orig_dport",
          "xlat_src", "xlat_sport", "xlat_dst", "xlat_dport"]

@@ -4,8 +4,8 @@ A node that translates a connection (SNAT/masquerade, DNAT for a port mapping, C
 NodePort, or both at once) shows it to the captures only one way: the same logical packet has one
 5-tuple where it enters the node and another where it leaves. :func:`nat_flows` therefore needs
 the packets table with ``packet_id`` and ``hop`` (the sightings of one packet and their order
-along its path, as :mod:`pktkit.analysis.correlate` adds them) and, where several nodes are captured,
-``node``.
+along its path, as :mod:`pktkit.analysis.correlate` adds them) and, where several nodes are
+captured, ``node``.
 
 Algorithm
 ---------
@@ -64,45 +64,28 @@ node            string    the node that translates (NA: between two captured nod
 
 Conntrack dumps
 ---------------
-:func:`parse_conntrack` reads ``conntrack -L`` output (``tcp      6 431999 ESTABLISHED src=...``),
-``conntrack -L -o extended`` and ``/proc/net/nf_conntrack`` (both ``ipv4     2 tcp      6 ...``),
-as libnetfilter_conntrack's ``__snprintf_conntrack_default`` and the kernel's ``ct_seq_show``
-print them: the original tuple, ``[UNREPLIED]``, the reply tuple, flags, ``mark=``, ``zone=``,
-``use=``, accounting ``packets= bytes=`` per tuple, ``-o id``/``-o ktimestamp`` extras, event
-prefixes (``[NEW]``), IPv6 in the kernel's uncompressed ``%pI6`` form. The dump's translated
-tuple, in the originator's direction, is (reply dst, reply dport, reply src, reply sport).
-
-A NAT flow whose original tuple has an entry (on its node, or in a dump not named after a node)
-is ``confirmed`` when the entry's translated tuple equals the captured one, else
-``contradicted``; with no entry it is ``absent`` (a dump is a snapshot: connections that ended
-before it are not in it). :attr:`NatFlows.disagreements` lists each contradiction, and each
-dump entry that is translated while the captures show that tuple crossing the node untranslated.
+Dumps are read by :mod:`pktkit.analysis.conntrack`. A NAT flow whose original tuple has an
+entry (on its node, or in a dump not named after a node) is ``confirmed`` when the entry's
+translated tuple equals the captured one, else ``contradicted``; with no entry it is
+``absent`` (a dump is a snapshot: connections that ended before it are not in it).
+:attr:`NatFlows.disagreements` lists each contradiction, and each dump entry that is
+translated while the captures show that tuple crossing the node untranslated.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-from pandas.api.extensions import ExtensionArray
 
-from pktkit.capture.frame import empty_frame
+from pktkit.analysis.conntrack import ConntrackArg, read_conntrack
+from pktkit.analysis.tuple_keys import TupleKeys, as_strings, chunks, int_values, tuple_ints
+from pktkit.analysis.tuples import TUPLE_DTYPES, Pair, Tuple5, nat_kind, reverse
+from pktkit.capture.frame import empty_frame, frame_from_columns
 from pktkit.errors import UsageError
 
-Tuple5 = tuple[int, str, int, str, int]  # proto, src, sport, dst, dport
-Pair = tuple[Tuple5, Tuple5]  # (pre-NAT, post-NAT) tuple of one packet
-
-ICMP_PROTOS = (1, 58)
-_ECHO_REQUEST = {1: 8, 58: 128}
-_ECHO_REPLY = {1: 0, 58: 129}
 _NO_NODE = -1  # node code of a translation between two nodes
 
 NAT_FLOWS_COLUMNS = [
@@ -112,9 +95,7 @@ NAT_FLOWS_COLUMNS = [
     "packets", "bytes", "first_ts_ns", "last_ts_ns", "conntrack",
 ]
 CONNTRACK_STATUS = pd.CategoricalDtype(["confirmed", "contradicted", "absent"])
-_TUPLE_DTYPES = {"proto": "UInt8", "src": "string", "sport": "UInt16", "dst": "string",
-                 "dport": "UInt16"}
-_SIDES = {f"{side}_{k}": v for side in ("orig", "xlat") for k, v in _TUPLE_DTYPES.items()
+_SIDES = {f"{side}_{k}": v for side in ("orig", "xlat") for k, v in TUPLE_DTYPES.items()
           if k != "proto"}
 NAT_FLOWS_SCHEMA: dict[str, str | pd.CategoricalDtype] = {
     "nat_flow_id": "Int64",
@@ -164,29 +145,7 @@ class NatFlows(NamedTuple):
     disagreements: pd.DataFrame
 
 
-class ConntrackFormatError(UsageError):
-    """A conntrack dump that is none of the formats :func:`parse_conntrack` reads."""
-
-
-ConntrackSource = str | os.PathLike[str]
-ConntrackArg = ConntrackSource | Mapping[str | None, ConntrackSource] | pd.DataFrame | None
-
-
 # --- NAT flows from the packets table -----------------------------------------------------------
-
-
-def reverse(t: Tuple5) -> Tuple5:
-    """The tuple of the other direction."""
-    return (t[0], t[3], t[4], t[1], t[2])
-
-
-def nat_kind(orig: Tuple5, xlat: Tuple5) -> str | None:
-    """``snat``, ``dnat``, ``snat+dnat``, or None when nothing changed."""
-    snat = orig[1:3] != xlat[1:3]
-    # ICMP's "dport" is the identifier again: only a new address makes it DNAT.
-    dst = slice(3, 4) if orig[0] in ICMP_PROTOS else slice(3, 5)
-    dnat = orig[dst] != xlat[dst]
-    return "snat+dnat" if snat and dnat else "snat" if snat else "dnat" if dnat else None
 
 
 def nat_flows(packets: pd.DataFrame, *, conntrack: ConntrackArg = None) -> NatFlows:
@@ -219,177 +178,6 @@ def nat_flows(packets: pd.DataFrame, *, conntrack: ConntrackArg = None) -> NatFl
     return NatFlows(flows, per_packet, disagreements)
 
 
-# The passes over every row of the packets table go this many rows at a time, so that their
-# temporaries stay small next to the table: the only per-row state is each row's tuple key and
-# packet number.
-_CHUNK = 1 << 16
-_KEY_LIMIT = 1 << 62  # tuple keys stay below this (int64)
-
-
-def _chunks(n: int) -> Iterator[slice]:
-    for start in range(0, n, _CHUNK):
-        yield slice(start, min(start + _CHUNK, n))
-
-
-def _ints(values: ExtensionArray, na_value: int) -> np.ndarray:
-    """int64 numpy values, na_value for NA (through Int64, as any column, when not integer).
-
-    Always a new array, never a view of the table's: callers change it in place."""
-    if not pd.api.types.is_integer_dtype(values.dtype):
-        values = values.astype("Int64")
-    return values.to_numpy(dtype=np.int64, na_value=na_value, copy=True)
-
-
-def _tuple_ints(packets: pd.DataFrame, rows: slice | np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """proto, sport, dport of some rows (-1: NA), an ICMP echo's identifier as both ports; and
-    which rows are echo requests and replies.
-
-    Protocol numbers, ports and identifiers are unsigned (the table's SCHEMA), so -1 is free."""
-    proto = _ints(packets["proto"].array[rows], -1)
-    sport = _ints(packets["sport"].array[rows], -1)
-    dport = _ints(packets["dport"].array[rows], -1)
-    icmp_type = (_ints(packets["icmp_type"].array[rows], -1) if "icmp_type" in packets.columns
-                 else np.full(len(proto), -1, np.int64))
-    request = np.zeros(len(proto), bool)
-    reply = np.zeros(len(proto), bool)
-    for number in ICMP_PROTOS:
-        icmp = proto == number
-        request |= icmp & (icmp_type == _ECHO_REQUEST[number])
-        reply |= icmp & (icmp_type == _ECHO_REPLY[number])
-    if "icmp_id" in packets.columns:
-        echo = request | reply
-        identifier = _ints(packets["icmp_id"].array[rows], -1)[echo]
-        sport[echo] = identifier
-        dport[echo] = identifier
-    return proto, sport, dport, request, reply
-
-
-def _strings(values: ExtensionArray) -> ExtensionArray:
-    """Some values as a pandas string array (addresses and node names are compared as text)."""
-    return values if isinstance(values.dtype, pd.StringDtype) else values.astype("string")
-
-
-class _IntDigit:
-    """Protocol number or port as a digit of a tuple key: its offset from the lowest value."""
-
-    def __init__(self, low: int, high: int) -> None:
-        self.low = low
-        self.radix = high - low + 1
-
-    def digits(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The digits of some rows' values (from :func:`_tuple_ints`, -1: NA) and which are
-        missing."""
-        missing = values < 0
-        return np.where(missing, 0, values - self.low), missing
-
-    def digits_of(self, values: list[object]) -> np.ndarray:
-        """The digits of some values, -1 for those no row has (None, out of range)."""
-        digits = np.array([v if isinstance(v, int | np.integer) else -1 for v in values],
-                          np.int64)
-        offset = digits - self.low
-        return np.where((digits < 0) | (offset < 0) | (offset >= self.radix), -1, offset)
-
-
-class _AddressDigit:
-    """src or dst as a digit of a tuple key: the address's index among the column's distinct
-    ones, found by pyarrow (no Python str per row)."""
-
-    def __init__(self, column: pd.Series) -> None:
-        self.values = column.array
-        distinct: dict[str, None] = {}
-        for rows in _chunks(len(self.values)):
-            distinct |= dict.fromkeys(pc.unique(pa.array(_strings(self.values[rows])))
-                                      .drop_null().to_pylist())
-        self.index = {address: i for i, address in enumerate(distinct)}
-        self.value_set = pa.array(list(distinct), type=pa.large_string())
-        self.radix = max(len(distinct), 1)
-
-    def digits(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-        found = pc.index_in(pa.array(_strings(self.values[rows])), value_set=self.value_set)
-        missing = found.is_null().to_numpy(zero_copy_only=False)
-        return found.fill_null(0).to_numpy(), missing
-
-    def digits_of(self, values: list[object]) -> np.ndarray:
-        """The digits of some values, -1 for those no row has."""
-        return np.array([self.index.get(v, -1) if isinstance(v, str) else -1 for v in values],
-                        np.int64)
-
-
-def _value_range(packets: pd.DataFrame, names: Iterable[str]) -> tuple[int, int]:
-    """Lowest and highest value of some integer columns (0, 0 when all are NA or absent)."""
-    lows, highs = [], []
-    for name in names:
-        if name in packets.columns and packets[name].notna().any():
-            lows.append(int(packets[name].min()))
-            highs.append(int(packets[name].max()))
-    return (min(lows), max(highs)) if lows else (0, 0)
-
-
-class _TupleKeys:
-    """Each row's tuple ``(proto, src, sport, dst, dport)`` as one int64 key (-1: no tuple).
-
-    A key is a mixed-radix number with one digit per field (``_IntDigit``, ``_AddressDigit``),
-    so equal tuples have equal keys and no Python object is made per row. Should the next digit
-    overflow int64, the keys so far are first renumbered densely (pd.factorize)."""
-
-    # Tuple5 position of each digit, most significant first
-    _POSITIONS = (0, 2, 4, 1, 3)
-
-    def __init__(self, packets: pd.DataFrame) -> None:
-        n = len(packets)
-        proto_low, proto_high = _value_range(packets, ["proto"])
-        port_low, port_high = _value_range(packets, ["sport", "dport", "icmp_id"])
-        numbers = [_IntDigit(proto_low, proto_high), _IntDigit(port_low, port_high),
-                   _IntDigit(port_low, port_high)]
-        addresses = [_AddressDigit(packets["src"]), _AddressDigit(packets["dst"])]
-        self._digits: list[_IntDigit | _AddressDigit] = [*numbers, *addresses]
-        self.key = np.zeros(n, np.int64)
-        has_tuple = np.ones(n, bool)
-
-        def add(digit: _IntDigit | _AddressDigit, rows: slice, digits: np.ndarray,
-                missing: np.ndarray) -> None:
-            part = self.key[rows]  # a view: updated in place
-            part *= digit.radix
-            part += digits
-            has_tuple[rows] &= ~missing
-
-        # proto, sport and dport from one read of their columns per chunk; they cannot
-        # overflow (at most 256 × 65,536 × 65,536 keys)
-        for rows in _chunks(n):
-            values = _tuple_ints(packets, rows)
-            for digit, column in zip(numbers, values[:3], strict=True):
-                add(digit, rows, *digit.digits(column))
-        span = int(np.prod([digit.radix for digit in numbers], dtype=object))
-        # per digit: the keys before it, when they were renumbered to make room for it
-        self._renumbered: list[pd.Index | None] = [None] * len(numbers)
-        for address in addresses:
-            renumbered = None
-            if span * address.radix > _KEY_LIMIT:
-                codes, uniques = pd.factorize(self.key)
-                self.key = codes.astype(np.int64, copy=False)
-                renumbered, span = pd.Index(uniques), len(uniques)
-            for rows in _chunks(n):
-                add(address, rows, *address.digits(rows))
-            span *= address.radix
-            self._renumbered.append(renumbered)
-        self.key[~has_tuple] = -1
-
-    def keys_of(self, tuples: list[Tuple5]) -> np.ndarray:
-        """The keys of some tuples, -1 for those that no row can have."""
-        keys = np.zeros(len(tuples), np.int64)
-        possible = np.ones(len(tuples), bool)
-        for digit, renumbered, position in zip(self._digits, self._renumbered, self._POSITIONS,
-                                                strict=True):
-            if renumbered is not None:
-                keys = renumbered.get_indexer(keys).astype(np.int64)
-                possible &= keys >= 0
-            digits = digit.digits_of([tup[position] for tup in tuples])
-            possible &= digits >= 0
-            keys = keys * digit.radix + np.maximum(digits, 0)
-        return np.where(possible, keys, -1)
-
-
 def _packet_numbers(column: pd.Series) -> tuple[np.ndarray, int]:
     """Each row's packet_id as 0, 1, ... in packet_id order (-1: none), and how many there are.
 
@@ -398,8 +186,8 @@ def _packet_numbers(column: pd.Series) -> tuple[np.ndarray, int]:
     values, n = column.array, len(column)
     number = np.full(n, -1, np.int32 if n < 2**31 - 1 else np.int64)
     low, high = np.iinfo(np.int64).max, -1
-    for rows in _chunks(n):
-        pid = _ints(values[rows], -1)
+    for rows in chunks(n):
+        pid = int_values(values[rows], -1)
         pid = pid[pid >= 0]
         if len(pid):
             low, high = min(low, int(pid.min())), max(high, int(pid.max()))
@@ -408,10 +196,10 @@ def _packet_numbers(column: pd.Series) -> tuple[np.ndarray, int]:
     # Dense ids, as correlate numbers them: an offset will do; else the rank among them all.
     distinct = None
     if high - low >= 2 * n:
-        distinct = np.unique(np.concatenate([_ints(values[rows], -1) for rows in _chunks(n)]))
+        distinct = np.unique(np.concatenate([int_values(values[rows], -1) for rows in chunks(n)]))
         distinct = distinct[distinct >= 0]
-    for rows in _chunks(n):
-        pid = _ints(values[rows], -1)
+    for rows in chunks(n):
+        pid = int_values(values[rows], -1)
         found = pid >= 0
         part = number[rows]  # a view: filled in place
         part[found] = (pid[found] - low if distinct is None
@@ -425,18 +213,18 @@ def _changing_packet_rows(key: np.ndarray, packet: np.ndarray, count: int) -> np
     if count == 0:
         return np.zeros(0, np.int64)
     seen = np.full(count, -1, np.int64)  # one of each packet's tuple keys, whichever
-    for rows in _chunks(len(key)):
+    for rows in chunks(len(key)):
         p, k = packet[rows], key[rows]
         ok = (p >= 0) & (k >= 0)
         seen[p[ok]] = k[ok]
     changing = np.zeros(count, bool)
-    for rows in _chunks(len(key)):
+    for rows in chunks(len(key)):
         p, k = packet[rows], key[rows]
         ok = (p >= 0) & (k >= 0)
         p, k = p[ok], k[ok]
         changing[p[k != seen[p]]] = True
     found = []
-    for rows in _chunks(len(key)):
+    for rows in chunks(len(key)):
         p = packet[rows]
         ok = (p >= 0) & (key[rows] >= 0)
         found.append(rows.start + np.flatnonzero(ok & changing[np.maximum(p, 0)]))
@@ -452,7 +240,7 @@ class _Sightings:
     def __init__(self, packets: pd.DataFrame) -> None:
         self.packets = packets
         self.n = len(packets)
-        self.keys = _TupleKeys(packets)
+        self.keys = TupleKeys(packets)
         self.key = self.keys.key
         self.packet, self.packet_count = _packet_numbers(packets["packet_id"])
         rows = _changing_packet_rows(self.key, self.packet, self.packet_count)
@@ -465,32 +253,32 @@ class _Sightings:
     def ints_at(self, name: str, rows: np.ndarray, na_value: int) -> np.ndarray:
         if name not in self.packets.columns:
             return np.full(len(rows), na_value, np.int64)
-        return _ints(self.packets[name].array[rows], na_value)
+        return int_values(self.packets[name].array[rows], na_value)
 
     def nodes_at(self, rows: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
         """Node codes of some rows and the names of the codes (None: NA or empty)."""
         if "node" not in self.packets.columns:
             return np.zeros(len(rows), np.int64), [None]
-        codes, names = pd.factorize(_strings(self.packets["node"].array[rows]).fillna(""))
+        codes, names = pd.factorize(as_strings(self.packets["node"].array[rows]).fillna(""))
         return codes.astype(np.int64), [name or None for name in names]
 
     def all_node_names(self) -> list[str | None]:
         if "node" not in self.packets.columns:
             return []
-        return [name or None for name in _strings(self.packets["node"].array.unique()).dropna()]
+        return [name or None for name in as_strings(self.packets["node"].array.unique()).dropna()]
 
     def tuples_at(self, rows: np.ndarray) -> list[Tuple5]:
-        proto, sport, dport, _, _ = _tuple_ints(self.packets, rows)
+        proto, sport, dport, _, _ = tuple_ints(self.packets, rows)
         # One str object per distinct address, not one per row.
         address: dict[str, str] = {}
-        src, dst = ([address.setdefault(a, a) for a in _strings(self.packets[c].array[rows])
+        src, dst = ([address.setdefault(a, a) for a in as_strings(self.packets[c].array[rows])
                      .tolist()] for c in ("src", "dst"))
         return list(zip(proto.tolist(), src, sport.tolist(), dst, dport.tolist(), strict=True))
 
     def opener_answer_at(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Who opened the connection: SYN without ACK or echo request; SYN+ACK or echo reply
         are the responder's."""
-        proto, _, _, request, reply = _tuple_ints(self.packets, rows)
+        proto, _, _, request, reply = tuple_ints(self.packets, rows)
         flags = self.ints_at("tcp_flags", rows, 0)
         tcp = proto == 6
         return ((tcp & ((flags & 0x12) == 0x02)) | request,
@@ -638,7 +426,7 @@ def _assign(t: _Sightings, conns: _Connections) -> _Assigned:
     known = pd.Index(known_keys)
     conn_of_known = conn_of_tuple[first_of_key]
     hit_rows, hit_conn = [], []
-    for rows in _chunks(t.n):
+    for rows in chunks(t.n):
         at = known.get_indexer(t.key[rows])
         hit = np.flatnonzero(at >= 0)
         hit_rows.append(rows.start + hit)
@@ -663,7 +451,7 @@ def _per_row_ids(packet_numbers: np.ndarray, assigned: _Assigned, conn_to_id: np
     ids = np.zeros(n, np.int64)
     missing = np.ones(n, bool)
     if len(assigned.lone_rows) or (assigned.packet_conn >= 0).any():
-        for rows in _chunks(n):
+        for rows in chunks(n):
             conn = assigned.at(packet_numbers, rows)
             ids[rows] = conn_to_id[np.maximum(conn, 0)]
             missing[rows] = conn < 0
@@ -674,7 +462,7 @@ def _per_row_ids(packet_numbers: np.ndarray, assigned: _Assigned, conn_to_id: np
 def _rows_of_connections(t: _Sightings, assigned: _Assigned
                          ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Chunk by chunk of the table: the rows that belong to a connection, and their connection."""
-    for rows in _chunks(t.n):
+    for rows in chunks(t.n):
         conn = assigned.at(t.packet, rows)
         hit = np.flatnonzero(conn >= 0)
         yield rows.start + hit, conn[hit]
@@ -739,235 +527,7 @@ def _flow_table(t: _Sightings, conns: _Connections,
     data |= {"nat_flow_id": np.arange(1, k + 1), "packets": per["packets"],
              "bytes": per["bytes"], "first_ts_ns": per["first"], "last_ts_ns": per["last"],
              "conntrack": [None] * k}
-    return _frame(data, NAT_FLOWS_SCHEMA), conn_to_id
-
-
-def _frame(data: Mapping[str, Iterable], schema: Mapping[str, str | pd.CategoricalDtype]
-           ) -> pd.DataFrame:
-    """Columns of Python lists (None for NA) or arrays, in the schema's dtypes."""
-    out = {}
-    for name, dtype in schema.items():
-        values = data[name]
-        if isinstance(values, pd.Series | np.ndarray):
-            out[name] = pd.Series(np.asarray(values) if isinstance(values, np.ndarray)
-                                  else values.to_numpy(), dtype=dtype)
-        else:
-            out[name] = pd.Series(list(values), dtype=dtype)
-    return pd.DataFrame(out)
-
-
-
-# --- conntrack dumps ----------------------------------------------------------------------------
-
-_ACCEPTED = ("accepted: `conntrack -L` output (with or without `-o extended`) or a copy of "
-             "/proc/net/nf_conntrack")
-_FLAG = re.compile(r"\[([^\]]*)\]")
-# conntrack-tools prints this summary on stderr; a dump taken with 2>&1 holds it.
-_SUMMARY = re.compile(r"^conntrack v[\d.]+ \(conntrack-tools\):")
-_STATE = re.compile(r"^[A-Z][A-Z_0-9]*$")
-_L3 = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
-_PORT_PROTOS = (6, 17, 33, 132, 136)  # tcp, udp, dccp, sctp, udplite: sport= dport=
-
-CONNTRACK_SCHEMA: dict[str, str] = {
-    "node": "string",  # the NAME of --conntrack NAME=FILE (NA: any node)
-    "file": "string",
-    "line": "Int64",  # 1-based line of the entry in its file
-    "l3": "string",  # ipv4 / ipv6
-    "proto": "UInt8",
-    "timeout_s": "Int64",
-    "state": "string",  # TCP/SCTP/DCCP state
-    **{f"{side}_{k}": v for side in ("orig", "reply", "xlat")
-       for k, v in _TUPLE_DTYPES.items() if k != "proto"},
-    "kind": "string",  # snat, dnat, snat+dnat, NA: not translated
-    "icmp_type": "UInt8",  # of the original tuple
-    "unreplied": "boolean",
-    "assured": "boolean",
-    "orig_packets": "Int64",
-    "orig_bytes": "Int64",
-    "reply_packets": "Int64",
-    "reply_bytes": "Int64",
-    "mark": "Int64",
-    "zone": "Int64",
-    "use": "Int64",
-}
-
-
-def parse_conntrack(source: ConntrackSource, *, node: str | None = None) -> pd.DataFrame:
-    """Read one conntrack dump into a table, one row per entry (``CONNTRACK_SCHEMA``).
-
-    Columns: ``node``, ``file``, ``line``; ``l3``, ``proto``, ``timeout_s``, ``state``;
-    ``orig_src/sport/dst/dport`` (the first tuple), ``reply_*`` (the second), ``xlat_*`` =
-    (reply dst, reply dport, reply src, reply sport), the original direction after
-    translation; ``kind`` (NA when not translated); for ICMP both ports carry the tuple's echo
-    identifier and ``icmp_type`` is the original tuple's type; ``unreplied``, ``assured``;
-    accounting ``orig_packets``, ``orig_bytes``, ``reply_packets``, ``reply_bytes``; ``mark``,
-    ``zone``, ``use`` (NA when not printed). Addresses are in inet_ntop's form.
-
-    ``source``: a path, or the dump's text itself (a ``str`` holding a newline or ``src=``).
-    Raises :class:`ConntrackFormatError` naming the file and line for anything else than the
-    formats of the module docstring, and :class:`UsageError` for a file that cannot be read.
-    """
-    if isinstance(source, str) and ("\n" in source or "src=" in source):
-        name, text = "<text>", source
-    else:
-        name, text = str(source), _read_text(Path(source))
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or _SUMMARY.match(line):
-            continue
-        try:
-            record = _parse_entry(line)
-        except ValueError as e:
-            snippet = line.strip()
-            snippet = snippet if len(snippet) <= 60 else snippet[:57] + "..."
-            raise ConntrackFormatError(f"conntrack dump {name} line {number}: {e} in "
-                                       f"{snippet!r}; {_ACCEPTED}") from None
-        records.append({"node": node, "file": name, "line": number, **record})
-    return _frame({c: [r.get(c) for r in records] for c in CONNTRACK_SCHEMA}, CONNTRACK_SCHEMA)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"conntrack dump {path}: cannot read it ({e.strerror})") from None
-    if b"\0" in data[:4096]:
-        raise ConntrackFormatError(f"conntrack dump {path} line 1: binary data, not text; "
-                                   f"{_ACCEPTED}")
-    return data.decode("utf-8", errors="replace")
-
-
-def _parse_entry(line: str) -> dict[str, object]:
-    """One entry's fields; ValueError says what is wrong."""
-    flags = set(_FLAG.findall(line))
-    tokens = _FLAG.sub(" ", line).split()
-    i, l3 = 0, None
-    if (len(tokens) > 3 and tokens[0] in (*_L3, "unknown") and tokens[1].isdigit()
-            and not tokens[2].isdigit() and tokens[3].isdigit()):
-        l3, i = tokens[0], 2  # -o extended and /proc/net/nf_conntrack
-    if len(tokens) < i + 2 or not tokens[i].isalnum() or not tokens[i + 1].isdigit():
-        raise ValueError("expected a protocol name and number first (e.g. 'tcp 6')")
-    proto = int(tokens[i + 1])
-    if proto > 255:
-        raise ValueError(f"protocol number {proto} out of range")
-    i += 2
-    timeout = state = None
-    while i < len(tokens) and "=" not in tokens[i]:
-        word = tokens[i]
-        if word.isdigit() and timeout is None and state is None:
-            timeout = int(word)
-        elif state is None and _STATE.match(word):
-            state = word
-        else:
-            raise ValueError(f"unexpected {word!r} before the tuples")
-        i += 1
-    tuples: list[dict[str, str]] = [{}]
-    extra: dict[str, str] = {}
-    for word in tokens[i:]:
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise ValueError(f"unexpected {word!r}")
-        current = tuples[-1]
-        if key == "src" and "src" in current:
-            if len(tuples) == 2:
-                raise ValueError("more than two tuples")
-            tuples.append({})
-            current = tuples[-1]
-        # ICMP's tuple id comes after type= code=; a later id= is conntrack's (-o id).
-        tuple_key = key in ("src", "dst", "sport", "dport", "type", "code", "packets",
-                            "bytes") or (key == "id" and "type" in current)
-        if tuple_key and key not in current:
-            current[key] = value
-        else:
-            extra[key] = value
-    if len(tuples) != 2 or any("src" not in t or "dst" not in t for t in tuples):
-        raise ValueError("expected two tuples (src= dst= ... src= dst= ...)")
-    family = _L3.get(l3) if l3 else None
-    orig, reply = (_tuple(proto, t, family) for t in tuples)
-    xlat = (proto, reply[3], reply[4], reply[1], reply[2])
-    record: dict[str, object] = {
-        "l3": l3 or ("ipv6" if ":" in orig[1] else "ipv4"),
-        "proto": proto,
-        "timeout_s": timeout,
-        "state": state,
-        "kind": nat_kind(orig, xlat),
-        "icmp_type": _int(tuples[0].get("type")),
-        "unreplied": "UNREPLIED" in flags,
-        "assured": "ASSURED" in flags,
-        "orig_packets": _int(tuples[0].get("packets")),
-        "orig_bytes": _int(tuples[0].get("bytes")),
-        "reply_packets": _int(tuples[1].get("packets")),
-        "reply_bytes": _int(tuples[1].get("bytes")),
-        "mark": _int(extra.get("mark")),
-        "zone": _int(extra.get("zone")),
-        "use": _int(extra.get("use")),
-    }
-    for side, tup in (("orig", orig), ("reply", reply), ("xlat", xlat)):
-        for name, value in zip(("src", "sport", "dst", "dport"), tup[1:], strict=True):
-            record[f"{side}_{name}"] = value
-    return record
-
-
-def _tuple(proto: int, fields: Mapping[str, str], family: int | None
-           ) -> tuple[int, str, int | None, str, int | None]:
-    src, dst = (_address(fields[k], family) for k in ("src", "dst"))
-    if proto in ICMP_PROTOS and "id" in fields:  # the identifier is both "ports", as in truth
-        ident = _port(fields["id"])
-        return (proto, src, ident, dst, ident)
-    if proto in _PORT_PROTOS:
-        return (proto, src, _port(fields.get("sport")), dst, _port(fields.get("dport")))
-    return (proto, src, None, dst, None)
-
-
-def _address(text: str, family: int | None) -> str:
-    # The kernel prints IPv6 uncompressed (%pI6); the packets table has inet_ntop's form.
-    for fam in (family,) if family else (socket.AF_INET, socket.AF_INET6):
-        try:
-            return socket.inet_ntop(fam, socket.inet_pton(fam, text))
-        except OSError:
-            continue
-    raise ValueError(f"bad address {text!r}")
-
-
-def _port(text: str | None) -> int | None:
-    if text is None:
-        return None
-    value = _int(text)
-    if value is None or not 0 <= value <= 65535:
-        raise ValueError(f"bad port or identifier {text!r}")
-    return value
-
-
-def _int(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"bad number {text!r}") from None
-
-
-def conntrack_arg(text: str) -> tuple[str | None, str]:
-    """``--conntrack [NAME=]FILE`` → (node name or None, file).
-
-    ``NAME=`` is taken off only when the whole text is not an existing file and NAME holds no
-    path separator (a file name may contain ``=``)."""
-    name, sep, path = text.partition("=")
-    if sep and name and path and os.sep not in name and not os.path.exists(text):
-        return name, path
-    return None, text
-
-
-def read_conntrack(dumps: ConntrackArg) -> pd.DataFrame:
-    """All dumps in one ``CONNTRACK_SCHEMA`` table: a path, ``{node or None: path}``, or a
-    table already read (returned as it is)."""
-    if isinstance(dumps, pd.DataFrame):
-        return dumps
-    if dumps is None:
-        return empty_frame(CONNTRACK_SCHEMA)
-    items = dumps.items() if isinstance(dumps, Mapping) else [(None, dumps)]
-    frames = [parse_conntrack(path, node=name) for name, path in items]
-    return pd.concat(frames, ignore_index=True) if frames else empty_frame(CONNTRACK_SCHEMA)
+    return frame_from_columns(data, NAT_FLOWS_SCHEMA), conn_to_id
 
 
 def _check_dump_nodes(dumps: pd.DataFrame, node_names: list[str | None]) -> None:
@@ -1028,7 +588,7 @@ def _compare(flows: pd.DataFrame, dumps: pd.DataFrame, t: _Sightings,
                 where = node if node is not None else next(iter(sorted(nodes, key=str)))
                 _disagreement(rows, r, where, None, DISAGREEMENT_REASONS[2], captured=False)
                 break
-    return status, _frame(rows, DISAGREEMENTS_SCHEMA)
+    return status, frame_from_columns(rows, DISAGREEMENTS_SCHEMA)
 
 
 def _na(value: object) -> int | None:
@@ -1059,12 +619,12 @@ def _untranslated_transits(t: _Sightings, assigned: _Assigned,
         return {}
     wanted = pd.Index(np.fromiter(keys, np.int64, len(keys)))
     touched = np.zeros(t.packet_count, bool)
-    for rows in _chunks(t.n):
+    for rows in chunks(t.n):
         packet = t.packet[rows]
         touched[packet[(wanted.get_indexer(t.key[rows]) >= 0) & (packet >= 0)]] = True
     touched &= assigned.packet_conn[:t.packet_count] < 0
     found = []
-    for rows in _chunks(t.n):
+    for rows in chunks(t.n):
         packet = t.packet[rows]
         ok = (packet >= 0) & (t.key[rows] >= 0)
         found.append(rows.start + np.flatnonzero(ok & touched[np.maximum(packet, 0)]))

@@ -1,4 +1,4 @@
-"""The packet table read lean, for the report and the plots.
+"""The packet table read lean, for the analysis, the report and the plots.
 
 A million-row table must not be copied whole, nor turned into a Python object per row:
 columns are read one at a time as numpy arrays, strings and categories as integer codes,
@@ -8,12 +8,19 @@ distinct value.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 NO_TUNNEL = "none"  # the encap of a packet that is not tunnelled
+NO_VALUE = np.int64(-1)  # integer columns: NA
+# Initial hash-table size when factorizing values known to be few (slots, categories): by
+# default pandas sizes the table for every row being distinct.
+FEW_VALUES = 1024
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # splitmix64
 
 
 class Rows:
@@ -159,3 +166,102 @@ def distinct_rows(groups: np.ndarray, codes: np.ndarray) -> np.ndarray:
     valid = np.flatnonzero(codes >= 0)
     first = group_rows(groups[valid], codes[valid])[1]
     return valid[first]
+
+
+# -- whole columns, for the analysis stages ---------------------------------------------
+
+
+def int_column(packets: pd.DataFrame, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """A nullable integer/boolean column (at ``rows``; default: all) as int64 with -1 for NA
+    (absent column: all NA). May share memory with the table: not to be modified."""
+    size = len(packets) if rows is None else len(rows)
+    if name not in packets:
+        return np.full(size, NO_VALUE)
+    column = packets[name].array
+    if isinstance(column, pd.Categorical):
+        codes = column.codes if rows is None else column.codes[rows]
+        return codes.astype(np.int64)
+    if rows is not None:
+        column = column.take(rows)  # the rows before widening: no int64 copy of the column
+    return column.to_numpy(dtype=np.int64, na_value=-1)
+
+
+def string_codes(values: pd.Series, order: Sequence[str] = ()) -> tuple[np.ndarray, list[str]]:
+    """Factorize strings: (int32 codes with -1 for NA, the labels in order of first
+    appearance); ``order`` labels first. A categorical column is factorized by its codes
+    (its labels as strings), without building a string per row."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # the category codes in order of first appearance; NA (code -1) stays -1
+        seen, present = pd.factorize(values.array.codes, size_hint=FEW_VALUES)
+        valid = present >= 0
+        rank = np.where(valid, np.cumsum(valid) - 1, -1)
+        codes = rank[seen]
+        labels = [str(x) for x in values.array.categories[present[valid]]]
+    else:
+        codes, labels = pd.factorize(values.astype("string"), use_na_sentinel=True)
+        labels = [str(x) for x in labels]
+    if order:
+        ranked = [x for x in order if x in labels] + [x for x in labels if x not in order]
+        remap = np.array([ranked.index(x) for x in labels] + [-1], np.int32)
+        return remap[codes], ranked
+    return codes.astype(np.int32), labels
+
+
+def row_digest(words: Iterable[np.ndarray], n: int | None = None) -> np.ndarray:
+    """A 64-bit digest per row of integer columns (splitmix64 finalizer, chained; narrower
+    integers count as their int64 value). ``words`` may be a generator (then ``n`` rows):
+    only one column is alive at a time."""
+    words = iter(words)
+    first = next(words)
+    h = np.full(len(first) if n is None else n, 0x9E3779B97F4A7C15, np.uint64)
+    for word in itertools.chain([first], words):
+        # an int64 column's bits as they are (no copy); a narrower one sign-extended
+        h ^= word.view(np.uint64) if word.dtype == np.int64 else word.astype(np.uint64)
+        h ^= h >> np.uint64(30)
+        h *= _M1
+        h ^= h >> np.uint64(27)
+        h *= _M2
+        h ^= h >> np.uint64(31)
+    return h.view(np.int64)
+
+
+def run_starts(*keys: np.ndarray) -> np.ndarray:
+    """Boolean: row i starts a new run of equal keys (rows already sorted by them)."""
+    n = len(keys[0])
+    start = np.zeros(n, bool)
+    if n:
+        start[0] = True
+        for key in keys:
+            start[1:] |= key[1:] != key[:-1]
+    return start
+
+
+def run_ids(start: np.ndarray) -> np.ndarray:
+    ids = np.cumsum(start)
+    ids -= 1
+    return ids
+
+
+def combinations(*codes: np.ndarray) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """The distinct rows of small integer ``codes`` columns (each ≥ -1) in sorted order, and
+    each row's number among them. A row is one int64 key (mixed radix, which sorts like the
+    row), so few keys are hashed and sorted instead of the stacked rows."""
+    radices = [int(column.max()) + 2 if len(column) else 1 for column in codes]
+    key = np.zeros(len(codes[0]), np.int64)
+    for column, radix in zip(codes, radices, strict=True):
+        key *= radix
+        key += column
+        key += 1
+    numbers, keys = pd.factorize(key, size_hint=FEW_VALUES)
+    del key
+    order = np.argsort(keys)
+    rank = np.empty(len(keys), np.intp)
+    rank[order] = np.arange(len(keys))
+    combos = []
+    for k in keys[order].tolist():  # the key's digits, back to codes
+        digits = []
+        for radix in reversed(radices):
+            k, digit = divmod(k, radix)
+            digits.append(digit - 1)
+        combos.append(tuple(reversed(digits)))
+    return combos, rank[numbers]

@@ -247,7 +247,6 @@ def _pack_frames(frames: list[RawFrame], first: int, names: dict[str, int]) -> R
 # reader's own block parsers, so the rules stay in pktkit.capture.read.
 
 
-
 def _pcapng_batches(reader: CaptureReader, batch_size: int) -> Iterator[RawBatch]:
     with open(reader.path, "rb") as f:
         size = os.fstat(f.fileno()).st_size

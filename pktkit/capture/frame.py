@@ -3,7 +3,7 @@ dtypes even when empty (so that concat, merge and CSV/Parquet output keep the sc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,20 @@ def typed_frame(df: pd.DataFrame, schema: Mapping[str, str]) -> pd.DataFrame:
     typed = df.reset_index(drop=True)[list(schema)].astype(dict(schema))
     typed.attrs = {}
     return typed
+
+
+def frame_from_columns(data: Mapping[str, Iterable], schema: Mapping[str, str | pd.CategoricalDtype]
+           ) -> pd.DataFrame:
+    """Columns of Python lists (None for NA) or arrays, in the schema's dtypes."""
+    out = {}
+    for name, dtype in schema.items():
+        values = data[name]
+        if isinstance(values, pd.Series | np.ndarray):
+            out[name] = pd.Series(np.asarray(values) if isinstance(values, np.ndarray)
+                                  else values.to_numpy(), dtype=dtype)
+        else:
+            out[name] = pd.Series(list(values), dtype=dtype)
+    return pd.DataFrame(out)
 
 
 def batches_frame(batches: list[ColumnBatch]) -> pd.DataFrame:

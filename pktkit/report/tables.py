@@ -140,6 +140,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
+from pktkit.analysis.pipeline import Analysis
 from pktkit.analysis.rows import (
     NO_TUNNEL,
     Rows,
@@ -803,6 +805,21 @@ def build_tables(
              "hops": hops}
     tables.update({name: table for name, table in given.items() if table is not None})
     tables["errors"] = errors(packets)
+    return tables
+
+
+def analysis_tables(analysis: Analysis) -> dict[str, pd.DataFrame]:
+    """Every table of an analysis's report, in page order (:func:`build_tables`, nat_flows
+    with the columns of ``nat_flows.csv``, plus handshakes and, given a conntrack dump,
+    nat_disagreements)."""
+    tables = build_tables(analysis.packets, underlay_mtu=analysis.underlay_mtu,
+                          nat_flows=analysis.nat_flows[NAT_FLOWS_COLUMNS], hops=analysis.hops,
+                          latency=analysis.latency, clock_offsets=analysis.clock_offsets)
+    errors = tables.pop("errors")
+    tables["handshakes"] = analysis.handshakes
+    if analysis.conntrack_given:
+        tables["nat_disagreements"] = analysis.nat_disagreements
+    tables["errors"] = errors
     return tables
 
 

@@ -1,0 +1,224 @@
+"""Latency: delays per hop, node pair, NAT translation and TCP handshake, as percentiles.
+
+``latency`` — one row per (metric, scope), delays in ns
+
+=======  ======  =====================================================================
+metric   string  ``hop``: between consecutive sightings on one node, scope
+                 "node/if → node/if"; ``node_pair``: from the last sighting on one node
+                 to the first on the next, one way, clock-corrected, scope "a → b";
+                 ``nat``: from the last sighting before an address/port rewrite to the
+                 first after it, scope "node/if → node/if (src|dst|src+dst rewritten)";
+                 ``handshake_rtt``: SYN to the ACK completing the handshake, per TCP flow
+                 as seen at one capture point, scope "node/if"
+scope    string  see metric
+count    Int64   samples
+min_ns,  Int64   minimum, percentiles (linear interpolation, rounded), maximum
+p50_ns,
+p90_ns,
+p99_ns,
+max_ns
+=======  ======  =====================================================================
+
+``handshakes`` — one row per TCP handshake per capture point: capture, node, interface,
+flow_id, src, sport, dst, dport (as the SYN was seen there), syn_ts_ns, synack_ts_ns,
+ack_ts_ns (capture clock), rtt_ns (ack − syn). The SYN is the last one before the SYN-ACK
+(a retransmitted SYN does not inflate the RTT).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pktkit.analysis.rows import (
+    FEW_VALUES,
+    NO_VALUE,
+    combinations,
+    int_column,
+    row_digest,
+    string_codes,
+)
+from pktkit.analysis.sightings import point_words
+from pktkit.capture.frame import empty_frame, typed_frame
+
+LATENCY_SCHEMA: dict[str, str] = {
+    "metric": "string", "scope": "string", "count": "Int64", "min_ns": "Int64",
+    "p50_ns": "Int64", "p90_ns": "Int64", "p99_ns": "Int64", "max_ns": "Int64",
+}
+HANDSHAKES_SCHEMA: dict[str, str] = {
+    "capture": "string", "node": "string", "interface": "string", "flow_id": "Int64",
+    "src": "string", "sport": "Int64", "dst": "string", "dport": "Int64",
+    "syn_ts_ns": "Int64", "synack_ts_ns": "Int64", "ack_ts_ns": "Int64", "rtt_ns": "Int64",
+}
+LATENCY_METRICS = ("hop", "node_pair", "nat", "handshake_rtt")
+PERCENTILES = (("p50_ns", 50), ("p90_ns", 90), ("p99_ns", 99))
+_ICMP_REQUESTS = ((1, 8), (58, 128))  # (proto, type) of echo requests: the id is the source's
+
+
+def _stats(metric: str, group: np.ndarray, labels: Sequence[str],
+           values: np.ndarray) -> pd.DataFrame:
+    """count, min, percentiles and max of ``values`` per ``group`` code (scope
+    ``labels[code]``), scopes in order of their first sample."""
+    rows = []
+    _, in_order_seen = pd.factorize(group, size_hint=FEW_VALUES)  # the codes, as they come
+    for code in in_order_seen.tolist():
+        v = values[group == code]
+        q = np.percentile(v, [p for _, p in PERCENTILES])
+        rows.append({"metric": metric, "scope": labels[code], "count": len(v),
+                     "min_ns": int(v.min()),
+                     **{col: round(x) for (col, _), x in zip(PERCENTILES, q, strict=True)},
+                     "max_ns": int(v.max())})
+    return pd.DataFrame(rows, columns=list(LATENCY_SCHEMA))
+
+
+def _pairs(a: np.ndarray, b: np.ndarray, names: Sequence[str], template: str,
+           extra: Sequence[str] = ("",), c: np.ndarray | None = None,
+           ) -> tuple[np.ndarray, list[str]]:
+    """Group codes of (a, b[, c]) samples and their scope labels, e.g. "A → B"."""
+    combos, group = combinations(a, b) if c is None else combinations(a, b, c)
+    labels = [template.format(a=names[combo[0]], b=names[combo[1]],
+                              c=extra[combo[2] if c is not None else 0]) for combo in combos]
+    return group, labels
+
+
+def _rewrites(packets: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    """Per hop row: whether its source side (address, port or ICMP echo id of a request)
+    differs from the previous row's, likewise its destination side, and whether it carries
+    them (not a bare non-first fragment)."""
+    proto, icmp_type = int_column(packets, "proto", rows), int_column(packets, "icmp_type", rows)
+    request = np.zeros(len(rows), bool)
+    for p, t in _ICMP_REQUESTS:
+        request |= (proto == p) & (icmp_type == t)
+    del proto, icmp_type
+    ident = int_column(packets, "icmp_id", rows)
+    # addresses: codes of the whole column, taken (cheaper than taking the strings)
+    src_changed = _changed(row_digest([string_codes(packets["src"])[0][rows],
+                                    int_column(packets, "sport", rows),
+                                    np.where(request, ident, NO_VALUE)]))
+    dst_changed = _changed(row_digest([string_codes(packets["dst"])[0][rows],
+                                    int_column(packets, "dport", rows),
+                                    np.where(request, NO_VALUE, ident)]))
+    whole = int_column(packets, "frag_offset", rows) <= 0
+    return src_changed, dst_changed, whole
+
+
+def _changed(values: np.ndarray) -> np.ndarray:
+    """Boolean: the row differs from the previous one (row 0: False)."""
+    changed = np.zeros(len(values), bool)
+    changed[1:] = values[1:] != values[:-1]
+    return changed
+
+
+def _points(hops: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """A code per hops row for its capture point "node/interface" (the capture file when
+    the interface is unknown)."""
+    node, interface, capture = (hops[name].array.codes for name in ("node", "interface",
+                                                                     "capture"))
+    combos, point = combinations(node, interface, capture)
+    nodes, interfaces = list(hops["node"].cat.categories), list(hops["interface"].cat.categories)
+    captures = list(hops["capture"].cat.categories)
+    labels = [f"{nodes[n] if n >= 0 else '?'}/{interfaces[i] if i >= 0 else captures[c]}"
+              for n, i, c in combos]
+    return point, labels
+
+
+def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
+            handshakes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The latency table (see the module docstring) from the hops (``hop_rows``: each hop's
+    representative packet-table row) and the handshakes."""
+    parts = []
+    if len(hops):
+        # first, while little else is alive: where addresses or ports were rewritten
+        src_changed, dst_changed, whole = _rewrites(packets, hop_rows)
+        point, points = _points(hops)
+        before = np.roll(point, 1)
+        before[0] = 0
+        delay = hops["delay_ns"].to_numpy(dtype=np.int64, na_value=0)
+        later = hops["delay_ns"].notna().to_numpy()
+        node = hops["node"].array.codes
+        from_node = np.roll(node, 1)
+        from_node[0] = -1
+        same = later & (node == from_node)
+        group, labels = _pairs(before[same], point[same], points, "{a} → {b}")
+        parts.append(_stats("hop", group, labels, delay[same]))
+        cross = later & ~same
+        group, labels = _pairs(from_node[cross], node[cross],
+                               list(hops["node"].cat.categories), "{a} → {b}")
+        parts.append(_stats("node_pair", group, labels, delay[cross]))
+        nat = later & (src_changed | dst_changed)
+        nat[1:] &= whole[1:] & whole[:-1]
+        what = np.where(src_changed & dst_changed, 2, np.where(src_changed, 0, 1))
+        group, labels = _pairs(before[nat], point[nat], points, "{a} → {b} ({c} rewritten)",
+                               ("src", "dst", "src+dst"), what[nat])
+        parts.append(_stats("nat", group, labels, delay[nat]))
+    if handshakes is not None and len(handshakes):
+        scope = (handshakes["node"].astype("string") + "/"
+                 + handshakes["interface"].astype("string").fillna(
+                     handshakes["capture"].astype("string")))
+        codes, labels = pd.factorize(scope)
+        parts.append(_stats("handshake_rtt", codes, list(labels),
+                            handshakes["rtt_ns"].to_numpy(np.int64)))
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_frame(LATENCY_SCHEMA)
+    return typed_frame(pd.concat(parts, ignore_index=True), LATENCY_SCHEMA)
+
+
+def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
+    """One row per TCP handshake per capture point (see the module docstring)."""
+    flags = int_column(packets, "tcp_flags")
+    ok = ((flags >= 0) & (int_column(packets, "tcp_seq") >= 0)
+          & (int_column(packets, "ts_ns") != NO_VALUE))
+    if "error" in packets:
+        ok &= packets["error"].isna().to_numpy()
+    syn = np.flatnonzero(ok & ((flags & 0x16) == 0x02))
+    synack = np.flatnonzero(ok & ((flags & 0x16) == 0x12))
+    if not len(syn) or not len(synack):
+        return empty_frame(HANDSHAKES_SCHEMA)
+    ack_rows = np.flatnonzero(ok & ((flags & 0x17) == 0x10))
+    del flags, ok
+    point = row_digest(point_words(packets, "flow_id"), len(packets))  # a flow at a point
+    ack_rows = ack_rows[np.isin(point[ack_rows], point[synack])]
+    syn_point, synack_point, ack_point = point[syn], point[synack], point[ack_rows]
+    del point
+
+    # from here on only the rows of the SYNs, SYN-ACKs and ACKs are read
+    def column(name: str, rows: np.ndarray) -> np.ndarray:
+        return int_column(packets, name, rows)
+
+    wrap = 1 << 32
+    syns = pd.DataFrame({"point": syn_point, "isn": column("tcp_seq", syn),
+                         "syn_ts_ns": column("ts_ns", syn), "row": syn})
+    synacks = pd.DataFrame({"point": synack_point,
+                            "isn": (column("tcp_ack", synack) - 1) % wrap,
+                            "synack_seq": column("tcp_seq", synack),
+                            "synack_ts_ns": column("ts_ns", synack)})
+    key = ["point", "isn"]
+    synacks = synacks.sort_values("synack_ts_ns", kind="stable").drop_duplicates(key)
+    found = syns.merge(synacks, on=key)
+    found = found[found["syn_ts_ns"] <= found["synack_ts_ns"]]
+    found = found.sort_values("syn_ts_ns", kind="stable").drop_duplicates(key, keep="last")
+    # Only the ACKs that may complete one of these handshakes (their digests match; the
+    # merge decides): the others are many and are left out before it.
+    ack_isn = (column("tcp_seq", ack_rows) - 1) % wrap
+    ack_synack_seq = (column("tcp_ack", ack_rows) - 1) % wrap
+    wanted = np.isin(row_digest([ack_point, ack_isn, ack_synack_seq]),
+                     row_digest([found[name].to_numpy() for name in (*key, "synack_seq")]))
+    acks = pd.DataFrame({"point": ack_point[wanted], "isn": ack_isn[wanted],
+                         "synack_seq": ack_synack_seq[wanted],
+                         "ack_ts_ns": column("ts_ns", ack_rows[wanted])})
+    del ack_point, ack_isn, ack_synack_seq, wanted
+    found = found.merge(acks, on=[*key, "synack_seq"])
+    found = found[found["ack_ts_ns"] >= found["synack_ts_ns"]]
+    found = found.sort_values("ack_ts_ns", kind="stable").drop_duplicates(key)
+    found = found.sort_values(["syn_ts_ns", "row"], kind="stable").reset_index(drop=True)
+    rows = found["row"].to_numpy()
+    table = packets[["capture", "node", "interface", "flow_id", "src", "sport", "dst",
+                     "dport"]].iloc[rows].reset_index(drop=True)
+    for name in ("syn_ts_ns", "synack_ts_ns", "ack_ts_ns"):
+        table[name] = found[name].to_numpy()
+    table["rtt_ns"] = table["ack_ts_ns"] - table["syn_ts_ns"]
+    return typed_frame(table, HANDSHAKES_SCHEMA)

@@ -1,0 +1,147 @@
+"""Sighting units and their signatures: what a packet keeps along its path, as integers.
+
+A packet keeps, along its path, what no forwarding step rewrites: the innermost IP header's
+version, protocol and (IPv4) identification, TCP sequence/acknowledgment numbers, flags and
+payload length, the ICMP type, code and echo sequence, and the first bytes of the innermost
+payload (``payload_hash``). MACs, TTL, checksums, NAT-rewritten addresses and ports (and the
+ICMP echo identifier), outer tunnel headers are left out, so the decapsulated copy on a pod's
+veth, the VXLAN copy on ``eth0`` and the post-NAT copy all get the same *signature*. TCP
+leaves the payload hash out: sequence numbers already say which bytes a segment carries, and a
+snaplen that cuts some sightings' payload then does not split the packet.
+
+Each sighting is a *unit*: one frame, or all fragments of one datagram at one capture point
+(same slot, addresses, protocol and IP id, a repeated offset or a gap starting the next one).
+A unit's *slot* is (capture, interface, direction, TTL): a packet is seen at most once per
+slot. TTL belongs to the slot because a per-interface pcap has no direction, and a node that
+NATs a packet out of the interface it came in by (k8s NodePort) shows it twice in one file:
+in, then out with TTL - 1.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pktkit.analysis.rows import (
+    FEW_VALUES,
+    NO_VALUE,
+    int_column,
+    row_digest,
+    run_starts,
+    string_codes,
+)
+
+# Columns the correlation reads, beyond capture/frame/ts_ns/node/interface/direction.
+MATCH_COLUMNS = ("ip_version", "proto", "ip_id", "ttl", "tcp_flags", "tcp_seq", "tcp_ack",
+                 "icmp_type", "icmp_code", "icmp_id", "icmp_seq", "l4_payload_len",
+                 "payload_hash", "frag_offset", "more_fragments")
+_TCP = 6
+_KIND_PACKET, _KIND_DATAGRAM = 1, 2  # signature kinds: whole packet, fragmented datagram
+
+
+@dataclass
+class Units:
+    """One row per sighting unit (a frame, or the fragments of a datagram at one point)."""
+
+    of_row: np.ndarray  # unit index of every packet-table row (int64)
+    row: np.ndarray  # the unit's representative row (first fragment when present; int64)
+    first_row: np.ndarray  # its earliest row (int64)
+    ts: np.ndarray  # capture time of its earliest frame (node clock; then, in correlate(),
+    # moved to the reference clock in place)
+    node: np.ndarray  # node code (int32)
+    slot: np.ndarray  # dense code of (capture, interface, direction, TTL) (int32)
+    slots: int  # how many codes
+    sig: np.ndarray  # signature digest; -1 for units that match nothing (singletons)
+    datagram: np.ndarray  # (version, proto, ip id, addresses) digest of IPv4/fragments, else -1
+    fragmented: np.ndarray  # bool: a fragment unit
+
+
+def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units:
+    # Columns of the whole table are read one or a few at a time and dropped once folded
+    # into the digests: this is the widest part of the correlation.
+    n = len(packets)
+    ts = int_column(packets, "ts_ns")
+    version, proto, ip_id = (int_column(packets, c) for c in ("ip_version", "proto", "ip_id"))
+    src, _ = string_codes(packets["src"])
+    dst, _ = string_codes(packets["dst"])
+    matchable = (src >= 0) & (ts != NO_VALUE) & (version > 0)
+    if "error" in packets:
+        matchable &= packets["error"].isna().to_numpy()
+    has_datagram = matchable & (ip_id != NO_VALUE)
+    frag_offset = int_column(packets, "frag_offset")
+    fragment = matchable & ((frag_offset > 0) | (int_column(packets, "more_fragments") == 1))
+    datagram = row_digest([np.full(n, _KIND_DATAGRAM), version, proto, ip_id, src, dst])
+    del src, dst
+
+    # TCP leaves the payload hash out: sequence numbers say which bytes it carries
+    sig = row_digest(itertools.chain(
+        [np.full(n, _KIND_PACKET), version, proto, ip_id],
+        (int_column(packets, c) for c in ("tcp_seq", "tcp_ack", "tcp_flags", "icmp_type",
+                                     "icmp_code", "icmp_seq", "l4_payload_len")),
+        (np.where(proto == _TCP, 0, int_column(packets, "payload_hash")) for _ in (0,))))
+    del version, proto, ip_id
+    # a fragment's signature is its datagram; rows that match nothing: NO_VALUE
+    np.copyto(sig, NO_VALUE, where=~matchable)
+    np.copyto(sig, datagram, where=fragment)
+    np.copyto(datagram, NO_VALUE, where=~has_datagram)
+    del matchable, has_datagram
+    slot = row_digest(point_words(packets, "direction", "ttl"), n)
+
+    # Fragments: one unit per datagram per slot; a repeated offset or a gap starts the next.
+    unit_of = np.arange(n, dtype=np.int64)
+    fragment_rows = np.flatnonzero(fragment)
+    if len(fragment_rows):
+        frame = packets["frame"].array.take(fragment_rows).to_numpy()
+        order = fragment_rows[np.lexsort((frame, ts[fragment_rows], sig[fragment_rows],
+                                          slot[fragment_rows]))]
+        keys = (slot[order], sig[order])
+        new = run_starts(*keys)
+        head, offsets, last_ts = -1, set(), 0
+        for i, (row, is_new) in enumerate(zip(order.tolist(), new.tolist(), strict=True)):
+            offset, t = int(frag_offset[row]), int(ts[row])
+            if is_new or offset in offsets or t - last_ts > window_ns:
+                head, offsets = order[i], set()
+            offsets.add(offset)
+            last_ts = t
+            unit_of[row] = head
+        del frame, order, keys, new
+    # Units numbered in row order: a unit's head (its earliest row, sorted by time above)
+    # is the one row that is its own unit.
+    is_head = unit_of == np.arange(n)
+    first_row = np.flatnonzero(is_head)
+    of_row = (np.cumsum(is_head) - 1)[unit_of]
+    del is_head, unit_of
+    # The representative row: the unit's lowest row with fragment offset 0 (the first
+    # fragment), else its lowest row. A unit of several rows is all fragments; any other is
+    # one row, its own representative.
+    rep = first_row.copy()
+    if len(fragment_rows):
+        unit = of_row[fragment_rows]
+        best = fragment_rows[np.lexsort((frag_offset[fragment_rows] > 0, unit))]
+        lowest = run_starts(of_row[best])
+        rep[of_row[best[lowest]]] = best[lowest]
+        del unit, best, lowest
+    del frag_offset, fragment_rows
+    # per unit from here on; each per-row array is dropped once taken
+    ts, sig, fragment = ts[first_row], sig[first_row], fragment[first_row]
+    datagram = datagram[rep]
+    # dense slot codes (any numbering will do: slots are only told apart)
+    slot_code, slot_digests = pd.factorize(slot[first_row], size_hint=FEW_VALUES)
+    return Units(
+        of_row=of_row, row=rep, first_row=first_row, ts=ts, node=node[first_row],
+        slot=slot_code.astype(np.int32), slots=len(slot_digests), sig=sig,
+        datagram=datagram, fragmented=fragment,
+    )
+
+
+def point_words(packets: pd.DataFrame, *more: str) -> Iterator[np.ndarray]:
+    """For :func:`row_digest`, one at a time: the columns of a capture point (capture,
+    interface), then the integer columns ``more``."""
+    yield string_codes(packets["capture"])[0]
+    yield string_codes(packets["interface"])[0]
+    for name in more:
+        yield int_column(packets, name)
