@@ -1,7 +1,7 @@
-"""Sightings → packet_id, hops, clock offsets and latency (pktkit.analysis.correlate via pktkit.analyze)
-against truth.json: the same partition of every frame, the same hop numbers, hop delays equal
-to the truth, the clock offset inside its bound. Plus the cases truth does not stage:
-IPv6 repeats, look-alike packets, fragments."""
+"""Sightings → packet_id, hops, clock offsets and latency (pktkit.analysis.correlate via
+pktkit.analyze) against truth.json: the same partition of every frame, the same hop numbers,
+hop delays equal to the truth, the clock offset inside its bound. Plus the cases truth does not
+stage: IPv6 repeats, look-alike packets, fragments."""
 
 from __future__ import annotations
 

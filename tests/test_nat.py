@@ -60,7 +60,7 @@ def test_expired_entries_free_their_ports() -> None:
     assert again.xlat[2] == 5353
 
 
-# --- pktkit.analysis.nat.nat_flows on a small hand-made packets table -----------------------------------
+# --- pktkit.analysis.nat.nat_flows on a small hand-made packets table -------------------------
 
 A, X = ("172.17.0.2", 40000), ("192.168.1.10", 40000)  # a container and its masquerade
 SERVER = ("203.0.113.10", 80)

@@ -1,9 +1,9 @@
 """NAT flows from captures (pktkit.analysis.nat) against truth.json, and conntrack dumps.
 
-Until pktkit.analysis.correlate exists, the packets table is a stand-in: read_packets on the generated
-captures, plus ``packet_id``/``hop``/``node``/``interface``/``direction`` joined from truth.json
-by (capture, frame) (what correlate will produce), plus the ICMP echo identifier parsed from the
-bytes by the independent oracle parser (what the decoder's ``icmp_id`` column will hold).
+The packets table is a stand-in, independent of pktkit.analysis.correlate: read_packets on the
+generated captures, plus ``packet_id``/``hop``/``node``/``interface``/``direction`` joined from
+truth.json by (capture, frame), plus the ICMP echo identifier parsed from the bytes by the
+independent oracle parser.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ TUPLE = ["proto", "orig_src", "orig_sport", "orig_dst", "orig_dport",
 NAT_SCENARIOS = ["docker-snat", "docker-portmap", "k8s-nodeport", "k8s-clusterip"]
 
 
-# --- the stand-in for pktkit.analysis.correlate -----------------------------------------------------------
+# --- the stand-in for pktkit.analysis.correlate -----------------------------------------------
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""pktkit.report.plot: every plot returns a Figure with the expected artists, on real data and empty.
+"""pktkit.report.plot: every plot returns a Figure with the expected artists, on real data and
+empty.
 
 The correlation tables (hops, latency, NAT flows) come from truth.json here, shaped like
 pktkit.analysis.correlate's contract, until that module exists.

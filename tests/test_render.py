@@ -1,4 +1,5 @@
-"""pktkit.report.render: a self-contained page, the summary first, every file atomic and readable."""
+"""pktkit.report.render: a self-contained page, the summary first, every file atomic and
+readable."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from test_plot import packets, truth_hops, truth_latency
 
 from pktkit.errors import OutputError, UsageError
 from pktkit.report import render
+from pktkit.report.digest import summary
 from pktkit.report.plot import build_figures
-from pktkit.report.tables import build_tables, summary
+from pktkit.report.tables import build_tables
 
 matplotlib.use("agg")
 

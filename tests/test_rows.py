@@ -1,5 +1,5 @@
-"""pktkit.analysis.rows: the lean reads and integer groupings equal what pandas computes the slow way
-(the report's and plots' figures rest on them; test_report checks the tables themselves)."""
+"""pktkit.analysis.rows: the lean reads and integer groupings equal what pandas computes the slow
+way (the report's and plots' figures rest on them; test_report checks the tables themselves)."""
 
 from __future__ import annotations
 

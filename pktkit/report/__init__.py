@@ -6,6 +6,10 @@ packet table; :mod:`pktkit.plot` holds the figures.
 
 from __future__ import annotations
 
-from pktkit.report.tables import build_tables, captures, errors, flows, overhead, overlays, summary
+from pktkit.report.digest import summary
+from pktkit.report.flow_table import flows
+from pktkit.report.health import captures, errors
+from pktkit.report.overlay_costs import overhead, overlays
+from pktkit.report.tables import build_tables
 
 __all__ = ["build_tables", "captures", "errors", "flows", "overhead", "overlays", "summary"]

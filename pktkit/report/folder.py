@@ -22,8 +22,9 @@ from typing import Any
 from pktkit.analysis.pipeline import Analysis
 from pktkit.capture.output import write_table
 from pktkit.errors import OutputError
+from pktkit.report.digest import summary
 from pktkit.report.render import write_report
-from pktkit.report.tables import analysis_tables, summary
+from pktkit.report.tables import analysis_tables
 
 
 def _output_error(out_dir: Path, why: str) -> OutputError:

@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from pktkit.analysis.rows import Rows, group_rows, group_sum, tunnel_rows
-from pktkit.report.tables import nat_tuple, overlay_label
+from pktkit.report.labels import nat_tuple, overlay_label
 
 FIGSIZE = (8.0, 4.5)
 SMALL = 7  # legend and annotation font size

@@ -1,0 +1,155 @@
+"""The summary of a report: headline counts, the problems found, the slowest hops, as JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from pktkit.analysis.rows import (
+    NO_TUNNEL,
+)
+from pktkit.capture.headers import IPPROTO_TCP, IPPROTO_UDP
+from pktkit.report.health import CAPTURES_SCHEMA
+from pktkit.report.labels import (
+    nat_tuple,
+    overlay_label,
+    plain,
+    tuple_text,
+)
+from pktkit.report.overlay_costs import (
+    OVERHEAD_SCHEMA,
+    OVERLAYS_SCHEMA,
+)
+
+
+def _records(df: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    return [{c: plain(v) for c, v in zip(columns, row, strict=True)}
+            for row in df[columns].itertuples(index=False, name=None)]
+
+
+# Most serious first: unreadable data, then MTU trouble, then its symptoms. Decode error
+# reasons (not listed) rank first.
+PROBLEM_RANK = {"capture-cut": 0, "flow-exceeds-mtu": 1, "oversized": 2, "frag-needed": 3,
+                "fragments": 4, "snaplen-cut": 5, "gso-frames": 6}
+
+
+def _problems(tables: Mapping[str, pd.DataFrame], limit: int) -> list[dict[str, Any]]:
+    """What went wrong, most frequent first: one dict per problem with a one-line detail."""
+    found: list[dict[str, Any]] = []
+    cost = tables.get("overhead")
+    if cost is not None:
+        for row in cost.itertuples(index=False):
+            where = overlay_label(row.encap, row.vni)
+            if row.oversized:
+                found.append({"problem": "oversized", "where": where, "count": int(row.oversized),
+                              "detail": f"{row.oversized} datagrams larger than the inner MTU "
+                                        f"{row.inner_mtu} (underlay {row.underlay_mtu})"})
+            if row.fragments:
+                found.append({"problem": "fragments", "where": where,
+                              "count": int(row.fragments),
+                              "detail": f"{row.fragments} IP fragments"})
+            if row.frag_needed:
+                found.append({"problem": "frag-needed", "where": where,
+                              "count": int(row.frag_needed),
+                              "detail": f"{row.frag_needed} ICMP fragmentation needed / "
+                                        "packet too big"})
+            if row.gso_frames:
+                found.append({"problem": "gso-frames", "where": where,
+                              "count": int(row.gso_frames),
+                              "detail": f"{row.gso_frames} TCP frames above the underlay MTU "
+                                        f"{row.underlay_mtu}: offload super-frames captured "
+                                        "on a host, or a larger MTU than assumed"})
+    flow_table = tables.get("flows")
+    if flow_table is not None and len(flow_table):
+        too_big = flow_table[flow_table["exceeds_mtu"].fillna(False)]
+        # a flow of non-first fragments only is the tail of datagrams its ported flow reports
+        tail = (too_big["a_port"].isna() & too_big["fragments"].eq(too_big["packets"])
+                & too_big["proto"].isin([IPPROTO_TCP, IPPROTO_UDP]))
+        conversation = ["proto", "a_addr", "a_port", "b_addr", "b_port", "overlay_encap",
+                        "overlay_vni"]
+        for key, group in too_big[~tail].groupby(conversation, dropna=False, sort=False):
+            overlay = "" if plain(key[5]) is None else f" ({overlay_label(key[5], key[6])})"
+            found.append({
+                "problem": "flow-exceeds-mtu",
+                "where": tuple_text(*key[:5]) + overlay,
+                "count": len(group),
+                "detail": f"datagrams of {int(group['max_ip_len'].max())} bytes > path MTU "
+                          f"{int(group['path_mtu'].min())}, seen in "
+                          f"{group['capture'].nunique()} captures",
+            })
+    error_table = tables.get("errors")
+    if error_table is not None:
+        for reason, group in error_table.groupby("reason", sort=False):
+            count = int(group["packets"].fillna(0).sum()) or len(group)
+            found.append({"problem": str(reason), "where": ", ".join(group["capture"]),
+                          "count": count, "detail": f"{count} × {reason}"})
+    found.sort(key=lambda p: (PROBLEM_RANK.get(p["problem"], 0), -p["count"]))
+    return found[:limit]
+
+
+def summary(
+    tables: Mapping[str, pd.DataFrame], *, problems: int = 10, nat_flows: int = 10
+) -> dict[str, Any]:
+    """A JSON-ready dict of the tables: counts, overlays with their overhead, NAT (the
+    ``nat_flows`` busiest translations), latency, clock offsets, and the top ``problems``
+    (most serious first)."""
+    out: dict[str, Any] = {}
+    capture_table = tables.get("captures", pd.DataFrame(columns=list(CAPTURES_SCHEMA)))
+    flow_table = tables.get("flows")
+    nat_table = tables.get("nat_flows")
+    error_table = tables.get("errors")
+    cost = tables.get("overhead", pd.DataFrame(columns=list(OVERHEAD_SCHEMA)))
+    first_ts = plain(capture_table["first_ts_ns"].min()) if len(capture_table) else None
+    last_ts = plain(capture_table["last_ts_ns"].max()) if len(capture_table) else None
+    out["counts"] = {
+        "captures": len(capture_table),
+        "packets": int(capture_table["packets"].sum()),
+        "bytes": int(capture_table["bytes"].sum()),
+        "flows": 0 if flow_table is None else len(flow_table),
+        "overlays": int(cost["encap"].ne(NO_TUNNEL).sum()),
+        "nat_flows": None if nat_table is None else len(nat_table),
+        "errors": 0 if error_table is None else int(error_table["packets"].fillna(1).sum()),
+    }
+    out["time"] = {"first_ts_ns": first_ts, "last_ts_ns": last_ts,
+                   "duration_s": None if first_ts is None else (last_ts - first_ts) / 1e9}
+    out["underlay_mtu"] = plain(cost["underlay_mtu"].iloc[0]) if len(cost) else None
+    overlay_table = tables.get("overlays", pd.DataFrame(columns=list(OVERLAYS_SCHEMA)))
+    cost_columns = ["overhead_mean", "overhead_min", "overhead_max", "overhead_share",
+                    "payload_efficiency", "inner_mtu", "max_inner_len", "headroom",
+                    "oversized", "fragments", "frag_needed"]
+    merged = overlay_table.merge(cost[["encap", "vni", *cost_columns]], on=["encap", "vni"],
+                                 how="left")
+    out["overlays"] = _records(merged, ["encap", "vni", "packets", "bytes", "flows",
+                                        "vtep_pairs", "vteps", "outer_dports", *cost_columns])
+    if nat_table is not None:
+        kinds = nat_table["kind"].value_counts() if "kind" in nat_table else pd.Series()
+        busiest = (nat_table.sort_values("packets", ascending=False, kind="stable")
+                   if "packets" in nat_table else nat_table).head(nat_flows)
+        out["nat"] = {
+            "flows": len(nat_table), "by_kind": {str(k): int(v) for k, v in kinds.items()},
+            "translations": [
+                {"nat_flow_id": plain(row["nat_flow_id"]), "kind": plain(row.get("kind")),
+                 "original": nat_tuple(row, "orig"), "translated": nat_tuple(row, "xlat"),
+                 "packets": plain(row.get("packets"))}
+                for _, row in busiest.iterrows()],
+        }
+    latency = tables.get("latency")
+    if latency is not None and len(latency):
+        slowest = latency.sort_values("p50_ns", ascending=False, na_position="last")
+        out["latency"] = {
+            str(metric): _records(group.head(5), ["scope", "count", "p50_ns", "p99_ns",
+                                                  "max_ns"])
+            for metric, group in slowest.groupby("metric", sort=False)
+        }
+    offsets = tables.get("clock_offsets")
+    if offsets is not None and len(offsets):
+        out["clock_offsets"] = _records(offsets, [c for c in ("node", "reference_node",
+                                                              "offset_ns", "bound_ns",
+                                                              "samples") if c in offsets])
+    out["problems"] = _problems(tables, problems)
+    if cost.attrs.get("payload_estimated"):
+        out["notes"] = ["payload_efficiency is an upper bound: the packet table has no "
+                        "l4_payload_len, so TCP options are not subtracted"]
+    return out
