@@ -95,31 +95,6 @@ def port(text: str) -> int:  # (argparse names it: "invalid port value")
     return port
 
 
-class _ProgressBar:
-    """A one-line progress bar on stderr, redrawn in place; off when stderr is no terminal."""
-
-    WIDTH = 28
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.shown = False
-
-    def __call__(self, label: str, fraction: float) -> None:
-        if not self.enabled:
-            return
-        filled = round(self.WIDTH * min(max(fraction, 0.0), 1.0))
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        sys.stderr.write(f"\r[{bar}] {fraction:4.0%} {label[:60]:<60}")
-        sys.stderr.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r" + " " * (self.WIDTH + 68) + "\r")
-            sys.stderr.flush()
-            self.shown = False
-
-
 def _bundled_captures() -> Path:
     """The reference captures/ folder of this checkout (or of the working directory)."""
     for folder in (Path(__file__).resolve().parents[1] / "captures", Path("captures")):
@@ -156,7 +131,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from pktkit.analysis.conntrack import conntrack_arg
     from pktkit.analysis.inputs import resolve_inputs
     from pktkit.analysis.pipeline import STAGES, analyze, return_memory_eagerly
-    from pktkit.report.folder import check_output, write_analysis, write_collection
+    from pktkit.files import check_output_folder
+    from pktkit.progress import terminal_bar
+    from pktkit.report.folder import write_analysis, write_collection
 
     # Everything the user gave is checked before any work, so that a mistake costs nothing.
     nodes = {}
@@ -175,9 +152,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     for _, path in conntrack:
         if not Path(path).is_file():
             raise UsageError(f"--conntrack {path}: no such file")
-    check_output(args.out)
+    check_output_folder(args.out)
     return_memory_eagerly()  # this process does nothing else
-    bar = _ProgressBar(not args.quiet)
+    bar = terminal_bar(not (args.quiet or args.json))
     options = {"conntrack": conntrack, "vxlan_ports": args.vxlan_port,
                "underlay_mtu": args.underlay_mtu, "clock_correction": args.clock_correction}
     steps = len(STAGES) + 1  # + writing

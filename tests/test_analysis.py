@@ -301,12 +301,20 @@ class _Terminal(io.StringIO):
 def test_progress_bar_only_on_a_terminal(folders: dict[str, Path], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """tqdm draws the stages on a terminal, and nothing with --quiet, --json or a redirected
+    stderr (a CI log must not fill with carriage returns)."""
     terminal = _Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
     assert cli.main(["analyze", str(folders["snat"]), "--out", str(tmp_path / "a")]) == 0
     drawn = terminal.getvalue()
-    assert "[" in drawn and "correlate" in drawn and drawn.endswith("\r")
-    terminal.truncate(0)
-    terminal.seek(0)
-    assert cli.main(["analyze", str(folders["snat"]), "--out", str(tmp_path / "b"), "-q"]) == 0
-    assert terminal.getvalue() == ""
+    assert "%|" in drawn and "correlate" in drawn and "write" in drawn and "\r" in drawn
+    for flag in ("-q", "--json"):
+        terminal.truncate(0)
+        terminal.seek(0)
+        assert cli.main(["analyze", str(folders["snat"]), "--out", str(tmp_path / "b"),
+                         flag]) == 0
+        assert terminal.getvalue() == "", flag
+    redirected = io.StringIO()  # not a terminal
+    monkeypatch.setattr("sys.stderr", redirected)
+    assert cli.main(["analyze", str(folders["snat"]), "--out", str(tmp_path / "c")]) == 0
+    assert redirected.getvalue() == ""

@@ -22,7 +22,6 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +32,7 @@ from pktkit.analysis.conntrack import read_conntrack
 from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
 from pktkit.analysis.inputs import CaptureInput, read_table, resolve_inputs
 from pktkit.analysis.nat import nat_flows
+from pktkit.progress import Progress, ProgressBar
 
 STAGES = ("read", "correlate", "nat", "latency")
 
@@ -51,10 +51,6 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
-
-
-class Progress(Protocol):
-    def __call__(self, stage: str, done: int, total: int) -> None: ...
 
 
 @dataclass
@@ -85,7 +81,7 @@ def analyze(
     underlay_mtu: int = 1500,
     window_ns: int = DEFAULT_WINDOW_NS,
     clock_correction: str = "auto",
-    progress: Progress | None = None,
+    progress: Progress | bool | None = None,
 ) -> Analysis:
     """Analyze captures (files or folders) from one or many nodes; see the module docstring.
 
@@ -94,15 +90,32 @@ def analyze(
     :func:`pktkit.analysis.nat.nat_flows`.
     ``vxlan_ports``: more UDP ports to decode as VXLAN.
     ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.analysis.correlate`).
-    ``progress(stage, done, total)`` is called as the stages (:data:`STAGES`) complete.
+    ``progress(stage, done, total)`` is called as the stages (:data:`STAGES`) complete;
+    ``progress=True`` shows a tqdm bar (a widget in a notebook).
     """
     if isinstance(captures, (str, os.PathLike)):
         captures = [captures]
     inputs = resolve_inputs(captures, nodes)
     dumps = (pd.concat([read_conntrack({node: path}) for node, path in conntrack],
                        ignore_index=True) if conntrack else None)
-    report = progress or (lambda stage, done, total: None)
+    bar = ProgressBar(True, notebook=True) if progress is True else None
+    report: Progress = bar.stages() if bar else (progress or _silent)  # type: ignore[assignment]
+    try:
+        return _run(inputs, dumps, vxlan_ports=vxlan_ports, underlay_mtu=underlay_mtu,
+                    window_ns=window_ns, clock_correction=clock_correction, report=report)
+    finally:
+        if bar is not None:
+            bar.close()
 
+
+def _silent(stage: str, done: int, total: int) -> None:
+    """No progress to show."""
+
+
+def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, *, vxlan_ports: Iterable[int],
+         underlay_mtu: int, window_ns: int, clock_correction: str, report: Progress
+         ) -> Analysis:
+    """The stages of :func:`analyze`, each reported when done."""
     packets = read_table(inputs, vxlan_ports)
     _release_freed_memory()
     report("read", 1, len(STAGES))

@@ -7,11 +7,9 @@ thread while the next batches decode. :func:`write_table` writes a DataFrame.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -27,7 +25,8 @@ from pktkit.capture.batches import DEFAULT_BATCH
 from pktkit.capture.columns import BatchDecoder, ColumnBatch
 from pktkit.capture.read import ReadStats, warn_if_cut
 from pktkit.capture.schema import CATEGORY_COLUMNS, COLUMNS, STRING_COLUMNS
-from pktkit.errors import OutputError, UsageError
+from pktkit.errors import UsageError
+from pktkit.files import atomic_path
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 ROW_GROUP_ROWS = 131072  # Parquet row groups gather whole batches up to this many rows
@@ -71,30 +70,6 @@ def table_suffix(path: Path) -> str:
     return suffix
 
 
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """A temp file beside ``path``, renamed to it when the block succeeds, removed otherwise."""
-    try:
-        fd, tmp_name = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".partial"
-        )
-    except OSError as exc:
-        raise OutputError(
-            f"{path}: cannot write the table ({exc.strerror}); choose a writable location"
-        ) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(
-            f"{path}: cannot write the table ({exc.strerror}); choose a writable location"
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_packets(
     paths: PathArg,
     out: str | os.PathLike[str],
@@ -120,7 +95,7 @@ def write_packets(
             yield from decoder.batches(path)
             warn_if_cut(decoder.stats[-1])
 
-    with atomic_output(out) as tmp:
+    with atomic_path(out, "the table") as tmp:
         if suffix == ".csv":
             from pktkit.capture.frame import batches_frame
 
@@ -183,7 +158,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     Parquet is written by :func:`write_parquet`."""
     path = Path(path)
     suffix = table_suffix(path)
-    with atomic_output(path) as tmp:
+    with atomic_path(path, "the table") as tmp:
         if suffix == ".csv":
             df.to_csv(tmp, index=False)
         else:

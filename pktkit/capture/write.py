@@ -8,11 +8,10 @@ failure never leaves a half-written capture behind.
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from pktkit.capture.formats import (
     ARPHRD_ETHER,
@@ -36,6 +35,7 @@ from pktkit.capture.formats import (
 )
 from pktkit.capture.headers import ETH_IPV4, ETH_IPV6, ETHERNET
 from pktkit.errors import OutputError
+from pktkit.files import AtomicFile
 
 Linktype = Literal["ether", "sll2"]
 TsResolution = Literal["us", "ns"]
@@ -77,34 +77,17 @@ def to_sll2(frame: bytes, iface: Interface, direction: str) -> bytes:
     return sll2_header(frame, iface, direction) + payload
 
 
-class _AtomicFile:
-    """A binary file written as ``<name>.partial`` and renamed to ``<name>`` on commit."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.partial = path.with_name(path.name + ".partial")
-        try:
-            self.handle: BinaryIO = open(self.partial, "wb")  # noqa: SIM115 - closed in commit/abort
-        except OSError as exc:
-            raise OutputError(
-                f"{path.parent}: cannot write capture files ({exc.strerror}); "
-                "choose a writable --out directory"
-            ) from None
-
-    def commit(self) -> None:
-        self.handle.close()
-        os.replace(self.partial, self.path)
-
-    def abort(self) -> None:
-        self.handle.close()
-        self.partial.unlink(missing_ok=True)
+def _capture_file(path: Path) -> AtomicFile:
+    return AtomicFile(path, error=lambda exc: OutputError(
+        f"{path.parent}: cannot write capture files ({exc.strerror}); choose a writable --out "
+        "directory"))
 
 
 class PcapWriter:
     """Classic pcap: one link type per file."""
 
     def __init__(self, path: Path, linktype: int, ts_resolution: TsResolution = "us") -> None:
-        self._file = _AtomicFile(path)
+        self._file = _capture_file(path)
         self._ticks = _TICKS_PER_SECOND[ts_resolution]
         self._file.handle.write(
             struct.pack("<IHHiIII", PCAP_MAGIC[ts_resolution], 2, 4, 0, 0, SNAPLEN, linktype)
@@ -140,7 +123,7 @@ class PcapngWriter:
     """pcapng: one section, one Interface Description Block per interface (with its name)."""
 
     def __init__(self, path: Path, ts_resolution: TsResolution = "us") -> None:
-        self._file = _AtomicFile(path)
+        self._file = _capture_file(path)
         self._ticks = _TICKS_PER_SECOND[ts_resolution]
         self._tsresol = 6 if ts_resolution == "us" else 9
         shb_options = _pcapng_option(SHB_USERAPPL, b"pktkit") + _pcapng_option(OPT_END, b"")

@@ -7,7 +7,6 @@ capture file and its truth entry, so a million packets never sit in memory toget
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from pktkit.craft.engine import EPOCH_NS, Engine, Scenario
 from pktkit.craft.scenarios import SCENARIOS
 from pktkit.craft.truth import TRUTH_FILE, PacketTruth, TruthWriter
 from pktkit.errors import OutputError, UsageError
+from pktkit.files import write_json
 
 
 @dataclass
@@ -65,12 +65,6 @@ def make_scenario(name: str, *, seed: int = 1, flows: int | None = None,
                              "a clock offset needs a second node")
         scenario.clock_offsets_ns = {nodes[1]: round(clock_offset_s * 1e6) * 1000}
     return scenario
-
-
-def write_json_atomic(path: Path, value: object) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
-    os.replace(partial, path)
 
 
 def _prepare_out_dir(out_dir: Path) -> bool:
@@ -125,7 +119,8 @@ def generate(scenario: Scenario, out_dir: str | Path, *, fmt: CaptureFormat = "p
             result.per_file[capture] = frame
         writer.commit()
         truth.commit(writer.file_names, scenario.nat_flows())
-        write_json_atomic(out_dir / CAPTURE_SET_FILE, writer.manifest())
+        write_json(out_dir / CAPTURE_SET_FILE, writer.manifest(), "the capture set",
+                   "choose a writable --out directory")
         return result
     except BaseException:
         if writer is not None:

@@ -22,11 +22,15 @@ as ports), and
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from pktkit.errors import OutputError
+from pktkit.files import AtomicFile
 
 TRUTH_FILE = "truth.json"
 
@@ -83,8 +87,10 @@ class TruthWriter:
 
     def __init__(self, path: Path, scenario: str, seed: int, params: dict[str, Any]) -> None:
         self.path = path
-        self._partial = path.with_name(path.name + ".partial")
-        self._handle = open(self._partial, "w", encoding="utf-8")  # noqa: SIM115 - see close
+        self._file = AtomicFile(path, "truth.json", error=lambda exc: OutputError(
+            f"{path.parent}: cannot write truth.json ({exc.strerror}); choose a writable --out "
+            "directory"))
+        self._handle = io.TextIOWrapper(self._file.handle, encoding="utf-8")
         head = {"scenario": scenario, "seed": seed, "params": params}
         self._handle.write(json.dumps(head, sort_keys=False)[:-1])
         self._handle.write(', "packets": [')
@@ -103,12 +109,14 @@ class TruthWriter:
         self._handle.write(', "nat_flows": [')
         self._handle.write(",".join("\n  " + json.dumps(asdict(flow)) for flow in nat_flows))
         self._handle.write("\n]}\n")
-        self._handle.close()
-        os.replace(self._partial, self.path)
+        self._handle.flush()
+        self._handle.detach()  # the binary handle stays the AtomicFile's, to close
+        self._file.commit()
 
     def abort(self) -> None:
-        self._handle.close()
-        self._partial.unlink(missing_ok=True)
+        with contextlib.suppress(ValueError, OSError):  # (already detached, or a full disk)
+            self._handle.detach()
+        self._file.abort()
 
 
 def load_truth(path: str | Path) -> dict[str, Any]:
