@@ -15,10 +15,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	MPLBACKEND=agg $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check pktkit tests bench
+	$(BIN)/lint-imports --no-cache
 
 captures: $(STAMP)
 	$(BIN)/python -m pktkit.craft.reference captures

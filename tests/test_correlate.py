@@ -15,10 +15,8 @@ import pytest
 
 import pktkit
 from pktkit.analysis import correlate, hops, latency
-from pktkit.analysis.grouping import group_medians
 from pktkit.analysis.inputs import read_table, resolve_inputs
 from pktkit.analysis.pipeline import Analysis, analyze
-from pktkit.analysis.rows import combinations
 from pktkit.craft.generation import generate, make_scenario
 from pktkit.craft.scenarios import SCENARIOS
 
@@ -330,21 +328,3 @@ def test_the_packet_table_is_left_as_it_was(root: Path) -> None:
     assert (found.clock_offsets["applied_ns"] != 0).any()
     latency.latency(packets, found.hops, found.hop_rows, latency.handshakes(packets))
     pd.testing.assert_frame_equal(packets, before)
-
-
-def test_group_medians_and_combinations_match_pandas_and_numpy() -> None:
-    """The helpers that replace a pandas groupby median and np.unique(axis=1)."""
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        n = int(rng.integers(1, 300))
-        values = rng.integers(0, 10**12, n)
-        code = rng.integers(0, 7, n)
-        present, medians = group_medians(values, code, 7)
-        want = pd.Series(values).groupby(code).median()
-        assert np.array_equal(present, want.index.to_numpy())
-        assert np.array_equal(medians, want.to_numpy())
-        columns = [rng.integers(-1, 5, n).astype(np.int8), rng.integers(-1, 40, n)]
-        combos, number = combinations(*columns)
-        rows, inverse = np.unique(np.stack(columns), axis=1, return_inverse=True)
-        assert combos == [tuple(row) for row in rows.T.tolist()]
-        assert np.array_equal(number, inverse.ravel())

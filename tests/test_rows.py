@@ -10,6 +10,7 @@ import pytest
 from pktkit.analysis.rows import (
     NO_TUNNEL,
     Rows,
+    combinations,
     distinct_rows,
     group_extreme,
     group_first,
@@ -80,3 +81,15 @@ def test_encap_na_counts_as_no_tunnel() -> None:
     encap, names = Rows(packets).encap_codes()
     assert encap[0] == encap[1] != encap[2]
     assert tunnel_rows(encap, names).tolist() == [False, False, True]
+
+
+def test_combinations_match_numpy_unique() -> None:
+    """The distinct rows of small code columns, numbered as np.unique(axis=1) numbers them."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 300))
+        columns = [rng.integers(-1, 5, n).astype(np.int8), rng.integers(-1, 40, n)]
+        combos, number = combinations(*columns)
+        rows, inverse = np.unique(np.stack(columns), axis=1, return_inverse=True)
+        assert combos == [tuple(row) for row in rows.T.tolist()]
+        assert np.array_equal(number, inverse.ravel())
