@@ -344,6 +344,24 @@ def test_pcapng_blocks_and_cuts(tmp_path: Path) -> None:
     assert_same([tmp_path / "trail.pcapng"], batch_sizes=(3,))
 
 
+def test_second_ticks_beyond_int64_ns(tmp_path: Path, tshark: str) -> None:
+    """if_tsresol 0x80 (2^0: whole seconds) is legal; a tick count past 2262 has no int64 ns:
+    that frame's ts_ns is NA in both engines (it was an OverflowError in the fast path), the
+    others keep theirs, and tshark reads the same file and times."""
+    seconds = 1_767_000_000
+    ng = ng_shb() + ng_idb(1, "eth0", 0x80)
+    ng += ng_epb(0, seconds, inner_frame()) + ng_epb(0, (3 << 32) + seconds, inner_frame())
+    ng += ng_epb(0, seconds + 1, inner_frame())
+    path = tmp_path / "seconds.pcapng"
+    path.write_bytes(ng)
+    assert_same([path], batch_sizes=(1, 2))
+    table = read_packets(path)
+    assert table["ts_ns"].tolist() == [seconds * 10**9, pd.NA, (seconds + 1) * 10**9]
+    epochs = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "frame.time_epoch"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert [float(e) for e in epochs] == [seconds, (3 << 32) + seconds, seconds + 1]
+
+
 def test_cut_files_at_every_length(tmp_path: Path) -> None:
     """Cut anywhere (file header, record header, packet data): the same rows, stats, warning
     and, below a whole magic number, the same error."""

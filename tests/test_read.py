@@ -159,6 +159,10 @@ def test_cut_at_every_byte_yields_whole_frames_and_reports_the_cut(
         if kind == "pcap.gz":
             data = gzip.compress(data)
         path = write(tmp_path, f"cut.{kind}", data)
+        if cut < len(parts[0]):  # the file header (pcapng: section header) cut: no capture
+            with pytest.raises(CaptureError, match="cut before any packet"):
+                CaptureReader(path)
+            continue
         reader = CaptureReader(path)
         got = list(reader)
         whole = [i for i in range(first_record, len(parts)) if record_ends[i] <= cut]
@@ -299,6 +303,25 @@ def test_gzip_of_non_capture_and_broken_gzip_are_errors(tmp_path: Path) -> None:
     assert "inside gzip" in message and "68 65 6c 6c 6f" in message
     assert "gzip" in _one_line_error(write(tmp_path, "b.gz", b"\x1f\x8b" + b"\xff" * 20))
     assert "empty file" in _one_line_error(write(tmp_path, "c.gz", gzip.compress(b"")))
+
+
+def test_a_cut_file_header_is_not_a_capture(tmp_path: Path) -> None:
+    """10 bytes with a pcap magic: nothing a capture tool can read (tshark: cut short), so no
+    empty table but the one-line error, in both engines and every verb."""
+    path = write(tmp_path, "ten.pcap", pcap_bytes([])[:10])
+    assert "only 10 bytes, but a pcap file header has 24" in _one_line_error(path)
+
+
+def test_a_damaged_first_block_or_record_is_not_a_capture(tmp_path: Path) -> None:
+    """tshark: "isn't a capture file" / "appears to be damaged or corrupt"."""
+    shb = ng_shb()
+    zeroed = write(tmp_path, "bom.pcapng", shb[:8] + b"\0\0\0\0" + shb[12:] + ng_idb())
+    assert "section header, is corrupt (byte-order magic 00000000" in _one_line_error(zeroed)
+    trailer = write(tmp_path, "trail.pcapng", shb[:-4] + b"\1\0\0\0" + ng_idb())
+    assert "trailing length differs" in _one_line_error(trailer)
+    absurd = write(tmp_path, "absurd.pcap", pcap_bytes([])
+                   + struct.pack("<IIII", 1, 0, 0x7FFFFFFF, 0x7FFFFFFF) + b"x" * 64)
+    assert "first record says it holds 2147483647 bytes" in _one_line_error(absurd)
 
 
 def test_file_shorter_than_a_magic_number_is_an_error(tmp_path: Path) -> None:

@@ -37,7 +37,9 @@ from pktkit.capture.formats import (
     IF_TSRESOL,
     MAX_RECORD_BYTES,
     OPT_END,
+    PCAP_HEADER_BYTES,
     PCAP_MAGICS,
+    PCAP_RECORD_HEADER_BYTES,
     PCAPNG_SHB_MAGIC,
     CaptureFormat,
 )
@@ -102,9 +104,12 @@ class PcapngInterface:
     ts_scale: tuple[int, int]  # ts_ns = ticks * mul // div
     ts_offset_ns: int
 
-    def ts_ns(self, ticks: int) -> int:
+    def ts_ns(self, ticks: int) -> int | None:
+        """The time in ns since the epoch; None past what int64 ns hold (after 2262), as a
+        coarse if_tsresol (2^0: seconds) with a large tick count can say."""
         mul, div = self.ts_scale
-        return ticks * mul // div + self.ts_offset_ns
+        ns = ticks * mul // div + self.ts_offset_ns
+        return ns if -(1 << 63) <= ns < 1 << 63 else None
 
 
 def ts_scale(tsresol: int) -> tuple[int, int]:
@@ -140,6 +145,8 @@ class CaptureReader:
         try:
             magic = self._read_exact_or_less(4)
             self.format: CaptureFormat = self._detect(magic)
+            # what follows the magic, checked now and read again by the iteration
+            self._file = _Replay(self._check_start(magic), self._file)
         except BaseException:
             self._file.close()
             raise
@@ -155,8 +162,8 @@ class CaptureReader:
             raise CaptureError(
                 f"{self.path}: cannot open ({exc.strerror}); pass an existing pcap/pcapng file"
             ) from None
-        head = raw.read(2)
-        raw.seek(0)
+        # peeked, not read and sought back: a pipe or FIFO (tcpdump -w - |) cannot seek
+        head = raw.peek(2)[:2]
         self._compressed = head == GZIP_MAGIC
         if self._compressed:
             return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
@@ -192,6 +199,51 @@ class CaptureReader:
             f"{self.path}: not a pcap or pcapng capture{inside} (starts with {first.hex(' ')}); "
             "pass a file written by tcpdump, tshark/dumpcap or pktkit (gzip is fine)"
         )
+
+    def _check_start(self, magic: bytes) -> bytes:
+        """The bytes after the magic up to the first record, checked: a file whose file header
+        is cut short, or whose first record or block is corrupt, holds nothing a capture tool
+        can read (tshark calls it no capture), so it is a CaptureError, not a cut capture."""
+        inside = " (inside gzip)" if self._compressed else ""
+        if self.format == "pcap":
+            order = PCAP_MAGICS[magic][0]
+            start = self._read_exact_or_less(PCAP_HEADER_BYTES - 4 + PCAP_RECORD_HEADER_BYTES)
+            if len(start) < PCAP_HEADER_BYTES - 4:
+                raise CaptureError(
+                    f"{self.path}: only {4 + len(start)} bytes{inside}, but a pcap file header "
+                    f"has {PCAP_HEADER_BYTES}; the file is cut before any packet or is not a "
+                    "capture, pass a complete pcap/pcapng file")
+            record = start[PCAP_HEADER_BYTES - 4:]
+            if len(record) == PCAP_RECORD_HEADER_BYTES:
+                cap_len = struct.unpack_from(order + "I", record, 8)[0]
+                if cap_len > MAX_RECORD_BYTES:
+                    raise CaptureError(
+                        f"{self.path}: not a capture{inside}: its first record says it holds "
+                        f"{cap_len} bytes (byte {PCAP_HEADER_BYTES}); pass a file written by "
+                        "tcpdump, tshark/dumpcap or pktkit")
+            return start
+        start = self._read_exact_or_less(8)  # block length, byte-order magic
+        bom = start[4:8]
+        order = BYTE_ORDER_MAGICS.get(bom)
+        length = struct.unpack_from((order or "<") + "I", start, 0)[0] if len(start) == 8 else 0
+        if len(start) == 8 and (order is None or length < 28 or length % 4
+                                or length > MAX_RECORD_BYTES):
+            raise CaptureError(
+                f"{self.path}: not a capture{inside}: its first block, the pcapng section "
+                f"header, is corrupt (byte-order magic {bom.hex()}, length {length}); pass a "
+                "file written by tcpdump, tshark/dumpcap or pktkit")
+        rest = self._read_exact_or_less(max(length - 12, 0))
+        if len(start) < 8 or len(rest) < length - 12:
+            raise CaptureError(
+                f"{self.path}: only {4 + len(start) + len(rest)} bytes{inside}, but its pcapng "
+                "section header is longer; the file is cut before any packet or is not a "
+                "capture, pass a complete pcap/pcapng file")
+        if struct.unpack_from(order + "I", rest, len(rest) - 4)[0] != length:  # type: ignore[operator]
+            raise CaptureError(
+                f"{self.path}: not a capture{inside}: its first block, the pcapng section "
+                "header, is corrupt (its trailing length differs); pass a file written by "
+                "tcpdump, tshark/dumpcap or pktkit")
+        return start + rest
 
     # -- iteration -------------------------------------------------------------------------
 
@@ -374,6 +426,26 @@ class CaptureReader:
             self.capture, number, ts_ns, iface.name, iface.interface_id, iface.linktype,
             wire_len, cap_len, body[data_start:data_start + cap_len], direction,
         )
+
+
+class _Replay:
+    """A file whose first bytes were read already: they are served again, then the rest."""
+
+    def __init__(self, head: bytes, file: BinaryIO) -> None:
+        self._head, self._file = head, file
+
+    def read(self, size: int) -> bytes:
+        if not self._head:
+            return self._file.read(size)
+        taken, self._head = self._head[:size], self._head[size:]
+        return taken + (self._file.read(size - len(taken)) if len(taken) < size else b"")
+
+    def tell(self) -> int:
+        """How far the underlying file has been read."""
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _options(body: bytes, start: int, order: str) -> Iterator[tuple[int, bytes]]:
