@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
 from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import mean
@@ -18,6 +19,7 @@ import pytest
 from oracle import iter_layers, read_capture
 from test_plot import CAPTURES, packets, truth, truth_nat_flows
 
+import pktkit
 import pktkit.report as report
 from pktkit.capture.read import CaptureCutWarning
 from pktkit.capture.table import read_packets
@@ -171,7 +173,9 @@ def test_inner_ip_length_equals_the_oracle(folder: str) -> None:
 
 def test_gso_super_frames_are_counted_apart() -> None:
     frame = packets("flat-routed").iloc[[4]].copy()  # a full-size TCP segment
-    frame["wire_len"] = frame["wire_len"].astype("UInt32") + 30000  # as GSO hands it to tcpdump
+    # as GSO/GRO hands it to tcpdump: one frame, its IP length the aggregate's
+    frame["wire_len"] = frame["wire_len"].astype("UInt32") + 30000
+    frame["ip_len"] = frame["ip_len"].astype("UInt32") + 30000
     table = report.overhead(frame)
     assert (table["gso_frames"][0], table["oversized"][0]) == (1, 0)
     assert pd.isna(table["max_inner_len"][0])
@@ -427,3 +431,32 @@ def test_tables_have_their_documented_dtypes(folder: str) -> None:
         assert {c: str(t) for c, t in tables[name].dtypes.items()} == {
             c: str(pd.Series([], dtype=t).dtype) for c, t in schema.items()}, name
         assert f"``{name}``" in (module.__doc__ or ""), name
+
+
+@pytest.mark.parametrize("name", ["zeek__http-qinq-0.pcap", "zeek__mixed-vlan-mpls.pcap"])
+def test_sizes_come_from_the_ip_header_not_the_frame(corpus_dir: Path, tshark: str,
+                                                     name: str) -> None:
+    """802.1Q/QinQ tags and trailers make 1522-byte frames of 1500-byte datagrams: no offload
+    super-frame here, and the largest inner packet is the largest IP length tshark reads."""
+    path = corpus_dir / "payloads" / name
+    lengths = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "ip.len",
+                              "-E", "occurrence=l"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    largest = max(int(x) for x in lengths if x)
+    overhead = report.overhead(pktkit.read_packets(path))
+    assert overhead["gso_frames"].sum() == 0
+    assert overhead["max_inner_len"].max() == largest == 1500
+    assert overhead["headroom"].min() == 1500 - largest
+
+
+def test_real_offload_super_frames_are_counted_apart(corpus_dir: Path, tshark: str) -> None:
+    """A host capture's GSO super-frame (7106 bytes of VXLAN): its inner IP length, as tshark
+    reads it, exceeds the inner MTU; it is a gso_frame, not an oversized datagram."""
+    path = corpus_dir / "tcpdump__gso-ipv4-vxlan-ipv4.pcap"
+    inner = subprocess.run([tshark, "-r", str(path), "-d", "udp.port==4789,vxlan", "-T",
+                            "fields", "-e", "ip.len", "-E", "occurrence=l", "-Y", "tcp"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    big = sum(int(x) > 1500 - 50 for x in inner)
+    overhead = report.overhead(pktkit.read_packets(path))
+    assert big > 0 and overhead["gso_frames"].sum() == big
+    assert overhead["oversized"].sum() == 0

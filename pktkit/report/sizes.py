@@ -1,13 +1,11 @@
 """Per-packet sizes: the innermost IP datagram, reassembled across fragments, against the MTU.
 
-Sizes. The table has no IP length column yet, so the innermost IP packet's size is derived
-from the frame: ``ip_len = wire_len − link header − overhead_bytes``, with the capture's link
-header by linktype (Ethernet 14, SLL 16, SLL2 20, BSD/OpenBSD loopback 4, raw IP 0). This is
-exact for every tunnel the decoder knows: an L2 tunnel's ``overhead_bytes`` already counts the
-outer link header (14), which equals the inner Ethernet header the inner packet brings; an IP
-tunnel's overhead has no link bytes and its payload none either. It is 4 bytes off per 802.1Q
-tag (the table does not say which frames are tagged). Columns ``ip_len``, ``l4_payload_len``
-and ``frag_offset``, when the table has them, are used instead of the derivations.
+Sizes come from the IP headers' own length fields (the packet table's ``ip_len``: IPv4 total
+length, IPv6 40 + payload length), never from the frame length: 802.1Q/802.1ad tags, Ethernet
+trailers and the capture's link header change the frame, not the datagram. Only a table
+without ``ip_len`` (made by hand) falls back to ``wire_len − link header − overhead_bytes``,
+which is off by 4 bytes per VLAN tag and by any trailer. ``l4_payload_len`` and
+``frag_offset`` are used likewise when present.
 
 Path MTU. ``underlay_mtu`` (default 1500) is the MTU of the node network, the one the outer
 IP packet has to fit. It is a parameter, not inferred: the largest packet seen says nothing
@@ -19,9 +17,9 @@ datagram is *oversized* when its size before fragmentation exceeds that MTU: for
 size is reassembled from the fragments of the same (capture, interface, direction, encap, vni,
 src, dst, proto, ip_id), a first fragment starting a new datagram (the id wraps), so a
 1500-byte pod datagram that the VTEP split into 1444 + 76 bytes still counts as 1500 > 1450.
-TCP frames whose outer IP packet exceeds ``underlay_mtu`` are offload super-frames captured
-on a host, not wire packets: they are counted as ``gso_frames`` and left out of
-``oversized`` and ``max_inner_len``.
+TCP frames whose outer IP packet exceeds ``underlay_mtu`` (their innermost ``ip_len`` exceeds
+the inner MTU) are offload super-frames captured on a host, not wire packets: they are counted
+as ``gso_frames`` and left out of ``oversized`` and ``max_inner_len``.
 """
 
 from __future__ import annotations
@@ -124,16 +122,17 @@ def size_arrays(packets: pd.DataFrame, underlay_mtu: int) -> Sizes:
     del version
     fragment = rows.values("fragment", "bool", False)
     proto = rows.values("proto", "int32", -1)
-    # the outermost IP packet: what the underlay MTU applies to
-    outer_len = rows.values("wire_len", "float64", np.nan, copy=True)  # changed in place
-    outer_len -= _link_header_bytes(packets["linktype"])
+    overhead = rows.values("overhead_bytes", "int64", 0)
     if "ip_len" in packets:
         ip_len = rows.values("ip_len", "float64", np.nan)
-    else:
-        ip_len = outer_len - rows.values("overhead_bytes", "int64", 0)
+    else:  # a hand-made table: derived from the frame (see the module docstring)
+        ip_len = rows.values("wire_len", "float64", np.nan, copy=True)
+        ip_len -= _link_header_bytes(packets["linktype"]) + overhead
         ip_len[~is_ip] = np.nan
-    gso = (proto == IPPROTO_TCP) & ~fragment & (np.nan_to_num(outer_len) > underlay_mtu)
-    del outer_len
+    # the underlay MTU applies to the outermost IP packet: the innermost one plus what the
+    # tunnels add inside it, i.e. ip_len against the inner MTU (underlay MTU − overhead)
+    inner_mtu = underlay_mtu - overhead
+    gso = (proto == IPPROTO_TCP) & ~fragment & (np.nan_to_num(ip_len) > inner_mtu)
     # IP header bytes in front of the fragmentable part (IPv6: plus the fragment header)
     ip_payload = ip_len - np.where(v6, 40.0, 20.0)
     ip_payload[v6 & fragment] -= 8
@@ -172,9 +171,8 @@ def size_arrays(packets: pd.DataFrame, underlay_mtu: int) -> Sizes:
                                        + data_bytes.to_numpy())
     del ip_payload, has_l4_header, non_first, fragment
 
-    inner_mtu = underlay_mtu - rows.values("overhead_bytes", "int64", 0)
     oversized = ~gso & (np.nan_to_num(datagram_len) > inner_mtu)
-    del inner_mtu
+    del inner_mtu, overhead
     icmp_type = rows.values("icmp_type", "int32", -1)
     frag_needed = ((v4 & (icmp_type == 3) & (rows.values("icmp_code", "int32", -1) == 4))
                    | (v6 & (icmp_type == 2)))
