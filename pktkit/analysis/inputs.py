@@ -84,23 +84,33 @@ def resolve_inputs(
                 raise CaptureError(f"{path}: no capture files (*.pcap, *.pcapng) in this "
                                    "folder")
             paths.extend(found)
-        elif path.is_file():
+        elif path.exists():  # a file, or a pipe (tcpdump -w - | ...; <(...))
             paths.append(path)
         else:
             raise CaptureError(f"{path}: no such capture file or folder")
-    unique = list(dict.fromkeys(p.resolve() for p in paths))
-    if not unique:
+    # one input per file, however it was named; a symlink keeps its own name and folder (the
+    # capture-set.json beside the link describes it), the target's folder is the fallback
+    given: dict[Path, Path] = {}
+    for path in paths:
+        given.setdefault(path.resolve(), path.absolute())
+    if not given:
         raise UsageError("no capture given")
+    unique = list(given.values())
     inputs = []
-    for path, label in zip(unique, _labels(unique), strict=True):
-        entry = next((f for f in _manifest(path.parent).get("files", [])
-                      if isinstance(f, dict) and f.get("file") == path.name), {})
+    for (target, path), label in zip(given.items(), _labels(unique), strict=True):
+        entry = _manifest_entry(path) or _manifest_entry(target)
         names = {int(i["ifindex"]): str(i["name"]) for i in entry.get("interfaces", [])
                  if "ifindex" in i and "name" in i}
         only = next(iter(names.values())) if len(names) == 1 else None
-        node = node_of.get(path) or entry.get("node") or label.split(".")[0]
+        node = node_of.get(target) or entry.get("node") or label.split(".")[0]
         inputs.append(CaptureInput(path, str(node), label, names, only))
     return inputs
+
+
+def _manifest_entry(path: Path) -> dict[str, Any]:
+    """What the capture-set.json beside ``path`` says of it ({} when nothing)."""
+    return next((f for f in _manifest(path.parent).get("files", [])
+                 if isinstance(f, dict) and f.get("file") == path.name), {})
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
