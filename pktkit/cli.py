@@ -7,11 +7,15 @@ code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from pktkit import __version__
+from pktkit.capture.headers import MAX_MTU, MIN_MTU
 from pktkit.errors import PktkitError, UsageError
 
 
@@ -57,29 +61,36 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_packets(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _cut_warnings_as_lines() -> Iterator[None]:
+    """A cut capture keeps every whole packet and warns: one ``pktkit: warning:`` line on
+    stderr per warning, the same for every verb (also when a later file turns out not to be
+    a capture), never Python's warning format with a source path."""
     import warnings
 
     from pktkit.capture.read import CaptureCutWarning
 
-    # Cut captures: every whole packet is kept; each warning becomes one line on stderr (also
-    # when a later file turns out not to be a capture).
-    text: str | None = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CaptureCutWarning)
         try:
-            if args.out:
-                from pktkit.capture.output import write_packets  # no pandas import for Parquet
-
-                stats = write_packets(args.captures, args.out, vxlan_ports=args.vxlan_port)
-            else:
-                from pktkit.capture.table import read_packets, summarize
-
-                text = summarize(read_packets(args.captures, vxlan_ports=args.vxlan_port))
+            yield
         finally:
             for warning in caught:
                 if issubclass(warning.category, CaptureCutWarning):
                     print(f"pktkit: warning: {warning.message}", file=sys.stderr)
+
+
+def _cmd_packets(args: argparse.Namespace) -> int:
+    text: str | None = None
+    with _cut_warnings_as_lines():
+        if args.out:
+            from pktkit.capture.output import write_packets  # no pandas import for Parquet
+
+            stats = write_packets(args.captures, args.out, vxlan_ports=args.vxlan_port)
+        else:
+            from pktkit.capture.table import read_packets, summarize
+
+            text = summarize(read_packets(args.captures, vxlan_ports=args.vxlan_port))
     if text is not None:
         print(text)
     elif not args.quiet:
@@ -93,6 +104,14 @@ def port(text: str) -> int:  # (argparse names it: "invalid port value")
     if not 0 < port < 65536:
         raise ValueError(text)
     return port
+
+
+def mtu(text: str) -> int:  # (argparse names it: "invalid mtu value")
+    """An MTU in bytes: from 68 (the IPv4 minimum, RFC 791) to 65535."""
+    value = int(text)
+    if not MIN_MTU <= value <= MAX_MTU:
+        raise ValueError(text)
+    return value
 
 
 def _bundled_captures() -> Path:
@@ -162,22 +181,23 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     def tracker(label: str, base: float, share: float):
         return lambda stage, done, total: bar(f"{label}{stage}", base + share * done / steps)
 
-    try:
-        if single:
-            found = analyze(args.captures, nodes=nodes, **options,
-                            progress=tracker("", 0.0, 1.0))
-            bar("write", len(STAGES) / steps)
-            output: dict = write_analysis(found, args.out)
-            results = {"analysis": output}
-        else:
-            folders = [f for f in sorted(_bundled_captures().iterdir()) if f.is_dir()]
-            share = 1.0 / max(1, len(folders))
-            jobs = [(f.name, lambda f=f, i=i: analyze(
-                        [f], **options, progress=tracker(f"{f.name}: ", i * share, share)))
-                    for i, f in enumerate(folders)]
-            output = results = write_collection(jobs, args.out)
-    finally:
-        bar.close()
+    with _cut_warnings_as_lines():  # (their lines come after the bar is gone)
+        try:
+            if single:
+                found = analyze(args.captures, nodes=nodes, **options,
+                                progress=tracker("", 0.0, 1.0))
+                bar("write", len(STAGES) / steps)
+                output: dict = write_analysis(found, args.out)
+                results = {"analysis": output}
+            else:
+                folders = [f for f in sorted(_bundled_captures().iterdir()) if f.is_dir()]
+                share = 1.0 / max(1, len(folders))
+                jobs = [(f.name, lambda f=f, i=i: analyze(
+                            [f], **options, progress=tracker(f"{f.name}: ", i * share, share)))
+                        for i, f in enumerate(folders)]
+                output = results = write_collection(jobs, args.out)
+        finally:
+            bar.close()
     if args.json:
         print(json.dumps(output, indent=2, ensure_ascii=False))
     elif not args.quiet:
@@ -198,6 +218,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pktkit", description="Craft and analyze container-network captures.")
+    parser.add_argument("--version", action="version", version=f"pktkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     gen = sub.add_parser("generate", help="write a scenario's captures and truth.json",
@@ -208,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="list the scenarios (with SCENARIO: its --set parameters) and exit")
     gen.add_argument("--out", type=Path, help="output directory (created if missing)")
     gen.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    gen.add_argument("--format", choices=["pcap", "pcapng"], default="pcap")
+    gen.add_argument("--format", choices=["pcap", "pcapng"], default="pcap",
+                     help="capture file format (default pcap; pcapng names its interfaces)")
     gen.add_argument("--linktype", choices=["ether", "sll2"], default="ether",
                      help="ether: one file per interface; sll2: one file per node, "
                           "as tcpdump -i any")
@@ -255,8 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--conntrack", action="append", default=[], metavar="[NAME=]FILE",
                      help="a conntrack dump (conntrack -L, /proc/net/nf_conntrack) of node "
                           "NAME to confirm the NAT flows (repeatable)")
-    ana.add_argument("--underlay-mtu", type=int, default=1500, metavar="BYTES",
-                     help="MTU of the node network (default 1500)")
+    ana.add_argument("--underlay-mtu", type=mtu, default=1500, metavar="BYTES",
+                     help=f"MTU of the node network, {MIN_MTU} to {MAX_MTU} (default 1500)")
     ana.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",
                      help="also decode UDP port N as VXLAN (repeatable)")
     ana.add_argument("--clock-correction", choices=["auto", "always", "never"], default="auto",
@@ -266,10 +288,26 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("-q", "--quiet", action="store_true")
     ana.set_defaults(func=_cmd_analyze)
 
-    summ = sub.add_parser("summary", help="per-capture summary of generated capture folders")
+    summ = sub.add_parser("summary", help="per-capture summary of generated capture folders",
+                          description="Per capture file of folders written by pktkit "
+                                      "generate: frames, capture points, encapsulations and "
+                                      "VNIs, NAT flows, as truth.json records them.")
     summ.add_argument("dirs", nargs="+", help="folders holding captures and truth.json")
     summ.set_defaults(func=_cmd_summary)
     return parser
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised in the main thread like KeyboardInterrupt, so that
+    every ``finally`` and ``except BaseException`` removes what the verb was writing."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,6 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # Python's default for SIGTERM and SIGHUP ends the process on the spot, leaving temp files
+    # behind; as an exception they unwind through the writers' cleanup, as Ctrl-C does.
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return int(args.func(args))
     except PktkitError as exc:
@@ -285,9 +326,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("pktkit: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    except Terminated as exc:
+        print(f"pktkit: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
     except BrokenPipeError:
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

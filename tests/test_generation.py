@@ -44,6 +44,11 @@ def test_list_names_every_scenario_with_a_description(capsys: pytest.CaptureFixt
         (["docker-snat", "--duration", "-1"], ["--duration"]),
         (["docker-snat", "--format", "pcapx"], ["--format", "pcapx"]),
         (["docker-snat", "--clock-offset", "0.5"], ["--clock-offset", "one node"]),
+        # offsets no clock has, or no number at all: the same one line (was a traceback)
+        (["vxlan-overlay", "--clock-offset", "1e12"], ["--clock-offset 1000000000000.0", "86400"]),
+        (["vxlan-overlay", "--clock-offset", "nan"], ["--clock-offset nan", "finite"]),
+        (["vxlan-overlay", "--clock-offset", "inf"], ["--clock-offset inf", "finite"]),
+        (["vxlan-overlay", "--clock-offset=-1e10"], ["--clock-offset -10000000000.0", "86400"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(

@@ -32,6 +32,8 @@ from pktkit.analysis.conntrack import read_conntrack
 from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
 from pktkit.analysis.inputs import CaptureInput, read_table, resolve_inputs
 from pktkit.analysis.nat import nat_flows
+from pktkit.capture.headers import MAX_MTU, MIN_MTU
+from pktkit.errors import UsageError
 from pktkit.progress import Progress, ProgressBar
 
 STAGES = ("read", "correlate", "nat", "latency")
@@ -93,6 +95,9 @@ def analyze(
     ``progress(stage, done, total)`` is called as the stages (:data:`STAGES`) complete;
     ``progress=True`` shows a tqdm bar (a widget in a notebook).
     """
+    if not MIN_MTU <= underlay_mtu <= MAX_MTU:
+        raise UsageError(f"underlay_mtu {underlay_mtu!r}: give the node network's MTU in bytes, "
+                         f"{MIN_MTU} to {MAX_MTU}")
     if isinstance(captures, (str, os.PathLike)):
         captures = [captures]
     inputs = resolve_inputs(captures, nodes)

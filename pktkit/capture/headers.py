@@ -93,6 +93,7 @@ ETH_ERSPAN_2 = 0x88BE  # ERSPAN type I/II (type I has no ERSPAN header, and no G
 ETH_ERSPAN_3 = 0x22EB
 VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})  # 802.1Q, 802.1ad, old QinQ
 MAX_ETHER_LENGTH = 1500  # an ethertype field up to this is an 802.3 length (LLC follows)
+MIN_MTU, MAX_MTU = 68, 65535  # an IPv4 link's smallest MTU (RFC 791), the largest IP packet
 
 IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP = 1, 4, 6, 17
 IPPROTO_IPV6, IPPROTO_GRE, IPPROTO_ICMPV6 = 41, 47, 58

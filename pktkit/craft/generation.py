@@ -7,6 +7,7 @@ capture file and its truth entry, so a million packets never sit in memory toget
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ from pktkit.craft.scenarios import SCENARIOS
 from pktkit.craft.truth import TRUTH_FILE, PacketTruth, TruthWriter
 from pktkit.errors import OutputError, UsageError
 from pktkit.files import write_json
+
+MAX_CLOCK_OFFSET_S = 86400  # a day: clocks further apart are a misconfiguration, not drift
 
 
 @dataclass
@@ -59,6 +62,10 @@ def make_scenario(name: str, *, seed: int = 1, flows: int | None = None,
         raise UsageError(f"--duration {duration!r} is out of range; give 0 < S <= 86400 seconds")
     scenario = cls(params, seed, flow_count, duration)
     nodes = list(dict.fromkeys(iface.node for iface in scenario.interfaces()))
+    if not math.isfinite(clock_offset_s) or abs(clock_offset_s) > MAX_CLOCK_OFFSET_S:
+        raise UsageError(f"--clock-offset {clock_offset_s!r}: give a finite number of seconds "
+                         f"from -{MAX_CLOCK_OFFSET_S} to {MAX_CLOCK_OFFSET_S} (the second "
+                         "node's clock against the first)")
     if clock_offset_s:
         if len(nodes) < 2:
             raise UsageError(f"--clock-offset: scenario {name!r} has one node ({nodes[0]}); "
