@@ -130,6 +130,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     from pktkit.analysis.conntrack import conntrack_arg
     from pktkit.analysis.inputs import resolve_inputs
+    from pktkit.analysis.metadata import read_metadata
     from pktkit.analysis.pipeline import STAGES, analyze, return_memory_eagerly
     from pktkit.files import check_output_folder
     from pktkit.progress import terminal_bar
@@ -152,10 +153,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     for _, path in conntrack:
         if not Path(path).is_file():
             raise UsageError(f"--conntrack {path}: no such file")
+    if (args.k8s or args.docker) and not single:
+        raise UsageError("--k8s and --docker need the captures they belong to (CAPTURE or "
+                         "--node); the bundled folders hold their own")
+    read_metadata(args.k8s, args.docker)  # a bad file fails before any capture is read
     check_output_folder(args.out)
     return_memory_eagerly()  # this process does nothing else
     bar = terminal_bar(not (args.quiet or args.json))
     options = {"conntrack": conntrack, "vxlan_ports": args.vxlan_port,
+               "k8s": args.k8s, "docker": args.docker,
                "underlay_mtu": args.underlay_mtu, "clock_correction": args.clock_correction}
     steps = len(STAGES) + 1  # + writing
 
@@ -242,8 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "clock offsets, measure hop/node/NAT/handshake latency, find NAT flows, "
                     "and write DIR/index.html, summary.md, summary.json, every table as CSV "
                     "and Parquet (packets.parquet, hops, latency, clock_offsets, nat_flows, "
-                    "...) and the plots. With no CAPTURE: every folder of the bundled "
-                    "captures/, each into DIR/FOLDER/, with DIR/index.html listing them.")
+                    "...) and the plots. Addresses are named (pods, Services, nodes, "
+                    "containers) from --k8s/--docker metadata. With no CAPTURE: every folder "
+                    "of the bundled captures/, each into DIR/FOLDER/, with DIR/index.html "
+                    "listing them.")
     ana.add_argument("captures", nargs="*", metavar="CAPTURE",
                      help="capture files or folders of them (capture-set.json beside them "
                           "names nodes and interfaces)")
@@ -255,6 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--conntrack", action="append", default=[], metavar="[NAME=]FILE",
                      help="a conntrack dump (conntrack -L, /proc/net/nf_conntrack) of node "
                           "NAME to confirm the NAT flows (repeatable)")
+    ana.add_argument("--k8s", action="append", default=[], metavar="FILE",
+                     help="the output of `kubectl get pods,services,endpointslices,nodes -A -o "
+                          "json` (a List; several snapshots may be concatenated) to name pods, "
+                          "Services and nodes (repeatable; kubectl.json beside the captures "
+                          "is read too)")
+    ana.add_argument("--docker", action="append", default=[], metavar="FILE",
+                     help="the output of `docker inspect CONTAINER...` and `docker network "
+                          "inspect NETWORK...` to name containers (repeatable; docker.json "
+                          "beside the captures is read too)")
     ana.add_argument("--underlay-mtu", type=int, default=1500, metavar="BYTES",
                      help="MTU of the node network (default 1500)")
     ana.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",

@@ -57,7 +57,8 @@ def test_tables_and_schemas(folders: dict[str, Path]) -> None:
     for table, schema in [(found.hops, hops.HOPS_SCHEMA),
                           (found.latency, latency.LATENCY_SCHEMA),
                           (found.clock_offsets, clocks.CLOCK_SCHEMA),
-                          (found.handshakes, latency.HANDSHAKES_SCHEMA)]:
+                          (found.handshakes, {**latency.HANDSHAKES_SCHEMA,
+                                              "src_name": "category", "dst_name": "category"})]:
         assert {c: str(t) for c, t in table.dtypes.items()} == schema
     assert list(found.nat_flows.columns[:len(NAT_FLOWS_COLUMNS)]) == NAT_FLOWS_COLUMNS
     assert list(analysis_tables(found)) == list(TABLES)

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pktkit.capture.arrow import string_array
-from pktkit.capture.formats import CAPTURE_SET_FILE
+from pktkit.capture.formats import CAPTURE_SET_FILE, DOCKER_FILE, KUBECTL_FILE
 from pktkit.capture.table import read_packets
 from pktkit.errors import CaptureError, UsageError
 
@@ -101,6 +101,13 @@ def resolve_inputs(
         node = node_of.get(path) or entry.get("node") or label.split(".")[0]
         inputs.append(CaptureInput(path, str(node), label, names, only))
     return inputs
+
+
+def metadata_beside(inputs: Sequence[CaptureInput]) -> tuple[list[Path], list[Path]]:
+    """The ``kubectl.json`` and ``docker.json`` files in the captures' folders."""
+    folders = list(dict.fromkeys(i.path.parent for i in inputs))
+    return ([f / KUBECTL_FILE for f in folders if (f / KUBECTL_FILE).is_file()],
+            [f / DOCKER_FILE for f in folders if (f / DOCKER_FILE).is_file()])
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
