@@ -83,8 +83,9 @@ def _cmd_packets(args: argparse.Namespace) -> int:
     if text is not None:
         print(text)
     elif not args.quiet:
-        total = sum(s.frames for s in stats)
-        print(f"{total} packets from {len(stats)} captures written to {args.out}")
+        total, files = sum(s.frames for s in stats), len(stats)  # (no pandas for this path)
+        print(f"{total} packet{'s' * (total != 1)} from {files} capture{'s' * (files != 1)} "
+              f"written to {args.out}")
     return 0
 
 
@@ -105,12 +106,14 @@ def _bundled_captures() -> Path:
 
 
 def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
+    from pktkit.report.present import plural
+
     corr, counts = result.get("correlation", {}), result.get("counts", {})
-    nodes, captures = len(corr.get("nodes", [])), counts.get("captures", 0)
-    lines = [f"{name}: {counts.get('packets', 0)} frames from {captures} "
-             f"capture{'s' * (captures != 1)} on {nodes} node{'s' * (nodes != 1)}: "
-             f"{corr.get('packets', 0)} "
-             f"packets, {counts.get('nat_flows') or 0} NAT flows → {out / 'index.html'}"]
+    lines = [f"{name}: {plural(counts.get('packets', 0), 'frame')} from "
+             f"{plural(counts.get('captures', 0), 'capture')} on "
+             f"{plural(len(corr.get('nodes', [])), 'node')}: "
+             f"{plural(corr.get('packets', 0), 'packet')}, "
+             f"{plural(counts.get('nat_flows') or 0, 'NAT flow')} → {out / 'index.html'}"]
     for row in corr.get("clock_offsets", []):
         if row["node"] == row["reference_node"]:
             continue

@@ -132,5 +132,5 @@ def test_the_identities_table(cluster: IdentityMap) -> None:
     assert (api["address"], api["node"], api["workload"]) == (
         "10.244.1.7", "kw-node-b", "deployment:default/api")
     report = pods.loc["pod:batch/report-29460055-vk4tl"]
-    assert report["end_ns"] == utc("2026-01-05T09:20:12")
+    assert report["until_ts_ns"] == utc("2026-01-05T09:20:12")
     assert "pod:kube-system/kube-proxy-7hxkz" not in pods.index  # host network: the node's

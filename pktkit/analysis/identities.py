@@ -20,18 +20,18 @@ looked at row by row, in numpy.
 
 ``identities`` table (:meth:`IdentityMap.table`) — one row per claim
 
-=========  ======  ===============================================================
-name       string  the name given
-kind       string  ``pod``, ``service``, ``node`` or ``container``
-address    string  the address claimed
-port       UInt16  the port claimed (NA: every port)
-proto      UInt8   its protocol (NA: any)
-start_ns   Int64   from (NA: since ever), ns since the epoch
-end_ns     Int64   until, exclusive (NA: still)
-node       string  a pod's node
-workload   string  a pod's owning workload (``deployment:default/web``)
-source     string  the metadata file it comes from
-=========  ======  ===============================================================
+===========  ======  ===============================================================
+name         string  the name given
+kind         string  ``pod``, ``service``, ``node`` or ``container``
+address      string  the address claimed
+port         UInt16  the port claimed (NA: every port)
+proto        UInt8   its protocol (NA: any)
+since_ts_ns  Int64   from (NA: since ever), ns since the epoch (the metadata's clock)
+until_ts_ns  Int64   until, exclusive (NA: still)
+node         string  a pod's node
+workload     string  a pod's owning workload (``deployment:default/web``)
+source       string  the metadata file it comes from
+===========  ======  ===============================================================
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from pktkit.capture.frame import typed_frame
 
 IDENTITIES_SCHEMA: dict[str, str] = {
     "name": "string", "kind": "string", "address": "string", "port": "UInt16",
-    "proto": "UInt8", "start_ns": "Int64", "end_ns": "Int64", "node": "string",
+    "proto": "UInt8", "since_ts_ns": "Int64", "until_ts_ns": "Int64", "node": "string",
     "workload": "string", "source": "string",
 }
 _EVER = np.iinfo(np.int64).min
@@ -263,14 +263,15 @@ class IdentityMap:
     def table(self) -> pd.DataFrame:
         """The ``identities`` table (module docstring), sorted by kind and name."""
         rows = [{"name": c.name, "kind": c.kind, "address": c.address, "port": c.port,
-                 "proto": c.proto, "start_ns": c.start_ns, "end_ns": c.end_ns, "node": c.node,
-                 "workload": c.workload, "source": c.source} for c in self.claims]
+                 "proto": c.proto, "since_ts_ns": c.start_ns, "until_ts_ns": c.end_ns,
+                 "node": c.node, "workload": c.workload, "source": c.source}
+                for c in self.claims]
         frame = pd.DataFrame(rows, columns=list(IDENTITIES_SCHEMA))
         order = {"pod": 0, "service": 1, "container": 2, "node": 3}
-        frame = frame.sort_values(["kind", "name", "address", "port", "start_ns"],
+        frame = frame.sort_values(["kind", "name", "address", "port", "since_ts_ns"],
                                   key=lambda s: s.map(order) if s.name == "kind" else s,
                                   kind="stable", na_position="first")
-        frame = frame.drop_duplicates(["name", "address", "port", "proto", "start_ns"])
+        frame = frame.drop_duplicates(["name", "address", "port", "proto", "since_ts_ns"])
         return typed_frame(frame.reset_index(drop=True), IDENTITIES_SCHEMA)
 
 

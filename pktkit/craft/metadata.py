@@ -245,7 +245,7 @@ def _slice(service: KubeService, cluster: KubeCluster) -> dict[str, Any]:
             "apiVersion": "v1", "blockOwnerDeletion": True, "controller": True,
             "kind": "Service", "name": service.name,
             "uid": _uid(f"{service.namespace}/service/{service.name}")}]
-    metadata.update({"creationTimestamp": k8s_time(cluster.listed_ns - _DAY_NS),
+    metadata.update({"creationTimestamp": k8s_time(cluster.listed_ns - _DAY_NS), "generation": 1,
                      "name": name, "resourceVersion": str(int(_hex(name, 5), 16)),
                      "uid": _uid(f"{service.namespace}/endpointslice/{name}")})
     return {"addressType": family, "apiVersion": "discovery.k8s.io/v1", "endpoints": endpoints,
