@@ -11,7 +11,8 @@ Nodes and interfaces of a capture file, first rule that applies:
    their paths below the common folder name them apart, as they do the ``capture`` column).
 
 :func:`read_table` reads them into one packet table with a ``node`` column and the names
-applied.
+applied. :func:`metadata_beside` finds the ``kubectl.json`` and ``docker.json`` in the
+captures' folders (read as ``--k8s`` / ``--docker`` files).
 """
 
 from __future__ import annotations
