@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pktkit.analysis.identities import IdentityMap
+from pktkit.analysis.identities import IdentityMap, service_backends
 from pktkit.analysis.metadata import read_metadata
 
 DATA = Path(__file__).parent / "data" / "metadata"
@@ -97,7 +97,7 @@ def test_a_published_port_on_every_host_address_needs_a_nat_flow(docker: Identit
 
 def test_service_backends_resolve_target_ports_by_name() -> None:
     metadata = read_metadata(k8s=[DATA / "kubectl-t0.json"])
-    backends = IdentityMap.from_metadata(metadata).service_backends(metadata)
+    backends = service_backends(metadata)
     # the API server's selectorless endpoint (no targetRef)
     assert backends[("198.51.100.11", 6443, TCP)] == "service:default/kubernetes:443"
     # the web pods back three Services: no single answer, so none

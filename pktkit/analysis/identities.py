@@ -37,7 +37,7 @@ source       string  the metadata file it comes from
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,17 +201,20 @@ class IdentityMap:
                 key = normal_address(texts[code])
                 result[mine] = self._row_labels(key, ports[mine], protos[mine], times[mine],
                                                 per_address[code], label)
-        return pd.Categorical.from_codes(result, categories=labels) if labels else \
-            pd.Categorical([None] * n, categories=[])
+        if not labels:
+            return pd.Categorical([None] * n, categories=[])
+        # only the names given (an address named otherwise in every row is not a category)
+        return pd.Categorical.from_codes(result, categories=labels).remove_unused_categories()
 
     def _row_labels(self, key: str | None, ports: np.ndarray, protos: np.ndarray,
-                    times: np.ndarray, fallback: int, label: object) -> np.ndarray:
+                    times: np.ndarray, fallback: int, label: Callable[[str], int]
+                    ) -> np.ndarray:
         """Labels of the rows of one address whose name depends on port or time."""
         out = np.full(len(times), fallback, np.int32)
         wide = self._wide.get(key)
         if wide is not None:
             segment, hit = wide.at(times)
-            codes = np.array([label(n) for n in wide.names], np.int32)  # type: ignore[operator]
+            codes = np.array([label(n) for n in wide.names], np.int32)
             out[hit] = codes[segment[hit]]
         for (port, proto), segments in self._ported.get(key, {}).items():
             match = ports == port
@@ -220,7 +223,7 @@ class IdentityMap:
             if not match.any():
                 continue
             segment, hit = segments.at(times)
-            codes = np.array([label(n) for n in segments.names], np.int32)  # type: ignore
+            codes = np.array([label(n) for n in segments.names], np.int32)
             chosen = match & hit
             out[chosen] = codes[segment[chosen]]
         return out
@@ -251,12 +254,6 @@ class IdentityMap:
                                        container.start_ns, container.end_ns,
                                        source=container.source))
         return IdentityMap([*self.claims, *found], self.published) if found else self
-
-    def service_backends(self, metadata: Metadata) -> dict[tuple[str, int, int], str]:
-        """(backend address, port, protocol) → ``service:NAMESPACE/NAME:PORT`` for every
-        Service backend whose port is known (target ports by name resolved through the
-        EndpointSlices' ports); an address:port behind two Services is left out."""
-        return _backends(metadata)
 
     # -- the table ---------------------------------------------------------------------------
 
@@ -349,7 +346,11 @@ def claims_of(metadata: Metadata) -> list[Claim]:
     return claims
 
 
-def _backends(metadata: Metadata) -> dict[tuple[str, int, int], str]:
+def service_backends(metadata: Metadata) -> dict[tuple[str, int, int], str]:
+    """(backend address, port, protocol) → ``service:NAMESPACE/NAME:PORT`` for every Service
+    backend whose port is known (target ports by name resolved through the EndpointSlices'
+    ports, else the pod's named container port); an address:port behind two Services is left
+    out: no single answer."""
     pod_ports = {f"{p.namespace}/{p.name}": p.ports for p in metadata.pods}
     found: dict[tuple[str, int, int], set[str]] = defaultdict(set)
     services = {(s.namespace, s.name): s for s in metadata.services}

@@ -39,7 +39,7 @@ from pktkit.analysis import correlate as _correlate
 from pktkit.analysis import latency as _latency
 from pktkit.analysis.conntrack import read_conntrack
 from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
-from pktkit.analysis.identities import IdentityMap
+from pktkit.analysis.identities import IdentityMap, service_backends
 from pktkit.analysis.inputs import CaptureInput, metadata_beside, read_table, resolve_inputs
 from pktkit.analysis.metadata import Metadata, Source, read_metadata
 from pktkit.analysis.naming import HANDSHAKE_NAMES, add_names, name_nat_flows, name_packets
@@ -165,7 +165,7 @@ def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, metadata: Metad
     report("nat", 3, len(STAGES))
     names = IdentityMap.from_metadata(metadata).with_published(nat.flows)
     name_packets(packets, names)
-    name_nat_flows(nat.flows, names, names.service_backends(metadata))
+    name_nat_flows(nat.flows, names, service_backends(metadata))
     handshakes = _latency.handshakes(packets)
     add_names(handshakes, names, HANDSHAKE_NAMES, "syn_ts_ns", proto=IPPROTO_TCP,
               after=True)
