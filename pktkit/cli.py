@@ -94,8 +94,9 @@ def _cmd_packets(args: argparse.Namespace) -> int:
     if text is not None:
         print(text)
     elif not args.quiet:
-        total = sum(s.frames for s in stats)
-        print(f"{total} packets from {len(stats)} captures written to {args.out}")
+        total, files = sum(s.frames for s in stats), len(stats)  # (no pandas for this path)
+        print(f"{total} packet{'s' * (total != 1)} from {files} capture{'s' * (files != 1)} "
+              f"written to {args.out}")
     return 0
 
 
@@ -124,12 +125,14 @@ def _bundled_captures() -> Path:
 
 
 def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
+    from pktkit.report.present import plural
+
     corr, counts = result.get("correlation", {}), result.get("counts", {})
-    nodes, captures = len(corr.get("nodes", [])), counts.get("captures", 0)
-    lines = [f"{name}: {counts.get('packets', 0)} frames from {captures} "
-             f"capture{'s' * (captures != 1)} on {nodes} node{'s' * (nodes != 1)}: "
-             f"{corr.get('packets', 0)} "
-             f"packets, {counts.get('nat_flows') or 0} NAT flows → {out / 'index.html'}"]
+    lines = [f"{name}: {plural(counts.get('packets', 0), 'frame')} from "
+             f"{plural(counts.get('captures', 0), 'capture')} on "
+             f"{plural(len(corr.get('nodes', [])), 'node')}: "
+             f"{plural(corr.get('packets', 0), 'packet')}, "
+             f"{plural(counts.get('nat_flows') or 0, 'NAT flow')} → {out / 'index.html'}"]
     for row in corr.get("clock_offsets", []):
         if row["node"] == row["reference_node"]:
             continue
@@ -149,6 +152,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     from pktkit.analysis.conntrack import conntrack_arg
     from pktkit.analysis.inputs import resolve_inputs
+    from pktkit.analysis.metadata import read_metadata
     from pktkit.analysis.pipeline import STAGES, analyze, return_memory_eagerly
     from pktkit.files import check_output_folder
     from pktkit.progress import terminal_bar
@@ -171,10 +175,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     for _, path in conntrack:
         if not Path(path).is_file():
             raise UsageError(f"--conntrack {path}: no such file")
+    if (args.k8s or args.docker) and not single:
+        raise UsageError("--k8s and --docker need the captures they belong to (CAPTURE or "
+                         "--node); the bundled folders hold their own")
+    read_metadata(args.k8s, args.docker)  # a bad file fails before any capture is read
     check_output_folder(args.out)
     return_memory_eagerly()  # this process does nothing else
     bar = terminal_bar(not (args.quiet or args.json))
     options = {"conntrack": conntrack, "vxlan_ports": args.vxlan_port,
+               "k8s": args.k8s, "docker": args.docker,
                "underlay_mtu": args.underlay_mtu, "clock_correction": args.clock_correction}
     steps = len(STAGES) + 1  # + writing
 
@@ -264,8 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "clock offsets, measure hop/node/NAT/handshake latency, find NAT flows, "
                     "and write DIR/index.html, summary.md, summary.json, every table as CSV "
                     "and Parquet (packets.parquet, hops, latency, clock_offsets, nat_flows, "
-                    "...) and the plots. With no CAPTURE: every folder of the bundled "
-                    "captures/, each into DIR/FOLDER/, with DIR/index.html listing them.")
+                    "...) and the plots. Addresses are named (pods, Services, nodes, "
+                    "containers) from --k8s/--docker metadata. With no CAPTURE: every folder "
+                    "of the bundled captures/, each into DIR/FOLDER/, with DIR/index.html "
+                    "listing them.")
     ana.add_argument("captures", nargs="*", metavar="CAPTURE",
                      help="capture files or folders of them (capture-set.json beside them "
                           "names nodes and interfaces)")
@@ -277,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--conntrack", action="append", default=[], metavar="[NAME=]FILE",
                      help="a conntrack dump (conntrack -L, /proc/net/nf_conntrack) of node "
                           "NAME to confirm the NAT flows (repeatable)")
+    ana.add_argument("--k8s", action="append", default=[], metavar="FILE",
+                     help="the output of `kubectl get pods,services,endpointslices,nodes -A -o "
+                          "json` (a List; several snapshots may be concatenated) to name pods, "
+                          "Services and nodes (repeatable; kubectl.json beside the captures "
+                          "is read too)")
+    ana.add_argument("--docker", action="append", default=[], metavar="FILE",
+                     help="the output of `docker inspect CONTAINER...` and `docker network "
+                          "inspect NETWORK...` to name containers (repeatable; docker.json "
+                          "beside the captures is read too)")
     ana.add_argument("--underlay-mtu", type=mtu, default=1500, metavar="BYTES",
                      help=f"MTU of the node network, {MIN_MTU} to {MAX_MTU} (default 1500)")
     ana.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",

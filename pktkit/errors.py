@@ -27,3 +27,7 @@ class OutputError(PktkitError):
 
 class ConntrackFormatError(UsageError):
     """A conntrack dump that is none of the formats ``parse_conntrack`` reads."""
+
+
+class MetadataError(UsageError):
+    """A ``--k8s`` or ``--docker`` file that is not the kubectl / docker inspect JSON asked for."""

@@ -20,7 +20,7 @@ from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
 from pktkit.craft.generation import generate, make_scenario
 from pktkit.errors import CaptureError, OutputError, UsageError
 from pktkit.report import folder
-from pktkit.report.tables import analysis_tables
+from pktkit.report.tables import NAT_NAME_COLUMNS, analysis_tables
 
 REPORT_FILES = {"index.html", "summary.md", "summary.json", "packets.parquet"}
 TABLES = ("captures", "overlays", "overhead", "flows", "nat_flows", "latency", "clock_offsets",
@@ -57,7 +57,8 @@ def test_tables_and_schemas(folders: dict[str, Path]) -> None:
     for table, schema in [(found.hops, hops.HOPS_SCHEMA),
                           (found.latency, latency.LATENCY_SCHEMA),
                           (found.clock_offsets, clocks.CLOCK_SCHEMA),
-                          (found.handshakes, latency.HANDSHAKES_SCHEMA)]:
+                          (found.handshakes, {**latency.HANDSHAKES_SCHEMA,
+                                              "src_name": "category", "dst_name": "category"})]:
         assert {c: str(t) for c, t in table.dtypes.items()} == schema
     assert list(found.nat_flows.columns[:len(NAT_FLOWS_COLUMNS)]) == NAT_FLOWS_COLUMNS
     assert list(analysis_tables(found)) == list(TABLES)
@@ -130,7 +131,8 @@ def test_write_analysis_writes_everything(folders: dict[str, Path], tmp_path: Pa
     for table in TABLES:
         assert {f"{table}.csv", f"{table}.parquet"} <= files, table
     assert {"latency_hop.png", "nat_timeline.png"} <= files
-    assert list(pd.read_csv(out / "nat_flows.csv").columns) == NAT_FLOWS_COLUMNS
+    assert list(pd.read_csv(out / "nat_flows.csv").columns) == [*NAT_FLOWS_COLUMNS,
+                                                                *NAT_NAME_COLUMNS]
     assert len(pd.read_csv(out / "nat_flows.csv")) == 6
     hops_csv = pd.read_csv(out / "hops.csv")
     assert list(hops_csv.columns) == list(hops.HOPS_SCHEMA)

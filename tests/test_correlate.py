@@ -163,7 +163,7 @@ def test_latency_table(root: Path) -> None:
 def test_handshake_rtt_per_capture_point(root: Path) -> None:
     found, truth, _joined = analysed(generated(root, "flat-routed", 1, "ether", "pcap", 0.0))
     shakes = found.handshakes
-    assert list(shakes.columns) == list(latency.HANDSHAKES_SCHEMA)
+    assert list(shakes.columns) == [*latency.HANDSHAKES_SCHEMA, "src_name", "dst_name"]
     tcp_flows = {p["flow_id"] for p in truth["packets"] if p["proto"] == 6}
     points = {(p["capture"], p["flow_id"]) for p in truth["packets"] if p["proto"] == 6}
     assert len(shakes) == len(points)

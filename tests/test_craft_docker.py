@@ -156,12 +156,18 @@ def test_portmap_ledger_is_the_published_port(portmap: Generated) -> None:
     veths = containers(portmap)
     flows = list(portmap.nat_flows().values())
     assert len(flows) == p["flows"]
+    behind: dict[int, set[str]] = defaultdict(set)  # host port -> the containers behind it
     for flow in flows:
         assert flow["kind"] == "dnat" and flow["proto"] == 6
-        assert (flow["orig_dst"], flow["orig_dport"]) == (p["host_ip"], p["host_port"])
+        assert flow["orig_dst"] == p["host_ip"]
+        assert flow["orig_dport"] in (p["host_port"], p["host_port_2"])
         assert flow["xlat_dport"] == p["container_port"]
         assert on_bridge(portmap, flow["xlat_dst"]) and flow["xlat_dst"] in veths
         assert (flow["xlat_src"], flow["xlat_sport"]) == (flow["orig_src"], flow["orig_sport"])
+        behind[flow["orig_dport"]].add(flow["xlat_dst"])
+    # Docker publishes a host port for one container: two ports, two containers
+    assert len(behind) == 2 and all(len(c) == 1 for c in behind.values())
+    assert len(set.union(*behind.values())) == 2
 
 
 def test_portmap_translation_is_seen_from_docker0_on(portmap: Generated) -> None:

@@ -28,6 +28,7 @@ EXPECTED = {
     "01-vxlan-overhead-and-mtu.ipynb",
     "02-nat-flows-docker-bridge.ipynb",
     "03-cross-node-latency-clock-offset.ipynb",
+    "04-pods-services-nat-latency.ipynb",
 }
 KERNEL = "python3"
 CELL_TIMEOUT_S = 120

@@ -15,6 +15,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pktkit.capture.table import read_packets
@@ -200,3 +201,35 @@ def test_a_long_cdf_is_drawn_through_evenly_spaced_ranks() -> None:
     assert np.diff(ys).max() <= 1 / plot.CDF_POINTS + 1 / len(delays)
     short = np.array([3, 5, 5, 9])
     assert [a.tolist() for a in plot._cdf_points(short)] == [[3, 5, 5, 9], [0.25, 0.5, 0.75, 1]]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: plot.latency_cdf(truth_hops("vxlan-overlay"), by="hop"),
+    lambda: plot.latency_cdf(truth_hops("vxlan-overlay"), by="node_pair"),
+    lambda: plot.throughput(packets("vxlan-overlay")),
+    lambda: plot.nat_timeline(truth_nat_flows("docker-portmap")),  # a short plot: 4 bars
+    lambda: plot.nat_timeline(truth_nat_flows("docker-snat")),
+    lambda: plot.overhead_share(build_tables(packets("vxlan-overlay"))["overhead"]),
+], ids=["latency-hop", "latency-node-pair", "throughput", "nat-short", "nat", "overhead"])
+def test_legends_hide_no_data(make) -> None:
+    """Each legend lies outside the axes (the data), clear of the x axis's label and tick
+    labels, and inside the figure."""
+    fig = make()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # as savefig lays it out
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not legend.overlaps(ax.get_window_extent(renderer))
+    assert not legend.overlaps(ax.xaxis.label.get_window_extent(renderer))
+    for tick in ax.get_xticklabels():
+        if tick.get_text():
+            assert not legend.overlaps(tick.get_window_extent(renderer))
+    whole = fig.bbox
+    assert whole.x0 <= legend.x0 and legend.x1 <= whole.x1
+    assert whole.y0 <= legend.y0 and legend.y1 <= whole.y1
+
+
+def test_a_no_data_figure_says_so() -> None:
+    assert not plot.has_data(plot.nat_timeline(None))
+    assert plot.has_data(plot.nat_timeline(truth_nat_flows("docker-snat")))

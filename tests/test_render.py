@@ -41,7 +41,8 @@ def test_writes_every_table_plot_and_summary(vxlan_report) -> None:
     for table in tables:
         assert {f"{table}.csv", f"{table}.parquet"} <= names
     assert {"overhead_share.png", "throughput.png", "latency_hop.png", "latency_node_pair.png",
-            "nat_timeline.png", "summary.md", "summary.json"} <= names
+            "summary.md", "summary.json"} <= names
+    assert "nat_timeline.png" not in names  # no NAT flow: no empty plot
     assert written[-1] == out / "index.html"
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no .partial left over
     for path in written:
@@ -57,8 +58,8 @@ def test_index_is_self_contained(vxlan_report) -> None:
     assert not re.search(r"https?://", page)
     assert not re.search(r"<(script|link|iframe)\b", page)
     assert not re.search(r'src="(?!data:)', page)  # every image inline
-    # relative links to the files beside the page only
-    assert all(href.endswith((".csv", ".parquet"))
+    # relative links to the files beside the page, or within it
+    assert all(href.endswith((".csv", ".parquet")) or href.startswith("#")
                for href in re.findall(r'href="([^"]+)"', page))
 
 
@@ -102,7 +103,8 @@ def test_summary_markdown_and_page_text(vxlan_report) -> None:
     markdown = (out / "summary.md").read_text()
     assert markdown.startswith("# pktkit report\n")
     assert "**flow-exceeds-mtu** — udp 10.0.0.4:" in markdown
-    assert "| vxlan | 1 |" in markdown and "| 11.8% |" in markdown
+    assert "| vxlan | 1 |" in markdown and "| 11.8 |" in markdown
+    assert "| overhead_share (%) |" in markdown
     page = (out / "index.html").read_text()
     assert "2026-01-15 10:00:00 – 10:00:02 UTC" in page
     assert '<td class="text bad">True</td>' in page  # an oversized flow, highlighted
@@ -128,7 +130,7 @@ def test_bad_names_and_empty_input(tmp_path: Path) -> None:
     written = render.write_report(tmp_path / "empty", {"errors": pd.DataFrame({"x": []})}, {},
                                   summary({}))
     page = written[-1].read_text()
-    assert "No problems found." in page and "(empty)" in page
+    assert "No problems found." in page and "None in these captures." in page
 
 
 def test_escapes_data_in_the_page(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ Nodes and interfaces of a capture file, first rule that applies:
    their paths below the common folder name them apart, as they do the ``capture`` column).
 
 :func:`read_table` reads them into one packet table with a ``node`` column and the names
-applied.
+applied. :func:`metadata_beside` finds the ``kubectl.json`` and ``docker.json`` in the
+captures' folders (read as ``--k8s`` / ``--docker`` files).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pktkit.capture.arrow import string_array
-from pktkit.capture.formats import CAPTURE_SET_FILE
+from pktkit.capture.formats import CAPTURE_SET_FILE, DOCKER_FILE, KUBECTL_FILE
 from pktkit.capture.table import read_packets
 from pktkit.errors import CaptureError, UsageError
 
@@ -111,6 +112,13 @@ def _manifest_entry(path: Path) -> dict[str, Any]:
     """What the capture-set.json beside ``path`` says of it ({} when nothing)."""
     return next((f for f in _manifest(path.parent).get("files", [])
                  if isinstance(f, dict) and f.get("file") == path.name), {})
+
+
+def metadata_beside(inputs: Sequence[CaptureInput]) -> tuple[list[Path], list[Path]]:
+    """The ``kubectl.json`` and ``docker.json`` files in the captures' folders."""
+    folders = list(dict.fromkeys(i.path.parent for i in inputs))
+    return ([f / KUBECTL_FILE for f in folders if (f / KUBECTL_FILE).is_file()],
+            [f / DOCKER_FILE for f in folders if (f / DOCKER_FILE).is_file()])
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:

@@ -9,7 +9,12 @@ metric   string  ``hop``: between consecutive sightings on one node, scope
                  ``nat``: from the last sighting before an address/port rewrite to the
                  first after it, scope "node/if → node/if (src|dst|src+dst rewritten)";
                  ``handshake_rtt``: SYN to the ACK completing the handshake, per TCP flow
-                 as seen at one capture point, scope "node/if"
+                 as seen at one capture point, scope "node/if";
+                 ``pod_pair``: each packet from its first sighting to its last (clock-
+                 corrected), scope "sender → receiver" by name (the sender as first seen,
+                 the receiver as last seen: the pods behind any NAT), when either is a pod;
+                 ``service``: the same delay for the packets of NAT flows through a Service,
+                 scope "service → backend" (the flow's ``service`` and ``xlat_dst_name``)
 scope    string  see metric
 count    Int64   samples
 min_ns,  Int64   minimum, percentiles (linear interpolation, rounded), maximum
@@ -22,7 +27,8 @@ max_ns
 ``handshakes`` — one row per TCP handshake per capture point: capture, node, interface,
 flow_id, src, sport, dst, dport (as the SYN was seen there), syn_ts_ns, synack_ts_ns,
 ack_ts_ns (capture clock), rtt_ns (ack − syn). The SYN is the last one before the SYN-ACK
-(a retransmitted SYN does not inflate the RTT).
+(a retransmitted SYN does not inflate the RTT). :func:`pktkit.analyze` adds ``src_name`` and
+``dst_name`` (:mod:`~pktkit.analysis.naming`).
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ HANDSHAKES_SCHEMA: dict[str, str] = {
     "src": "string", "sport": "Int64", "dst": "string", "dport": "Int64",
     "syn_ts_ns": "Int64", "synack_ts_ns": "Int64", "ack_ts_ns": "Int64", "rtt_ns": "Int64",
 }
-LATENCY_METRICS = ("hop", "node_pair", "nat", "handshake_rtt")
+LATENCY_METRICS = ("hop", "node_pair", "nat", "handshake_rtt", "pod_pair", "service")
 PERCENTILES = (("p50_ns", 50), ("p90_ns", 90), ("p99_ns", 99))
 _ICMP_REQUESTS = ((1, 8), (58, 128))  # (proto, type) of echo requests: the id is the source's
 
@@ -126,9 +132,11 @@ def _points(hops: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
 
 
 def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
-            handshakes: pd.DataFrame | None = None) -> pd.DataFrame:
+            handshakes: pd.DataFrame | None = None, nat_flows: pd.DataFrame | None = None
+            ) -> pd.DataFrame:
     """The latency table (see the module docstring) from the hops (``hop_rows``: each hop's
-    representative packet-table row) and the handshakes."""
+    representative packet-table row), the handshakes and, for the ``pod_pair`` and
+    ``service`` metrics, the packet table's name columns and the named NAT flows."""
     parts = []
     if len(hops):
         # first, while little else is alive: where addresses or ports were rewritten
@@ -161,6 +169,8 @@ def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
         codes, labels = pd.factorize(scope)
         parts.append(_stats("handshake_rtt", codes, list(labels),
                             handshakes["rtt_ns"].to_numpy(np.int64)))
+    if len(hops) and "src_name" in packets:
+        parts += _end_to_end(packets, hops, hop_rows, nat_flows)
     parts = [p for p in parts if len(p)]
     if not parts:
         return empty_frame(LATENCY_SCHEMA)
@@ -222,3 +232,50 @@ def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
         table[name] = found[name].to_numpy()
     table["rtt_ns"] = table["ack_ts_ns"] - table["syn_ts_ns"]
     return typed_frame(table, HANDSHAKES_SCHEMA)
+
+
+def _name_codes(packets: pd.DataFrame, column: str, rows: np.ndarray) -> tuple[np.ndarray,
+                                                                                 list[str]]:
+    codes, labels = string_codes(packets[column])
+    return codes[rows], labels
+
+
+def _end_to_end(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
+                nat_flows: pd.DataFrame | None) -> list[pd.DataFrame]:
+    """The ``pod_pair`` and ``service`` rows: each packet's first-to-last sighting delay."""
+    first = np.flatnonzero(hops["hop"].to_numpy(np.int64, na_value=-1) == 0)
+    last = np.append(first[1:] - 1, len(hops) - 1)
+    ts = hops["ts_ns"].to_numpy(np.int64, na_value=-1)
+    keep = (last > first) & (ts[first] >= 0) & (ts[last] >= 0)
+    first, last = first[keep], last[keep]
+    delay = ts[last] - ts[first]
+    sender, names = _name_codes(packets, "src_name", hop_rows[first])
+    receiver, receivers = _name_codes(packets, "dst_name", hop_rows[last])
+    # one label list for both ends
+    names = names + [x for x in receivers if x not in names]
+    remap = np.array([names.index(x) for x in receivers] + [-1], np.int64)
+    receiver = remap[receiver]
+    is_pod = np.array([x.startswith("pod:") for x in names] + [False])
+    parts = []
+    pod = (sender >= 0) & (receiver >= 0) & (is_pod[sender] | is_pod[receiver])
+    if pod.any():
+        group, labels = _pairs(sender[pod], receiver[pod], names, "{a} → {b}")
+        parts.append(_stats("pod_pair", group, labels, delay[pod]))
+    if nat_flows is not None and len(nat_flows) and "service" in nat_flows \
+            and "nat_flow_id" in packets:
+        flow = int_column(packets, "nat_flow_id", hop_rows[first])
+        served = nat_flows.dropna(subset=["service"])
+        scope = dict(zip(served["nat_flow_id"].astype("int64"),
+                         served["service"].astype(str) + " → "
+                         + served["xlat_dst_name"].astype(str), strict=True))
+        if scope:
+            labels = list(dict.fromkeys(scope.values()))
+            code_of = {flow_id: labels.index(text) for flow_id, text in scope.items()}
+            lookup = np.full(int(max(flow.max(initial=0), max(code_of))) + 2, -1, np.int64)
+            for flow_id, code in code_of.items():
+                lookup[flow_id] = code
+            group = lookup[np.where(flow >= 0, flow, -1)]
+            chosen = group >= 0
+            if chosen.any():
+                parts.append(_stats("service", group[chosen], labels, delay[chosen]))
+    return parts

@@ -2,9 +2,10 @@
 
 :func:`analyze` reads every capture into one packet table (:mod:`~pktkit.analysis.inputs`:
 nodes and interface names), correlates the sightings (:mod:`~pktkit.analysis.correlate`),
-finds NAT flows (:mod:`~pktkit.analysis.nat`) and measures latency
-(:mod:`~pktkit.analysis.latency`). :class:`Analysis` holds the tables; the report stage
-(:mod:`pktkit.report.folder`) writes them.
+finds NAT flows (:mod:`~pktkit.analysis.nat`), names the addresses from the cluster and
+container metadata (:mod:`~pktkit.analysis.metadata`, :mod:`~pktkit.analysis.identities`,
+:mod:`~pktkit.analysis.naming`) and measures latency (:mod:`~pktkit.analysis.latency`).
+:class:`Analysis` holds the tables; the report stage (:mod:`pktkit.report.folder`) writes them.
 
 The packet table gains ``node`` (string), ``packet_id``, ``hop``, ``nat_flow_id`` (Int64) and
 ``ts_ref_ns`` (Int64: the capture time on the reference node's clock); see the modules above
@@ -12,6 +13,13 @@ for ``packet_id``/``hop`` and the hops, latency, clock_offsets and handshakes ta
 ``nat_flows`` (one row per translated connection: the tuple as the originator sent it and
 after translation, packets, bytes, time span, the conntrack dump's verdict, the translating
 node) and ``nat_disagreements`` (captures against conntrack dumps; empty without a dump).
+
+Names: the packet table gains ``src_name``, ``dst_name``, ``outer_src_name`` and
+``outer_dst_name``; nat_flows ``orig_src_name``, ``orig_dst_name``, ``xlat_src_name``,
+``xlat_dst_name`` and ``service``; handshakes ``src_name`` and ``dst_name``; latency the
+``pod_pair`` and ``service`` metrics; ``identities`` lists who holds which address. The
+metadata comes from ``k8s`` and ``docker`` (paths or file objects) and from ``kubectl.json``
+and ``docker.json`` beside the captures. Without metadata the name columns hold the addresses.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -30,9 +39,12 @@ from pktkit.analysis import correlate as _correlate
 from pktkit.analysis import latency as _latency
 from pktkit.analysis.conntrack import read_conntrack
 from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
-from pktkit.analysis.inputs import CaptureInput, read_table, resolve_inputs
+from pktkit.analysis.identities import IdentityMap, service_backends
+from pktkit.analysis.inputs import CaptureInput, metadata_beside, read_table, resolve_inputs
+from pktkit.analysis.metadata import Metadata, Source, read_metadata
+from pktkit.analysis.naming import HANDSHAKE_NAMES, add_names, name_nat_flows, name_packets
 from pktkit.analysis.nat import nat_flows
-from pktkit.capture.headers import MAX_MTU, MIN_MTU
+from pktkit.capture.headers import IPPROTO_TCP, MAX_MTU, MIN_MTU
 from pktkit.errors import UsageError
 from pktkit.progress import Progress, ProgressBar
 
@@ -69,6 +81,8 @@ class Analysis:
     inputs: list[CaptureInput]
     underlay_mtu: int = 1500
     conntrack_given: bool = False
+    identities: pd.DataFrame | None = None  # who holds which address (identities module)
+    names: IdentityMap | None = None  # to name the report's own tables alike
 
 
 # -- the analysis ----------------------------------------------------------------------------
@@ -83,6 +97,8 @@ def analyze(
     underlay_mtu: int = 1500,
     window_ns: int = DEFAULT_WINDOW_NS,
     clock_correction: str = "auto",
+    k8s: Iterable[Source] = (),
+    docker: Iterable[Source] = (),
     progress: Progress | bool | None = None,
 ) -> Analysis:
     """Analyze captures (files or folders) from one or many nodes; see the module docstring.
@@ -92,6 +108,8 @@ def analyze(
     :func:`pktkit.analysis.nat.nat_flows`.
     ``vxlan_ports``: more UDP ports to decode as VXLAN.
     ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.analysis.correlate`).
+    ``k8s``, ``docker``: kubectl and docker inspect JSON files (paths or file objects), read
+    first (a bad one fails before any capture is read) with those beside the captures.
     ``progress(stage, done, total)`` is called as the stages (:data:`STAGES`) complete;
     ``progress=True`` shows a tqdm bar (a widget in a notebook).
     """
@@ -101,12 +119,14 @@ def analyze(
     if isinstance(captures, (str, os.PathLike)):
         captures = [captures]
     inputs = resolve_inputs(captures, nodes)
+    beside_k8s, beside_docker = metadata_beside(inputs)
+    metadata = read_metadata(_unique([*k8s, *beside_k8s]), _unique([*docker, *beside_docker]))
     dumps = (pd.concat([read_conntrack({node: path}) for node, path in conntrack],
                        ignore_index=True) if conntrack else None)
     bar = ProgressBar(True, notebook=True) if progress is True else None
     report: Progress = bar.stages() if bar else (progress or _silent)  # type: ignore[assignment]
     try:
-        return _run(inputs, dumps, vxlan_ports=vxlan_ports, underlay_mtu=underlay_mtu,
+        return _run(inputs, dumps, metadata, vxlan_ports=vxlan_ports, underlay_mtu=underlay_mtu,
                     window_ns=window_ns, clock_correction=clock_correction, report=report)
     finally:
         if bar is not None:
@@ -117,9 +137,21 @@ def _silent(stage: str, done: int, total: int) -> None:
     """No progress to show."""
 
 
-def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, *, vxlan_ports: Iterable[int],
-         underlay_mtu: int, window_ns: int, clock_correction: str, report: Progress
-         ) -> Analysis:
+def _unique(sources: Sequence[Source]) -> list[Source]:
+    """The sources without a path given twice (a file beside the captures and in --k8s)."""
+    seen, kept = set(), []
+    for source in sources:
+        key = (Path(source).resolve() if isinstance(source, (str, os.PathLike))
+               else id(source))
+        if key not in seen:
+            seen.add(key)
+            kept.append(source)
+    return kept
+
+
+def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, metadata: Metadata, *,
+         vxlan_ports: Iterable[int], underlay_mtu: int, window_ns: int, clock_correction: str,
+         report: Progress) -> Analysis:
     """The stages of :func:`analyze`, each reported when done."""
     packets = read_table(inputs, vxlan_ports)
     _release_freed_memory()
@@ -135,14 +167,20 @@ def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, *, vxlan_ports:
     packets["nat_flow_id"] = nat.packet_nat_flow_id
     _release_freed_memory()
     report("nat", 3, len(STAGES))
+    names = IdentityMap.from_metadata(metadata).with_published(nat.flows)
+    name_packets(packets, names)
+    name_nat_flows(nat.flows, names, service_backends(metadata))
     handshakes = _latency.handshakes(packets)
-    latency = _latency.latency(packets, found.hops, found.hop_rows, handshakes)
+    add_names(handshakes, names, HANDSHAKE_NAMES, "syn_ts_ns", proto=IPPROTO_TCP,
+              after=True)
+    latency = _latency.latency(packets, found.hops, found.hop_rows, handshakes, nat.flows)
     _release_freed_memory()
     report("latency", 4, len(STAGES))
     return Analysis(packets=packets, nat_flows=nat.flows, hops=found.hops, latency=latency,
                     clock_offsets=found.clock_offsets, handshakes=handshakes,
                     nat_disagreements=nat.disagreements, inputs=inputs,
-                    underlay_mtu=underlay_mtu, conntrack_given=dumps is not None)
+                    underlay_mtu=underlay_mtu, conntrack_given=dumps is not None,
+                    identities=names.table(), names=names)
 
 
 def _release_freed_memory() -> None:

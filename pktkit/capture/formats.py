@@ -78,3 +78,7 @@ DIRECTIONS = ("in", "out", "other")  # category order of the packet table's ``di
 
 # capture-set.json: which node and interfaces each capture file of a folder holds
 CAPTURE_SET_FILE = "capture-set.json"
+# Metadata beside the captures (``pktkit generate`` writes them; ``pktkit analyze`` reads them
+# as if given with --k8s / --docker): kubectl get ... -o json, docker inspect output.
+KUBECTL_FILE = "kubectl.json"
+DOCKER_FILE = "docker.json"

@@ -13,12 +13,13 @@ from __future__ import annotations
 import heapq
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pktkit.capture.write import Interface
 from pktkit.craft.flight import ETH_HEADER, InFlight, ip_addresses, ip_proto, l4_ports
+from pktkit.craft.inventory import Inventory
 from pktkit.craft.kernel import FlowState, Transform, ether_header, rewrite_tuple
 from pktkit.craft.nat import Conntrack, NatLedger
 from pktkit.craft.traffic import Emission
@@ -134,6 +135,12 @@ class Scenario(ABC):
     def conntracks(self) -> list[Conntrack]:
         """The NAT tables whose entries should expire as time passes (none by default)."""
         return []
+
+    def inventory(self, spans: Mapping[int, tuple[int, int]]) -> Inventory | None:
+        """The cluster or Docker host the scenario stands for, for ``kubectl.json`` /
+        ``docker.json`` and the truth of names (None: neither). ``spans``: each flow's first
+        and last sighting (ns since the epoch, reference clock), known once the engine ran."""
+        return None
 
 
 def _describe(flight: InFlight) -> tuple[tuple[Any, ...], tuple[Any, ...]]:

@@ -18,6 +18,7 @@ from pktkit.capture.formats import CAPTURE_SET_FILE, CaptureFormat
 from pktkit.capture.write import CaptureSetWriter, Linktype, TsResolution
 from pktkit.craft import params as P
 from pktkit.craft.engine import EPOCH_NS, Engine, Scenario
+from pktkit.craft.metadata import write_metadata
 from pktkit.craft.scenarios import SCENARIOS
 from pktkit.craft.truth import TRUTH_FILE, PacketTruth, TruthWriter
 from pktkit.errors import OutputError, UsageError
@@ -32,6 +33,7 @@ class GenerateResult:
     files: list[str]
     packets: int
     per_file: dict[str, int] = field(default_factory=dict)
+    metadata: list[str] = field(default_factory=list)  # kubectl.json / docker.json written
 
 
 def list_scenarios() -> list[tuple[str, str]]:
@@ -109,7 +111,11 @@ def generate(scenario: Scenario, out_dir: str | Path, *, fmt: CaptureFormat = "p
                                 "format": fmt, "linktype": linktype,
                                 "ts_resolution": ts_resolution})
         result = GenerateResult(out_dir, writer.file_names, 0)
+        spans: dict[int, tuple[int, int]] = {}  # flow → first and last sighting
         for s in Engine(scenario).run():
+            true_ns = EPOCH_NS + s.true_ts_ns
+            first, _ = spans.get(s.flow_id, (true_ns, true_ns))
+            spans[s.flow_id] = (first, true_ns)
             ts_ns = EPOCH_NS + s.true_ts_ns + scenario.clock_offsets_ns.get(s.point.node, 0)
             capture, frame, wire_len = writer.write(ts_ns, s.point, s.direction, s.frame)
             outer_src, outer_dst, outer_sport, outer_dport = s.outer
@@ -125,7 +131,10 @@ def generate(scenario: Scenario, out_dir: str | Path, *, fmt: CaptureFormat = "p
             result.packets += 1
             result.per_file[capture] = frame
         writer.commit()
-        truth.commit(writer.file_names, scenario.nat_flows())
+        inventory = scenario.inventory(spans)
+        truth.commit(writer.file_names, scenario.nat_flows(),
+                     inventory.names() if inventory is not None else [])
+        result.metadata = write_metadata(out_dir, inventory)
         write_json(out_dir / CAPTURE_SET_FILE, writer.manifest(), "the capture set",
                    "choose a writable --out directory")
         return result

@@ -51,13 +51,16 @@ def _readme(rows: list[tuple[Reference, GenerateResult]], total_bytes: int) -> s
         "Written by `make captures` (`python -m pktkit.craft.reference captures`): do not edit by",
         "hand. Each folder holds what tcpdump would record at each capture point of one scenario",
         "(seed 1, default parameters) and `truth.json`, the label of every frame (schema in",
-        "`docs/ARCHITECTURE.md`).",
+        "`docs/ARCHITECTURE.md`). The Kubernetes and Docker scenarios also hold what `kubectl",
+        "get pods,services,endpointslices,nodes -A -o json` (`kubectl.json`) or `docker inspect`",
+        "(`docker.json`) would print; `pktkit analyze` reads them to name the addresses.",
         "",
         "| folder | scenario | files | frames | format | what it holds |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for ref, result in rows:
-        files = ", ".join(f"`{name}` ({result.per_file.get(name, 0)})" for name in result.files)
+        files = ", ".join([*(f"`{name}` ({result.per_file.get(name, 0)})"
+                             for name in result.files), *(f"`{m}`" for m in result.metadata)])
         description = SCENARIOS[ref.scenario].description + (f". {ref.note}" if ref.note else "")
         fmt = f"{ref.fmt}, {ref.linktype}, {ref.ts_resolution}"
         lines.append(f"| `{ref.folder}/` | `{ref.scenario}` | {files} | {result.packets} | "

@@ -3,7 +3,8 @@
 The file is streamed (``packets`` grows with the capture) and written under a temporary name,
 then renamed. Schema (documented for users in docs/ARCHITECTURE.md):
 
-top level: ``scenario``, ``seed``, ``params``, ``captures``, ``packets``, ``nat_flows``.
+top level: ``scenario``, ``seed``, ``params``, ``captures``, ``packets``, ``nat_flows``,
+``names``.
 
 ``packets`` entries (:class:`PacketTruth`): ``capture``, ``frame`` (1-based), ``ts_ns`` (as the
 capturing node's clock recorded it), ``true_ts_ns`` (the reference clock), ``node``,
@@ -18,6 +19,12 @@ as ports), and
 
 ``nat_flows`` entries (:class:`NatFlowTruth`) have exactly the fields ``nat_flow_id``, ``kind``
 (``snat``, ``dnat``, ``snat+dnat``), ``proto``, ``orig_*`` and ``xlat_*``.
+
+``names`` entries (:class:`~pktkit.craft.inventory.NameTruth`): ``address``, ``port`` and
+``proto`` (null: every port), ``name`` (``pod:NS/NAME``, ``service:NS/NAME:PORT``,
+``node:NAME``, ``container:NAME``), ``from_ns`` and ``to_ns`` (exclusive; null: unbounded): who
+holds an address when, as the scenario's ``kubectl.json`` or ``docker.json`` describes it.
+Empty for scenarios without that metadata; an address no entry covers is named by itself.
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pktkit.craft.inventory import NameTruth
 from pktkit.errors import OutputError
 from pktkit.files import AtomicFile
 
@@ -103,11 +112,14 @@ class TruthWriter:
         self._handle.write(json.dumps(record, separators=(",", ":")))
         self._first = False
 
-    def commit(self, captures: list[str], nat_flows: list[NatFlowTruth]) -> None:
+    def commit(self, captures: list[str], nat_flows: list[NatFlowTruth],
+               names: Sequence[NameTruth] = ()) -> None:
         self._handle.write("\n], \"captures\": ")
         self._handle.write(json.dumps(captures))
         self._handle.write(', "nat_flows": [')
         self._handle.write(",".join("\n  " + json.dumps(asdict(flow)) for flow in nat_flows))
+        self._handle.write('\n], "names": [')
+        self._handle.write(",".join("\n  " + json.dumps(asdict(name)) for name in names))
         self._handle.write("\n]}\n")
         self._handle.flush()
         self._handle.detach()  # the binary handle stays the AtomicFile's, to close

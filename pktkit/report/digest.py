@@ -73,7 +73,7 @@ def _problems(tables: Mapping[str, pd.DataFrame], limit: int) -> list[dict[str, 
             overlay = "" if plain(key[5]) is None else f" ({overlay_label(key[5], key[6])})"
             found.append({
                 "problem": "flow-exceeds-mtu",
-                "where": tuple_text(*key[:5]) + overlay,
+                "where": named_where(group, tuple_text(*key[:5]) + overlay),
                 "count": len(group),
                 "detail": f"datagrams of {int(group['max_ip_len'].max())} bytes > path MTU "
                           f"{int(group['path_mtu'].min())}, seen in "
@@ -87,6 +87,33 @@ def _problems(tables: Mapping[str, pd.DataFrame], limit: int) -> list[dict[str, 
                           "count": count, "detail": f"{count} × {reason}"})
     found.sort(key=lambda p: (PROBLEM_RANK.get(p["problem"], 0), -p["count"]))
     return found[:limit]
+
+
+def named_where(group: pd.DataFrame, where: str) -> str:
+    """A conversation's names first, its tuple beside ("pod:a → pod:b (udp 10.0.0.4:5 →
+    10.0.0.3:514)"), when the flows table has names that are not the addresses."""
+    if not {"a_name", "b_name"} <= set(group):
+        return where
+    first = group.iloc[0]
+    if (str(first["a_name"]), str(first["b_name"])) == (str(first["a_addr"]),
+                                                       str(first["b_addr"])):
+        return where
+    return f"{first['a_name']} → {first['b_name']} ({where})"
+
+
+def _translation(row: pd.Series) -> dict[str, Any]:
+    """A NAT flow for the summary: who to whom (when named), the tuples, the packets."""
+    found: dict[str, Any] = {"nat_flow_id": plain(row["nat_flow_id"]),
+                             "kind": plain(row.get("kind"))}
+    if "service" in row and plain(row["service"]) is not None:
+        found["service"] = plain(row["service"])
+    for side in ("orig", "xlat"):
+        key = "original" if side == "orig" else "translated"
+        found[key] = nat_tuple(row, side)
+        if f"{side}_src_name" in row:
+            found[f"{key}_name"] = f"{row[f'{side}_src_name']} → {row[f'{side}_dst_name']}"
+    found["packets"] = plain(row.get("packets"))
+    return found
 
 
 def summary(
@@ -121,19 +148,17 @@ def summary(
                     "oversized", "fragments", "frag_needed"]
     merged = overlay_table.merge(cost[["encap", "vni", *cost_columns]], on=["encap", "vni"],
                                  how="left")
+    named = ["vtep_names"] if "vtep_names" in merged else []
     out["overlays"] = _records(merged, ["encap", "vni", "packets", "bytes", "flows",
-                                        "vtep_pairs", "vteps", "outer_dports", *cost_columns])
+                                        "vtep_pairs", "vteps", *named, "outer_dports",
+                                        *cost_columns])
     if nat_table is not None:
         kinds = nat_table["kind"].value_counts() if "kind" in nat_table else pd.Series()
         busiest = (nat_table.sort_values("packets", ascending=False, kind="stable")
                    if "packets" in nat_table else nat_table).head(nat_flows)
         out["nat"] = {
             "flows": len(nat_table), "by_kind": {str(k): int(v) for k, v in kinds.items()},
-            "translations": [
-                {"nat_flow_id": plain(row["nat_flow_id"]), "kind": plain(row.get("kind")),
-                 "original": nat_tuple(row, "orig"), "translated": nat_tuple(row, "xlat"),
-                 "packets": plain(row.get("packets"))}
-                for _, row in busiest.iterrows()],
+            "translations": [_translation(row) for _, row in busiest.iterrows()],
         }
     latency = tables.get("latency")
     if latency is not None and len(latency):

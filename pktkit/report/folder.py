@@ -25,7 +25,8 @@ from pktkit.report.render import write_report
 from pktkit.report.tables import analysis_tables
 
 
-def _write_files(analysis: Analysis, folder: Path, *, figures: bool) -> dict[str, Any]:
+def _write_files(analysis: Analysis, folder: Path, *, figures: bool,
+                 index_href: str | None = None) -> dict[str, Any]:
     tables = analysis_tables(analysis)
     result = summary(tables)
     result["correlation"] = correlation_summary(analysis)
@@ -37,7 +38,7 @@ def _write_files(analysis: Analysis, folder: Path, *, figures: bool) -> dict[str
     try:
         folder.mkdir(parents=True, exist_ok=True)
         write_table(analysis.packets, folder / "packets.parquet")
-        write_report(folder, tables, plots, result)
+        write_report(folder, tables, plots, result, index_href=index_href)
     finally:
         if plots:
             import matplotlib.pyplot as plt
@@ -82,7 +83,8 @@ def write_collection(
     results: dict[str, Any] = {}
     with StagingFolder(Path(out_dir)) as tmp:
         for name, make in analyses:
-            results[name] = _write_files(make(), tmp / name, figures=figures)
+            results[name] = _write_files(make(), tmp / name, figures=figures,
+                                         index_href="../index.html")
         _write_index(tmp, results)
     return results
 

@@ -4,7 +4,9 @@ Each function takes its table and an optional matplotlib ``Axes`` and returns th
 ``Figure`` it drew on. Without ``ax`` it makes a new :class:`matplotlib.figure.Figure`,
 which is not registered with pyplot: no global state, no GUI backend, nothing to close, so
 the functions are safe in servers, tests and notebooks alike (a notebook shows a returned
-Figure as its PNG). Empty input gives a figure that says "no data" and why.
+Figure as its PNG). Empty input gives a figure that says "no data" and why
+(:func:`has_data` tells; the report leaves such figures out). Legends sit outside the axes,
+below them, so that they hide no data.
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.transforms import ScaledTranslation
 
 from pktkit.analysis.rows import Rows, group_rows, group_sum, tunnel_rows
 from pktkit.report.labels import nat_tuple, overlay_label
 
 FIGSIZE = (8.0, 4.5)
 SMALL = 7  # legend and annotation font size
+_NO_DATA = "_pktkit_no_data"  # set on a figure that only says "no data"
+
+
+def has_data(figure: Figure) -> bool:
+    """Whether a plot shows something, not just "no data"."""
+    return not getattr(figure, _NO_DATA, False)
 
 
 def _canvas(ax: Axes | None, figsize: tuple[float, float] = FIGSIZE) -> tuple[Figure, Axes]:
@@ -33,6 +42,7 @@ def _canvas(ax: Axes | None, figsize: tuple[float, float] = FIGSIZE) -> tuple[Fi
 
 
 def _no_data(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
+    setattr(fig, _NO_DATA, True)
     ax.set_title(title)
     ax.text(0.5, 0.5, f"no data: {why}", ha="center", va="center", transform=ax.transAxes,
             color="0.4")
@@ -41,12 +51,26 @@ def _no_data(fig: Figure, ax: Axes, title: str, why: str) -> Figure:
     return fig
 
 
-def _finish_lines(fig: Figure, ax: Axes, title: str, shown: str, cut: bool, total: int,
-                  legend_at: str) -> Figure:
+def legend_below(ax: Axes, columns: int = 2) -> None:
+    """The legend under the axes, below their tick labels and x label (half an inch down,
+    whatever the axes' height), outside the data: constrained layout makes room for it."""
+    entries = len(ax.get_legend_handles_labels()[1])
+    below = ax.transAxes + ScaledTranslation(0, -0.5, ax.get_figure(root=True).dpi_scale_trans)
+    ax.legend(fontsize=SMALL, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+              bbox_transform=below, ncols=max(1, min(columns, entries)), frameon=False)
+
+
+def _legend_height(entries: int, columns: int = 2) -> float:
+    """Inches a legend of ``entries`` lines below the axes needs."""
+    return 0.2 * math.ceil(entries / columns)
+
+
+def _finish_lines(fig: Figure, ax: Axes, title: str, shown: str, cut: bool, total: int
+                  ) -> Figure:
     """Grid, legend, and a title that says when only some of the lines are drawn."""
     ax.grid(True, alpha=0.3)
     ax.set_title(title + (f" ({shown} of {total})" if cut else ""))
-    ax.legend(fontsize=SMALL, loc=legend_at)
+    legend_below(ax)
     return fig
 
 
@@ -115,7 +139,7 @@ def latency_cdf(
     """
     if by not in LATENCY_SCOPES:
         raise ValueError(f"by={by!r}: choose one of {', '.join(LATENCY_SCOPES)}")
-    fig, ax = _canvas(ax)
+    fig, ax = _canvas(ax, (FIGSIZE[0], FIGSIZE[1] + _legend_height(max_lines)))
     title = f"Latency CDF per {LATENCY_SCOPES[by]}"
     curves: list[tuple[str, np.ndarray, np.ndarray, int]] = []  # label, x (ns), y, samples
     if data is not None and "delay_ns" in data:
@@ -157,7 +181,7 @@ def latency_cdf(
     ax.set_ylabel("fraction of packets ≤ delay")
     ax.set_ylim(0, 1.02)
     return _finish_lines(fig, ax, title, f"the {max_lines} busiest", scope_count > max_lines,
-                         scope_count, "lower right")
+                         scope_count)
 
 
 # -- overhead ------------------------------------------------------------------------------
@@ -194,9 +218,7 @@ def overhead_share(overhead: pd.DataFrame | None, ax: Axes | None = None) -> Fig
     ax.set_xticks(range(0, 101, 20))
     ax.set_xlabel("share of wire bytes (%)")
     ax.set_title(title)
-    # below the axes: inside, it would cover the last bar
-    ax.legend(fontsize=SMALL, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=3,
-              frameon=False)
+    legend_below(ax, columns=3)  # inside, it would cover the last bar
     return fig
 
 
@@ -235,7 +257,7 @@ def throughput(
     ``bin_ns`` (default: about 60 bins over the span), as bit/s; time in seconds since the
     first packet of the table. The ``max_lines`` heaviest lines are shown.
     """
-    fig, ax = _canvas(ax)
+    fig, ax = _canvas(ax, (FIGSIZE[0], FIGSIZE[1] + _legend_height(max_lines)))
     title = "Throughput per VNI over time"
     if packets is None or packets.empty:
         return _no_data(fig, ax, title, "no packets")
@@ -297,7 +319,7 @@ def throughput(
     ax.set_xlabel(f"time since the first packet (s), {width / 1e6:g} ms bins")
     ax.set_ylabel(f"throughput ({unit})")
     return _finish_lines(fig, ax, title, f"the {max_lines} heaviest",
-                         len(heaviest) > max_lines, len(heaviest), "upper right")
+                         len(heaviest) > max_lines, len(heaviest))
 
 
 # -- NAT -----------------------------------------------------------------------------------
@@ -315,7 +337,7 @@ def nat_timeline(
     rows = (nat_flows.dropna(subset=["first_ts_ns", "last_ts_ns"]) if has_time
             else pd.DataFrame())
     rows = rows.sort_values("first_ts_ns").head(max_flows) if len(rows) else rows
-    fig, ax = _canvas(ax, (10.0, 1.4 + 0.32 * len(rows)))
+    fig, ax = _canvas(ax, (10.0, 1.8 + 0.32 * len(rows)))
     if rows.empty:
         return _no_data(fig, ax, title, "no NAT flows")
     start = rows["first_ts_ns"].min()
@@ -338,7 +360,7 @@ def nat_timeline(
     ax.set_xlim(0, span * 1.9)  # room for the translated tuples
     ax.set_xlabel("time since the first NAT flow (s)")
     ax.set_title(title)
-    ax.legend(fontsize=SMALL, loc="lower right")
+    legend_below(ax, columns=3)
     return fig
 
 

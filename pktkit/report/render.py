@@ -1,5 +1,6 @@
 """Write a report's files: ``index.html`` (:mod:`~pktkit.report.page`), ``summary.md``,
-``summary.json``, every table as CSV and Parquet, every plot as PNG.
+``summary.json``, every table as CSV and Parquet, every plot that has data as PNG (a plot
+with nothing to show is left out, not drawn as an empty box).
 
 Every file is written as a temp file in the folder and renamed into place.
 """
@@ -29,6 +30,7 @@ PNG_DPI = 100
 _REPORT = ("the report", "choose a writable folder")  # how a write failure is worded
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
+
 def _check_name(kind: str, name: str) -> str:
     if not _SAFE_NAME.fullmatch(name):
         raise UsageError(f"{kind} name {name!r}: use letters, digits, '_', '-' and '.' only "
@@ -45,8 +47,8 @@ def figure_png(figure: Figure) -> bytes:
 
 def _markdown_table(df: pd.DataFrame) -> str:
     shown = display(df)
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |",
-             "| " + " | ".join("---" for _ in df.columns) + " |"]
+    lines = ["| " + " | ".join(map(str, shown.columns)) + " |",
+             "| " + " | ".join("---" for _ in shown.columns) + " |"]
     lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |"
               for row in shown.itertuples(index=False, name=None)]
     return "\n".join(lines)
@@ -72,9 +74,12 @@ def write_report(
     tables: Mapping[str, pd.DataFrame],
     figures: Mapping[str, Figure],
     summary: Mapping[str, Any],
+    *,
+    index_href: str | None = None,
 ) -> list[Path]:
     """Write the report folder (created if missing); returns the files written, index.html
-    last (it is written once everything it links to exists)."""
+    last (it is written once everything it links to exists). ``index_href``: the index of
+    the analyses the page links back to."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -87,11 +92,17 @@ def write_report(
                                     lambda tmp, t=table: t.to_csv(tmp, index=False), *_REPORT))
         written.append(write_atomic(out / f"{name}.parquet",
                                     lambda tmp, t=table: write_parquet(t, tmp), *_REPORT))
-    pngs = {_check_name("figure", name): figure_png(fig) for name, fig in figures.items()}
+    pngs = {}
+    if figures:
+        from pktkit.report.plot import has_data  # matplotlib is loaded: there are figures
+
+        pngs = {_check_name("figure", name): figure_png(fig) for name, fig in figures.items()
+                if has_data(fig)}
     written += [write_bytes(out / f"{name}.png", png, *_REPORT) for name, png in pngs.items()]
     written.append(write_text(out / "summary.json",
                               json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
                               *_REPORT))
     written.append(write_text(out / "summary.md", summary_markdown(summary), *_REPORT))
-    written.append(write_text(out / "index.html", render_html(tables, pngs, summary), *_REPORT))
+    page = render_html(tables, pngs, summary, index_href=index_href)
+    written.append(write_text(out / "index.html", page, *_REPORT))
     return written

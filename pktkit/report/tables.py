@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pktkit.analysis.identities import IdentityMap
+from pktkit.analysis.naming import NAT_NAMES, add_names
 from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
 from pktkit.analysis.pipeline import Analysis
 from pktkit.report.flow_table import flows
@@ -46,16 +48,47 @@ def build_tables(
     return tables
 
 
+NAT_NAME_COLUMNS = ["orig_src_name", "orig_dst_name", "xlat_src_name", "xlat_dst_name",
+                    "service"]
+
+
 def analysis_tables(analysis: Analysis) -> dict[str, pd.DataFrame]:
     """Every table of an analysis's report, in page order (:func:`build_tables`, nat_flows
-    with the columns of ``nat_flows.csv``, plus handshakes and, given a conntrack dump,
-    nat_disagreements)."""
+    with the columns of ``nat_flows.csv``, plus handshakes, given a conntrack dump
+    nat_disagreements, and the identities). The addresses of flows (``a_name``, ``b_name``),
+    overlays (``vtep_names``) and nat_disagreements get their names, as those of the
+    analysis's own tables have them."""
+    names = analysis.names or IdentityMap()
+    nat = analysis.nat_flows[[*NAT_FLOWS_COLUMNS, *(c for c in NAT_NAME_COLUMNS
+                                                    if c in analysis.nat_flows)]]
     tables = build_tables(analysis.packets, underlay_mtu=analysis.underlay_mtu,
-                          nat_flows=analysis.nat_flows[NAT_FLOWS_COLUMNS], hops=analysis.hops,
+                          nat_flows=nat, hops=analysis.hops,
                           latency=analysis.latency, clock_offsets=analysis.clock_offsets)
+    add_names(tables["flows"], names, (("a_addr", "a_port"), ("b_addr", "b_port")),
+              "first_ts_ns", after=True)
+    tables["overlays"]["vtep_names"] = vtep_names(tables["overlays"], names)
     errors = tables.pop("errors")
     tables["handshakes"] = analysis.handshakes
     if analysis.conntrack_given:
-        tables["nat_disagreements"] = analysis.nat_disagreements
+        disagreements = analysis.nat_disagreements.copy()
+        add_names(disagreements, names, NAT_NAMES, None, after=True)
+        tables["nat_disagreements"] = disagreements
+    if analysis.identities is not None and len(analysis.identities):
+        tables["identities"] = analysis.identities
     tables["errors"] = errors
     return tables
+
+
+VTEP_PAIRS, VTEP_ENDS = "; ", " ↔ "  # how overlay_costs joins the ``vteps`` column
+
+
+def vtep_names(overlays: pd.DataFrame, names: IdentityMap) -> pd.Series:
+    """The ``vteps`` column with each address named (node addresses, mostly)."""
+    texts = overlays["vteps"].astype("string")
+    addresses = sorted({a for text in texts.dropna() for pair in text.split(VTEP_PAIRS)
+                        for a in pair.split(VTEP_ENDS)})
+    named = dict(zip(addresses, names.name(addresses).astype(str), strict=True))
+    return pd.Series([pd.NA if pd.isna(text) else VTEP_PAIRS.join(
+        VTEP_ENDS.join(named[a] for a in pair.split(VTEP_ENDS))
+        for pair in text.split(VTEP_PAIRS)) for text in texts], index=overlays.index,
+        dtype="string")

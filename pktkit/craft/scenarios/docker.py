@@ -4,17 +4,23 @@ Capture points of the host (the host-side ends of the veth pairs, the bridge, th
 ``veth-c1``, ``veth-c2``, ``docker0``, ``eth0``. Outbound traffic is masqueraded on ``eth0``
 (POSTROUTING), so ``veth-*`` and ``docker0`` show the container's own address and ``eth0`` the
 host's. Port mapping (``ports: "8080:80"``) is a DNAT in PREROUTING, visible from ``docker0`` on.
+
+The containers were started with ``docker run`` on the default bridge: ``app`` and ``worker``
+(docker-snat), ``web1`` published on ``host_port`` and ``web2`` on ``host_port_2``
+(docker-portmap: one host port belongs to one container). ``docker.json`` is their
+``docker inspect``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from pktkit.capture.write import Interface
 from pktkit.craft import params as P
-from pktkit.craft.engine import FlowSpec, Hop, Path, Scenario
+from pktkit.craft.engine import EPOCH_NS, FlowSpec, Hop, Path, Scenario
+from pktkit.craft.inventory import DockerContainer, DockerHost
 from pktkit.craft.kernel import Nat, NatReply, Route, Transit
 from pktkit.craft.nat import Conntrack
 from pktkit.craft.traffic import (
@@ -27,6 +33,7 @@ from pktkit.craft.traffic import (
     tcp_session,
     varied_size,
 )
+from pktkit.errors import UsageError
 
 
 def docker_mac(ip: str) -> str:
@@ -42,7 +49,9 @@ class DockerParams:
     server_ip: str = P.field("203.0.113.10", P.check_ip, "external web server")
     dns_ip: str = P.field("198.51.100.53", P.check_ip, "external DNS resolver")
     server_port: int = P.field(80, P.check_port, "web server port")
-    host_port: int = P.field(8080, P.check_port, "published host port (ports: HOST:CONTAINER)")
+    host_port: int = P.field(8080, P.check_port,
+                             "first container's published host port (-p HOST:CONTAINER)")
+    host_port_2: int = P.field(8081, P.check_port, "second container's published host port")
     container_port: int = P.field(80, P.check_port, "container port behind the published one")
     wan_hops: int = P.field(9, P.check_positive, "routers between the host and the server")
     wan_latency_us: int = P.field(4000, P.check_positive, "one-way delay host <-> server, µs")
@@ -74,6 +83,25 @@ class _DockerHost(Scenario):
 
     def conntracks(self) -> list[Conntrack]:
         return [self.ct]
+
+    container_names: tuple[str, str] = ("app", "worker")
+    images: tuple[str, str] = ("registry.example/shop/app:2.3", "registry.example/shop/worker:2.3")
+
+    def published(self, index: int) -> tuple[tuple[int, str, int], ...]:
+        """Container ``index``'s ``-p`` mappings (none here)."""
+        return ()
+
+    def inventory(self, spans: Mapping[int, tuple[int, int]]) -> DockerHost:
+        """The two containers (running since an hour before the capture) and docker0."""
+        p: DockerParams = self.params
+        containers = tuple(
+            DockerContainer(name, address, image,
+                            EPOCH_NS - 3600 * 10**9 + 2_418_263_527 * index + 604_117_250,
+                            self.published(index))
+            for index, (name, address, image) in enumerate(zip(
+                self.container_names, self.containers, self.images, strict=True)))
+        return DockerHost(p.bridge_cidr, self.bridge_ip, self.docker0.name, containers,
+                          p.host_ip)
 
     def outbound(self, index: int) -> tuple[Path, Path]:
         """Container ``index`` to the outside (masqueraded) and the replies back."""
@@ -156,16 +184,26 @@ class DockerSnat(_DockerHost):
 
 class DockerPortmap(_DockerHost):
     name = "docker-portmap"
-    description = ('An external client reaching a container through ports: "8080:80" '
-                   "(DNAT on the host)")
+    description = ("External clients reaching two containers through their published ports "
+                   "(-p 8080:80, -p 8081:80: DNAT on the host)")
     default_flows = 4
+    container_names = ("web1", "web2")
+    images = ("registry.example/shop/web:1.4", "registry.example/shop/web:1.4")
+
+    def published(self, index: int) -> tuple[tuple[int, str, int], ...]:
+        p: DockerParams = self.params
+        return ((p.container_port, "TCP", (p.host_port, p.host_port_2)[index]),)
 
     def flows(self) -> Iterator[FlowSpec]:
         p: DockerParams = self.params
+        if p.host_port == p.host_port_2:
+            raise UsageError(f"host_port and host_port_2 are both {p.host_port}: a host port "
+                             "is published for one container; give two ports")
         for index in range(self.flow_count):
             client = Endpoint(f"198.51.100.{20 + index % 200}", self.rng.randint(32768, 60999))
-            service = Endpoint(p.host_ip, p.host_port, ttl=64)
-            request = http_request(f"{p.host_ip}:{p.host_port}", f"/api/{index}")
+            host_port = self.published(index % 2)[0][2]
+            service = Endpoint(p.host_ip, host_port, ttl=64)
+            request = http_request(f"{p.host_ip}:{host_port}", f"/api/{index}")
             response = http_response(varied_size(1800, 500, index))
             emissions = tcp_session(client, service, request, response, self.rng, mss=1460,
                                     rtt_ms=8.0)

@@ -13,25 +13,31 @@ untranslated, then out, translated, TTL-1, with new MACs; ``node-b`` shows it on
 ``k8s-clusterip``: a pod on ``node-a`` connects to a Service VIP (and to kube-dns's VIP). The
 DNAT happens in PREROUTING, which br_netfilter runs as the frame enters the bridge: the pod's
 veth shows the VIP, ``cni0`` and everything after show the backend. Kind ``dnat``; replies get
-the VIP back in POSTROUTING toward ``cni0``.
+the VIP back in POSTROUTING toward ``cni0``. During the capture the web pod is evicted and its
+replacement gets the same address (when the web flows leave a quiet whole second between
+them): ``kubectl.json`` lists both, the evicted one still showing its old ``podIP``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 
 from pktkit.capture.write import Interface
 from pktkit.craft import params as P
 from pktkit.craft.engine import FlowSpec, Hop, Path
+from pktkit.craft.inventory import KubeCluster, KubePod, KubeService, KubeServicePort
 from pktkit.craft.kernel import Nat, NatReply, Route, Transit
 from pktkit.craft.nat import Conntrack
 from pktkit.craft.scenarios.routed import (
+    DNS_PORTS,
     EPHEMERAL,
     LAN_RTT_MS,
     ClusterParams,
     Pod,
     TwoNodeCluster,
+    kube_dns,
 )
 from pktkit.craft.traffic import (
     Emission,
@@ -76,9 +82,22 @@ class _KubeCluster(TwoNodeCluster):
         self.coredns = self.pod(self.node_b, "coredns", 3, 5)
         self.web = self.pod(self.node_b, "web", 7, 7)
         self.ct: Conntrack = self.conntrack()
+        self.backend_of: dict[int, Pod] = {}  # flow id → the pod that serves it
 
     def conntracks(self) -> list[Conntrack]:
         return [self.ct]
+
+    def kube_pods(self) -> list[KubePod]:
+        p: ServiceParams = self.params
+        return [self.kube_pod(self.client, "default", "client"),
+                self.kube_pod(self.coredns, "kube-system", "coredns", DNS_PORTS),
+                self.kube_pod(self.web, "default", "web", (("http", p.target_port, "TCP"),))]
+
+    def web_service(self, **more: object) -> KubeService:
+        """``default/web``: its targetPort by name (``http``), as Deployments often do."""
+        p: ServiceParams = self.params
+        return KubeService("default", "web", p.service_ip, (KubeServicePort(
+            "http", p.service_port, "http", **more),), app="web")  # type: ignore[arg-type]
 
 
 class K8sNodePort(_KubeCluster):
@@ -94,6 +113,12 @@ class K8sNodePort(_KubeCluster):
 
     def interfaces(self) -> list[Interface]:
         return [self.node_a.eth0, self.node_b.eth0, self.node_b.cni0, self.web.veth]
+
+    def inventory(self, spans: Mapping[int, tuple[int, int]]) -> KubeCluster:
+        p: NodePortParams = self.params
+        return self.kube_cluster(self.kube_pods(), [
+            kube_dns("10.96.0.10" if ":" not in p.service_ip else "fd00:10:96::a"),
+            replace(self.web_service(node_port=p.node_port), type="NodePort")])
 
     def paths(self) -> tuple[Path, Path]:
         p: NodePortParams = self.params
@@ -152,10 +177,25 @@ class K8sClusterIp(_KubeCluster):
         return self.coredns, 53, dns_exchange(
             me, Endpoint(p.dns_service_ip, 53), f"{SERVICE_HOST}.", p.service_ip, self.rng)
 
+    def inventory(self, spans: Mapping[int, tuple[int, int]]) -> KubeCluster:
+        """The cluster, with the web pod evicted and replaced at the first whole second
+        between two web flows (the replacement gets the same address)."""
+        p: ClusterIpParams = self.params
+        pods = self.kube_pods()
+        web = pods[-1]
+        swap = _quiet_second(sorted(spans[flow] for flow, backend in self.backend_of.items()
+                                    if backend is self.web and flow in spans))
+        if swap is not None:
+            evicted_ns, ready_ns = swap
+            pods[-1:] = [replace(web, finished_ns=evicted_ns),
+                         replace(web, ready_ns=ready_ns, replica=1)]
+        return self.kube_cluster(pods, [kube_dns(p.dns_service_ip), self.web_service()])
+
     def flows(self) -> Iterator[FlowSpec]:
         a = self.node_a
         for index in range(self.flow_count):
             backend, port, emissions = self.conversation(index)
+            self.backend_of[index + 1] = backend
             kube_proxy = Nat(self.ct, dnat_to=(backend.ip, port))
             forward = Path(self.client.mac, a.cni0_mac, (
                 *self.egress(self.client, backend.node.mac, at_bridge=(kube_proxy,)),
@@ -166,3 +206,17 @@ class K8sClusterIp(_KubeCluster):
                 *self.deliver(self.client, before_route=(NatReply(),)),
             ), final_latency_us=5)
             yield FlowSpec(index + 1, self.start_ns(index), forward, reverse, emissions)
+
+
+def _quiet_second(spans: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """(eviction, replacement ready) for a pod whose flows have these spans: evicted 20 ms
+    after a flow ends, the replacement ready at the next whole second, before the next flow.
+    The API's times are whole seconds: the eviction's second must be over before the
+    replacement's starts, with no flow in between. None: the flows leave no such gap."""
+    second = 10**9
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        evicted = end + 20_000_000
+        ready = (evicted // second + 1) * second
+        if ready <= start:
+            return evicted, ready
+    return None

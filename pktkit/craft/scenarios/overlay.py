@@ -21,23 +21,30 @@ encapsulated on its own.
 
 Flows cycle through HTTP on port 80, HTTP on 8080, DNS, ping and the oversized UDP datagrams
 (syslog on 514); with two tenants they alternate between the tenants.
+
+``geneve-overlay`` (OVN-Kubernetes) and ``ipip`` (Calico) are Kubernetes clusters: their pods
+(``client``, ``web`` and ``legacy-client``, the pod with the underlay's MTU) and nodes are
+written to ``kubectl.json``. VXLAN's two tenants share pod addresses, which one cluster cannot,
+and NVGRE is no Kubernetes CNI's: those have no metadata.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import random
 import struct
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pktkit.capture.write import Interface
 from pktkit.craft import params as P
-from pktkit.craft.engine import FlowSpec, Hop, Path, Scenario
+from pktkit.craft.engine import EPOCH_NS, FlowSpec, Hop, Path, Scenario
 from pktkit.craft.flight import ETH_HEADER
+from pktkit.craft.inventory import KubeCluster, KubeNode, KubePod
 from pktkit.craft.kernel import (
     LINUX_EPHEMERAL,
     Decap,
@@ -49,6 +56,7 @@ from pktkit.craft.kernel import (
     Transform,
     VxlanEncap,
 )
+from pktkit.craft.scenarios.routed import HOUR_NS, cluster_listed_ns, system_pods
 from pktkit.craft.traffic import (
     Emission,
     Endpoint,
@@ -339,6 +347,29 @@ class _Overlay(Scenario):
         return sender, udp_datagrams(Endpoint(sender.ip, ephemeral), Endpoint(server.ip, 514),
                                      [sender.mtu - 28] * 3, rng)
 
+    # The cluster as kubectl shows it (Kubernetes CNIs only).
+
+    kube_cni: ClassVar[str | None] = None  # "ovn", "calico": written to kubectl.json
+
+    def node_annotations(self, node: Node) -> dict[str, str]:
+        """What the CNI writes on its Node objects."""
+        return {}
+
+    def inventory(self, spans: Mapping[int, tuple[int, int]]) -> KubeCluster | None:
+        if self.kube_cni is None:
+            return None
+        nodes = tuple(KubeNode(n.name, n.ip, None, self.node_annotations(n))
+                      for n in self.nodes)
+        tenant = self.tenants[0]
+        pods = [KubePod("default", "Deployment", workload, pod.node.name, pod.ip,
+                        EPOCH_NS - 30 * HOUR_NS + 11 * 10**9 * index, ports)
+                for index, (pod, workload, ports) in enumerate((
+                    (tenant.client, "client", ()),
+                    (tenant.server, "web", (("http", 80, "TCP"), ("http-alt", 8080, "TCP"),
+                                            ("dns", 53, "UDP"), ("syslog", 514, "UDP"))),
+                    (tenant.misconfigured, "legacy-client", ())))]
+        return KubeCluster(nodes, (*system_pods(nodes), *pods), (), cluster_listed_ns(self))
+
     def flows(self) -> Iterator[FlowSpec]:
         for index in range(self.flow_count):
             tenant = self.tenants[index % len(self.tenants)]
@@ -401,6 +432,10 @@ class GeneveOverlay(_SingleTenant):
     Params = GeneveParams
     tunnel_header_bytes = 8 + 8 + 4 + len(OVN_OPTION[2])
     tunnel_device = "genev_sys_6081"  # OVS's Geneve device (collect-metadata mode)
+    kube_cni = "ovn"
+
+    def node_annotations(self, node: Node) -> dict[str, str]:
+        return {"k8s.ovn.org/node-primary-ifaddr": json.dumps({"ipv4": f"{node.ip}/24"})}
 
     def vtep(self, src: Node, dst: Node, seed: int) -> Transform:
         p: GeneveParams = self.params
@@ -430,6 +465,15 @@ class Ipip(_Overlay):
     Params = IpipParams
     tunnel_header_bytes = 0
     l2_tunnel = False
+    kube_cni = "calico"
+
+    def node_annotations(self, node: Node) -> dict[str, str]:
+        """Calico's node address and the tunl0 address (its IPAM block's first)."""
+        p: IpipParams = self.params
+        block = p.block_a if node is self.nodes[0] else p.block_b
+        return {"projectcalico.org/IPv4Address": f"{node.ip}/24",
+                "projectcalico.org/IPv4IPIPTunnelAddr": str(
+                    ipaddress.ip_network(block).network_address)}
 
     def build_tenants(self) -> list[Tenant]:
         p: IpipParams = self.params

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
 from pktkit.capture.write import Interface
 from pktkit.craft import params as P
-from pktkit.craft.engine import FlowSpec, Hop, Path, Scenario
+from pktkit.craft.engine import EPOCH_NS, FlowSpec, Hop, Path, Scenario
+from pktkit.craft.inventory import KubeCluster, KubeNode, KubePod, KubeService, KubeServicePort
 from pktkit.craft.kernel import Route, Transform
 from pktkit.craft.traffic import (
     Emission,
@@ -36,6 +37,36 @@ from pktkit.errors import UsageError
 
 LAN_RTT_MS = 0.4  # node to node round trip on the cluster LAN (the TCP timestamp clock)
 EPHEMERAL = (32768, 60999)  # net.ipv4.ip_local_port_range
+HOUR_NS = 3600 * 10**9
+# the cluster's Service addresses when a scenario has no parameter for them (kubeadm's defaults)
+SERVICE_ADDRESSES = {4: ("10.96.0.1", "10.96.0.10", "10.96.0.100"),
+                     6: ("fd00:10:96::1", "fd00:10:96::a", "fd00:10:96::64")}
+DNS_PORTS = (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP"))
+
+
+def kube_dns(address: str) -> KubeService:
+    return KubeService("kube-system", "kube-dns", address, (
+        KubeServicePort("dns", 53, 53, "UDP"), KubeServicePort("dns-tcp", 53, 53, "TCP"),
+        KubeServicePort("metrics", 9153, 9153, "TCP")), app="coredns")
+
+
+def api_server(address: str, node: KubeNode) -> KubeService:
+    """``default/kubernetes``: selectorless, its endpoint the control-plane node's :6443."""
+    return KubeService("default", "kubernetes", address,
+                       (KubeServicePort("https", 443, 6443),), app=None,
+                       backends=(node.address,))
+
+
+def system_pods(nodes: tuple[KubeNode, ...]) -> list[KubePod]:
+    """kube-proxy on every node: host network, its address the node's."""
+    return [KubePod("kube-system", "DaemonSet", "kube-proxy", n.name, n.address,
+                    EPOCH_NS - 40 * 24 * HOUR_NS, (("healthz", 10256, "TCP"),),
+                    host_network=True, replica=i) for i, n in enumerate(nodes)]
+
+
+def cluster_listed_ns(scenario: Scenario) -> int:
+    """When kubectl ran: a minute after the last flow could have started."""
+    return EPOCH_NS + scenario.duration_ns + 60 * 10**9
 
 
 def pod_mac(ip: str) -> str:
@@ -159,6 +190,33 @@ class TwoNodeCluster(Scenario):
             Hop(pod.veth, "out", 3),
         )
 
+    # The cluster as kubectl shows it.
+
+    def kube_nodes(self) -> tuple[KubeNode, ...]:
+        """Both nodes, flannel host-gw annotations, their pod CIDRs."""
+        p: ClusterParams = self.params
+        return tuple(KubeNode(node.name, node.ip, cidr, {
+            "flannel.alpha.coreos.com/backend-data": "null",
+            "flannel.alpha.coreos.com/backend-type": "host-gw",
+            "flannel.alpha.coreos.com/kube-subnet-manager": "true",
+            "flannel.alpha.coreos.com/public-ip": node.ip})
+            for node, cidr in ((self.node_a, p.pod_cidr_a), (self.node_b, p.pod_cidr_b)))
+
+    def kube_pod(self, pod: Pod, namespace: str, workload: str,
+                 ports: tuple[tuple[str, int, str], ...] = (), **more: object) -> KubePod:
+        """A Deployment's pod as kubectl lists it; up since two days before the capture."""
+        return KubePod(namespace, "Deployment", workload, pod.node.name, pod.ip,
+                       EPOCH_NS - 48 * HOUR_NS + 7 * 10**9 * len(workload), ports,
+                       **more)  # type: ignore[arg-type]
+
+    def kube_cluster(self, pods: list[KubePod], services: list[KubeService]) -> KubeCluster:
+        """The cluster with kube-proxy and the API server's Service added."""
+        nodes = self.kube_nodes()
+        version = ipaddress.ip_address(self.node_a.ip).version
+        return KubeCluster(nodes, (*system_pods(nodes), *pods),
+                           (api_server(SERVICE_ADDRESSES[version][0], nodes[0]), *services),
+                           cluster_listed_ns(self))
+
     def pod_to_pod(self, src: Pod, dst: Pod) -> Path:
         """One direction between pods on the two nodes, no translation."""
         return Path(src.mac, src.node.cni0_mac, (*self.egress(src, dst.node.mac),
@@ -214,6 +272,18 @@ class FlatRouted(TwoNodeCluster):
                                           rng)
         return self.web, ping(Endpoint(self.client.ip, 0), Endpoint(self.web.ip, 0),
                               rng.randint(1, 0xFFFF), 2, rng)
+
+    def inventory(self, spans: Mapping[int, tuple[int, int]]) -> KubeCluster:
+        """client, web and coredns Deployments; the kube-dns and web Services exist, though
+        the client here talks to the pods directly."""
+        p: RoutedParams = self.params
+        _, dns_ip, web_ip = SERVICE_ADDRESSES[ipaddress.ip_address(p.node_a_ip).version]
+        return self.kube_cluster(
+            [self.kube_pod(self.client, "default", "client"),
+             self.kube_pod(self.dns, "kube-system", "coredns", DNS_PORTS),
+             self.kube_pod(self.web, "default", "web", (("http", p.web_port, "TCP"),))],
+            [kube_dns(dns_ip), KubeService("default", "web", web_ip,
+                                           (KubeServicePort("http", 80, "http"),), app="web")])
 
     def flows(self) -> Iterator[FlowSpec]:
         for index in range(self.flow_count):
