@@ -28,15 +28,15 @@ from pktkit.capture.decode import DecodedPacket, Decoder
 from pktkit.capture.flows import FlowIds, HashIndex
 from pktkit.capture.read import ReadStats
 from pktkit.capture.reasons import ERROR_REASONS
-from pktkit.capture.schema import ADDRESS_COLUMNS, INT_COLUMNS
+from pktkit.capture.schema import ADDRESS_COLUMNS, CATEGORY_COLUMNS, INT_COLUMNS
 from pktkit.capture.vectorized import ALL, Frames, payload_hashes
+from pktkit.dpkt import VXLAN
 
 DecodeEngine = Literal["fast", "reference"]  # which decoder builds the table
 
 # the match fields (see DecodedPacket): copied from the reference decoder for fallback rows
 MATCH_FIELDS = ("ip_len", "frag_offset", "tcp_seq", "tcp_ack", "icmp_id", "icmp_seq",
                 "l4_payload_len", "payload_hash")
-_ERROR_CODE = {reason: code for code, reason in enumerate(ERROR_REASONS)}
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 
 Column = tuple[np.ndarray, np.ndarray | None]  # values, NA mask (None: no NA)
@@ -49,7 +49,8 @@ class ColumnBatch:
 
     ``ints``/``bools``: values and NA masks in the table's dtypes; ``strings``: codes into a
     dictionary of distinct strings (only those were ever boxed); ``categories``: codes (-1 for
-    NA) into the categories of :data:`CATEGORY_COLUMNS` (``encap``: into ``encap_names``).
+    NA) into the categories of :data:`CATEGORY_COLUMNS` (``encap``: into ``encap_names``,
+    ``error``: into ``error_names``, the reasons followed by named unsupported payloads).
     """
 
     n: int
@@ -58,6 +59,15 @@ class ColumnBatch:
     strings: dict[str, Strings]
     categories: dict[str, np.ndarray]
     encap_names: list[str]
+    error_names: list[str]
+
+    def names(self, column: str) -> tuple[str, ...] | list[str]:
+        """The names a category column's codes point into."""
+        if column == "encap":
+            return self.encap_names
+        if column == "error":
+            return self.error_names
+        return CATEGORY_COLUMNS[column] or ()
 
 
 def _masked(values: np.ndarray, dtype: type[np.integer]) -> Column:
@@ -134,13 +144,18 @@ class BatchDecoder:
     ) -> None:
         self.decoder = Decoder(vxlan_ports)
         tunnels = self.decoder.udp_tunnels
-        self._vxlan_ports = np.array(sorted(p for p, k in tunnels.items() if k == "vxlan"))
-        self._other_ports = np.array(sorted(p for p, k in tunnels.items() if k != "vxlan"))
+        self._vxlan_ports = np.array(sorted(p for p, c in tunnels.items() if c is VXLAN))
+        # other tunnels (by destination port; Teredo's by either): the reference decoder's
+        self._other_ports = np.array(sorted(p for p, c in tunnels.items() if c is not VXLAN))
+        self._source_ports = np.array(sorted(
+            p for p, c in tunnels.items() if getattr(c, "match_source_port", False)))
         self.ifnames = dict(ifnames or {})
         self.batch_size = batch_size
         self.stats: list[ReadStats] = []
         self.encap_names = ["none", "vxlan"]  # encap code → name; grows with fallback rows
         self._encap_codes = {name: code for code, name in enumerate(self.encap_names)}
+        self.error_names = list(ERROR_REASONS)  # error code → name; grows likewise
+        self._error_codes = {name: code for code, name in enumerate(self.error_names)}
         self._flows = FlowIds()
         self._texts = AddressTexts()
 
@@ -152,7 +167,7 @@ class BatchDecoder:
 
     def decode(self, raw: RawBatch) -> ColumnBatch:
         n = len(raw)
-        f = Frames(raw, self._vxlan_ports, self._other_ports)
+        f = Frames(raw, self._vxlan_ports, self._other_ports, self._source_ports)
         end = raw.cap_len
         clipped = raw.wire_len > raw.cap_len
         linktypes = np.unique(raw.linktype)
@@ -162,14 +177,18 @@ class BatchDecoder:
             for lt in linktypes:
                 rows = np.flatnonzero(raw.linktype == lt)
                 f.link(rows, int(lt), end[rows], clipped[rows])
+        f.finish_checksums()
         payload_hashes(raw, f)
         fragment = np.zeros(n, bool)
-        error = np.full(n, -1, np.int8)
+        error = np.full(n, -1, np.int32)
         for i in np.flatnonzero(~f.fast).tolist():
             p = self.decoder.decode(raw.frame_bytes(i), int(raw.linktype[i]), int(raw.wire_len[i]))
             self._fill(f, i, p)
             fragment[i] = p.fragment
-            error[i] = -1 if p.error is None else _ERROR_CODE[p.error]
+            if p.error is not None:
+                error[i] = self._error_codes.setdefault(p.error, len(self._error_codes))
+                if error[i] == len(self.error_names):
+                    self.error_names.append(p.error)
         return self._columns(raw, f, fragment, error)
 
     def _fill(self, f: Frames, i: int, p: DecodedPacket) -> None:
@@ -183,6 +202,7 @@ class BatchDecoder:
         ):
             getattr(f, name)[i] = -1 if value is None else value
         f.more_fragments[i] = -1 if p.more_fragments is None else p.more_fragments
+        f.checksum[i] = p.checksum
         f.pktdir[i] = -1 if p.direction is None else DIRECTION_CODE[p.direction]
         f.overhead[i] = p.overhead_bytes
         encap = p.encap
@@ -225,8 +245,9 @@ class BatchDecoder:
         strings["interface"] = self._interfaces(raw, f)
         return ColumnBatch(
             n, ints, bools, strings,
-            {"direction": direction, "encap": f.encap.astype(np.int32), "error": error},
-            list(self.encap_names),
+            {"direction": direction, "encap": f.encap.astype(np.int32),
+             "checksum": f.checksum, "error": error},
+            list(self.encap_names), list(self.error_names),
         )
 
     def _addresses(self, f: Frames) -> dict[str, Strings]:

@@ -53,7 +53,7 @@ def arrow_batch(batch: ColumnBatch, schema: pa.Schema) -> pa.RecordBatch:
             arrays.append(string_array(*batch.strings[name]))
         else:
             codes = batch.categories[name]
-            names = CATEGORY_COLUMNS[name] or batch.encap_names
+            names = batch.names(name)
             arrays.append(pa.DictionaryArray.from_arrays(
                 arrow_array(codes, codes < 0, field.type.index_type),
                 arrow_strings(list(names))))

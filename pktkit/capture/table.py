@@ -24,6 +24,7 @@ from pktkit.capture.flows import FlowNumbering
 from pktkit.capture.frame import SCHEMA, batches_frame
 from pktkit.capture.output import PathArg, path_list
 from pktkit.capture.read import CaptureReader, RawFrame, ReadStats, warn_if_cut
+from pktkit.capture.reasons import error_categories
 from pktkit.errors import UsageError
 
 
@@ -53,7 +54,7 @@ def _row(raw: RawFrame, p: DecodedPacket, flows: FlowNumbering,
         "more_fragments": p.more_fragments, "tcp_seq": p.tcp_seq, "tcp_ack": p.tcp_ack,
         "icmp_id": p.icmp_id, "icmp_seq": p.icmp_seq, "l4_payload_len": p.l4_payload_len,
         "payload_hash": p.payload_hash, "overhead_bytes": p.overhead_bytes,
-        "flow_id": flows.id_of(p, encap, vni), "error": p.error,
+        "flow_id": flows.id_of(p, encap, vni), "checksum": p.checksum_status, "error": p.error,
     }
 
 
@@ -91,8 +92,10 @@ def read_packets(
             rows.append(_row(raw, decode(raw.data, raw.linktype, raw.wire_len), flows, ifnames))
         stats.append(reader.stats)
         warn_if_cut(reader.stats)
+    errors = [row["error"] for row in rows]
+    dtypes = {**SCHEMA, "error": pd.CategoricalDtype(error_categories(errors))}
     df = pd.DataFrame({name: pd.Series([row[name] for row in rows], dtype=dtype)
-                       for name, dtype in SCHEMA.items()})
+                       for name, dtype in dtypes.items()})
     df.attrs["read_stats"] = [asdict(s) for s in stats]
     return df
 
