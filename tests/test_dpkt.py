@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import struct
-import sys
 from collections import Counter
 from pathlib import Path
 
