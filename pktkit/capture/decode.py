@@ -436,6 +436,8 @@ class Decoder:
         self._network_start(p, off)
         ip = self._parse(p, _IP, buf, off, end, clipped, BAD_IP)
         if ip is None:
+            if p.error == TRUNCATED:  # the capture cut the header: its checksum too
+                p.checksum = checksums.combine_one(p.checksum, checksums.UNCHECKED)
             return None
         ihl = ip.hl * 4
         if ip.v != 4 or ihl < _IP.__hdr_len__:
