@@ -65,17 +65,22 @@ def _cmd_packets(args: argparse.Namespace) -> int:
     # Cut captures: every whole packet is kept; each warning becomes one line on stderr (also
     # when a later file turns out not to be a capture).
     text: str | None = None
+    ports = _vxlan_ports(args.vxlan_port)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CaptureCutWarning)
         try:
             if args.out:
+                from pktkit.capture.autoports import resolve_ports
                 from pktkit.capture.output import write_packets  # no pandas import for Parquet
 
-                stats = write_packets(args.captures, args.out, vxlan_ports=args.vxlan_port)
+                resolved = resolve_ports(args.captures, ports)
+                if resolved.found is not None and not args.quiet:
+                    print(resolved.describe())
+                stats = write_packets(args.captures, args.out, vxlan_ports=resolved)
             else:
                 from pktkit.capture.table import read_packets, summarize
 
-                text = summarize(read_packets(args.captures, vxlan_ports=args.vxlan_port))
+                text = summarize(read_packets(args.captures, vxlan_ports=ports))
         finally:
             for warning in caught:
                 if issubclass(warning.category, CaptureCutWarning):
@@ -88,11 +93,22 @@ def _cmd_packets(args: argparse.Namespace) -> int:
     return 0
 
 
-def port(text: str) -> int:  # (argparse names it: "invalid port value")
+def port(text: str) -> int | str:  # (argparse names it: "invalid port value")
+    if text == "auto":
+        return text
     port = int(text)
     if not 0 < port < 65536:
         raise ValueError(text)
     return port
+
+
+def _vxlan_ports(given: list[int | str]) -> list[int] | str:
+    """``--vxlan-port``: port numbers, or ``auto`` alone."""
+    if "auto" not in given:
+        return [int(p) for p in given]
+    if len(given) > 1:
+        raise UsageError("--vxlan-port auto finds every VXLAN and Geneve port; give it alone")
+    return "auto"
 
 
 def _bundled_captures() -> Path:
@@ -105,12 +121,16 @@ def _bundled_captures() -> Path:
 
 
 def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
+    from pktkit.capture.tunnel_ports import describe
+
     corr, counts = result.get("correlation", {}), result.get("counts", {})
     nodes, captures = len(corr.get("nodes", [])), counts.get("captures", 0)
     lines = [f"{name}: {counts.get('packets', 0)} frames from {captures} "
              f"capture{'s' * (captures != 1)} on {nodes} node{'s' * (nodes != 1)}: "
              f"{corr.get('packets', 0)} "
              f"packets, {counts.get('nat_flows') or 0} NAT flows → {out / 'index.html'}"]
+    if "tunnel_ports" in result:
+        lines.append("  " + describe({p["port"]: p["kind"] for p in result["tunnel_ports"]}))
     for row in corr.get("clock_offsets", []):
         if row["node"] == row["reference_node"]:
             continue
@@ -155,7 +175,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     return_memory_eagerly()  # this process does nothing else
     bar = terminal_bar(not (args.quiet or args.json))
-    options = {"conntrack": conntrack, "vxlan_ports": args.vxlan_port,
+    options = {"conntrack": conntrack, "vxlan_ports": _vxlan_ports(args.vxlan_port),
                "underlay_mtu": args.underlay_mtu, "clock_correction": args.clock_correction}
     steps = len(STAGES) + 1  # + writing
 
@@ -231,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the table to OUT.csv or OUT.parquet (default: print a summary)")
     pkts.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",
                       help="also decode UDP port N as VXLAN (4789 and 8472 always are; "
-                           "repeatable)")
+                           "repeatable; a port of another tunnel, 6081 say, is refused); "
+                           "'auto': find the ports carrying VXLAN or Geneve in the packets")
     pkts.add_argument("-q", "--quiet", action="store_true")
     pkts.set_defaults(func=_cmd_packets)
 
@@ -258,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--underlay-mtu", type=int, default=1500, metavar="BYTES",
                      help="MTU of the node network (default 1500)")
     ana.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",
-                     help="also decode UDP port N as VXLAN (repeatable)")
+                     help="also decode UDP port N as VXLAN (repeatable); 'auto': find the "
+                          "ports carrying VXLAN or Geneve in the packets")
     ana.add_argument("--clock-correction", choices=["auto", "always", "never"], default="auto",
                      help="subtract the estimated clock offsets: when significant (auto, the "
                           "default), always, or never")

@@ -77,7 +77,7 @@ def analyze(
     *,
     nodes: Mapping[str | os.PathLike[str], str] | None = None,
     conntrack: Sequence[tuple[str | None, str | os.PathLike[str]]] | None = None,
-    vxlan_ports: Iterable[int] = (),
+    vxlan_ports: Iterable[int] | str = (),
     underlay_mtu: int = 1500,
     window_ns: int = DEFAULT_WINDOW_NS,
     clock_correction: str = "auto",
@@ -88,7 +88,8 @@ def analyze(
     ``conntrack``: (node or None, file) pairs of conntrack dumps (read first: a dump in an
     unknown format fails before any capture is read), handed to
     :func:`pktkit.analysis.nat.nat_flows`.
-    ``vxlan_ports``: more UDP ports to decode as VXLAN.
+    ``vxlan_ports``: more UDP ports to decode as VXLAN, or ``"auto"``: the VXLAN and Geneve
+    ports found in the packets (listed in ``analysis.packets.attrs["tunnel_ports"]``).
     ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.analysis.correlate`).
     ``progress(stage, done, total)`` is called as the stages (:data:`STAGES`) complete;
     ``progress=True`` shows a tqdm bar (a widget in a notebook).
@@ -112,7 +113,8 @@ def _silent(stage: str, done: int, total: int) -> None:
     """No progress to show."""
 
 
-def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, *, vxlan_ports: Iterable[int],
+def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, *,
+         vxlan_ports: Iterable[int] | str,
          underlay_mtu: int, window_ns: int, clock_correction: str, report: Progress
          ) -> Analysis:
     """The stages of :func:`analyze`, each reported when done."""

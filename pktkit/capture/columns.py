@@ -134,15 +134,16 @@ class AddressTexts:
 class BatchDecoder:
     """Decodes captures into :class:`ColumnBatch` es; flow ids persist across batches and files.
 
-    ``vxlan_ports``/``ifnames`` as for :func:`pktkit.capture.table.read_packets`. After a
+    ``vxlan_ports``/``ifnames`` as for :func:`pktkit.capture.table.read_packets` (port numbers;
+    ``geneve_ports`` likewise for Geneve). After a
     file's batches are consumed, ``stats[-1]`` is its :class:`ReadStats`.
     """
 
     def __init__(
         self, vxlan_ports: Iterable[int] = (), ifnames: Mapping[int, str] | None = None,
-        batch_size: int = DEFAULT_BATCH,
+        batch_size: int = DEFAULT_BATCH, *, geneve_ports: Iterable[int] = (),
     ) -> None:
-        self.decoder = Decoder(vxlan_ports)
+        self.decoder = Decoder(vxlan_ports, geneve_ports=geneve_ports)
         tunnels = self.decoder.udp_tunnels
         self._vxlan_ports = np.array(sorted(p for p, c in tunnels.items() if c is VXLAN))
         # other tunnels (by destination port; Teredo's by either): the reference decoder's
@@ -168,15 +169,7 @@ class BatchDecoder:
     def decode(self, raw: RawBatch) -> ColumnBatch:
         n = len(raw)
         f = Frames(raw, self._vxlan_ports, self._other_ports, self._source_ports)
-        end = raw.cap_len
-        clipped = raw.wire_len > raw.cap_len
-        linktypes = np.unique(raw.linktype)
-        if len(linktypes) == 1:
-            f.link(ALL, int(linktypes[0]), end, clipped)
-        else:
-            for lt in linktypes:
-                rows = np.flatnonzero(raw.linktype == lt)
-                f.link(rows, int(lt), end[rows], clipped[rows])
+        f.decode(raw)
         f.finish_checksums()
         payload_hashes(raw, f)
         fragment = np.zeros(n, bool)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # (pandas is never imported here: the Parquet path must not p
     import pandas as pd
 
 from pktkit.capture.arrow import arrow_array, arrow_schema, arrow_strings, string_array
+from pktkit.capture.autoports import PortsArg, resolve_ports
 from pktkit.capture.batches import DEFAULT_BATCH
 from pktkit.capture.columns import BatchDecoder, ColumnBatch
 from pktkit.capture.read import ReadStats, warn_if_cut
@@ -74,7 +75,7 @@ def write_packets(
     paths: PathArg,
     out: str | os.PathLike[str],
     *,
-    vxlan_ports: Iterable[int] = (),
+    vxlan_ports: PortsArg = (),
     ifnames: Mapping[int, str] | None = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> list[ReadStats]:
@@ -85,13 +86,17 @@ def write_packets(
     categories come back in order of appearance rather than sorted. Written atomically (temp
     file + rename). Returns one :class:`~pktkit.capture.read.ReadStats` per capture; a cut
     capture also warns, as in read_packets. Parquet output does not import pandas.
+    ``vxlan_ports``: as in read_packets (``"auto"`` reads the captures twice; resolve it
+    first with :func:`~pktkit.capture.autoports.resolve_ports` to see the ports found).
     """
     out = Path(out)
     suffix = table_suffix(out)
-    decoder = BatchDecoder(vxlan_ports, ifnames, batch_size)
+    paths = path_list(paths)
+    ports = resolve_ports(paths, vxlan_ports)
+    decoder = BatchDecoder(ports.vxlan, ifnames, batch_size, geneve_ports=ports.geneve)
 
     def batches() -> Iterator[ColumnBatch]:
-        for path in path_list(paths):
+        for path in paths:
             yield from decoder.batches(path)
             warn_if_cut(decoder.stats[-1])
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 
 import pandas as pd
 
+from pktkit.capture.autoports import PortsArg, resolve_ports
 from pktkit.capture.columns import BatchDecoder, ColumnBatch, DecodeEngine
 from pktkit.capture.decode import DecodedPacket, Decoder
 from pktkit.capture.flows import FlowNumbering
@@ -25,6 +26,7 @@ from pktkit.capture.frame import SCHEMA, batches_frame
 from pktkit.capture.output import PathArg, path_list
 from pktkit.capture.read import CaptureReader, RawFrame, ReadStats, warn_if_cut
 from pktkit.capture.reasons import error_categories
+from pktkit.capture.tunnel_ports import describe
 from pktkit.errors import UsageError
 
 
@@ -61,13 +63,17 @@ def _row(raw: RawFrame, p: DecodedPacket, flows: FlowNumbering,
 def read_packets(
     paths: PathArg,
     *,
-    vxlan_ports: Iterable[int] = (),
+    vxlan_ports: PortsArg = (),
     ifnames: Mapping[int, str] | None = None,
     engine: DecodeEngine = "fast",
 ) -> pd.DataFrame:
     """Read and decode captures into one table (columns: :mod:`pktkit.capture.schema`).
 
-    ``vxlan_ports`` adds UDP destination ports decoded as VXLAN (4789 and 8472 always are).
+    ``vxlan_ports`` adds UDP destination ports decoded as VXLAN (4789 and 8472 always are; a
+    port that belongs to another tunnel, 6081 say, is refused). ``vxlan_ports="auto"`` first
+    finds the ports carrying VXLAN or Geneve in the packets themselves
+    (:mod:`pktkit.capture.autoports`), decodes them so, and lists every port found in
+    ``df.attrs["tunnel_ports"]`` (``[{"port": 8472, "kind": "vxlan"}, ...]``).
     ``ifnames`` names SLL2 interface indexes. A capture cut mid-record contributes its whole
     frames and a :class:`~pktkit.capture.read.CaptureCutWarning`; ``df.attrs["read_stats"]``
     holds one :class:`~pktkit.capture.read.ReadStats` dict per capture. Raises
@@ -77,11 +83,16 @@ def read_packets(
     (:mod:`pktkit.capture.columns`); ``engine="reference"`` decodes frame by frame with
     :class:`~pktkit.capture.decode.Decoder`. Both give the same table.
     """
-    if engine == "fast":
-        return read_columnar(path_list(paths), BatchDecoder(vxlan_ports, ifnames))
-    if engine != "reference":
+    if engine not in ("fast", "reference"):
         raise UsageError(f"engine {engine!r}: choose 'fast' or 'reference'")
-    decoder = Decoder(vxlan_ports)
+    paths = path_list(paths)
+    ports = resolve_ports(paths, vxlan_ports)
+    if engine == "fast":
+        df = read_columnar(paths, BatchDecoder(ports.vxlan, ifnames, geneve_ports=ports.geneve))
+        if ports.found is not None:
+            df.attrs["tunnel_ports"] = ports.attrs()
+        return df
+    decoder = Decoder(ports.vxlan, geneve_ports=ports.geneve)
     flows = FlowNumbering()
     rows: list[dict[str, object]] = []
     stats: list[ReadStats] = []
@@ -97,6 +108,8 @@ def read_packets(
     df = pd.DataFrame({name: pd.Series([row[name] for row in rows], dtype=dtype)
                        for name, dtype in dtypes.items()})
     df.attrs["read_stats"] = [asdict(s) for s in stats]
+    if ports.found is not None:
+        df.attrs["tunnel_ports"] = ports.attrs()
     return df
 
 
@@ -139,6 +152,8 @@ def summarize(df: pd.DataFrame) -> str:
     reasons = reasons[reasons > 0]
     if len(reasons):
         lines.append("  errors: " + ", ".join(f"{r} x{n}" for r, n in reasons.items()))
+    if "tunnel_ports" in df.attrs:
+        lines.append("  " + describe({p["port"]: p["kind"] for p in df.attrs["tunnel_ports"]}))
     for stats in df.attrs.get("read_stats", []):
         if stats.get("stopped_at") is not None:
             lines.append(f"  warning: {ReadStats(**stats).describe()}")

@@ -33,7 +33,7 @@ test long before (``tests/test_tunnel_ports.py`` measures random payloads and th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,10 +162,10 @@ def _geneve_options_walk(payload: bytes) -> bool:
     return pos == end
 
 
-def looks_like_geneve(win: np.ndarray, avail: np.ndarray, payloads: list[bytes]
+def looks_like_geneve(win: np.ndarray, avail: np.ndarray, payload: Callable[[int], bytes]
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """As :func:`looks_like_vxlan`, for Geneve; ``payloads`` (the rows' UDP payloads as bytes)
-    serve the option walk, done in Python for the rows that pass everything else."""
+    """As :func:`looks_like_vxlan`, for Geneve; ``payload(i)`` (row i's UDP payload as bytes)
+    serves the option walk, done in Python for the rows that pass everything else."""
     optlen = (win[:, 0] & 0x3F).astype(np.int64) * 4
     proto = _u16(win, 2)
     header = ((avail >= 8) & (win[:, 0] >> 6 == 0) & ((win[:, 1] & 0x3F) == 0)
@@ -174,8 +174,10 @@ def looks_like_geneve(win: np.ndarray, avail: np.ndarray, payloads: list[bytes]
     # the inner header sits after the options, which may reach past the window: gather again
     start = 8 + optlen
     inner_win = np.zeros((len(win), WINDOW), np.uint8)
+    texts: dict[int, bytes] = {}
     for i in np.flatnonzero(header).tolist():
-        chunk = payloads[i][start[i]:start[i] + WINDOW]
+        texts[i] = payload(i)
+        chunk = texts[i][start[i]:start[i] + WINDOW]
         inner_win[i, :len(chunk)] = np.frombuffer(chunk, np.uint8)
     inner_avail = np.maximum(avail - start, 0)
     zero = np.zeros(len(win), np.int64)
@@ -184,7 +186,7 @@ def looks_like_geneve(win: np.ndarray, avail: np.ndarray, payloads: list[bytes]
     v6_ok = (inner_win[:, 0] >> 4 == 6) & (inner_avail >= 40)
     ok = header & np.select([proto == ETH_TEB, proto == ETH_IPV4], [eth_ok, v4_ok], v6_ok)
     for i in np.flatnonzero(ok).tolist():
-        ok[i] = _geneve_options_walk(payloads[i])
+        ok[i] = _geneve_options_walk(texts[i])
     strong = ok & np.select([proto == ETH_TEB, proto == ETH_IPV4], [eth_strong, v4_strong],
                             False)
     return ok, strong
@@ -193,45 +195,45 @@ def looks_like_geneve(win: np.ndarray, avail: np.ndarray, payloads: list[bytes]
 # -- per port -----------------------------------------------------------------------------------
 
 
-def windows(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """UDP payloads → (rows × WINDOW uint8 zero-padded, captured length)."""
-    win = np.zeros((len(payloads), WINDOW), np.uint8)
-    for i, p in enumerate(payloads):
-        head = p[:WINDOW]
-        win[i, :len(head)] = np.frombuffer(head, np.uint8)
-    return win, np.array([len(p) for p in payloads], np.int64)
-
-
-class PortSniffer:
-    """Accumulates UDP packets (destination port, payload); ``verdicts()`` and ``found()``
-    judge each port. At most SAMPLE packets per port are kept."""
+class PortCounts:
+    """Per UDP destination port, how many packets were looked at (at most SAMPLE) and how many
+    of them looked like VXLAN or Geneve: counters, so memory stays flat whatever the traffic."""
 
     def __init__(self) -> None:
-        self.seen: dict[int, list[bytes]] = {}
+        self.seen = np.zeros(65536, np.int64)
+        self.counts = {kind: np.zeros(65536, np.int64) for kind in (VXLAN, GENEVE)}
+        self.strong = {kind: np.zeros(65536, np.int64) for kind in (VXLAN, GENEVE)}
 
-    def wants(self, port: int) -> bool:
-        return len(self.seen.get(port, ())) < SAMPLE
+    def add(self, dport: np.ndarray, win: np.ndarray, avail: np.ndarray,
+            payload: Callable[[int], bytes]) -> None:
+        """One batch of UDP packets: their destination ports, the first WINDOW bytes of their
+        payloads (zero-padded), the payload bytes captured and each payload as bytes."""
+        judged = {VXLAN: looks_like_vxlan(win, avail), GENEVE: looks_like_geneve(win, avail,
+                                                                                payload)}
+        np.add.at(self.seen, dport, 1)
+        for kind, (ok, strong) in judged.items():
+            np.add.at(self.counts[kind], dport, ok)
+            np.add.at(self.strong[kind], dport, strong)
 
-    def add(self, dports: Iterable[int], payloads: Iterable[bytes]) -> None:
-        for port, payload in zip(dports, payloads, strict=True):
-            bucket = self.seen.setdefault(port, [])
-            if len(bucket) < SAMPLE:
-                bucket.append(payload)
+    def wanted(self, dport: np.ndarray) -> np.ndarray:
+        """Which of these packets (destination ports, in order) are still to be looked at:
+        each port's first SAMPLE."""
+        order = np.argsort(dport, kind="stable")
+        ports = dport[order]
+        rank = np.arange(len(ports)) - np.searchsorted(ports, ports, side="left")
+        keep = np.zeros(len(dport), bool)
+        keep[order] = rank < SAMPLE - self.seen[ports]
+        return keep
 
     def verdicts(self) -> dict[int, PortVerdict]:
-        out: dict[int, PortVerdict] = {}
-        for port, payloads in self.seen.items():
-            win, avail = windows(payloads)
-            vx, vx_strong = looks_like_vxlan(win, avail)
-            ge, ge_strong = looks_like_geneve(win, avail, payloads)
-            out[port] = PortVerdict(port, len(payloads), int(vx.sum()), int(ge.sum()),
-                                    {VXLAN: int(vx_strong.sum()), GENEVE: int(ge_strong.sum())})
-        return out
+        return {port: PortVerdict(port, int(self.seen[port]), int(self.counts[VXLAN][port]),
+                                  int(self.counts[GENEVE][port]),
+                                  {kind: int(self.strong[kind][port]) for kind in self.strong})
+                for port in np.flatnonzero(self.seen).tolist()}
 
     def found(self) -> dict[int, str]:
-        """Port → "vxlan" or "geneve", for the ports that qualify."""
-        return {port: v.kind for port, v in sorted(self.verdicts().items())
-                if v.kind is not None}
+        """Port → "vxlan" or "geneve", for the ports that qualify, in port order."""
+        return {port: v.kind for port, v in self.verdicts().items() if v.kind is not None}
 
 
 def describe(found: Mapping[int, str]) -> str:

@@ -193,6 +193,18 @@ class Frames:
         rows = np.flatnonzero(ok) if isinstance(rows, slice) else rows[ok]
         return rows, [v[ok] if isinstance(v, np.ndarray) else v for v in per_row]
 
+    def decode(self, raw: RawBatch) -> None:
+        """Every row of the batch, from its link layer on (rows of several link types: one
+        pass per type)."""
+        end, clipped = raw.cap_len, raw.wire_len > raw.cap_len
+        linktypes = np.unique(raw.linktype)
+        if len(linktypes) == 1:
+            self.link(ALL, int(linktypes[0]), end, clipped)
+            return
+        for lt in linktypes:
+            rows = np.flatnonzero(raw.linktype == lt)
+            self.link(rows, int(lt), end[rows], clipped[rows])
+
     # link layer
 
     def link(self, rows: RowSelection, linktype: int, end: np.ndarray, clipped: np.ndarray) -> None:
