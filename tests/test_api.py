@@ -19,7 +19,8 @@ DPKT = {"CMD", "ERSPAN2", "ERSPAN3", "EthernetCMD", "GRE", "Geneve", "GeneveOpti
         "Loopback", "MPLS", "NSH", "NVGRE", "PPP", "Teredo", "UDP", "UDP_PORTS", "VXLAN",
         "VXLANGPE", "WCCP", "decode", "innermost", "install", "layers", "register_udp_port",
         "shallow", "tunnel_id", "uninstall"}
-REPORT = {"build_tables", "captures", "errors", "flows", "overhead", "overlays", "summary"}
+REPORT = {"build_tables", "captures", "checksums", "errors", "flows", "overhead", "overlays",
+          "summary"}
 PLOT = {"build_figures", "latency_cdf", "nat_timeline", "overhead_share", "throughput"}
 
 

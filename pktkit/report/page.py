@@ -43,6 +43,9 @@ TABLE_TITLES: dict[str, tuple[str, str]] = {
     "clock_offsets": ("Clock offsets", "Each node's clock against the reference node."),
     "hops": ("Hops", "Every sighting of every packet along its path."),
     "errors": ("Errors", "Decode problems by capture and reason."),
+    "checksums": ("Checksums", "IPv4, TCP, UDP and ICMP checksum verdicts per capture and "
+                               "interface, inner and outer headers; offload: outgoing frames "
+                               "captured before the NIC filled their checksums in."),
 }
 # The table whose section shows a plot (plots of no listed table go to a last section).
 FIGURE_SECTIONS: dict[str, str] = {

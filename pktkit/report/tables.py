@@ -2,9 +2,10 @@
 
 Each table is computed by its own module: :mod:`~pktkit.report.overlay_costs` (``overlays``,
 ``overhead``), :mod:`~pktkit.report.flow_table`, :mod:`~pktkit.report.health` (``errors``,
-``captures``); the summary by :mod:`~pktkit.report.digest`. Every function takes the packet
-table (:func:`pktkit.read_packets`) and returns a DataFrame with the nullable dtypes its module
-lists (``<NA>`` means "not applicable"). Empty input gives empty, typed tables.
+``captures``, ``checksums``); the summary by :mod:`~pktkit.report.digest`. Every function
+takes the packet table (:func:`pktkit.read_packets`) and returns a DataFrame with the nullable
+dtypes its module lists (``<NA>`` means "not applicable"). Empty input gives empty, typed
+tables.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
 from pktkit.analysis.pipeline import Analysis
 from pktkit.report.flow_table import flows
-from pktkit.report.health import captures, errors
+from pktkit.report.health import captures, checksums, errors
 from pktkit.report.overlay_costs import (
     overhead,
     overlays,
@@ -32,7 +33,7 @@ def build_tables(
 ) -> dict[str, pd.DataFrame]:
     """Every report table, in page order: captures, overlays, overhead, flows, then the
     correlation's tables passed through when given (nat_flows, latency, clock_offsets, hops),
-    errors last."""
+    errors and checksums last."""
     tables: dict[str, pd.DataFrame] = {
         "captures": captures(packets),
         "overlays": overlays(packets),
@@ -43,6 +44,7 @@ def build_tables(
              "hops": hops}
     tables.update({name: table for name, table in given.items() if table is not None})
     tables["errors"] = errors(packets)
+    tables["checksums"] = checksums(packets)
     return tables
 
 
@@ -53,9 +55,9 @@ def analysis_tables(analysis: Analysis) -> dict[str, pd.DataFrame]:
     tables = build_tables(analysis.packets, underlay_mtu=analysis.underlay_mtu,
                           nat_flows=analysis.nat_flows[NAT_FLOWS_COLUMNS], hops=analysis.hops,
                           latency=analysis.latency, clock_offsets=analysis.clock_offsets)
-    errors = tables.pop("errors")
+    errors, checksum_table = tables.pop("errors"), tables.pop("checksums")
     tables["handshakes"] = analysis.handshakes
     if analysis.conntrack_given:
         tables["nat_disagreements"] = analysis.nat_disagreements
-    tables["errors"] = errors
+    tables["errors"], tables["checksums"] = errors, checksum_table
     return tables
