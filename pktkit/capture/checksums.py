@@ -32,8 +32,8 @@ promised); NA when the frame has no header with a checksum.
 Arithmetic. The Internet checksum is a one's complement sum of 16-bit words, i.e. the sum
 modulo 65535 (65536 ≡ 1): a region verifies when its words, pseudo-header included, sum to
 0 mod 65535. So the sum of a region is ``int.from_bytes(region, "big") % 65535`` (scalar), and
-for a batch (:func:`region_sums`) a sum of the buffer's 64-bit words, each folded into its two
-32-bit halves (2**32 ≡ 1 too), per region; a region that starts at an odd offset has its bytes
+for a batch (:func:`region_sums`) a sum of the buffer's 32-bit words (2**32 ≡ 1 too, so a
+word counts as its two halves), per region; a region that starts at an odd offset has its bytes
 in the other halves of the words, which in this arithmetic is a multiplication by 256 (a byte
 swap). Headers the fast path has already gathered (IP headers, addresses) are summed from
 those blocks (:func:`block_sums`).
@@ -42,6 +42,7 @@ those blocks (:func:`block_sums`).
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
@@ -53,8 +54,6 @@ IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 6, 17, 58
 CHECKSUM_FIELD = {IPPROTO_TCP: 16, IPPROTO_UDP: 6, IPPROTO_ICMP: 2, IPPROTO_ICMPV6: 2}
 _M = 65535
 _LITTLE_ENDIAN = sys.byteorder == "little"
-_LOW32, _SHIFT32, _EIGHT, _SIX3 = np.uint64(0xFFFFFFFF), np.uint64(32), np.uint64(8), np.uint64(63)
-_ALL64, _ONE = np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(1)
 
 # combine(): worst first; zero counts as ok
 _RANK = np.array([0, 3, 2, 1, 0], np.int8)  # by status code: ok, bad, offload, unchecked, zero
@@ -64,22 +63,31 @@ _BY_RANK = np.array([OK, UNCHECKED, OFFLOAD, BAD], np.int8)
 # -- vectorized ---------------------------------------------------------------------------------
 
 
-def _fold(words: np.ndarray) -> np.ndarray:
-    """uint64 words → the sum of their two 32-bit halves (each ≡ the sum of its 16-bit halves
-    mod 65535), which a sum of up to 2**31 such values cannot overflow."""
-    return (words & _LOW32) + (words >> _SHIFT32)
+_scratch = threading.local()  # a float64 array reused batch after batch (no fresh pages)
+
+
+def _widened(words: np.ndarray) -> np.ndarray:
+    """``words.astype(float64)`` into a buffer kept for the next batch: allocating a fresh
+    array of a batch's size costs a page fault per 4 KiB, more than the conversion."""
+    buffer = getattr(_scratch, "buffer", None)
+    if buffer is None or len(buffer) < len(words):
+        buffer = _scratch.buffer = np.empty(max(len(words), 1 << 22), np.float64)
+    out = buffer[:len(words)]
+    np.copyto(out, words, casting="unsafe")
+    return out
 
 
 def region_sums(buf: np.ndarray, at: np.ndarray, length: np.ndarray) -> np.ndarray:
     """Σ of the big-endian 16-bit words of ``buf[at:at + length]`` (an odd last byte padded
     with zero), mod 65535, per row; words aligned to each row's own start.
 
-    One pass of 64-bit words over the span the regions cover: the words wholly inside a region
-    are summed by ``np.add.reduceat`` over their folded halves; a region's first and last word
-    are masked to its bytes. The words are read in the host's order, so the sum is that of the
-    little-endian 16-bit words aligned to the buffer (on a little-endian host), which is the
-    big-endian sum of a region starting at an odd offset, and 256 × it (a byte swap, mod
-    65535) of one starting at an even offset."""
+    One pass over the span the regions cover, read as 32-bit words (each ≡ the sum of its two
+    16-bit halves mod 65535) widened to float64 (exact: a region's sum stays far below 2**53),
+    then ``np.add.reduceat`` over the words wholly inside each region; a region's first and
+    last word are masked to its bytes. The words are read in the host's order, so the sum is
+    that of the little-endian 16-bit words aligned to the buffer (on a little-endian host),
+    which is the big-endian sum of a region starting at an odd offset, and 256 × it (a byte
+    swap, mod 65535) of one starting at an even offset."""
     at = np.asarray(at, np.int64)
     length = np.asarray(length, np.int64)
     out = np.zeros(len(at), np.int64)
@@ -87,29 +95,28 @@ def region_sums(buf: np.ndarray, at: np.ndarray, length: np.ndarray) -> np.ndarr
     if not len(rows):
         return out
     a, b = at[rows], at[rows] + length[rows]
-    lo = int(a.min()) & ~7
-    hi = (int(b.max()) + 7) & ~7
+    lo = int(a.min()) & ~3
+    hi = (int(b.max()) + 3) & ~3
     if hi > len(buf):  # (the buffer ends inside the last word: pad a copy of the span)
         span = np.zeros(hi - lo, np.uint8)
         span[:len(buf) - lo] = buf[lo:]
     else:
         span = buf[lo:hi]
-    words = span.view(np.uint64)
-    first, last = (a - lo) >> 3, (b - 1 - lo) >> 3  # the words holding the first/last byte
-    # whole words strictly between them
-    index = np.empty(2 * len(rows), np.int64)
+    words = span.view(np.uint32)
+    first, last = (a - lo) >> 2, (b - 1 - lo) >> 2  # the words holding the first/last byte
+    index = np.empty(2 * len(rows), np.int64)  # whole words strictly between them
     index[0::2] = np.minimum(first + 1, len(words) - 1)
     index[1::2] = np.minimum(last, len(words) - 1)
-    middle = np.add.reduceat(_fold(words), index)[0::2]
+    middle = np.add.reduceat(_widened(words), index)[0::2].astype(np.int64)
     middle[last <= first + 1] = 0
     # the first and last words, masked to the region's bytes (one word: both masks)
-    head_mask = _ALL64 << ((a - lo) & 7).astype(np.uint64) * _EIGHT
-    tail_bits = (((b - 1 - lo) & 7) + 1).astype(np.uint64) * _EIGHT
-    tail_mask = np.where(tail_bits == 64, _ALL64, (_ONE << (tail_bits & _SIX3)) - _ONE)
+    head_mask = (0xFFFFFFFF << ((a - lo) & 3) * 8) & 0xFFFFFFFF
+    tail_bits = (((b - 1 - lo) & 3) + 1) * 8
+    tail_mask = (1 << tail_bits) - 1
     one = last == first
-    first_word = words[first] & np.where(one, head_mask & tail_mask, head_mask)
-    total = middle + _fold(first_word) + np.where(one, 0, _fold(words[last] & tail_mask))
-    total = (total % _M).astype(np.int64)
+    first_word = words[first].astype(np.int64) & np.where(one, head_mask & tail_mask, head_mask)
+    last_word = np.where(one, 0, words[last].astype(np.int64) & tail_mask)
+    total = (middle + first_word + last_word) % _M
     if _LITTLE_ENDIAN:  # (see above: the byte swap of a region at an even offset)
         total = np.where(a & 1, total, (total << 8) % _M)
     else:
