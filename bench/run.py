@@ -103,6 +103,9 @@ def build_captures(packets: int, rebuild: bool) -> tuple[Path, list[Path]]:
     OUT.mkdir(parents=True, exist_ok=True)
     small = OUT / f"mixed-{_count(packets)}.pcap"
     maker = [PYTHON, str(HERE / "make_capture.py")]
+    script = HERE / "make_capture.py"
+    # a capture older than the script that makes it is stale (and so are its copies)
+    rebuild |= small.exists() and small.stat().st_mtime < script.stat().st_mtime
     if rebuild or not small.exists():
         subprocess.run([*maker, str(small), "--packets", str(packets)], check=True)
     larger = []
