@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -131,6 +132,23 @@ class AddressTexts:
         return self._arrow
 
 
+def _sums(raw: RawBatch, f: Frames) -> None:
+    """The fast rows' L4 checksums and payload hashes: numpy passes over the batch's bytes."""
+    f.finish_checksums()
+    payload_hashes(raw, f)
+
+
+@dataclass(slots=True)
+class _Started:
+    """A batch decoded but for the sums still running (``job``)."""
+
+    raw: RawBatch
+    f: Frames
+    job: Future[None] | None
+    fragment: np.ndarray
+    error: np.ndarray
+
+
 class BatchDecoder:
     """Decodes captures into :class:`ColumnBatch` es; flow ids persist across batches and files.
 
@@ -164,14 +182,35 @@ class BatchDecoder:
         """The batches of one capture; raises ``CaptureError`` at once if it is not one."""
         stats, raws = raw_batches(path, self.batch_size)
         self.stats.append(stats)
-        return (self.decode(raw) for raw in raws)
+        return self._pipelined(raws)
+
+    def _pipelined(self, raws: Iterator[RawBatch]) -> Iterator[ColumnBatch]:
+        """Batch k's checksum sums and payload hashes (numpy over its bytes, the GIL released)
+        run in a second thread while this one walks and decodes batch k + 1: one pass over a
+        batch's bytes that needs no Python."""
+        with ThreadPoolExecutor(1, thread_name_prefix="pktkit-sums") as pool:
+            waiting: _Started | None = None
+            for raw in raws:
+                started = self._start(raw, pool)
+                if waiting is not None:
+                    yield self._finish(waiting)
+                waiting = started
+            if waiting is not None:
+                yield self._finish(waiting)
 
     def decode(self, raw: RawBatch) -> ColumnBatch:
+        """One batch, in this thread."""
+        return self._finish(self._start(raw, None))
+
+    def _start(self, raw: RawBatch, pool: ThreadPoolExecutor | None) -> _Started:
+        """The vectorized layers, the sums (in ``pool``), and the reference decoder for every
+        row the layers leave (rows the sums never touch)."""
         n = len(raw)
         f = Frames(raw, self._vxlan_ports, self._other_ports, self._source_ports)
         f.decode(raw)
-        f.finish_checksums()
-        payload_hashes(raw, f)
+        job = pool.submit(_sums, raw, f) if pool is not None else None
+        if job is None:
+            _sums(raw, f)
         fragment = np.zeros(n, bool)
         error = np.full(n, -1, np.int32)
         for i in np.flatnonzero(~f.fast).tolist():
@@ -182,7 +221,12 @@ class BatchDecoder:
                 error[i] = self._error_codes.setdefault(p.error, len(self._error_codes))
                 if error[i] == len(self.error_names):
                     self.error_names.append(p.error)
-        return self._columns(raw, f, fragment, error)
+        return _Started(raw, f, job, fragment, error)
+
+    def _finish(self, started: _Started) -> ColumnBatch:
+        if started.job is not None:
+            started.job.result()
+        return self._columns(started.raw, started.f, started.fragment, started.error)
 
     def _fill(self, f: Frames, i: int, p: DecodedPacket) -> None:
         """Overwrite row ``i`` with the reference decoder's result."""
