@@ -132,21 +132,17 @@ class AddressTexts:
         return self._arrow
 
 
-def _sums(raw: RawBatch, f: Frames) -> None:
-    """The fast rows' L4 checksums and payload hashes: numpy passes over the batch's bytes."""
-    f.finish_checksums()
-    payload_hashes(raw, f)
-
-
 @dataclass(slots=True)
 class _Started:
-    """A batch decoded but for the sums still running (``job``)."""
+    """A batch through the layers and the reference decoder, its columns still to make; the
+    encap and error names as they were then (the names only grow)."""
 
     raw: RawBatch
     f: Frames
-    job: Future[None] | None
     fragment: np.ndarray
     error: np.ndarray
+    encap_names: list[str]
+    error_names: list[str]
 
 
 class BatchDecoder:
@@ -185,32 +181,29 @@ class BatchDecoder:
         return self._pipelined(raws)
 
     def _pipelined(self, raws: Iterator[RawBatch]) -> Iterator[ColumnBatch]:
-        """Batch k's checksum sums and payload hashes (numpy over its bytes, the GIL released)
-        run in a second thread while this one walks and decodes batch k + 1: one pass over a
-        batch's bytes that needs no Python."""
-        with ThreadPoolExecutor(1, thread_name_prefix="pktkit-sums") as pool:
-            waiting: _Started | None = None
+        """Batch k's checksum sums, payload hashes and columns (flow ids, addresses: numpy
+        over its bytes and rows, much of it without the GIL) are made in a second thread
+        while this one walks batch k + 1 and runs its layers. One worker: batches are
+        finished in order, so flow ids and address codes are numbered as in one thread."""
+        with ThreadPoolExecutor(1, thread_name_prefix="pktkit-columns") as pool:
+            waiting: Future[ColumnBatch] | None = None
             for raw in raws:
-                started = self._start(raw, pool)
+                started = pool.submit(self._finish, self._start(raw))
                 if waiting is not None:
-                    yield self._finish(waiting)
+                    yield waiting.result()
                 waiting = started
             if waiting is not None:
-                yield self._finish(waiting)
+                yield waiting.result()
 
     def decode(self, raw: RawBatch) -> ColumnBatch:
         """One batch, in this thread."""
-        return self._finish(self._start(raw, None))
+        return self._finish(self._start(raw))
 
-    def _start(self, raw: RawBatch, pool: ThreadPoolExecutor | None) -> _Started:
-        """The vectorized layers, the sums (in ``pool``), and the reference decoder for every
-        row the layers leave (rows the sums never touch)."""
+    def _start(self, raw: RawBatch) -> _Started:
+        """The vectorized layers, and the reference decoder for every row they leave."""
         n = len(raw)
         f = Frames(raw, self._vxlan_ports, self._other_ports, self._source_ports)
         f.decode(raw)
-        job = pool.submit(_sums, raw, f) if pool is not None else None
-        if job is None:
-            _sums(raw, f)
         fragment = np.zeros(n, bool)
         error = np.full(n, -1, np.int32)
         for i in np.flatnonzero(~f.fast).tolist():
@@ -221,12 +214,14 @@ class BatchDecoder:
                 error[i] = self._error_codes.setdefault(p.error, len(self._error_codes))
                 if error[i] == len(self.error_names):
                     self.error_names.append(p.error)
-        return _Started(raw, f, job, fragment, error)
+        return _Started(raw, f, fragment, error, list(self.encap_names), list(self.error_names))
 
     def _finish(self, started: _Started) -> ColumnBatch:
-        if started.job is not None:
-            started.job.result()
-        return self._columns(started.raw, started.f, started.fragment, started.error)
+        """The fast rows' L4 checksums and payload hashes, then the columns."""
+        raw, f = started.raw, started.f
+        f.finish_checksums()
+        payload_hashes(raw, f)
+        return self._columns(raw, f, started)
 
     def _fill(self, f: Frames, i: int, p: DecodedPacket) -> None:
         """Overwrite row ``i`` with the reference decoder's result."""
@@ -252,9 +247,7 @@ class BatchDecoder:
             arrays = f.addr[name]
             arrays[0][i], arrays[1][i], arrays[2][i] = fam, hi, lo
 
-    def _columns(
-        self, raw: RawBatch, f: Frames, fragment: np.ndarray, error: np.ndarray
-    ) -> ColumnBatch:
+    def _columns(self, raw: RawBatch, f: Frames, started: _Started) -> ColumnBatch:
         n = len(raw)
         ints: dict[str, Column] = {
             "frame": (np.arange(raw.first_frame, raw.first_frame + n, dtype=np.uint32), None),
@@ -272,7 +265,7 @@ class BatchDecoder:
                      "icmp_code", *MATCH_FIELDS):
             ints[name] = _masked(getattr(f, name), INT_COLUMNS[name])
         more = f.more_fragments < 0
-        bools = {"fragment": (fragment, None),
+        bools = {"fragment": (started.fragment, None),
                  "more_fragments": (f.more_fragments == 1, more if more.any() else None)}
         direction = f.pktdir.astype(np.int8)
         if raw.direction is not None:
@@ -283,8 +276,8 @@ class BatchDecoder:
         return ColumnBatch(
             n, ints, bools, strings,
             {"direction": direction, "encap": f.encap.astype(np.int32),
-             "checksum": f.checksum, "error": error},
-            list(self.encap_names), list(self.error_names),
+             "checksum": f.checksum, "error": started.error},
+            started.encap_names, started.error_names,
         )
 
     def _addresses(self, f: Frames) -> dict[str, Strings]:
