@@ -112,17 +112,17 @@ def write_packets(
                 if header:  # no rows at all: the header line alone, as write_table writes it
                     handle.write(",".join(COLUMNS) + "\n")
         else:
-            schema = arrow_schema()
-            _write_parquet(tmp, schema, (arrow_batch(batch, schema) for batch in batches()))
+            _write_parquet(tmp, arrow_schema(), batches())
     return decoder.stats
 
 
-def _write_parquet(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
-    """Row groups of whole batches, ROW_GROUP_ROWS rows or more. Encoding and compressing run
-    in a second thread (pyarrow drops the GIL there), overlapping the decoding."""
+def _write_parquet(path: Path, schema: pa.Schema, batches: Iterator[ColumnBatch]) -> None:
+    """Row groups of whole batches, ROW_GROUP_ROWS rows or more. Arrow conversion, encoding
+    and compressing run in a second thread (pyarrow drops the GIL there), overlapping the
+    decoding."""
     import pyarrow.parquet as pq
 
-    pending: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=2)
+    pending: queue.Queue[ColumnBatch | None] = queue.Queue(maxsize=2)
     failed: list[BaseException] = []
 
     def write() -> None:
@@ -132,7 +132,7 @@ def _write_parquet(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBat
                 group: list[pa.RecordBatch] = []
                 while (batch := pending.get()) is not None or group:
                     if batch is not None:
-                        group.append(batch)
+                        group.append(arrow_batch(batch, schema))
                     if batch is None or sum(len(b) for b in group) >= ROW_GROUP_ROWS:
                         table = pa.Table.from_batches(group, schema)
                         writer.write_table(table, row_group_size=len(table))
