@@ -10,13 +10,17 @@
      (``memory_usage(deep=True)``), then writes the folder with
      :func:`pktkit.analysis.pipeline.write_analysis` (timed);
    - ``pktkit analyze SET --out DIR --quiet``, the command a user runs (end-to-end time);
+   - ``pktkit packets SET/*.pcapng -o x.parquet``: the packet table alone, the yardstick of
+     ``analyze`` (issue 14: within TIME_TARGET times it);
    - tshark reading the same files (``-T fields -e frame.number``, one pass each), for scale.
 
 3. Prints the table and checks the target: from one set to the next, peak memory grows by at
    most GROWTH_TARGET MB per MB of returned tables (the tables themselves are 1 of it; the rest
    is the working memory of the stages), and at the largest set peak − baseline is at most
    GROWTH_TARGET times the tables. The baseline (interpreter, pandas, pyarrow: ~110 MB) and the
-   report's fixed costs (matplotlib) do not grow with the packets.
+   report's fixed costs (matplotlib) do not grow with the packets. Issue 14's stricter form is
+   checked too: peak memory at most GROWTH_TARGET times the tables, baseline included, and the
+   analysis at most TIME_TARGET times ``pktkit packets`` on the same files.
 
 Usage: python bench/analyze.py [--rebuild] [--sizes 250k,1M]
 """
@@ -39,6 +43,7 @@ PYTHON = sys.executable
 PKTKIT = [PYTHON, "-m", "pktkit.cli"]
 # MB of peak memory per MB of returned tables (the tables themselves count 1)
 GROWTH_TARGET = 1.5
+TIME_TARGET = 3  # pktkit analyze (the CLI, end to end) over pktkit packets -o, same files
 SETS = {"250k": (4433, 0.5), "1M": (17730, 2.0)}  # flows, duration (s)
 
 
@@ -109,6 +114,9 @@ def run(folder: Path) -> dict[str, float]:
         wall, cli_peak, _ = measured([*PKTKIT, "analyze", str(folder), "--out",
                                       str(Path(scratch) / "cli"), "--quiet"])
         result["cli_s"], result["cli_peak_mb"] = wall, cli_peak
+        result["packets_s"], _, _ = measured([
+            *PKTKIT, "packets", *map(str, sorted(folder.glob("*.pcapng"))), "-o",
+            str(Path(scratch) / "packets.parquet"), "--quiet"])
     if shutil.which("tshark"):
         result["tshark_s"] = sum(measured(["tshark", "-n", "-r", str(path), "-T", "fields",
                                            "-e", "frame.number"])[0]
@@ -147,7 +155,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\npeak memory grows {growth:.2f} MB per MB of returned tables between the sets")
     print(f"memory: at most {GROWTH_TARGET} MB per MB of returned tables: "
           f"{'PASS' if ok else 'FAIL'}")
-    return 0 if ok else 1
+    times = largest["cli_s"] / largest["packets_s"]
+    peak_ratio = largest["peak_mb"] / largest["tables_mb"]
+    time_ok, peak_ok = times <= TIME_TARGET, peak_ratio <= GROWTH_TARGET
+    print(f"time:   pktkit analyze {largest['cli_s']:.1f} s = {times:.2f}x pktkit packets "
+          f"({largest['packets_s']:.1f} s) on the same files (target <= {TIME_TARGET}x): "
+          f"{'PASS' if time_ok else 'FAIL'}")
+    print(f"peak:   {largest['peak_mb']:.0f} MB = {peak_ratio:.2f}x the returned tables "
+          f"({largest['tables_mb']:.0f} MB), baseline included (target <= {GROWTH_TARGET}x): "
+          f"{'PASS' if peak_ok else 'FAIL'}")
+    return 0 if ok and time_ok and peak_ok else 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Template frames come from pktkit's own scenarios (``vxlan-overlay``: Flannel-sty
 ICMP), generated into a temporary folder. Each output packet is a template with its client
 port shifted (one of ``CLONES`` copies of every flow, both directions alike), the innermost IP
 ID set from a counter and its payload resized to a drawn frame size between 60 and 1514 bytes
-(every IP/UDP length field follows). Timestamps rise by 7 µs a packet (143 kpps).
+(every IP/UDP length field follows, and every checksum: each frame's checksum column is
+``ok``). Timestamps rise by 7 µs a packet (143 kpps).
 
 ``--repeat K`` instead writes K copies of an existing capture back to back, each copy shifted
 in time after the previous one (how the 4M-packet capture is made from the 1M one).
@@ -83,6 +84,31 @@ def _stack(frame: bytes) -> Template | None:
                         ip, port_at, outer_sport_at)
 
 
+def _sum(data: bytes | bytearray) -> int:
+    """RFC 1071 sum of big-endian 16-bit words, mod 65535 (65536 ≡ 1)."""
+    return int.from_bytes(bytes(data) + b"\0" * (len(data) & 1), "big") % 65535
+
+
+def _fill_checksums(frame: bytearray, t: Template) -> None:
+    """Every IPv4 header checksum and the innermost TCP/UDP/ICMP checksum, as a sender's
+    stack fills them (the VXLAN UDP checksum stays 0, as Linux sends it): a resized, renumbered
+    template would otherwise carry its template's checksums, all wrong. The payload is zeros,
+    so the L4 sum covers the header bytes (the ``Template.header``) and the pseudo-header."""
+    for ip in t.ip_offsets:
+        frame[ip + 10:ip + 12] = b"\0\0"
+        ihl = (frame[ip] & 0x0F) * 4
+        frame[ip + 10:ip + 12] = (65535 - _sum(frame[ip:ip + ihl]) or 65535).to_bytes(2, "big")
+    ip = t.inner_ip
+    ihl, proto = (frame[ip] & 0x0F) * 4, frame[ip + 9]
+    l4, l4_len = ip + ihl, int.from_bytes(frame[ip + 2:ip + 4], "big") - ihl
+    field = l4 + {6: 16, 17: 6, 1: 2}[proto]
+    frame[field:field + 2] = b"\0\0"
+    total = _sum(frame[l4:len(t.header)])
+    if proto != 1:  # TCP and UDP: the pseudo-header (addresses, protocol, L4 length)
+        total += _sum(frame[ip + 12:ip + 20]) + proto + l4_len
+    frame[field:field + 2] = (65535 - total % 65535 or 65535).to_bytes(2, "big")
+
+
 def templates(seed: int) -> dict[str, list[Template]]:
     """Frames of the scenarios, grouped by kind (duplicates of one header stack dropped)."""
     out: dict[str, dict[bytes, Template]] = {kind: {} for kind in MIX}
@@ -129,6 +155,7 @@ def build(path: Path, packets: int, seed: int) -> None:
                 pack_u16(frame, t.port_at, 1024 + (port + 97 * clone[i]) % 64000)
             if t.outer_sport_at >= 0:
                 pack_u16(frame, t.outer_sport_at, 32768 + (clone[i] * 131 + which[i]) % 28000)
+            _fill_checksums(frame, t)
             if length < MIN_FRAME:
                 frame += zeros[:MIN_FRAME - length]  # Ethernet padding, outside every length
             writer.write(T0_NS + i * STEP_NS, 0, bytes(frame))

@@ -2,7 +2,8 @@
 
 The public API is small and lives here; everything else is private to its module. Attributes
 are imported on first use, so that ``import pktkit`` for analysis does not load Scapy (it lives
-only in the builders).
+only in the builders). ``pktkit.dpkt`` (import it) is dpkt's missing tunnel layers, for dpkt
+users: ``for frame in pktkit.frames(CAPTURE): pktkit.dpkt.decode(frame)``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "analyze": "pktkit.analysis.pipeline",
     "read_packets": "pktkit.capture.table",
+    "frames": "pktkit.capture.read",
     "generate": "pktkit.craft.generation",
     "make_scenario": "pktkit.craft.generation",
     "list_scenarios": "pktkit.craft.generation",
@@ -31,6 +33,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "analyze",
+    "frames",
     "generate",
     "list_scenarios",
     "load_truth",
@@ -40,6 +43,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from pktkit.analysis.pipeline import analyze
+    from pktkit.capture.read import frames
     from pktkit.capture.table import read_packets
     from pktkit.craft.generation import generate, list_scenarios, make_scenario
     from pktkit.craft.truth import load_truth

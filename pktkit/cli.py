@@ -82,15 +82,20 @@ def _cut_warnings_as_lines() -> Iterator[None]:
 
 def _cmd_packets(args: argparse.Namespace) -> int:
     text: str | None = None
+    ports = _vxlan_ports(args.vxlan_port)
     with _cut_warnings_as_lines():
         if args.out:
+            from pktkit.capture.autoports import resolve_ports
             from pktkit.capture.output import write_packets  # no pandas import for Parquet
 
-            stats = write_packets(args.captures, args.out, vxlan_ports=args.vxlan_port)
+            resolved = resolve_ports(args.captures, ports)
+            if resolved.found is not None and not args.quiet:
+                print(resolved.describe())
+            stats = write_packets(args.captures, args.out, vxlan_ports=resolved)
         else:
             from pktkit.capture.table import read_packets, summarize
 
-            text = summarize(read_packets(args.captures, vxlan_ports=args.vxlan_port))
+            text = summarize(read_packets(args.captures, vxlan_ports=ports))
     if text is not None:
         print(text)
     elif not args.quiet:
@@ -100,7 +105,9 @@ def _cmd_packets(args: argparse.Namespace) -> int:
     return 0
 
 
-def port(text: str) -> int:  # (argparse names it: "invalid port value")
+def port(text: str) -> int | str:  # (argparse names it: "invalid port value")
+    if text == "auto":
+        return text
     port = int(text)
     if not 0 < port < 65536:
         raise ValueError(text)
@@ -115,6 +122,15 @@ def mtu(text: str) -> int:  # (argparse names it: "invalid mtu value")
     return value
 
 
+def _vxlan_ports(given: list[int | str]) -> list[int] | str:
+    """``--vxlan-port``: port numbers, or ``auto`` alone."""
+    if "auto" not in given:
+        return [int(p) for p in given]
+    if len(given) > 1:
+        raise UsageError("--vxlan-port auto finds every VXLAN and Geneve port; give it alone")
+    return "auto"
+
+
 def _bundled_captures() -> Path:
     """The reference captures/ folder of this checkout (or of the working directory)."""
     for folder in (Path(__file__).resolve().parents[1] / "captures", Path("captures")):
@@ -125,6 +141,7 @@ def _bundled_captures() -> Path:
 
 
 def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
+    from pktkit.capture.tunnel_ports import describe
     from pktkit.report.present import plural
 
     corr, counts = result.get("correlation", {}), result.get("counts", {})
@@ -133,6 +150,8 @@ def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
              f"{plural(len(corr.get('nodes', [])), 'node')}: "
              f"{plural(corr.get('packets', 0), 'packet')}, "
              f"{plural(counts.get('nat_flows') or 0, 'NAT flow')} → {out / 'index.html'}"]
+    if "tunnel_ports" in result:
+        lines.append("  " + describe({p["port"]: p["kind"] for p in result["tunnel_ports"]}))
     for row in corr.get("clock_offsets", []):
         if row["node"] == row["reference_node"]:
             continue
@@ -182,7 +201,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     return_memory_eagerly()  # this process does nothing else
     bar = terminal_bar(not (args.quiet or args.json))
-    options = {"conntrack": conntrack, "vxlan_ports": args.vxlan_port,
+    options = {"conntrack": conntrack, "vxlan_ports": _vxlan_ports(args.vxlan_port),
                "k8s": args.k8s, "docker": args.docker,
                "underlay_mtu": args.underlay_mtu, "clock_correction": args.clock_correction}
     steps = len(STAGES) + 1  # + writing
@@ -262,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the table to OUT.csv or OUT.parquet (default: print a summary)")
     pkts.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",
                       help="also decode UDP port N as VXLAN (4789 and 8472 always are; "
-                           "repeatable)")
+                           "repeatable; a port of another tunnel, 6081 say, is refused); "
+                           "'auto': find the ports carrying VXLAN or Geneve in the packets")
     pkts.add_argument("-q", "--quiet", action="store_true")
     pkts.set_defaults(func=_cmd_packets)
 
@@ -300,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--underlay-mtu", type=mtu, default=1500, metavar="BYTES",
                      help=f"MTU of the node network, {MIN_MTU} to {MAX_MTU} (default 1500)")
     ana.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",
-                     help="also decode UDP port N as VXLAN (repeatable)")
+                     help="also decode UDP port N as VXLAN (repeatable); 'auto': find the "
+                          "ports carrying VXLAN or Geneve in the packets")
     ana.add_argument("--clock-correction", choices=["auto", "always", "never"], default="auto",
                      help="subtract the estimated clock offsets: when significant (auto, the "
                           "default), always, or never")

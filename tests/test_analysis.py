@@ -24,7 +24,7 @@ from pktkit.report.tables import NAT_NAME_COLUMNS, analysis_tables
 
 REPORT_FILES = {"index.html", "summary.md", "summary.json", "packets.parquet"}
 TABLES = ("captures", "overlays", "overhead", "flows", "nat_flows", "latency", "clock_offsets",
-          "hops", "handshakes", "errors")
+          "hops", "handshakes", "errors", "checksums")
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dpkt
 import pytest
 
+import pktkit.dpkt
 from pktkit.capture import headers
 
 # (layout, field, offset, header size) from the specifications
@@ -33,14 +34,19 @@ RFC_OFFSETS = [
     (headers.TCP, "_off_flags", 12, 20),
     (headers.UDP, "ulen", 4, 8),  # RFC 768
     (headers.ICMP, "type", 0, 4),  # RFC 792: type, code, checksum; echo id/seq follow
-    (headers.VXLAN, "vni_reserved", 4, 8),  # RFC 7348
-    (headers.VXLAN_GPE, "next_protocol", 3, 8),
-    (headers.GENEVE, "protocol", 2, 8),  # RFC 8926
-    (headers.GENEVE, "vni_reserved", 4, 8),
+    (headers.VXLAN, "_vni_reserved2", 4, 8),  # RFC 7348
+    (headers.VXLAN_GPE, "next_proto", 3, 8),
+    (headers.GENEVE, "proto", 2, 8),  # RFC 8926
+    (headers.GENEVE, "_vni_rsvd2", 4, 8),
     (headers.GRE, "p", 2, 4),  # RFC 2784
-    (headers.CISCO_METADATA, "type", 6, 8),
-    (headers.ERSPAN_II, "cos_en_t_session", 2, 8),
-    (headers.ERSPAN_III, "p_ft_hwid_d_gra_o", 10, 12),
+    (headers.CISCO_METADATA, "type", 6, 8),  # Ethernet form: the ethertype last
+    (headers.CISCO_METADATA_GRE, "type", 0, 8),  # GRE form: the ethertype first
+    (headers.CISCO_METADATA_GRE, "sgt", 6, 8),
+    (headers.ERSPAN_II, "_cos_en_t_session", 2, 8),
+    (headers.ERSPAN_III, "_p_ft_hwid_d_gra_o", 10, 12),
+    (headers.NSH, "next_proto", 3, 8),  # RFC 8300: base header, then SPI/SI
+    (headers.NSH, "_spi_si", 4, 8),
+    (headers.WCCP, "pri_bucket", 3, 4),  # WCCPv2 redirect header
 ]
 
 
@@ -54,6 +60,10 @@ def test_offsets_are_the_specifications(layout: headers.Layout, field: str, offs
 def test_standard_layouts_are_dpkts_own() -> None:
     for layout, cls in [(headers.IPV4, dpkt.ip.IP), (headers.IPV6, dpkt.ip6.IP6),
                         (headers.TCP, dpkt.tcp.TCP), (headers.UDP, dpkt.udp.UDP),
-                        (headers.SLL2, dpkt.sll2.SLL2)]:
+                        (headers.SLL2, dpkt.sll2.SLL2),
+                        # the tunnel layouts are pktkit.dpkt's classes, declared once there
+                        (headers.VXLAN, pktkit.dpkt.VXLAN), (headers.GENEVE, pktkit.dpkt.Geneve),
+                        (headers.VXLAN_GPE, pktkit.dpkt.VXLANGPE), (headers.NSH, pktkit.dpkt.NSH),
+                        (headers.ERSPAN_III, pktkit.dpkt.ERSPAN3)]:
         assert layout.size == cls.__hdr_len__
         assert list(layout.offset) == [name for name, _, _ in cls.__hdr__]

@@ -409,7 +409,7 @@ def test_empty_table_gives_empty_typed_tables() -> None:
     tables = report.build_tables(empty)
     schemas = {"captures": health.CAPTURES_SCHEMA, "overlays": overlays_module.OVERLAYS_SCHEMA,
                "overhead": overlays_module.OVERHEAD_SCHEMA, "flows": flows_module.FLOWS_SCHEMA,
-               "errors": health.ERRORS_SCHEMA}
+               "errors": health.ERRORS_SCHEMA, "checksums": health.CHECKSUMS_SCHEMA}
     for name, schema in schemas.items():
         assert tables[name].empty
         assert {c: str(t) for c, t in tables[name].dtypes.items()} == {
@@ -426,7 +426,8 @@ def test_tables_have_their_documented_dtypes(folder: str) -> None:
             ("overlays", overlays_module.OVERLAYS_SCHEMA, overlays_module),
             ("overhead", overlays_module.OVERHEAD_SCHEMA, overlays_module),
             ("flows", flows_module.FLOWS_SCHEMA, flows_module),
-            ("captures", health.CAPTURES_SCHEMA, health)]:
+            ("captures", health.CAPTURES_SCHEMA, health),
+            ("checksums", health.CHECKSUMS_SCHEMA, health)]:
         assert list(tables[name].columns) == list(schema), name
         assert {c: str(t) for c, t in tables[name].dtypes.items()} == {
             c: str(pd.Series([], dtype=t).dtype) for c, t in schema.items()}, name
@@ -460,3 +461,35 @@ def test_real_offload_super_frames_are_counted_apart(corpus_dir: Path, tshark: s
     overhead = report.overhead(pktkit.read_packets(path))
     assert big > 0 and overhead["gso_frames"].sum() == big
     assert overhead["oversized"].sum() == 0
+
+
+def test_bad_checksums_counted_per_capture_and_interface(tmp_path: Path) -> None:
+    """Two interfaces in one pcapng and a second file: bad checksums are counted where they
+    were captured, offload apart, and no packet is dropped for one."""
+    from test_checksums import crafted
+    from test_read import ng_epb, ng_idb, ng_shb
+
+    cases = crafted()
+    good, bad = cases["tcp-good"][0], cases["tcp-payload-flipped"][0]
+    offload = cases["tcp-partial"][0]
+    node = tmp_path / "node-a-any.pcapng"
+    node.write_bytes(ng_shb() + ng_idb(name="eth0") + ng_idb(name="veth1")
+                     + b"".join(ng_epb(i, t, f) for t, (i, f) in enumerate(
+                         [(0, good), (0, bad), (1, bad), (1, bad), (1, offload), (1, good)])))
+    other = tmp_path / "node-b.pcapng"
+    other.write_bytes(ng_shb() + ng_idb(name="eth0") + ng_epb(0, 1, good))
+    table = report.build_tables(read_packets([node, other]))
+    assert table["captures"].set_index("capture")["bad_checksums"].to_dict() == {
+        "node-a-any.pcapng": 3, "node-b.pcapng": 0}
+    checks = table["checksums"].astype(object).to_dict("records")
+    assert checks == [
+        {"capture": "node-a-any.pcapng", "interface": "veth1", "checked": 4, "bad": 2,
+         "offload": 1, "unchecked": 0, "ok": 1},
+        {"capture": "node-a-any.pcapng", "interface": "eth0", "checked": 2, "bad": 1,
+         "offload": 0, "unchecked": 0, "ok": 1},
+        {"capture": "node-b.pcapng", "interface": "eth0", "checked": 1, "bad": 0, "offload": 0,
+         "unchecked": 0, "ok": 1}]
+    problems = [p for p in report.summary(table)["problems"] if p["problem"] == "bad-checksum"]
+    assert [(p["where"], p["count"]) for p in problems] == [
+        ("node-a-any.pcapng (veth1)", 2), ("node-a-any.pcapng (eth0)", 1)]
+    assert table["captures"]["packets"].sum() == 7  # every frame is in the table

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pktkit.capture.arrow import string_array
+from pktkit.capture.autoports import PortsArg
 from pktkit.capture.formats import CAPTURE_SET_FILE, DOCKER_FILE, KUBECTL_FILE
 from pktkit.capture.table import read_packets
 from pktkit.errors import CaptureError, UsageError
@@ -131,10 +132,12 @@ def _labels(paths: Sequence[Path]) -> list[str]:
     return [p.relative_to(common).as_posix() for p in paths]
 
 
-def read_table(inputs: Sequence[CaptureInput], vxlan_ports: Iterable[int] = ()) -> pd.DataFrame:
+def read_table(inputs: Sequence[CaptureInput], vxlan_ports: PortsArg = ()) -> pd.DataFrame:
     """One packet table for all files, with ``node``, unique ``capture`` labels and the
-    manifest's interface names; a cut capture's warning is passed on."""
-    packets = read_packets([i.path for i in inputs], vxlan_ports=tuple(vxlan_ports))
+    manifest's interface names; a cut capture's warning is passed on. ``vxlan_ports``: port
+    numbers, or ``"auto"`` (see :func:`pktkit.read_packets`)."""
+    ports = vxlan_ports if isinstance(vxlan_ports, str) else tuple(vxlan_ports)
+    packets = read_packets([i.path for i in inputs], vxlan_ports=ports)
     frames = [int(s["frames"]) for s in packets.attrs.get("read_stats", [])]
     if len(frames) != len(inputs) or sum(frames) != len(packets):
         raise CaptureError("the capture reader's frame counts do not add up; report this")

@@ -93,7 +93,7 @@ def analyze(
     *,
     nodes: Mapping[str | os.PathLike[str], str] | None = None,
     conntrack: Sequence[tuple[str | None, str | os.PathLike[str]]] | None = None,
-    vxlan_ports: Iterable[int] = (),
+    vxlan_ports: Iterable[int] | str = (),
     underlay_mtu: int = 1500,
     window_ns: int = DEFAULT_WINDOW_NS,
     clock_correction: str = "auto",
@@ -106,7 +106,8 @@ def analyze(
     ``conntrack``: (node or None, file) pairs of conntrack dumps (read first: a dump in an
     unknown format fails before any capture is read), handed to
     :func:`pktkit.analysis.nat.nat_flows`.
-    ``vxlan_ports``: more UDP ports to decode as VXLAN.
+    ``vxlan_ports``: more UDP ports to decode as VXLAN, or ``"auto"``: the VXLAN and Geneve
+    ports found in the packets (listed in ``analysis.packets.attrs["tunnel_ports"]``).
     ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.analysis.correlate`).
     ``k8s``, ``docker``: kubectl and docker inspect JSON files (paths or file objects), read
     first (a bad one fails before any capture is read) with those beside the captures.
@@ -150,8 +151,8 @@ def _unique(sources: Sequence[Source]) -> list[Source]:
 
 
 def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, metadata: Metadata, *,
-         vxlan_ports: Iterable[int], underlay_mtu: int, window_ns: int, clock_correction: str,
-         report: Progress) -> Analysis:
+         vxlan_ports: Iterable[int] | str, underlay_mtu: int, window_ns: int,
+         clock_correction: str, report: Progress) -> Analysis:
     """The stages of :func:`analyze`, each reported when done."""
     packets = read_table(inputs, vxlan_ports)
     _release_freed_memory()

@@ -71,8 +71,8 @@ def _arrow_type(column: Column) -> pa.DataType:
         return pa.from_numpy_dtype(column.numpy)
     if column.kind == "string":
         return pa.large_string()
-    if column.kind == "category":  # encap's open vocabulary may outgrow int8 codes
-        index = pa.int32() if column.categories is None else pa.int8()
+    if column.kind == "category":  # an open vocabulary (encap, error) may outgrow int8 codes
+        index = pa.int32() if column.categories is None or column.open_vocabulary else pa.int8()
         return pa.dictionary(index, pa.large_string())
     return pa.bool_()
 

@@ -118,6 +118,7 @@ def _mapped_pcap_batches(
     fields = np.dtype(order + "u4")
     data = np.frombuffer(mapped, np.uint8)
     begin, released = PCAP_HEADER_BYTES, 0  # first record not handed out yet; pages dropped below
+    previous = begin  # the batch before the last one handed out ends here
     frames = 0
     stats.bytes_read = begin
     while positions := _walk_pcap_records(mapped, begin, size, batch_size, order):
@@ -141,9 +142,10 @@ def _mapped_pcap_batches(
             None, np.full(n, linktype, np.int64), head=head, head_skip=_REC,
         )
         frames += n
-        begin = end
+        # (the batch handed out last may still be read in another thread: keep its pages)
+        released = _drop_pages(mapped, released, previous)
+        previous = begin = end
         stats.frames, stats.bytes_read = frames, begin
-        released = _drop_pages(mapped, released, begin)
     # No whole record at ``begin``: the clean end, or where CaptureReader stops.
     left = size - begin
     if left:
@@ -274,7 +276,7 @@ class _PcapngWalk:
         self.specials: list[RawFrame] = []  # frames read the reference way, not yet handed out
 
     def batches(self) -> Iterator[RawBatch]:
-        pos = released = 0
+        pos = released = previous = 0
         self.stats.bytes_read = 0
         while pos < self.size:
             run = self._plain_run(pos)
@@ -284,7 +286,9 @@ class _PcapngWalk:
                 batch, pos = self._run_batch(run)
                 self.stats.frames, self.stats.bytes_read = self.frames, pos
                 yield batch
-                released = _drop_pages(self.mapped, released, pos)
+                # (the batch handed out last may still be read in another thread: keep it)
+                released = _drop_pages(self.mapped, released, previous)
+                previous = pos
                 continue
             try:
                 pos = self._block(pos)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,15 +29,15 @@ from pktkit.capture.decode import DecodedPacket, Decoder
 from pktkit.capture.flows import FlowIds, HashIndex
 from pktkit.capture.read import ReadStats
 from pktkit.capture.reasons import ERROR_REASONS
-from pktkit.capture.schema import ADDRESS_COLUMNS, INT_COLUMNS
+from pktkit.capture.schema import ADDRESS_COLUMNS, CATEGORY_COLUMNS, INT_COLUMNS
 from pktkit.capture.vectorized import ALL, Frames, payload_hashes
+from pktkit.dpkt import VXLAN
 
 DecodeEngine = Literal["fast", "reference"]  # which decoder builds the table
 
 # the match fields (see DecodedPacket): copied from the reference decoder for fallback rows
 MATCH_FIELDS = ("ip_len", "frag_offset", "tcp_seq", "tcp_ack", "icmp_id", "icmp_seq",
                 "l4_payload_len", "payload_hash")
-_ERROR_CODE = {reason: code for code, reason in enumerate(ERROR_REASONS)}
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 
 Column = tuple[np.ndarray, np.ndarray | None]  # values, NA mask (None: no NA)
@@ -49,7 +50,8 @@ class ColumnBatch:
 
     ``ints``/``bools``: values and NA masks in the table's dtypes; ``strings``: codes into a
     dictionary of distinct strings (only those were ever boxed); ``categories``: codes (-1 for
-    NA) into the categories of :data:`CATEGORY_COLUMNS` (``encap``: into ``encap_names``).
+    NA) into the categories of :data:`CATEGORY_COLUMNS` (``encap``: into ``encap_names``,
+    ``error``: into ``error_names``, the reasons followed by named unsupported payloads).
     """
 
     n: int
@@ -58,6 +60,15 @@ class ColumnBatch:
     strings: dict[str, Strings]
     categories: dict[str, np.ndarray]
     encap_names: list[str]
+    error_names: list[str]
+
+    def names(self, column: str) -> tuple[str, ...] | list[str]:
+        """The names a category column's codes point into."""
+        if column == "encap":
+            return self.encap_names
+        if column == "error":
+            return self.error_names
+        return CATEGORY_COLUMNS[column] or ()
 
 
 def _masked(values: np.ndarray, dtype: type[np.integer]) -> Column:
@@ -121,26 +132,45 @@ class AddressTexts:
         return self._arrow
 
 
+@dataclass(slots=True)
+class _Started:
+    """A batch through the layers and the reference decoder, its columns still to make; the
+    encap and error names as they were then (the names only grow)."""
+
+    raw: RawBatch
+    f: Frames
+    fragment: np.ndarray
+    error: np.ndarray
+    encap_names: list[str]
+    error_names: list[str]
+
+
 class BatchDecoder:
     """Decodes captures into :class:`ColumnBatch` es; flow ids persist across batches and files.
 
-    ``vxlan_ports``/``ifnames`` as for :func:`pktkit.capture.table.read_packets`. After a
+    ``vxlan_ports``/``ifnames`` as for :func:`pktkit.capture.table.read_packets` (port numbers;
+    ``geneve_ports`` likewise for Geneve). After a
     file's batches are consumed, ``stats[-1]`` is its :class:`ReadStats`.
     """
 
     def __init__(
         self, vxlan_ports: Iterable[int] = (), ifnames: Mapping[int, str] | None = None,
-        batch_size: int = DEFAULT_BATCH,
+        batch_size: int = DEFAULT_BATCH, *, geneve_ports: Iterable[int] = (),
     ) -> None:
-        self.decoder = Decoder(vxlan_ports)
+        self.decoder = Decoder(vxlan_ports, geneve_ports=geneve_ports)
         tunnels = self.decoder.udp_tunnels
-        self._vxlan_ports = np.array(sorted(p for p, k in tunnels.items() if k == "vxlan"))
-        self._other_ports = np.array(sorted(p for p, k in tunnels.items() if k != "vxlan"))
+        self._vxlan_ports = np.array(sorted(p for p, c in tunnels.items() if c is VXLAN))
+        # other tunnels (by destination port; Teredo's by either): the reference decoder's
+        self._other_ports = np.array(sorted(p for p, c in tunnels.items() if c is not VXLAN))
+        self._source_ports = np.array(sorted(
+            p for p, c in tunnels.items() if getattr(c, "match_source_port", False)))
         self.ifnames = dict(ifnames or {})
         self.batch_size = batch_size
         self.stats: list[ReadStats] = []
         self.encap_names = ["none", "vxlan"]  # encap code → name; grows with fallback rows
         self._encap_codes = {name: code for code, name in enumerate(self.encap_names)}
+        self.error_names = list(ERROR_REASONS)  # error code → name; grows likewise
+        self._error_codes = {name: code for code, name in enumerate(self.error_names)}
         self._flows = FlowIds()
         self._texts = AddressTexts()
 
@@ -148,29 +178,50 @@ class BatchDecoder:
         """The batches of one capture; raises ``CaptureError`` at once if it is not one."""
         stats, raws = raw_batches(path, self.batch_size)
         self.stats.append(stats)
-        return (self.decode(raw) for raw in raws)
+        return self._pipelined(raws)
+
+    def _pipelined(self, raws: Iterator[RawBatch]) -> Iterator[ColumnBatch]:
+        """Batch k's checksum sums, payload hashes and columns (flow ids, addresses: numpy
+        over its bytes and rows, much of it without the GIL) are made in a second thread
+        while this one walks batch k + 1 and runs its layers. One worker: batches are
+        finished in order, so flow ids and address codes are numbered as in one thread."""
+        with ThreadPoolExecutor(1, thread_name_prefix="pktkit-columns") as pool:
+            waiting: Future[ColumnBatch] | None = None
+            for raw in raws:
+                started = pool.submit(self._finish, self._start(raw))
+                if waiting is not None:
+                    yield waiting.result()
+                waiting = started
+            if waiting is not None:
+                yield waiting.result()
 
     def decode(self, raw: RawBatch) -> ColumnBatch:
+        """One batch, in this thread."""
+        return self._finish(self._start(raw))
+
+    def _start(self, raw: RawBatch) -> _Started:
+        """The vectorized layers, and the reference decoder for every row they leave."""
         n = len(raw)
-        f = Frames(raw, self._vxlan_ports, self._other_ports)
-        end = raw.cap_len
-        clipped = raw.wire_len > raw.cap_len
-        linktypes = np.unique(raw.linktype)
-        if len(linktypes) == 1:
-            f.link(ALL, int(linktypes[0]), end, clipped)
-        else:
-            for lt in linktypes:
-                rows = np.flatnonzero(raw.linktype == lt)
-                f.link(rows, int(lt), end[rows], clipped[rows])
-        payload_hashes(raw, f)
+        f = Frames(raw, self._vxlan_ports, self._other_ports, self._source_ports)
+        f.decode(raw)
         fragment = np.zeros(n, bool)
-        error = np.full(n, -1, np.int8)
+        error = np.full(n, -1, np.int32)
         for i in np.flatnonzero(~f.fast).tolist():
             p = self.decoder.decode(raw.frame_bytes(i), int(raw.linktype[i]), int(raw.wire_len[i]))
             self._fill(f, i, p)
             fragment[i] = p.fragment
-            error[i] = -1 if p.error is None else _ERROR_CODE[p.error]
-        return self._columns(raw, f, fragment, error)
+            if p.error is not None:
+                error[i] = self._error_codes.setdefault(p.error, len(self._error_codes))
+                if error[i] == len(self.error_names):
+                    self.error_names.append(p.error)
+        return _Started(raw, f, fragment, error, list(self.encap_names), list(self.error_names))
+
+    def _finish(self, started: _Started) -> ColumnBatch:
+        """The fast rows' L4 checksums and payload hashes, then the columns."""
+        raw, f = started.raw, started.f
+        f.finish_checksums()
+        payload_hashes(raw, f)
+        return self._columns(raw, f, started)
 
     def _fill(self, f: Frames, i: int, p: DecodedPacket) -> None:
         """Overwrite row ``i`` with the reference decoder's result."""
@@ -183,6 +234,7 @@ class BatchDecoder:
         ):
             getattr(f, name)[i] = -1 if value is None else value
         f.more_fragments[i] = -1 if p.more_fragments is None else p.more_fragments
+        f.checksum[i] = p.checksum
         f.pktdir[i] = -1 if p.direction is None else DIRECTION_CODE[p.direction]
         f.overhead[i] = p.overhead_bytes
         encap = p.encap
@@ -195,9 +247,7 @@ class BatchDecoder:
             arrays = f.addr[name]
             arrays[0][i], arrays[1][i], arrays[2][i] = fam, hi, lo
 
-    def _columns(
-        self, raw: RawBatch, f: Frames, fragment: np.ndarray, error: np.ndarray
-    ) -> ColumnBatch:
+    def _columns(self, raw: RawBatch, f: Frames, started: _Started) -> ColumnBatch:
         n = len(raw)
         ints: dict[str, Column] = {
             "frame": (np.arange(raw.first_frame, raw.first_frame + n, dtype=np.uint32), None),
@@ -215,7 +265,7 @@ class BatchDecoder:
                      "icmp_code", *MATCH_FIELDS):
             ints[name] = _masked(getattr(f, name), INT_COLUMNS[name])
         more = f.more_fragments < 0
-        bools = {"fragment": (fragment, None),
+        bools = {"fragment": (started.fragment, None),
                  "more_fragments": (f.more_fragments == 1, more if more.any() else None)}
         direction = f.pktdir.astype(np.int8)
         if raw.direction is not None:
@@ -225,8 +275,9 @@ class BatchDecoder:
         strings["interface"] = self._interfaces(raw, f)
         return ColumnBatch(
             n, ints, bools, strings,
-            {"direction": direction, "encap": f.encap.astype(np.int32), "error": error},
-            list(self.encap_names),
+            {"direction": direction, "encap": f.encap.astype(np.int32),
+             "checksum": f.checksum, "error": started.error},
+            started.encap_names, started.error_names,
         )
 
     def _addresses(self, f: Frames) -> dict[str, Strings]:

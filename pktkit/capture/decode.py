@@ -1,21 +1,38 @@
-"""Frame decoding: one captured frame's bytes → a :class:`DecodedPacket`.
+"""Frame decoding: one captured frame's bytes → a :class:`DecodedPacket`, with dpkt's classes.
 
 The walk goes link layer → 802.1Q/802.1ad tags → IPv4/IPv6 → L4, and through tunnels
-recursively (VXLAN, VXLAN-GPE, Geneve, GRE/NVGRE/ERSPAN, IP-in-IP) to the innermost packet,
-at most ``max_depth`` tunnels deep.
+recursively (VXLAN, VXLAN-GPE, Geneve, GRE/NVGRE/ERSPAN, PPTP, MPLS, NSH, Teredo, IP-in-IP) to
+the innermost packet, at most ``max_depth`` tunnels deep.
 
-Own struct-based code rather than dpkt objects, deliberately: the table needs byte offsets
-(``overhead_bytes``), the partial fields of a cut header, and a short reason for every failure;
-dpkt has no VXLAN or Geneve, decodes eagerly (recursing into payloads we may not want), and
-signals problems with several exception types at arbitrary depths. Every length check is
-explicit here, and :meth:`Decoder.decode` additionally turns any unexpected exception into
-``error="internal-error"``, so no exception ever escapes.
+dpkt parses, this walk judges. Every header is unpacked by its dpkt class, dpkt's own
+(``dpkt.ip.IP``, ``dpkt.tcp.TCP``, ...) or :mod:`pktkit.dpkt`'s for the tunnels dpkt lacks, one
+layer at a time: a class parses its header only (:func:`_fixed` for dpkt's,
+:func:`pktkit.dpkt.shallow` for pktkit's), and the walk decides what comes next (the tunnel
+layers' ``payload_class()``). Doing it layer by layer rather than letting dpkt decode the
+frame eagerly is deliberate: dpkt catches an inner layer's failure and leaves bytes, so only
+the layer itself can say which rule failed; its recursion has no depth bound (2,000 nested GRE
+headers raise RecursionError); and it decodes what the table never needs (the packets ICMP
+errors quote). dpkt's exceptions become ``error`` values here, at pktkit's boundary:
+``NeedData`` (the bytes end inside the header) is ``truncated`` when the capture cut the frame
+and a ``bad-...-header`` otherwise, ``UnpackError`` (a field dpkt rejects) a
+``bad-...-header``. The rules dpkt does not check are the walk's, explicitly: IP version,
+length fields against their container, TCP data offset against the bytes, VLAN tags (any
+number; 0x9200 is not one), IPv6 extension headers (135/139/140 too; a Fragment header
+anywhere in the chain), VXLAN's I flag, tunnel versions. The numpy fast path
+(:mod:`pktkit.capture.vectorized`) applies the same rules to the stacks it vectorises and
+leaves every other frame to this decoder, so the two engines give one table.
 
 Byte regions: each layer is parsed inside ``[off, end)``, where ``end`` is the smaller of the
 enclosing length field and the captured bytes, and ``clipped`` says that the real data goes on
 past ``end`` (snaplen cut, or the rest of an IP fragment). A header that does not fit its region
 is ``truncated`` when the region is clipped and a ``bad-...-header`` otherwise (a length field
-that contradicts its container).
+that contradicts its container). A tunnel payload pktkit does not decode is an
+``unsupported-payload`` naming it (``reasons.unsupported_payload``), except the non-IP payloads
+a tunnel is meant to carry (ARP, LLC, GRE keepalives, CDP, PPP control protocols).
+
+Checksums (:mod:`~pktkit.capture.checksums`): every IPv4 header and every TCP/UDP/ICMP/ICMPv6
+checksum of the frame, inner and outer, not those of a packet an ICMP error quotes; the
+packet's ``checksum`` is the worst of them.
 """
 
 from __future__ import annotations
@@ -25,8 +42,12 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import dpkt
+
+import pktkit.dpkt as layers
+from pktkit.capture import checksums
 from pktkit.capture.formats import (
     ARPHRD_ETHER,
     ARPHRD_NETLINK,
@@ -42,22 +63,10 @@ from pktkit.capture.formats import (
     PKTTYPE_DIRECTION,
 )
 from pktkit.capture.headers import (
-    CISCO_METADATA,
-    ERSPAN_II,
-    ERSPAN_III,
     ETH_ARP,
     ETH_CMD,
-    ETH_ERSPAN_2,
-    ETH_ERSPAN_3,
     ETH_IPV4,
     ETH_IPV6,
-    ETH_TEB,
-    ETHERNET,
-    GENEVE,
-    GENEVE_PORT,
-    GRE,
-    ICMP,
-    ICMP_ECHO,
     ICMP_ECHO_TYPES,
     IPPROTO_AH,
     IPPROTO_FRAGMENT,
@@ -68,22 +77,11 @@ from pktkit.capture.headers import (
     IPPROTO_IPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
-    IPV4,
-    IPV6,
     IPV6_EXTENSIONS,
     IPV6_FAMILIES,
-    IPV6_FRAGMENT,
     MAX_ETHER_LENGTH,
-    SLL,
-    SLL2,
-    TCP,
     UDP,
-    VLAN,
     VLAN_TPIDS,
-    VXLAN,
-    VXLAN_GPE,
-    VXLAN_GPE_PORT,
-    VXLAN_PORTS,
 )
 from pktkit.capture.reasons import (
     BAD_ARP,
@@ -95,7 +93,9 @@ from pktkit.capture.reasons import (
     TOO_DEEP,
     TRUNCATED,
     UNKNOWN_LINKTYPE,
+    unsupported_payload,
 )
+from pktkit.capture.tunnel_ports import udp_tunnel_classes
 
 MAX_TUNNEL_DEPTH = 8
 
@@ -107,38 +107,55 @@ HASH_MULTIPLIER = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, odd
 _MASK64 = (1 << 64) - 1
 _WORDS = struct.Struct(f"<{PAYLOAD_HASH_BYTES // 8}Q")
 
-# field offsets, from the declared layouts
-_ETH_TYPE = ETHERNET.offset["type"]
-_SLL2_PROTO, _SLL2_IFINDEX = SLL2.offset["ethtype"], SLL2.offset["intindex"]
-_SLL2_HATYPE, _SLL2_PKTTYPE = SLL2.offset["hrd"], SLL2.offset["type"]
-_SLL_PKTTYPE, _SLL_HATYPE, _SLL_PROTO = SLL.offset["type"], SLL.offset["hrd"], SLL.offset["ethtype"]
-_CMD_TYPE = CISCO_METADATA.offset["type"]
-_IP4_LEN, _IP4_TTL, _IP4_PROTO = IPV4.offset["len"], IPV4.offset["ttl"], IPV4.offset["p"]
-_IP4_SRC, _IP4_DST = IPV4.offset["src"], IPV4.offset["dst"]
-_IP6_PLEN, _IP6_NEXT, _IP6_HLIM = IPV6.offset["plen"], IPV6.offset["nxt"], IPV6.offset["hlim"]
-_IP6_SRC, _IP6_DST = IPV6.offset["src"], IPV6.offset["dst"]
-_FRAG6_OFFSET, _FRAG6_ID = IPV6_FRAGMENT.offset["_frag_off_resv_m"], IPV6_FRAGMENT.offset["id"]
-_TCP_SEQ, _TCP_OFFSET = TCP.offset["seq"], TCP.offset["_off_flags"]
-_UDP_LEN = UDP.offset["ulen"]
-_ICMP_ECHO_AT = ICMP.size  # the echo identifier and sequence follow the 4-byte ICMP header
-_VXLAN_VNI = VXLAN.offset["vni_reserved"]
-_GPE_NEXT = VXLAN_GPE.offset["next_protocol"]
-_GENEVE_PROTO = GENEVE.offset["protocol"]
+# Payloads that are not IP but are what their tunnel or link is meant to carry: no error.
+NON_IP_ETHERTYPES = frozenset({
+    ETH_ARP, 0x0000,  # (GRE protocol 0: a keepalive's returning GRE header)
+    0x2000, 0x2004, 0x88CC, 0x9000,  # CDP, DTP, LLDP, Ethernet loopback (Cisco keepalives)
+})
+PPP_CONTROL = 0x8000  # RFC 1661: 0x8000-0xbfff network control, 0xc000-0xffff link control
 
 _U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
 _U16_U16 = struct.Struct("!HH")
-_U16_U16_U16 = struct.Struct("!HHH")
-_U32_U32 = struct.Struct("!II")
 _inet_ntop = socket.inet_ntop
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+_NeedData, _UnpackError = dpkt.NeedData, dpkt.UnpackError
+
+
+def _unpack_fixed(self: Any, buf: bytes) -> None:
+    """dpkt's ``Packet.__init__`` for a buffer, without its keyword and packing set-up: the
+    ``__hdr__`` fields and ``data``; NeedData when ``buf`` is shorter than the header."""
+    try:
+        dpkt.Packet.unpack(self, buf)
+    except struct.error:
+        raise _NeedData(f"{len(buf)} bytes, {self.__hdr_len__} needed") from None
+
+
+def _fixed(cls: type) -> Any:
+    """``cls`` unpacking its fixed ``__hdr__`` fields only (the rest stays bytes in ``data``):
+    dpkt's classes decode their payloads eagerly, the walk goes one layer at a time."""
+    return type(cls.__name__, (cls,), {"__init__": _unpack_fixed, "__module__": __name__})
+
+
+_Ethernet = _fixed(dpkt.ethernet.Ethernet)  # dst src type (tags and MPLS: the walk)
+_VLAN = _fixed(dpkt.ethernet.VLANtag8021Q)  # pri cfi id type
+_SLL, _SLL2 = _fixed(dpkt.sll.SLL), _fixed(dpkt.sll2.SLL2)
+_IP = _fixed(dpkt.ip.IP)  # v hl tos len id rf df mf offset ttl p sum src dst
+_IP6 = _fixed(dpkt.ip6.IP6)  # v fc flow plen nxt hlim src dst
+_IP6Extension = _fixed(dpkt.ip6.IP6OptsHeader)  # nxt len: the generic extension header
+_IP6Fragment = _fixed(dpkt.ip6.IP6FragmentHeader)  # nxt frag_off m_flag id
+_TCP = _fixed(dpkt.tcp.TCP)  # sport dport seq ack off flags win sum urp
+_UDP = _fixed(dpkt.udp.UDP)  # sport dport ulen sum
+_ICMP = _fixed(dpkt.icmp.ICMP)  # type code sum (ICMPv6: the same three fields)
+_Echo = _fixed(dpkt.icmp.ICMP.Echo)  # id seq
+_ARP_FIXED = 8  # hrd pro hln pln op; the addresses follow by hln/pln
 
 
 class Tunnel(NamedTuple):
     """One decoded tunnel header."""
 
-    kind: str  # vxlan, vxlan-gpe, geneve, nvgre, gre, erspan, ipip
+    kind: str  # vxlan, vxlan-gpe, geneve, nvgre, gre, pptp, erspan, ipip, mpls, nsh, teredo
     vni: int | None = None  # VXLAN/Geneve VNI, NVGRE VSID, or the key of a plain GRE/ERSPAN
+    # (PPTP's key field is payload length + call id, MPLS labels and NSH paths are no VNI)
     gre_key: int | None = None  # the raw 32-bit GRE key (GRE, NVGRE, ERSPAN), if present
     erspan_type: int | None = None  # 1, 2 or 3 (ERSPAN type I/II/III)
     erspan_session: int | None = None
@@ -198,6 +215,8 @@ class DecodedPacket:
     fragment: bool = False  # some IP header in the frame is a fragment (either version)
     ipv4_fragment: bool = False  # some IPv4 header has MF set or a fragment offset
     ipv6_fragment: bool = False  # some IPv6 header chain has a Fragment header
+    # the worst checksum status of the frame's headers (checksums.OK, ...; NONE: none checked)
+    checksum: int = checksums.NONE
 
     @property
     def overhead_bytes(self) -> int:
@@ -216,6 +235,11 @@ class DecodedPacket:
         return self.payload_offset - self.l3_offset + link
 
     @property
+    def checksum_status(self) -> str | None:
+        """The ``checksum`` column: ok, bad, offload, unchecked; None when nothing was checked."""
+        return None if self.checksum < 0 else checksums.COLUMN_VALUES[self.checksum]
+
+    @property
     def encap(self) -> str:
         """Tunnel chain, outermost first, joined by "/"; "none" without tunnel."""
         return "/".join(t.kind for t in self.tunnels) if self.tunnels else "none"
@@ -230,15 +254,18 @@ class DecodedPacket:
 
 
 class Decoder:
-    """Decodes frames; holds the UDP port → tunnel map so each call does no setup."""
+    """Decodes frames; holds the UDP port → tunnel map so each call does no setup.
+
+    ``vxlan_ports``/``geneve_ports`` add UDP destination ports decoded as VXLAN/Geneve (those
+    of :data:`pktkit.dpkt.UDP_PORTS` always are; a port that belongs to another tunnel is
+    refused, see :func:`~pktkit.capture.tunnel_ports.udp_tunnel_classes`)."""
 
     def __init__(
-        self, vxlan_ports: Iterable[int] = (), *, max_depth: int = MAX_TUNNEL_DEPTH
+        self, vxlan_ports: Iterable[int] = (), *, geneve_ports: Iterable[int] = (),
+        max_depth: int = MAX_TUNNEL_DEPTH,
     ) -> None:
         self.max_depth = max_depth
-        self.udp_tunnels: dict[int, str] = {VXLAN_GPE_PORT: "vxlan-gpe", GENEVE_PORT: "geneve"}
-        for port in (*VXLAN_PORTS, *vxlan_ports):
-            self.udp_tunnels[int(port)] = "vxlan"
+        self.udp_tunnels = udp_tunnel_classes(vxlan_ports, geneve_ports)
 
     def decode(self, data: bytes, linktype: int, wire_len: int | None = None) -> DecodedPacket:
         """Decode one frame. ``wire_len`` > ``len(data)`` marks a snaplen-cut frame."""
@@ -258,6 +285,23 @@ class Decoder:
         if p.error is None:
             p.error = TRUNCATED if clipped else bad
 
+    def _parse(self, p: DecodedPacket, cls: Any, buf: bytes, off: int, end: int,
+               clipped: bool, bad: str) -> Any:
+        """The dpkt object of the header at ``off`` (its region ends at ``end``), or None with
+        the error set: dpkt's exceptions become error values here."""
+        try:
+            return cls(buf[off:end])
+        except _NeedData:  # the region ends inside the header
+            self._fail(p, clipped, bad)
+        except _UnpackError:  # a field dpkt rejects
+            p.error = p.error or bad
+        return None
+
+    def _tunnel(self, p: DecodedPacket, cls: type, buf: bytes, off: int, end: int,
+                clipped: bool, bad: str = BAD_TUNNEL) -> Any:
+        """A :mod:`pktkit.dpkt` header, its payload left as bytes (or None)."""
+        return self._parse(p, layers.shallow(cls), buf, off, end, clipped, bad)
+
     def _enter_tunnel(self, p: DecodedPacket, tunnel: Tunnel, payload: int) -> bool:
         """Record a decoded tunnel header; the inner frame's fields start empty."""
         if len(p.tunnels) >= self.max_depth:
@@ -274,33 +318,29 @@ class Decoder:
         _clear_match_fields(p)
         return True
 
+    @staticmethod
+    def _unsupported(p: DecodedPacket, protocol: str) -> None:
+        p.error = p.error or unsupported_payload(protocol)
+
     # -- link layer ------------------------------------------------------------------------
 
     def _link(self, p: DecodedPacket, buf: bytes, end: int, clipped: bool) -> None:
         lt = p.linktype
         if lt == LINKTYPE_ETHERNET:
-            p.link_header_len, p.link_ethernet = ETHERNET.size, True
+            p.link_header_len, p.link_ethernet = _Ethernet.__hdr_len__, True
             self._ether(p, buf, 0, end, clipped)
-        elif lt == LINKTYPE_LINUX_SLL2:
-            if end < SLL2.size:
-                return self._fail(p, clipped, BAD_LINK)
-            p.link_header_len = SLL2.size
-            p.link_ethernet = _U16.unpack_from(buf, _SLL2_HATYPE)[0] == ARPHRD_ETHER
-            proto = _U16.unpack_from(buf, _SLL2_PROTO)[0]
-            p.ifindex = _U32.unpack_from(buf, _SLL2_IFINDEX)[0]
-            p.pkttype = buf[_SLL2_PKTTYPE]
+        elif lt in (LINKTYPE_LINUX_SLL2, LINKTYPE_LINUX_SLL):
+            cls = _SLL2 if lt == LINKTYPE_LINUX_SLL2 else _SLL
+            sll = self._parse(p, cls, buf, 0, end, clipped, BAD_LINK)
+            if sll is None:
+                return None
+            p.link_header_len, p.link_ethernet = cls.__hdr_len__, sll.hrd == ARPHRD_ETHER
+            p.pkttype = sll.type
             p.direction = PKTTYPE_DIRECTION.get(p.pkttype)
-            self._ethertype(p, buf, SLL2.size, end, clipped, proto)
-        elif lt == LINKTYPE_LINUX_SLL:
-            if end < SLL.size:
-                return self._fail(p, clipped, BAD_LINK)
-            p.pkttype = _U16.unpack_from(buf, _SLL_PKTTYPE)[0]
-            p.direction = PKTTYPE_DIRECTION.get(p.pkttype)
-            hatype = _U16.unpack_from(buf, _SLL_HATYPE)[0]
-            p.link_header_len, p.link_ethernet = SLL.size, hatype == ARPHRD_ETHER
-            if hatype != ARPHRD_NETLINK:  # (its protocol field is a netlink family)
-                proto = _U16.unpack_from(buf, _SLL_PROTO)[0]
-                self._ethertype(p, buf, SLL.size, end, clipped, proto)
+            if cls is _SLL2:
+                p.ifindex = sll.intindex & 0xFFFFFFFF  # (dpkt declares it signed)
+            if sll.hrd != ARPHRD_NETLINK:  # (its protocol field is a netlink family)
+                self._ethertype(p, buf, cls.__hdr_len__, end, clipped, sll.ethtype)
         elif lt in (LINKTYPE_RAW, *LINKTYPE_RAW_ALIASES):
             if end < 1:
                 return self._fail(p, clipped, BAD_LINK)
@@ -316,14 +356,12 @@ class Decoder:
         elif lt == LINKTYPE_IPV6:
             self._ipv6(p, buf, 0, end, clipped)
         elif lt in (LINKTYPE_NULL, LINKTYPE_LOOP):
-            if end < 4:
-                return self._fail(p, clipped, BAD_LINK)
-            family = int.from_bytes(buf[:4], "little")
-            if family > 0xFFFF:  # written big-endian (LOOP always, NULL on big-endian hosts)
-                family = int.from_bytes(buf[:4], "big")
-            if family == 2:
+            loop = self._tunnel(p, layers.Loopback, buf, 0, end, clipped, BAD_LINK)
+            if loop is None:
+                return None
+            if loop.family == 2:
                 self._ipv4(p, buf, 4, end, clipped)
-            elif family in IPV6_FAMILIES:
+            elif loop.family in IPV6_FAMILIES:
                 self._ipv6(p, buf, 4, end, clipped)
         else:
             p.error = UNKNOWN_LINKTYPE
@@ -331,28 +369,31 @@ class Decoder:
 
     def _ether(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         p.inner_ether = bool(p.tunnels)
-        if off + ETHERNET.size > end:
-            return self._fail(p, clipped, BAD_LINK)
-        etype = _U16.unpack_from(buf, off + _ETH_TYPE)[0]
-        self._ethertype(p, buf, off + ETHERNET.size, end, clipped, etype)
-        return None
+        eth = self._parse(p, _Ethernet, buf, off, end, clipped, BAD_LINK)
+        if eth is not None:
+            self._ethertype(p, buf, off + _Ethernet.__hdr_len__, end, clipped, eth.type)
 
     def _ethertype(
-        self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, etype: int
+        self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, etype: int,
+        tunnel: str | None = None,
     ) -> None:
-        """Dispatch on an ethertype, first peeling VLAN tags and Cisco MetaData."""
+        """Dispatch on an ethertype, first peeling VLAN tags and Cisco MetaData. ``tunnel``
+        names the tunnel whose protocol field this is (gre, geneve): there an unknown
+        protocol is an unsupported payload; an Ethernet frame's unknown type is not."""
         while True:
             if etype in VLAN_TPIDS:
-                if off + VLAN.size > end:
-                    return self._fail(p, clipped, BAD_LINK)
-                tci, etype = _U16_U16.unpack_from(buf, off)
-                p.vlan_ids.append(tci & 0x0FFF)
-                off += VLAN.size
+                tag = self._parse(p, _VLAN, buf, off, end, clipped, BAD_LINK)
+                if tag is None:
+                    return None
+                p.vlan_ids.append(tag.id)
+                etype = tag.type
+                off += _VLAN.__hdr_len__
             elif etype == ETH_CMD:
-                if off + CISCO_METADATA.size > end:
-                    return self._fail(p, clipped, BAD_LINK)
-                etype = _U16.unpack_from(buf, off + _CMD_TYPE)[0]
-                off += CISCO_METADATA.size
+                cmd = self._tunnel(p, layers.EthernetCMD, buf, off, end, clipped, BAD_LINK)
+                if cmd is None:
+                    return None
+                etype = cmd.type
+                off += cmd.__hdr_len__
             else:
                 break
         if etype <= MAX_ETHER_LENGTH:  # an 802.3 length field: LLC follows (STP, CDP, ...), not IP
@@ -364,13 +405,19 @@ class Decoder:
             self._ipv6(p, buf, off, end, clipped)
         elif etype == ETH_ARP:
             self._arp(p, buf, off, end, clipped)
+        elif etype in (layers.ETH_TYPE_MPLS, layers.ETH_TYPE_MPLS_MCAST):
+            self._mpls(p, buf, off, end, clipped)
+        elif etype == layers.ETH_TYPE_NSH:
+            self._nsh(p, buf, off, end, clipped)
+        elif tunnel is not None and etype not in NON_IP_ETHERTYPES:
+            self._unsupported(p, f"{tunnel} 0x{etype:04x}")
         return None
 
     def _arp(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
-        if off + 8 > end:
+        if off + _ARP_FIXED > end:
             return self._fail(p, clipped, BAD_ARP)
-        hlen, plen = buf[off + 4], buf[off + 5]
-        if off + 8 + 2 * (hlen + plen) > end:
+        hln, pln = buf[off + 4], buf[off + 5]  # (dpkt's ARP assumes 6 and 4)
+        if off + _ARP_FIXED + 2 * (hln + pln) > end:
             self._fail(p, clipped, BAD_ARP)
         return None
 
@@ -387,22 +434,26 @@ class Decoder:
 
     def _ipv4(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         self._network_start(p, off)
-        if off + IPV4.size > end:
-            return self._fail(p, clipped, BAD_IP)
-        vihl = buf[off]
-        ihl = (vihl & 0x0F) * 4
-        if vihl >> 4 != 4 or ihl < IPV4.size:
+        ip = self._parse(p, _IP, buf, off, end, clipped, BAD_IP)
+        if ip is None:
+            if p.error == TRUNCATED:  # the capture cut the header: its checksum too
+                p.checksum = checksums.combine_one(p.checksum, checksums.UNCHECKED)
+            return None
+        ihl = ip.hl * 4
+        if ip.v != 4 or ihl < _IP.__hdr_len__:
             p.error = p.error or BAD_IP
             return None
-        total, ident, frag = _U16_U16_U16.unpack_from(buf, off + _IP4_LEN)  # len id flags+offset
+        total = ip.len
         p.ip_version = 4
-        p.ttl = buf[off + _IP4_TTL]
-        p.proto = proto = buf[off + _IP4_PROTO]
-        p.ip_id = ident
-        p.src = _inet_ntop(_AF_INET, buf[off + _IP4_SRC:off + _IP4_SRC + 4])
-        p.dst = _inet_ntop(_AF_INET, buf[off + _IP4_DST:off + _IP4_DST + 4])
+        p.ttl = ip.ttl
+        p.proto = proto = ip.p
+        p.ip_id = ip.id
+        p.src = _inet_ntop(_AF_INET, ip.src)
+        p.dst = _inet_ntop(_AF_INET, ip.dst)
         p.sport = p.dport = p.tcp_flags = p.icmp_type = p.icmp_code = None
         _clear_match_fields(p)
+        p.checksum = checksums.combine_one(p.checksum,
+                                           checksums.ipv4_header_status(buf, off, ihl))
         if off + ihl > end:
             return self._fail(p, clipped, BAD_IP)
         if total:  # 0 = not filled in (TSO/GSO super-frame): take the captured bytes
@@ -415,90 +466,94 @@ class Decoder:
                 p.error = p.error or BAD_IP  # length points past a complete frame; go on
         p.ip_len = total or end - off
         wire_end = off + p.ip_len
-        more_fragments, frag_offset = frag & 0x2000, frag & 0x1FFF
-        p.frag_offset, p.more_fragments = frag_offset * 8, bool(more_fragments)
-        if more_fragments or frag_offset:
+        fragment = bool(ip.mf or ip.offset)
+        p.frag_offset, p.more_fragments = ip.offset * 8, bool(ip.mf)
+        if fragment:
             p.fragment = p.ipv4_fragment = True
-            if frag_offset:  # a non-first fragment holds no L4 (or tunnel) header
+            if ip.offset:  # a non-first fragment holds no L4 (or tunnel) header
                 _payload(p, buf, off + ihl, wire_end, end)
                 return None
             clipped = True  # the first fragment: the datagram goes on in later fragments
-        self._ip_payload(p, buf, off + ihl, end, clipped, proto, wire_end)
+        self._ip_payload(p, buf, off + ihl, end, clipped, proto, wire_end, off, 4, fragment)
         return None
 
     def _ipv6(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         self._network_start(p, off)
-        if off + IPV6.size > end:
-            return self._fail(p, clipped, BAD_IP)
-        if buf[off] >> 4 != 6:
+        ip = self._parse(p, _IP6, buf, off, end, clipped, BAD_IP)
+        if ip is None:
+            return None
+        if ip.v != 6:
             p.error = p.error or BAD_IP
             return None
-        payload_len = _U16.unpack_from(buf, off + _IP6_PLEN)[0]
-        nh = buf[off + _IP6_NEXT]
+        payload_len, nh = ip.plen, ip.nxt
         p.ip_version = 6
-        p.ttl = buf[off + _IP6_HLIM]
+        p.ttl = ip.hlim
         p.ip_id = None
-        p.src = _inet_ntop(_AF_INET6, buf[off + _IP6_SRC:off + _IP6_SRC + 16])
-        p.dst = _inet_ntop(_AF_INET6, buf[off + _IP6_DST:off + _IP6_DST + 16])
+        p.src = _inet_ntop(_AF_INET6, ip.src)
+        p.dst = _inet_ntop(_AF_INET6, ip.dst)
         p.sport = p.dport = p.tcp_flags = p.icmp_type = p.icmp_code = None
         _clear_match_fields(p)
         p.proto = nh
+        size = _IP6.__hdr_len__
         if payload_len:  # 0 = jumbogram or TSO super-frame: take the captured bytes
-            if off + IPV6.size + payload_len <= end:
-                end, clipped = off + IPV6.size + payload_len, False
+            if off + size + payload_len <= end:
+                end, clipped = off + size + payload_len, False
             elif not clipped:
                 p.error = p.error or BAD_IP
-        p.ip_len = IPV6.size + payload_len if payload_len else end - off
+        p.ip_len = size + payload_len if payload_len else end - off
         wire_end = off + p.ip_len
         p.frag_offset, p.more_fragments = 0, False
-        pos = off + IPV6.size
+        pos = off + size
+        fragment = False
         while nh in IPV6_EXTENSIONS or nh == IPPROTO_FRAGMENT:
             if nh == IPPROTO_FRAGMENT:
-                if pos + IPV6_FRAGMENT.size > end:
-                    return self._fail(p, clipped, BAD_IP)
-                offset_flags = _U16.unpack_from(buf, pos + _FRAG6_OFFSET)[0]
-                p.ip_id = _U32.unpack_from(buf, pos + _FRAG6_ID)[0]
-                p.fragment = p.ipv6_fragment = True
-                p.proto = nh = buf[pos]
-                p.frag_offset, p.more_fragments = (offset_flags >> 3) * 8, bool(offset_flags & 1)
-                pos += IPV6_FRAGMENT.size
-                if offset_flags >> 3:  # non-first fragment: no L4 header
+                frag = self._parse(p, _IP6Fragment, buf, pos, end, clipped, BAD_IP)
+                if frag is None:
+                    return None
+                p.ip_id = frag.id
+                p.fragment = p.ipv6_fragment = fragment = True
+                p.proto = nh = frag.nxt
+                p.frag_offset, p.more_fragments = frag.frag_off * 8, bool(frag.m_flag)
+                pos += _IP6Fragment.__hdr_len__
+                if frag.frag_off:  # non-first fragment: no L4 header
                     _payload(p, buf, pos, wire_end, end)
                     return None
-                if offset_flags & 1:
+                if frag.m_flag:
                     clipped = True
                 continue
-            if pos + 2 > end:
-                return self._fail(p, clipped, BAD_IP)
-            length = (buf[pos + 1] + 2) * 4 if nh == IPPROTO_AH else (buf[pos + 1] + 1) * 8
+            ext = self._parse(p, _IP6Extension, buf, pos, end, clipped, BAD_IP)
+            if ext is None:
+                return None
+            # (dpkt's IP6AHHeader counts everything after it; RFC 4302: (len + 2) 4-byte words)
+            length = (ext.len + 2) * 4 if nh == IPPROTO_AH else (ext.len + 1) * 8
             if pos + length > end:
                 return self._fail(p, clipped, BAD_IP)
-            p.proto = nh = buf[pos]
+            p.proto = nh = ext.nxt
             pos += length
-        self._ip_payload(p, buf, pos, end, clipped, nh, wire_end)
+        self._ip_payload(p, buf, pos, end, clipped, nh, wire_end, off, 6, fragment)
         return None
 
     def _ip_payload(
         self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, proto: int,
-        wire_end: int,
+        wire_end: int, ip_off: int, version: int, fragment: bool,
     ) -> None:
         """The upper layer of an IP packet whose payload starts at ``off``; ``wire_end`` is
-        where the packet ends by its length field (past ``end`` when the capture cut it)."""
+        where the packet ends by its length field (past ``end`` when the capture cut it).
+        ``ip_off``, ``version`` and ``fragment`` describe that IP header (for checksums)."""
+        if proto in checksums.CHECKSUM_FIELD:
+            l4_len = wire_end - off
+            if proto == IPPROTO_UDP and off + UDP.size <= end:  # the UDP checksum's own length
+                ulen = _U16.unpack_from(buf, off + UDP.offset["ulen"])[0]
+                if UDP.size <= ulen <= l4_len:
+                    l4_len = ulen
+            p.checksum = checksums.combine_one(p.checksum, checksums.l4_status(
+                buf, ip_off, version, off, proto, l4_len, fragment))
         if proto == IPPROTO_TCP:
             self._tcp(p, buf, off, end, clipped, wire_end)
         elif proto == IPPROTO_UDP:
             self._udp(p, buf, off, end, clipped, wire_end)
         elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-            if off + 4 > end:
-                if off + 2 <= end:
-                    p.icmp_type, p.icmp_code = buf[off], buf[off + 1]
-                return self._fail(p, clipped, BAD_L4)
-            p.icmp_type, p.icmp_code = buf[off], buf[off + 1]
-            echo_end = off + _ICMP_ECHO_AT + ICMP_ECHO.size  # the 8-byte ICMP header's end
-            if (proto, p.icmp_type) in ICMP_ECHO_TYPES and echo_end <= end:
-                p.icmp_id, p.icmp_seq = _U16_U16.unpack_from(buf, off + _ICMP_ECHO_AT)
-            if echo_end <= wire_end:
-                _payload(p, buf, echo_end, wire_end, end)
+            self._icmp(p, buf, off, end, clipped, wire_end, proto)
         elif proto == IPPROTO_GRE:
             self._gre(p, buf, off, end, clipped)
         elif proto in (IPPROTO_IPIP, IPPROTO_IPV6) and self._enter_tunnel(p, Tunnel("ipip"), off):
@@ -515,16 +570,17 @@ class Decoder:
     def _tcp(
         self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, wire_end: int
     ) -> None:
-        if off + 4 <= end:
+        if off + 4 <= end:  # the ports of a header the capture cut
             p.sport, p.dport = _U16_U16.unpack_from(buf, off)
-        if off + TCP.size > end:
-            return self._fail(p, clipped, BAD_L4)
-        data_offset = (buf[off + _TCP_OFFSET] >> 4) * 4
-        p.tcp_flags = ((buf[off + _TCP_OFFSET] & 1) << 8) | buf[off + _TCP_OFFSET + 1]
-        p.tcp_seq, p.tcp_ack = _U32_U32.unpack_from(buf, off + _TCP_SEQ)
-        if data_offset < TCP.size:
+        tcp = self._parse(p, _TCP, buf, off, end, clipped, BAD_L4)
+        if tcp is None:
+            return None
+        data_offset = tcp.off * 4
+        p.tcp_flags = tcp.flags  # dpkt's 9 flag bits
+        p.tcp_seq, p.tcp_ack = tcp.seq, tcp.ack
+        if data_offset < _TCP.__hdr_len__:
             p.error = p.error or BAD_L4
-        elif off + data_offset > end:
+        elif off + data_offset > end:  # (dpkt keeps cut options without a word)
             self._fail(p, clipped, BAD_L4)
         else:
             _payload(p, buf, off + data_offset, wire_end, end)
@@ -535,11 +591,12 @@ class Decoder:
     ) -> None:
         if off + 4 <= end:
             p.sport, p.dport = _U16_U16.unpack_from(buf, off)
-        if off + UDP.size > end:
-            return self._fail(p, clipped, BAD_L4)
-        length = _U16.unpack_from(buf, off + _UDP_LEN)[0]
+        udp = self._parse(p, _UDP, buf, off, end, clipped, BAD_L4)
+        if udp is None:
+            return None
+        length = udp.ulen  # (dpkt checks none of the length rules)
         if length:  # 0 only in IPv6 jumbograms (RFC 2675): the IP length rules
-            if length < UDP.size:
+            if length < _UDP.__hdr_len__:
                 p.error = p.error or BAD_L4
                 return None
             if off + length <= end:
@@ -548,113 +605,186 @@ class Decoder:
                 p.error = p.error or BAD_L4  # length points past the IP payload; go on
             if off + length <= wire_end:
                 wire_end = off + length  # bytes after the datagram are not payload
-        payload = off + UDP.size
+        payload = off + _UDP.__hdr_len__
         _payload(p, buf, payload, wire_end, end)
-        kind = self.udp_tunnels.get(p.dport)  # type: ignore[arg-type]
-        if kind == "vxlan":
-            self._vxlan(p, buf, payload, end, clipped)
-        elif kind == "geneve":
-            self._geneve(p, buf, payload, end, clipped)
-        elif kind == "vxlan-gpe":
-            self._vxlan_gpe(p, buf, payload, end, clipped)
+        cls = layers.udp_tunnel(self.udp_tunnels, udp.sport, udp.dport)
+        if cls is not None:
+            self._udp_tunnel(p, cls, buf, payload, end, clipped)
+        return None
+
+    def _icmp(
+        self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool, wire_end: int,
+        proto: int,
+    ) -> None:
+        """ICMP/ICMPv6: type and code; an echo's identifier and sequence number. A packet an
+        error quotes is not decoded."""
+        icmp = self._parse(p, _ICMP, buf, off, end, clipped, BAD_L4)
+        if icmp is None:
+            if off + 2 <= end:
+                p.icmp_type, p.icmp_code = buf[off], buf[off + 1]
+            return None
+        p.icmp_type, p.icmp_code = icmp.type, icmp.code
+        echo_end = off + _ICMP.__hdr_len__ + _Echo.__hdr_len__  # the 8-byte ICMP header's end
+        if (proto, p.icmp_type) in ICMP_ECHO_TYPES and echo_end <= end:
+            echo = _Echo(icmp.data)
+            p.icmp_id, p.icmp_seq = echo.id, echo.seq
+        if echo_end <= wire_end:
+            _payload(p, buf, echo_end, wire_end, end)
         return None
 
     # -- tunnels -------------------------------------------------------------------------
 
+    def _udp_tunnel(self, p: DecodedPacket, cls: type, buf: bytes, off: int, end: int,
+                    clipped: bool) -> None:
+        if cls is layers.VXLAN:
+            self._vxlan(p, buf, off, end, clipped)
+        elif cls is layers.Geneve:
+            self._geneve(p, buf, off, end, clipped)
+        elif cls is layers.VXLANGPE:
+            self._vxlan_gpe(p, buf, off, end, clipped)
+        elif cls is layers.GRE:  # GRE-in-UDP (RFC 8086)
+            self._gre(p, buf, off, end, clipped)
+        elif cls is layers.MPLS:  # MPLS-in-UDP (RFC 7510)
+            self._mpls(p, buf, off, end, clipped)
+        elif cls is layers.Teredo:
+            self._teredo(p, buf, off, end, clipped)
+
     def _vxlan(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         """RFC 7348: flags(8, I = 0x08) reserved(24) VNI(24) reserved(8), then Ethernet."""
-        if off + VXLAN.size > end:
-            return self._fail(p, clipped, BAD_TUNNEL)
-        if not buf[off] & 0x08:  # no valid VNI: receivers drop these (RFC 7348 §5)
+        vx = self._tunnel(p, layers.VXLAN, buf, off, end, clipped)
+        if vx is None:
+            return None
+        if not vx.i:  # no valid VNI: receivers drop these (RFC 7348 §5)
             p.error = p.error or BAD_TUNNEL
             return None
-        vni = _U32.unpack_from(buf, off + _VXLAN_VNI)[0] >> 8
-        if self._enter_tunnel(p, Tunnel("vxlan", vni), off + VXLAN.size):
-            self._ether(p, buf, off + VXLAN.size, end, clipped)
+        payload = off + vx.__hdr_len__
+        if self._enter_tunnel(p, Tunnel("vxlan", vx.vni), payload):
+            self._ether(p, buf, payload, end, clipped)
         return None
 
     def _vxlan_gpe(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         """VXLAN-GPE: flags(R R Ver(2) I P B O) reserved(16) next-protocol(8) VNI(24) rsvd(8)."""
-        if off + VXLAN_GPE.size > end:
-            return self._fail(p, clipped, BAD_TUNNEL)
-        flags = buf[off]
-        if flags & 0x30 or not flags & 0x08:  # version must be 0; I flag set
+        gpe = self._tunnel(p, layers.VXLANGPE, buf, off, end, clipped)
+        if gpe is None:
+            return None
+        if gpe.ver or not gpe.i:  # version must be 0; I flag set
             p.error = p.error or BAD_TUNNEL
             return None
-        next_protocol = buf[off + _GPE_NEXT] if flags & 0x04 else 3  # P clear: Ethernet
-        vni = _U32.unpack_from(buf, off + _VXLAN_VNI)[0] >> 8
-        payload = off + VXLAN_GPE.size
-        if not self._enter_tunnel(p, Tunnel("vxlan-gpe", vni), payload):
+        payload = off + gpe.__hdr_len__
+        if self._enter_tunnel(p, Tunnel("vxlan-gpe", gpe.vni), payload):
+            self._next_protocol(p, gpe.payload_class(), buf, payload, end, clipped,
+                                f"vxlan-gpe next protocol {gpe.next_protocol}")
+        return None
+
+    def _next_protocol(self, p: DecodedPacket, cls: Any, buf: bytes, off: int, end: int,
+                       clipped: bool, name: str) -> None:
+        """The payload of VXLAN-GPE or NSH, by the class its next-protocol field names."""
+        if not self._payload_of(p, cls, buf, off, end, clipped):
+            self._unsupported(p, name)
+
+    def _payload_of(self, p: DecodedPacket, cls: Any, buf: bytes, off: int, end: int,
+                    clipped: bool) -> bool:
+        """Decode a payload as the class :mod:`pktkit.dpkt`'s dispatch names (a layer's
+        ``payload_class()``); False when the walk has no decoder for that class."""
+        if cls is dpkt.ip.IP:
+            self._ipv4(p, buf, off, end, clipped)
+        elif cls is dpkt.ip6.IP6:
+            self._ipv6(p, buf, off, end, clipped)
+        elif cls is dpkt.ethernet.Ethernet:
+            self._ether(p, buf, off, end, clipped)
+        elif cls is layers.NSH:
+            self._nsh(p, buf, off, end, clipped)
+        elif cls is layers.MPLS:
+            self._mpls(p, buf, off, end, clipped)
+        else:
+            return False
+        return True
+
+    def _nsh(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        """RFC 8300: base header, service path, context headers; then its next protocol."""
+        nsh = self._tunnel(p, layers.NSH, buf, off, end, clipped)
+        if nsh is None:
             return None
-        if next_protocol == 1:
-            self._ipv4(p, buf, payload, end, clipped)
-        elif next_protocol == 2:
+        if nsh.ver:
+            p.error = p.error or BAD_TUNNEL
+            return None
+        payload = off + nsh.length * 4
+        if self._enter_tunnel(p, Tunnel("nsh"), payload):
+            self._next_protocol(p, nsh.payload_class(), buf, payload, end, clipped,
+                                f"nsh next protocol {nsh.next_proto}")
+        return None
+
+    def _mpls(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        """RFC 3032 label stack; the payload by its first nibble, as tshark reads it."""
+        self._network_start(p, off)  # (a label stack is where an MPLS packet's network starts)
+        mpls = self._tunnel(p, layers.MPLS, buf, off, end, clipped)
+        if mpls is None:
+            return None
+        payload = off + 4 * len(mpls.labels) + len(mpls.control_word)
+        if not self._enter_tunnel(p, Tunnel("mpls"), payload):
+            return None
+        # IPv4, IPv6, or a pseudowire: control word, then Ethernet
+        if self._payload_of(p, mpls.payload_class(), buf, payload, end, clipped):
+            return None
+        if mpls.nibble < 0:
+            if clipped:
+                self._fail(p, clipped, BAD_TUNNEL)
+        else:
+            self._unsupported(p, f"mpls payload nibble {mpls.nibble}")
+        return None
+
+    def _teredo(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
+        """RFC 4380: optional authentication and origin headers, then IPv6. UDP 3544 is
+        Teredo's by convention only: a payload that is not an IPv6 packet filling the datagram
+        is plain UDP, no error."""
+        try:
+            teredo = layers.shallow(layers.Teredo)(buf[off:end])
+        except _UnpackError:  # (NeedData included: not Teredo as far as the bytes go)
+            return None
+        payload = off + len(teredo.auth) + len(teredo.origin)
+        if not clipped and payload + 40 + _U16.unpack_from(buf, payload + 4)[0] != end:
+            return None
+        if self._enter_tunnel(p, Tunnel("teredo"), payload):
             self._ipv6(p, buf, payload, end, clipped)
-        elif next_protocol == 3:
-            self._ether(p, buf, payload, end, clipped)
-        return None  # NSH, MPLS, ...: not decoded further
+        return None
 
     def _geneve(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         """RFC 8926: Ver(2) OptLen(6) O C Rsvd(6) ProtocolType(16) VNI(24) Rsvd(8) options."""
-        if off + GENEVE.size > end:
-            return self._fail(p, clipped, BAD_TUNNEL)
-        first = buf[off]
-        if first >> 6:  # only version 0 is defined
-            p.error = p.error or BAD_TUNNEL
+        if off + layers.Geneve.__hdr_len__ <= end and buf[off] >> 6:
+            p.error = p.error or BAD_TUNNEL  # only version 0 is defined (options unread)
             return None
-        header_len = GENEVE.size + (first & 0x3F) * 4  # options: opt_len counts 4-byte words
-        if off + header_len > end:
-            return self._fail(p, clipped, BAD_TUNNEL)
-        protocol = _U16.unpack_from(buf, off + _GENEVE_PROTO)[0]
-        vni = _U32.unpack_from(buf, off + GENEVE.offset["vni_reserved"])[0] >> 8
-        payload = off + header_len
-        if self._enter_tunnel(p, Tunnel("geneve", vni), payload):
-            if protocol == ETH_TEB:
+        geneve = self._tunnel(p, layers.Geneve, buf, off, end, clipped)
+        if geneve is None:
+            return None
+        payload = off + geneve.__hdr_len__ + geneve.opt_len * 4
+        if self._enter_tunnel(p, Tunnel("geneve", geneve.vni), payload):
+            if geneve.proto == layers.ETH_TYPE_TEB:
                 self._ether(p, buf, payload, end, clipped)
             else:  # e.g. 0x0800/0x86DD: IP without an inner Ethernet header (GCP)
-                self._ethertype(p, buf, payload, end, clipped, protocol)
+                self._ethertype(p, buf, payload, end, clipped, geneve.proto, "geneve")
         return None
 
     def _gre(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool) -> None:
         """RFC 2784/2890 (and 1701 routing, 2637 PPTP): flags+version, protocol, options."""
-        if off + GRE.size > end:
-            return self._fail(p, clipped, BAD_TUNNEL)
-        flags, protocol = _U16_U16.unpack_from(buf, off)
-        version = flags & 0x0007
-        if version > 1:
-            p.error = p.error or BAD_TUNNEL
+        if off + layers.GRE.__hdr_len__ <= end and buf[off + 1] & 0x07 > 1:
+            p.error = p.error or BAD_TUNNEL  # versions 0 and 1 only (fields unread)
             return None
-        pos = off + GRE.size
-        if flags & 0xC000:  # checksum present (C) or routing present (R): checksum + offset
-            pos += 4
-        key: int | None = None
-        if flags & 0x2000:  # K
-            if pos + 4 > end:
-                return self._fail(p, clipped, BAD_TUNNEL)
-            key = _U32.unpack_from(buf, pos)[0]
-            pos += 4
-        if flags & 0x1000:  # S: sequence number
-            pos += 4
-        if version == 1:  # enhanced GRE (PPTP): key required, optional acknowledgment
-            if key is None:
+        gre = self._tunnel(p, layers.GRE, buf, off, end, clipped)
+        if gre is None:
+            return None
+        pos = off + gre.header_len
+        key = getattr(gre, "key", None)
+        protocol, cls = gre.p, gre.payload_class()
+        if gre.v == 1:  # enhanced GRE (PPTP): key (payload length + call id) required
+            if not gre.flags & layers.GRE_KP:
                 p.error = p.error or BAD_TUNNEL
                 return None
-            if flags & 0x0080:
-                pos += 4
-        if flags & 0x4000:  # R (RFC 1701): source route entries until a null entry
-            while True:
-                if pos + 4 > end:
-                    return self._fail(p, clipped, BAD_TUNNEL)
-                family, _sre_offset, sre_len = struct.unpack_from("!HBB", buf, pos)
-                pos += 4 + sre_len
-                if family == 0 and sre_len == 0:
-                    break
-        if pos > end:
-            return self._fail(p, clipped, BAD_TUNNEL)
-
-        if protocol in (ETH_ERSPAN_2, ETH_ERSPAN_3):
-            self._erspan(p, buf, pos, end, clipped, protocol, key, bool(flags & 0x1000))
-        elif protocol == ETH_TEB:
+            if self._enter_tunnel(p, Tunnel("pptp"), pos):  # (a call id is no VNI)
+                self._gre_payload(p, buf, pos, end, clipped, protocol, cls)
+            return None
+        if protocol in (layers.ETH_TYPE_ERSPAN2, layers.ETH_TYPE_ERSPAN3):
+            self._erspan(p, buf, pos, end, clipped, protocol, key, cls)
+        elif protocol == layers.ETH_TYPE_TEB:
             # Key present: the NVGRE layout (RFC 7637), key = VSID(24) FlowID(8).
             tunnel = (
                 Tunnel("nvgre", key >> 8, key) if key is not None else Tunnel("gre", None, None)
@@ -662,43 +792,66 @@ class Decoder:
             if self._enter_tunnel(p, tunnel, pos):
                 self._ether(p, buf, pos, end, clipped)
         elif self._enter_tunnel(p, Tunnel("gre", key, key), pos):
-            if protocol == ETH_CMD:  # GRE form of Cisco MetaData: ethertype first, 8 bytes
-                if pos + CISCO_METADATA.size > end:
-                    return self._fail(p, clipped, BAD_TUNNEL)
-                protocol = _U16.unpack_from(buf, pos)[0]
-                pos += CISCO_METADATA.size
-                p.payload_offset = pos
-            self._ethertype(p, buf, pos, end, clipped, protocol)
+            self._gre_payload(p, buf, pos, end, clipped, protocol, cls)
+        return None
+
+    def _gre_payload(self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool,
+                     protocol: int, cls: Any) -> None:
+        """What a GRE header (or PPP, WCCP, Cisco MetaData inside it) carries."""
+        if cls is layers.PPP:
+            ppp = self._tunnel(p, layers.PPP, buf, off, end, clipped)
+            if ppp is None:
+                return None
+            p.payload_offset = off = off + len(ppp._hdr)
+            if (not self._payload_of(p, ppp.payload_class(), buf, off, end, clipped)
+                    and ppp.p < PPP_CONTROL):  # (LCP, IPCP, CCP...: the link's own traffic)
+                self._unsupported(p, f"ppp 0x{ppp.p:04x}")
+            return None
+        elif cls is layers.CMD:  # GRE form of Cisco MetaData: ethertype first, 8 bytes
+            cmd = self._tunnel(p, layers.CMD, buf, off, end, clipped)
+            if cmd is None:
+                return None
+            p.payload_offset = off = off + cmd.__hdr_len__
+            protocol, cls = cmd.type, cmd.payload_class()
+        elif cls is layers.WCCP:  # a 4-byte redirect header (WCCPv2) or none (v1)
+            wccp = self._tunnel(p, layers.WCCP, buf, off, end, clipped)
+            if wccp is None:
+                return None
+            p.payload_offset = off = off + (0 if wccp.v1 else wccp.__hdr_len__)
+            return self._ipv4(p, buf, off, end, clipped)
+        if cls is dpkt.ethernet.Ethernet:
+            self._ether(p, buf, off, end, clipped)
+        else:  # IPv4, IPv6, ARP, MPLS, NSH by the protocol type, as an Ethernet frame's
+            self._ethertype(p, buf, off, end, clipped, protocol, "gre")
         return None
 
     def _erspan(
         self, p: DecodedPacket, buf: bytes, off: int, end: int, clipped: bool,
-        protocol: int, key: int | None, has_sequence: bool,
+        protocol: int, key: int | None, cls: Any,
     ) -> None:
         """ERSPAN type I (no header), II (8 bytes, version 1), III (12 + optional 8, version 2)."""
         session: int | None = None
-        frame_type = 0
-        if protocol == ETH_ERSPAN_2 and not has_sequence:
-            erspan_type, header_len = 1, 0
-        else:
-            erspan_type, header_len, version = (
-                (2, ERSPAN_II.size, 1) if protocol == ETH_ERSPAN_2 else (3, ERSPAN_III.size, 2))
-            if off + header_len > end:
-                return self._fail(p, clipped, BAD_TUNNEL)
-            if buf[off] >> 4 != version:
+        header_len = 0
+        erspan_type = 1
+        if cls is not dpkt.ethernet.Ethernet:  # type II or III
+            erspan = self._tunnel(p, cls, buf, off, end, clipped)
+            if erspan is None:
+                return None
+            erspan_type = erspan.erspan_type
+            if erspan.ver != erspan_type - 1:
                 p.error = p.error or BAD_TUNNEL
                 return None
-            session = _U16.unpack_from(buf, off + 2)[0] & 0x03FF
-            if erspan_type == 3:
-                flags = _U16.unpack_from(buf, off + ERSPAN_III.offset["p_ft_hwid_d_gra_o"])[0]
-                frame_type = (flags >> 10) & 0x1F  # 0 = Ethernet frame
-                if flags & 0x0001:  # O: an 8-byte platform-specific subheader follows
-                    header_len += 8
-                    if off + header_len > end:
-                        return self._fail(p, clipped, BAD_TUNNEL)
+            session = erspan.session_id
+            header_len = erspan.__hdr_len__ + len(getattr(erspan, "platform", b""))
+            cls = erspan.payload_class()
         tunnel = Tunnel("erspan", key, key, erspan_type, session)
-        if self._enter_tunnel(p, tunnel, off + header_len) and frame_type == 0:
-            self._ether(p, buf, off + header_len, end, clipped)
+        if not self._enter_tunnel(p, tunnel, off + header_len):
+            return None
+        at = off + header_len
+        if cls is dpkt.ip.IP and at < end and buf[at] >> 4 == 6:  # frame type 2: IP, any
+            cls = dpkt.ip6.IP6
+        if not self._payload_of(p, cls, buf, at, end, clipped):
+            self._unsupported(p, f"erspan frame type {erspan.ft}")
         return None
 
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from pktkit.capture.arrow import string_array
 from pktkit.capture.columns import ColumnBatch
+from pktkit.capture.reasons import error_categories
 from pktkit.capture.schema import PACKET_COLUMNS, Column
 
 
@@ -76,13 +77,15 @@ def batches_frame(batches: list[ColumnBatch]) -> pd.DataFrame:
         elif is_string[name]:
             chunks = [string_array(*b.strings.pop(name)) for b in batches]
             data[name] = pd.arrays.ArrowStringArray(pa.chunked_array(chunks, pa.large_string()))
-        elif name == "encap":  # open vocabulary: categories sorted, as pandas infers them
+        elif name in ("encap", "error"):  # open vocabularies (see their categories below)
             codes = np.concatenate([b.categories.pop(name) for b in batches])
-            names = batches[-1].encap_names  # the names only grow, batch by batch
-            used = np.unique(codes)
-            categories = sorted(names[c] for c in used.tolist())
-            remap = np.zeros(len(names), np.int32)
-            remap[used] = [categories.index(names[c]) for c in used.tolist()]
+            names = batches[-1].names(name)  # the names only grow, batch by batch
+            used = np.unique(codes[codes >= 0])
+            seen = [names[c] for c in used.tolist()]
+            # encap: the values seen, sorted, as pandas infers them; error: the reasons first
+            categories = sorted(seen) if name == "encap" else error_categories(seen)
+            remap = np.full(len(names) + 1, -1, np.int32)  # (the last: NA's -1 stays -1)
+            remap[used] = [categories.index(text) for text in seen]
             data[name] = pd.Categorical.from_codes(remap[codes], categories=categories)
         else:
             codes = np.concatenate([b.categories.pop(name) for b in batches])

@@ -4,10 +4,11 @@ The reference decoder (:mod:`~pktkit.capture.decode`) and the numpy fast path
 (:mod:`~pktkit.capture.vectorized`) must agree byte for byte, so neither writes an offset by
 hand: ``IPV4.offset["ttl"]`` is 8 because the layout says so. The standard headers are dpkt's
 own declarations (its ``__hdr__`` tuples: field name, struct code, default), so pktkit and a
-user's dpkt script name fields alike; the tunnel headers dpkt lacks are declared here the same
-way. Constants that are not layouts (ethertypes, IP protocol numbers, tunnel ports) live here
-too, for the same reason. (``tests/oracle.py`` and :mod:`pktkit.craft.kernel` keep their own
-offsets on purpose: they are the independent cross-check.)
+user's dpkt script name fields alike; the tunnel headers dpkt lacks are :mod:`pktkit.dpkt`'s
+classes, declared the same way. Constants that are not layouts (ethertypes, IP protocol
+numbers, tunnel ports) live here too, for the same reason. (``tests/oracle.py`` and
+:mod:`pktkit.craft.kernel` keep their own offsets on purpose: they are the independent
+cross-check.)
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dpkt
+
+import pktkit.dpkt
 
 HeaderDeclaration = tuple[tuple[str, str, object], ...]  # dpkt's __hdr__: (name, code, default)
 
@@ -60,27 +63,17 @@ ICMP = Layout.of(dpkt.icmp.ICMP)  # type code sum
 ICMP_ECHO = Layout.of(dpkt.icmp.ICMP.Echo)  # id seq, after the ICMP header
 GRE = Layout.of(dpkt.gre.GRE)  # flags p
 
-# -- tunnel headers dpkt lacks, declared the dpkt way -----------------------------------------
+# -- the tunnel headers dpkt lacks: pktkit.dpkt's declarations ------------------------------------
 
-# RFC 7348: flags (I = 0x08), 24 reserved bits, VNI (24) and 8 reserved bits
-VXLAN = Layout.declare("vxlan", (("flags", "B", 0x08), ("reserved", "3s", b""),
-                                 ("vni_reserved", "I", 0)))
-# VXLAN-GPE (draft-ietf-nvo3-vxlan-gpe): flags (R R Ver(2) I P B O), reserved, next protocol
-VXLAN_GPE = Layout.declare("vxlan-gpe", (("flags", "B", 0x0C), ("reserved", "H", 0),
-                                         ("next_protocol", "B", 3), ("vni_reserved", "I", 0)))
-# RFC 8926: Ver(2) OptLen(6), O C Rsvd(6), protocol type, VNI (24) + 8 reserved; options
-GENEVE = Layout.declare("geneve", (("ver_optlen", "B", 0), ("flags", "B", 0),
-                                   ("protocol", "H", 0x6558), ("vni_reserved", "I", 0)))
-# Cisco MetaData (0x8909): version, length, options, SGT, then the ethertype
-CISCO_METADATA = Layout.declare("cmd", (("version", "B", 1), ("length", "B", 1),
-                                        ("options", "H", 1), ("sgt", "H", 0),
-                                        ("type", "H", 0x0800)))
-# ERSPAN type II (version 1) and III (version 2), after GRE
-ERSPAN_II = Layout.declare("erspan2", (("ver_vlan", "H", 0x1000), ("cos_en_t_session", "H", 0),
-                                       ("reserved_index", "I", 0)))
-ERSPAN_III = Layout.declare("erspan3", (("ver_vlan", "H", 0x2000),
-                                        ("cos_bso_t_session", "H", 0), ("timestamp", "I", 0),
-                                        ("sgt", "H", 0), ("p_ft_hwid_d_gra_o", "H", 0)))
+VXLAN = Layout.of(pktkit.dpkt.VXLAN)  # flags reserved1 _vni_reserved2 (RFC 7348)
+VXLAN_GPE = Layout.of(pktkit.dpkt.VXLANGPE)  # _flags reserved1 next_proto _vni_reserved2
+GENEVE = Layout.of(pktkit.dpkt.Geneve)  # _ver_optlen _o_c_rsvd1 proto _vni_rsvd2 (RFC 8926)
+CISCO_METADATA = Layout.of(pktkit.dpkt.EthernetCMD)  # ver len opt_type sgt type (Ethernet form)
+CISCO_METADATA_GRE = Layout.of(pktkit.dpkt.CMD)  # type ver len opt_type sgt (GRE form)
+ERSPAN_II = Layout.of(pktkit.dpkt.ERSPAN2)  # _ver_vlan _cos_en_t_session _reserved_index
+ERSPAN_III = Layout.of(pktkit.dpkt.ERSPAN3)  # ... timestamp sgt _p_ft_hwid_d_gra_o
+NSH = Layout.of(pktkit.dpkt.NSH)  # _ver_o_u_ttl_len _u_mdtype next_proto _spi_si (RFC 8300)
+WCCP = Layout.of(pktkit.dpkt.WCCP)  # _rsvd_d_a service_id alt_bucket pri_bucket
 
 # -- numbers --------------------------------------------------------------------------------
 
@@ -104,6 +97,10 @@ IPV6_EXTENSIONS = frozenset({0, 43, 60, 135, 139, 140, IPPROTO_AH})
 IPV6_FAMILIES = frozenset({10, 24, 28, 30})  # AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, macOS
 ICMP_ECHO_TYPES = frozenset({(1, 0), (1, 8), (58, 128), (58, 129)})  # (proto, type)
 
-VXLAN_PORTS = (4789, 8472)  # IANA port, and the Linux kernel's (Flannel's) historical port
-VXLAN_GPE_PORT = 4790
-GENEVE_PORT = 6081
+# UDP tunnel ports (by destination port; Teredo's by either), as pktkit.dpkt registers them
+VXLAN_PORTS = pktkit.dpkt.VXLAN_PORTS  # IANA port, and the Linux kernel's (Flannel's) old port
+VXLAN_GPE_PORT = pktkit.dpkt.VXLAN_GPE_PORT
+GENEVE_PORT = pktkit.dpkt.GENEVE_PORT
+GRE_IN_UDP_PORT = pktkit.dpkt.GRE_IN_UDP_PORT
+MPLS_IN_UDP_PORT = pktkit.dpkt.MPLS_IN_UDP_PORT
+TEREDO_PORT = pktkit.dpkt.TEREDO_PORT

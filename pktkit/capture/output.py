@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # (pandas is never imported here: the Parquet path must not p
     import pandas as pd
 
 from pktkit.capture.arrow import arrow_array, arrow_schema, arrow_strings, string_array
+from pktkit.capture.autoports import PortsArg, resolve_ports
 from pktkit.capture.batches import DEFAULT_BATCH
 from pktkit.capture.columns import BatchDecoder, ColumnBatch
 from pktkit.capture.read import ReadStats, warn_if_cut
@@ -53,7 +54,7 @@ def arrow_batch(batch: ColumnBatch, schema: pa.Schema) -> pa.RecordBatch:
             arrays.append(string_array(*batch.strings[name]))
         else:
             codes = batch.categories[name]
-            names = CATEGORY_COLUMNS[name] or batch.encap_names
+            names = batch.names(name)
             arrays.append(pa.DictionaryArray.from_arrays(
                 arrow_array(codes, codes < 0, field.type.index_type),
                 arrow_strings(list(names))))
@@ -74,7 +75,7 @@ def write_packets(
     paths: PathArg,
     out: str | os.PathLike[str],
     *,
-    vxlan_ports: Iterable[int] = (),
+    vxlan_ports: PortsArg = (),
     ifnames: Mapping[int, str] | None = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> list[ReadStats]:
@@ -85,13 +86,17 @@ def write_packets(
     categories come back in order of appearance rather than sorted. Written atomically (temp
     file + rename). Returns one :class:`~pktkit.capture.read.ReadStats` per capture; a cut
     capture also warns, as in read_packets. Parquet output does not import pandas.
+    ``vxlan_ports``: as in read_packets (``"auto"`` reads the captures twice; resolve it
+    first with :func:`~pktkit.capture.autoports.resolve_ports` to see the ports found).
     """
     out = Path(out)
     suffix = table_suffix(out)
-    decoder = BatchDecoder(vxlan_ports, ifnames, batch_size)
+    paths = path_list(paths)
+    ports = resolve_ports(paths, vxlan_ports)
+    decoder = BatchDecoder(ports.vxlan, ifnames, batch_size, geneve_ports=ports.geneve)
 
     def batches() -> Iterator[ColumnBatch]:
-        for path in path_list(paths):
+        for path in paths:
             yield from decoder.batches(path)
             warn_if_cut(decoder.stats[-1])
 
@@ -107,17 +112,17 @@ def write_packets(
                 if header:  # no rows at all: the header line alone, as write_table writes it
                     handle.write(",".join(COLUMNS) + "\n")
         else:
-            schema = arrow_schema()
-            _write_parquet(tmp, schema, (arrow_batch(batch, schema) for batch in batches()))
+            _write_parquet(tmp, arrow_schema(), batches())
     return decoder.stats
 
 
-def _write_parquet(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
-    """Row groups of whole batches, ROW_GROUP_ROWS rows or more. Encoding and compressing run
-    in a second thread (pyarrow drops the GIL there), overlapping the decoding."""
+def _write_parquet(path: Path, schema: pa.Schema, batches: Iterator[ColumnBatch]) -> None:
+    """Row groups of whole batches, ROW_GROUP_ROWS rows or more. Arrow conversion, encoding
+    and compressing run in a second thread (pyarrow drops the GIL there), overlapping the
+    decoding."""
     import pyarrow.parquet as pq
 
-    pending: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=2)
+    pending: queue.Queue[ColumnBatch | None] = queue.Queue(maxsize=2)
     failed: list[BaseException] = []
 
     def write() -> None:
@@ -127,7 +132,7 @@ def _write_parquet(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBat
                 group: list[pa.RecordBatch] = []
                 while (batch := pending.get()) is not None or group:
                     if batch is not None:
-                        group.append(batch)
+                        group.append(arrow_batch(batch, schema))
                     if batch is None or sum(len(b) for b in group) >= ROW_GROUP_ROWS:
                         table = pa.Table.from_batches(group, schema)
                         writer.write_table(table, row_group_size=len(table))

@@ -462,11 +462,24 @@ def _options(body: bytes, start: int, order: str) -> Iterator[tuple[int, bytes]]
 
 
 def read_frames(path: str | Path) -> Iterator[RawFrame]:
-    """The frames of one capture; warns with :class:`CaptureCutWarning` if the file is cut."""
-    reader = CaptureReader(path)
+    """The frames of one capture (public as ``pktkit.frames``): pcap, pcapng or gzip of
+    either, by magic number; each :class:`RawFrame` with its ``ts_ns`` (integer ns, every
+    pcapng interface at its own ``if_tsresol``/``if_tsoffset``), ``interface`` (name) and
+    ``interface_id`` (index), ``linktype``, ``wire_len`` and ``data``. A file cut inside a
+    record yields every whole frame, then warns with :class:`CaptureCutWarning`. Raises
+    ``CaptureError`` at once for a file that is no capture. ``pktkit.dpkt.decode(frame)``
+    turns a frame into dpkt objects."""
+    reader = CaptureReader(path)  # (a CaptureError now, not at the first frame)
+    return _frames(reader)
+
+
+def _frames(reader: CaptureReader) -> Iterator[RawFrame]:
     yield from reader
     if not reader.stats.complete:
         warnings.warn(reader.stats.describe(), CaptureCutWarning, stacklevel=2)
+
+
+frames = read_frames  # the public name
 
 
 def warn_if_cut(stats: ReadStats) -> None:

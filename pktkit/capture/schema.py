@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from pktkit.capture.checksums import COLUMN_VALUES as CHECKSUM_VALUES
 from pktkit.capture.formats import DIRECTIONS
 from pktkit.capture.reasons import ERROR_REASONS
 
@@ -38,6 +39,7 @@ class Column:
     doc: str
     numpy: type[np.integer] | None = None  # int columns: the unboxed values' type
     categories: tuple[str, ...] | None = None  # category columns: the fixed vocabulary
+    open_vocabulary: bool = False  # more categories may follow the fixed ones (error)
 
     @property
     def pandas_dtype(self) -> str:
@@ -69,14 +71,17 @@ PACKET_COLUMNS: tuple[Column, ...] = (
     _int("cap_len", np.uint32, "captured length (< wire_len: cut by the snaplen)"),
     Column("encap", "category",
            'tunnels decoded, outermost first, joined by "/": vxlan, vxlan-gpe, geneve, nvgre '
-           "(GRE key + 0x6558), gre, erspan, ipip (4in4, 6in4, 4in6, 6in6); \"none\" without "
-           "tunnel (an open vocabulary: its categories are the values seen)"),
-    _int("vni", np.uint32, "of the innermost tunnel that has one: VXLAN/Geneve VNI, NVGRE VSID "
-                           "(key >> 8), or the key of plain GRE/ERSPAN"),
+           "(GRE key + 0x6558), gre (also GRE-in-UDP), pptp (GRE version 1), erspan, ipip "
+           "(4in4, 6in4, 4in6, 6in6), mpls (over Ethernet, GRE, UDP), nsh, teredo; \"none\" "
+           "without tunnel (an open vocabulary: its categories are the values seen)"),
+    _int("vni", np.uint32, "of the innermost tunnel that has one: VXLAN/VXLAN-GPE/Geneve VNI, "
+                           "NVGRE VSID (key >> 8), or the key of plain GRE/ERSPAN (not PPTP's "
+                           "key field: payload length + call id)"),
     Column("outer_src", "string", "outermost IP header's source address; NA unless tunnelled"),
     Column("outer_dst", "string", "outermost IP header's destination; NA unless tunnelled"),
-    _int("outer_sport", np.uint16, "that header's UDP source port (VXLAN, Geneve); NA for "
-                                   "GRE/IP-in-IP and when not tunnelled"),
+    _int("outer_sport", np.uint16, "that header's UDP source port (VXLAN, Geneve and the "
+                                   "other UDP tunnels); NA for GRE/IP-in-IP and when not "
+                                   "tunnelled"),
     _int("outer_dport", np.uint16, "that header's UDP destination port, likewise"),
     _int("ethertype", np.uint16, "ethertype of the innermost frame (2054 = ARP); NA for LLC"),
     _int("ip_version", np.uint8, "4 or 6 for the innermost IP packet"),
@@ -126,8 +131,19 @@ PACKET_COLUMNS: tuple[Column, ...] = (
          "8-byte option 58, NVGRE 42, IPIP 20"),
     _int("flow_id", np.int64, "bidirectional flow number, 0-based in order of first appearance "
                               "in the table (see the module docstring); NA when src/dst are NA"),
-    Column("error", "category", "NA, or why decoding stopped short (``ERROR_REASONS``)",
-           categories=ERROR_REASONS),
+    Column("checksum", "category",
+           "the worst checksum status of the frame's IPv4 headers and TCP/UDP/ICMP/ICMPv6 "
+           "checksums, inner and outer (not those of a packet an ICMP error quotes): ok, bad, "
+           "offload (an outgoing frame a host captured before the NIC filled its checksum "
+           "in: the field holds only the pseudo-header sum, or an IPv4 header checksum 0), "
+           "unchecked (the capture cut the covered bytes, or an IP fragment); a UDP checksum "
+           "0 (none computed) counts as ok; NA when the frame has none "
+           "(:mod:`pktkit.capture.checksums`). A bad checksum never drops a packet",
+           categories=CHECKSUM_VALUES),
+    Column("error", "category",
+           "NA, or why decoding stopped short (``ERROR_REASONS``); a payload pktkit does not "
+           "decode is named: ``unsupported-payload (gre 0x8881)``",
+           categories=ERROR_REASONS, open_vocabulary=True),
 )
 
 COLUMNS: tuple[str, ...] = tuple(c.name for c in PACKET_COLUMNS)
@@ -137,6 +153,7 @@ INT_COLUMNS: dict[str, type[np.integer]] = {
 BOOL_COLUMNS: tuple[str, ...] = tuple(c.name for c in PACKET_COLUMNS if c.kind == "bool")
 STRING_COLUMNS: tuple[str, ...] = tuple(c.name for c in PACKET_COLUMNS if c.kind == "string")
 ADDRESS_COLUMNS = ("outer_src", "outer_dst", "src", "dst")
-# categorical columns: their categories, None for the open vocabulary of ``encap``
+# categorical columns: their categories, None for the open vocabulary of ``encap`` (``error``:
+# its reasons, then named unsupported payloads: see reasons.error_categories)
 CATEGORY_COLUMNS: dict[str, tuple[str, ...] | None] = {
     c.name: c.categories for c in PACKET_COLUMNS if c.kind == "category"}

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 
 import pandas as pd
 
+from pktkit.capture.autoports import PortsArg, resolve_ports
 from pktkit.capture.columns import BatchDecoder, ColumnBatch, DecodeEngine
 from pktkit.capture.decode import DecodedPacket, Decoder
 from pktkit.capture.flows import FlowNumbering
 from pktkit.capture.frame import SCHEMA, batches_frame
 from pktkit.capture.output import PathArg, path_list
 from pktkit.capture.read import CaptureReader, RawFrame, ReadStats, warn_if_cut
+from pktkit.capture.reasons import error_categories
+from pktkit.capture.tunnel_ports import describe
 from pktkit.errors import UsageError
 
 
@@ -53,20 +56,24 @@ def _row(raw: RawFrame, p: DecodedPacket, flows: FlowNumbering,
         "more_fragments": p.more_fragments, "tcp_seq": p.tcp_seq, "tcp_ack": p.tcp_ack,
         "icmp_id": p.icmp_id, "icmp_seq": p.icmp_seq, "l4_payload_len": p.l4_payload_len,
         "payload_hash": p.payload_hash, "overhead_bytes": p.overhead_bytes,
-        "flow_id": flows.id_of(p, encap, vni), "error": p.error,
+        "flow_id": flows.id_of(p, encap, vni), "checksum": p.checksum_status, "error": p.error,
     }
 
 
 def read_packets(
     paths: PathArg,
     *,
-    vxlan_ports: Iterable[int] = (),
+    vxlan_ports: PortsArg = (),
     ifnames: Mapping[int, str] | None = None,
     engine: DecodeEngine = "fast",
 ) -> pd.DataFrame:
     """Read and decode captures into one table (columns: :mod:`pktkit.capture.schema`).
 
-    ``vxlan_ports`` adds UDP destination ports decoded as VXLAN (4789 and 8472 always are).
+    ``vxlan_ports`` adds UDP destination ports decoded as VXLAN (4789 and 8472 always are; a
+    port that belongs to another tunnel, 6081 say, is refused). ``vxlan_ports="auto"`` first
+    finds the ports carrying VXLAN or Geneve in the packets themselves
+    (:mod:`pktkit.capture.autoports`), decodes them so, and lists every port found in
+    ``df.attrs["tunnel_ports"]`` (``[{"port": 8472, "kind": "vxlan"}, ...]``).
     ``ifnames`` names SLL2 interface indexes. A capture cut mid-record contributes its whole
     frames and a :class:`~pktkit.capture.read.CaptureCutWarning`; ``df.attrs["read_stats"]``
     holds one :class:`~pktkit.capture.read.ReadStats` dict per capture. Raises
@@ -76,11 +83,16 @@ def read_packets(
     (:mod:`pktkit.capture.columns`); ``engine="reference"`` decodes frame by frame with
     :class:`~pktkit.capture.decode.Decoder`. Both give the same table.
     """
-    if engine == "fast":
-        return read_columnar(path_list(paths), BatchDecoder(vxlan_ports, ifnames))
-    if engine != "reference":
+    if engine not in ("fast", "reference"):
         raise UsageError(f"engine {engine!r}: choose 'fast' or 'reference'")
-    decoder = Decoder(vxlan_ports)
+    paths = path_list(paths)
+    ports = resolve_ports(paths, vxlan_ports)
+    if engine == "fast":
+        df = read_columnar(paths, BatchDecoder(ports.vxlan, ifnames, geneve_ports=ports.geneve))
+        if ports.found is not None:
+            df.attrs["tunnel_ports"] = ports.attrs()
+        return df
+    decoder = Decoder(ports.vxlan, geneve_ports=ports.geneve)
     flows = FlowNumbering()
     rows: list[dict[str, object]] = []
     stats: list[ReadStats] = []
@@ -91,9 +103,13 @@ def read_packets(
             rows.append(_row(raw, decode(raw.data, raw.linktype, raw.wire_len), flows, ifnames))
         stats.append(reader.stats)
         warn_if_cut(reader.stats)
+    errors = [row["error"] for row in rows]
+    dtypes = {**SCHEMA, "error": pd.CategoricalDtype(error_categories(errors))}
     df = pd.DataFrame({name: pd.Series([row[name] for row in rows], dtype=dtype)
-                       for name, dtype in SCHEMA.items()})
+                       for name, dtype in dtypes.items()})
     df.attrs["read_stats"] = [asdict(s) for s in stats]
+    if ports.found is not None:
+        df.attrs["tunnel_ports"] = ports.attrs()
     return df
 
 
@@ -136,6 +152,8 @@ def summarize(df: pd.DataFrame) -> str:
     reasons = reasons[reasons > 0]
     if len(reasons):
         lines.append("  errors: " + ", ".join(f"{r} x{n}" for r, n in reasons.items()))
+    if "tunnel_ports" in df.attrs:
+        lines.append("  " + describe({p["port"]: p["kind"] for p in df.attrs["tunnel_ports"]}))
     for stats in df.attrs.get("read_stats", []):
         if stats.get("stopped_at") is not None:
             lines.append(f"  warning: {ReadStats(**stats).describe()}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from pktkit.capture import checksums
 from pktkit.capture.batches import DIRECTION_CODE, HEAD, RawBatch
 from pktkit.capture.decode import HASH_MULTIPLIER, PAYLOAD_HASH_BYTES, payload_digest
 from pktkit.capture.formats import (
@@ -76,11 +77,13 @@ _VLAN_TYPE = VLAN.offset["type"]
 _IP4 = IPV4.offset
 _IP6 = IPV6.offset
 _TCP_SEQ, _TCP_ACK, _TCP_OFFSET = TCP.offset["seq"], TCP.offset["ack"], TCP.offset["_off_flags"]
-_L4_HEAD = _TCP_OFFSET + 2  # bytes read of every L4 header: up to the TCP flags
+_TCP_SUM, _UDP_SUM, _ICMP_SUM = TCP.offset["sum"], UDP.offset["sum"], ICMP.offset["sum"]
+_L4_HEAD = _TCP_SUM + 2  # bytes read of every L4 header: up to the TCP checksum
+_MAX_OPTIONS = 40  # IPv4 options: at most 40 bytes
 _UDP_LEN = UDP.offset["ulen"]
 _ICMP_ECHO_AT = ICMP.size  # the echo identifier and sequence follow the 4-byte ICMP header
 _ICMP_END = ICMP.size + ICMP_ECHO.size  # the 8-byte header an echo has
-_VXLAN_VNI = VXLAN.offset["vni_reserved"]
+_VXLAN_VNI = VXLAN.offset["_vni_reserved2"]
 _VXLAN_ETHER = VXLAN.size + ETHERNET.size  # VXLAN header and the inner Ethernet header
 
 
@@ -96,7 +99,11 @@ def _uniform(offsets: np.ndarray) -> Offset:
     return offsets
 
 
-def _be16(block: np.ndarray, at: int) -> np.ndarray:
+def _be16(block: np.ndarray, at: int, per_row: np.ndarray | None = None) -> np.ndarray:
+    """The big-endian 16-bit field at ``at`` of each row (or at ``per_row[i]`` of row i)."""
+    if per_row is not None:
+        index = np.arange(len(block))
+        return (block[index, per_row].astype(np.int64) << 8) | block[index, per_row + 1]
     return block[:, at:at + 2].view(">u2")[:, 0].astype(np.int64)
 
 
@@ -115,7 +122,8 @@ class Frames:
     ``fast`` and goes to the reference decoder.
     """
 
-    def __init__(self, raw: RawBatch, vxlan_ports: np.ndarray, other_ports: np.ndarray) -> None:
+    def __init__(self, raw: RawBatch, vxlan_ports: np.ndarray, other_ports: np.ndarray,
+                 source_ports: np.ndarray) -> None:
         n = self.n = len(raw)
         if raw.head is None:
             # One extra row so that a block read up to HEAD bytes past a row stays in bounds.
@@ -126,6 +134,7 @@ class Frames:
         self.width = self.head.shape[1]  # the row stride of flat
         self.flat = self.head.reshape(-1)
         self.vxlan_ports, self.other_ports = vxlan_ports, other_ports
+        self.source_ports = source_ports
         self.fast = np.zeros(n, bool)
         minus = np.full(n, -1, np.int64)
         self.ifindex, self.pktdir, self.ethertype = minus.copy(), minus.copy(), minus.copy()
@@ -144,6 +153,38 @@ class Frames:
         self.link_wire = np.zeros(n, np.int64)  # link bytes on the wire - link bytes captured
         self.addr = {name: (np.zeros(n, np.int8), np.zeros(n, np.uint64), np.zeros(n, np.uint64))
                      for name in ADDRESS_COLUMNS}
+        # checksums: the worst status so far per row, and the L4 regions still to be summed
+        self.checksum = np.full(n, checksums.NONE, np.int8)
+        self.pending_l4: list[tuple[RowSelection, np.ndarray, ...]] = []
+        self.buf, self.start, self.cap_len = raw.buf, raw.start, raw.cap_len
+
+    def check(self, rows: RowSelection, status: np.ndarray) -> None:
+        """Fold checksum statuses of the rows in play into their worst."""
+        self.checksum[rows] = checksums.combine(self.checksum[rows], status)
+
+    def finish_checksums(self) -> None:
+        """Sum the L4 regions noted on the way, every layer's at once (one pass over the
+        batch's bytes), for the fast rows; the others get the reference decoder's checksum."""
+        if not self.pending_l4:
+            return
+        parts = []
+        for rows, *fields in self.pending_l4:
+            rows = np.arange(self.n)[rows]
+            fast = self.fast[rows]
+            parts.append([rows[fast], *(x[fast] for x in fields)])
+        rows, starts, l4_len, proto, field, pseudo, checkable = (
+            np.concatenate(column) for column in zip(*parts, strict=True))
+        status = checksums.l4_statuses(self.buf, starts, l4_len, proto, field, pseudo, checkable)
+        # a row may have two regions (VXLAN: outer UDP, inner L4): fold them one at a time
+        first = np.ones(len(rows), bool)
+        if len(parts) > 1:
+            _, where = np.unique(rows, return_index=True)
+            first[:] = False
+            first[where] = True
+        self.check(rows[first], status[first])
+        if not first.all():
+            self.check(rows[~first], status[~first])
+        self.pending_l4 = []
 
     def block(self, rows: RowSelection, o: Offset, width: int) -> np.ndarray:
         """``width`` header bytes from offset ``o`` of each row in play, one row each."""
@@ -162,6 +203,18 @@ class Frames:
             return rows, list(per_row)
         rows = np.flatnonzero(ok) if isinstance(rows, slice) else rows[ok]
         return rows, [v[ok] if isinstance(v, np.ndarray) else v for v in per_row]
+
+    def decode(self, raw: RawBatch) -> None:
+        """Every row of the batch, from its link layer on (rows of several link types: one
+        pass per type)."""
+        end, clipped = raw.cap_len, raw.wire_len > raw.cap_len
+        linktypes = np.unique(raw.linktype)
+        if len(linktypes) == 1:
+            self.link(ALL, int(linktypes[0]), end, clipped)
+            return
+        for lt in linktypes:
+            rows = np.flatnonzero(raw.linktype == lt)
+            self.link(rows, int(lt), end[rows], clipped[rows])
 
     # link layer
 
@@ -255,7 +308,18 @@ class Frames:
             at = _IP4[name]
             fam, hi, lo = self.addr[name]
             fam[rows], hi[rows], lo[rows] = 4, 0, header[:, at:at + 4].view(">u4")[:, 0]
-        self.l4(rows, _uniform(o + ihl), end, clipped, proto, outer, o + ip_len)
+        # the header checksum, from the block in hand (options, rare: one more block)
+        words = checksums.block_sums(header)
+        options = np.flatnonzero(ihl > IPV4.size)
+        if len(options):
+            sub = np.arange(self.n)[rows][options]
+            at = o if isinstance(o, int) else o[options]
+            extra = self.block(sub, at + IPV4.size, _MAX_OPTIONS)
+            extra = extra * (np.arange(_MAX_OPTIONS) < (ihl[options] - IPV4.size)[:, None])
+            words[options] = (words[options] + checksums.block_sums(extra)) % 65535
+        self.check(rows, checksums.ipv4_statuses(words, _be16(header, _IP4["sum"])))
+        pseudo = checksums.block_sums(header[:, _IP4["src"]:_IP4["dst"] + 4])
+        self.l4(rows, _uniform(o + ihl), end, clipped, proto, outer, o + ip_len, pseudo)
 
     def ipv6(
         self, rows: RowSelection, o: Offset, end: np.ndarray, clipped: np.ndarray, outer: bool
@@ -282,15 +346,17 @@ class Frames:
             fam[rows] = 6
             hi[rows] = header[:, at:at + 8].view(">u8")[:, 0]
             lo[rows] = header[:, at + 8:at + 16].view(">u8")[:, 0]
-        self.l4(rows, o + size, end, clipped, nh, outer, o + self.ip_len[rows])
+        pseudo = checksums.block_sums(header[:, _IP6["src"]:_IP6["dst"] + 16])
+        self.l4(rows, o + size, end, clipped, nh, outer, o + self.ip_len[rows], pseudo)
 
     # transport layer and VXLAN
 
     def l4(
         self, rows: RowSelection, o: Offset, end: np.ndarray, clipped: np.ndarray,
-        proto: np.ndarray, outer: bool, wire_end: np.ndarray,
+        proto: np.ndarray, outer: bool, wire_end: np.ndarray, pseudo: np.ndarray,
     ) -> None:
-        """``wire_end``: where the IP packet ends by its length field (see decode._payload)."""
+        """``wire_end``: where the IP packet ends by its length field (see decode._payload);
+        ``pseudo``: the word sum of the IP addresses (for the checksums)."""
         header = self.block(rows, o, _L4_HEAD)
         lim = np.minimum(end, HEAD)
         tcp, udp = proto == IPPROTO_TCP, proto == IPPROTO_UDP
@@ -308,7 +374,8 @@ class Frames:
             np.where(udp, (o + UDP.size <= lim) & (udp_len >= UDP.size) & (udp_fits | clipped),
                      np.where(icmp, icmp_ok, ~np.isin(proto, _IP_TUNNEL_PROTOS))))
         vxlan = udp & np.isin(dport, self.vxlan_ports)
-        ok &= ~(udp & np.isin(dport, self.other_ports))  # Geneve, VXLAN-GPE: fallback
+        # other UDP tunnels (Geneve, VXLAN-GPE, GRE/MPLS in UDP, Teredo): the reference decoder
+        ok &= ~(udp & (np.isin(dport, self.other_ports) | np.isin(sport, self.source_ports)))
         if not outer:
             ok &= ~vxlan  # nested tunnels: fallback
         self.sport[rows] = np.where(ports, sport, -1)
@@ -333,6 +400,20 @@ class Frames:
         self.l4_payload_len[rows] = np.where(has, np.maximum(stop - start, 0), -1)
         self.payload_at[rows] = np.where(has, start, -1)
         self.payload_end[rows] = end
+        checked = ok & (ports | icmp)
+        if checked.any():  # the L4 checksum's region, summed at the end (see checksums)
+            l4_len = wire_end - o
+            own = udp & (udp_len >= UDP.size) & (udp_len <= l4_len)  # UDP: its own length
+            l4_len = np.where(own, udp_len, l4_len)
+            field = _be16(header, 0, np.where(tcp, _TCP_SUM, np.where(udp, _UDP_SUM, _ICMP_SUM)))
+            sub, (o_, l4_len, p_, field, pseudo) = self.keep(checked, rows, o, l4_len, proto,
+                                                             field, pseudo)
+            starts = self.start[sub] + o_
+            checkable = ((o_ + l4_len <= self.cap_len[sub])
+                         & (l4_len >= np.where(p_ == IPPROTO_TCP, _TCP_SUM,
+                                               np.where(p_ == IPPROTO_UDP, _UDP_SUM, _ICMP_SUM))
+                            + 2))
+            self.pending_l4.append((sub, starts, l4_len, p_, field, pseudo, checkable))
         done, _ = self.keep(ok & ~vxlan, rows)
         self.fast[done] = True
         tunnel = ok & vxlan

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pktkit.report.digest import summary
 from pktkit.report.flow_table import flows
-from pktkit.report.health import captures, errors
+from pktkit.report.health import captures, checksums, errors
 from pktkit.report.overlay_costs import overhead, overlays
 from pktkit.report.tables import build_tables
 
-__all__ = ["build_tables", "captures", "errors", "flows", "overhead", "overlays", "summary"]
+__all__ = ["build_tables", "captures", "checksums", "errors", "flows", "overhead", "overlays",
+           "summary"]

@@ -32,7 +32,7 @@ def _records(df: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
 # Most serious first: unreadable data, then MTU trouble, then its symptoms. Decode error
 # reasons (not listed) rank first.
 PROBLEM_RANK = {"capture-cut": 0, "flow-exceeds-mtu": 1, "oversized": 2, "frag-needed": 3,
-                "fragments": 4, "snaplen-cut": 5, "gso-frames": 6}
+                "fragments": 4, "bad-checksum": 5, "snaplen-cut": 6, "gso-frames": 7}
 
 
 def _problems(tables: Mapping[str, pd.DataFrame], limit: int) -> list[dict[str, Any]]:
@@ -85,6 +85,13 @@ def _problems(tables: Mapping[str, pd.DataFrame], limit: int) -> list[dict[str, 
             count = int(group["packets"].fillna(0).sum()) or len(group)
             found.append({"problem": str(reason), "where": ", ".join(group["capture"]),
                           "count": count, "detail": f"{count} × {reason}"})
+    checksum_table = tables.get("checksums")
+    if checksum_table is not None:
+        for row in checksum_table[checksum_table["bad"] > 0].itertuples(index=False):
+            where = row.capture if pd.isna(row.interface) else f"{row.capture} ({row.interface})"
+            found.append({"problem": "bad-checksum", "where": where, "count": int(row.bad),
+                          "detail": f"{row.bad} of {row.checked} frames with a bad IPv4, TCP, "
+                                    "UDP or ICMP checksum (still decoded and counted)"})
     found.sort(key=lambda p: (PROBLEM_RANK.get(p["problem"], 0), -p["count"]))
     return found[:limit]
 

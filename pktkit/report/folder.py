@@ -30,6 +30,8 @@ def _write_files(analysis: Analysis, folder: Path, *, figures: bool,
     tables = analysis_tables(analysis)
     result = summary(tables)
     result["correlation"] = correlation_summary(analysis)
+    if "tunnel_ports" in analysis.packets.attrs:  # (--vxlan-port auto: the ports found)
+        result["tunnel_ports"] = analysis.packets.attrs["tunnel_ports"]
     plots = {}
     if figures:
         from pktkit.report.plot import build_figures

@@ -15,7 +15,14 @@ frames      string  up to 5 frame numbers, ``…`` when there are more; for capt
 
 ``captures`` — one row per capture file: capture, packets, bytes, first_ts_ns,
 last_ts_ns, linktype, interfaces (names seen, ``, ``-joined), tunnelled, fragments, errors
-(frames with a decode error), complete (boolean: the file did not end mid-record).
+(frames with a decode error), bad_checksums (frames whose ``checksum`` is bad), complete
+(boolean: the file did not end mid-record).
+
+``checksums`` — one row per (capture, interface) with a checked checksum, those with bad ones
+first: capture, interface (NA: the capture names none), checked (frames with a ``checksum``
+verdict), bad, offload (outgoing frames a host captured before the NIC filled their checksum
+in: not corrupt), unchecked (cut by the snaplen, or fragments), ok. A bad checksum is counted,
+never a reason to drop the packet.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from pktkit.analysis.rows import (
     group_sum,
     tunnel_rows,
 )
+from pktkit.capture.checksums import BAD
+from pktkit.capture.checksums import COLUMN_VALUES as CHECKSUM_VALUES
 from pktkit.capture.frame import typed_frame
 from pktkit.report.labels import (
     distinct_text,
@@ -49,7 +58,12 @@ ERRORS_SCHEMA: dict[str, str] = {
 CAPTURES_SCHEMA: dict[str, str] = {
     "capture": "string", "packets": "Int64", "bytes": "Int64", "first_ts_ns": "Int64",
     "last_ts_ns": "Int64", "linktype": "UInt16", "interfaces": "string", "tunnelled": "Int64",
-    "fragments": "Int64", "errors": "Int64", "complete": "boolean",
+    "fragments": "Int64", "errors": "Int64", "bad_checksums": "Int64", "complete": "boolean",
+}
+
+CHECKSUMS_SCHEMA: dict[str, str] = {
+    "capture": "string", "interface": "string", "checked": "Int64", "bad": "Int64",
+    "offload": "Int64", "unchecked": "Int64", "ok": "Int64",
 }
 
 
@@ -116,6 +130,8 @@ def captures(packets: pd.DataFrame) -> pd.DataFrame:
         "fragments": np.bincount(group[rows.values("fragment", "bool", False)],
                                  minlength=count),
         "errors": np.bincount(group[~rows.isna("error")], minlength=count),
+        "bad_checksums": np.bincount(group[_checksum(packets, rows.positions) == BAD],
+                                     minlength=count),
         "interfaces": [joined(found)
                        for found in distinct_text(rows, "interface", group, count)],
     })
@@ -123,3 +139,38 @@ def captures(packets: pd.DataFrame) -> pd.DataFrame:
            if s.get("stopped_at") is not None}
     table["complete"] = ~table["capture"].isin(list(cut))
     return typed_frame(table, CAPTURES_SCHEMA)
+
+
+def _checksum(packets: pd.DataFrame, positions: np.ndarray | None) -> np.ndarray:
+    codes = _checksum_codes(packets)
+    return codes if positions is None else codes[positions]
+
+
+def _checksum_codes(packets: pd.DataFrame) -> np.ndarray:
+    """The ``checksum`` column as codes into CHECKSUM_VALUES (-1: NA; a table without the
+    column, one made before it existed: all NA)."""
+    if "checksum" not in packets:
+        return np.full(len(packets), -1, np.int8)
+    return pd.Categorical(packets["checksum"].astype("string"),
+                          categories=CHECKSUM_VALUES).codes
+
+
+def checksums(packets: pd.DataFrame) -> pd.DataFrame:
+    """Checksum verdicts per (capture, interface): the bad ones where they were captured."""
+    status = _checksum_codes(packets)
+    checked = np.flatnonzero(status >= 0)
+    if not len(checked):
+        return typed_frame(pd.DataFrame(), CHECKSUMS_SCHEMA)
+    rows = Rows(packets, checked)
+    status = status[checked]
+    group, first = group_rows(rows.codes("capture"), rows.codes("interface"))
+    count = len(first)
+    table = pd.DataFrame({
+        "capture": text_column(rows.take("capture", first)),
+        "interface": text_column(rows.take("interface", first)),
+        "checked": np.bincount(group, minlength=count),
+        **{name: np.bincount(group[status == code], minlength=count)
+           for code, name in enumerate(CHECKSUM_VALUES)},
+    })
+    table = table.sort_values(["bad", "capture"], ascending=[False, True], kind="stable")
+    return typed_frame(table, CHECKSUMS_SCHEMA)

@@ -71,6 +71,9 @@ TABLE_TITLES: dict[str, tuple[str, str]] = {
                                  "(with node and workload), Services, nodes and containers, "
                                  "and the addresses they held when."),
     "errors": ("Decode errors", "Decode problems by capture and reason."),
+    "checksums": ("Checksums", "IPv4, TCP, UDP and ICMP checksum verdicts per capture and "
+                               "interface, inner and outer headers; offload: outgoing frames "
+                               "captured before the NIC filled their checksums in."),
 }
 # The table whose section shows a plot (plots of no listed table go to a last section).
 FIGURE_SECTIONS: dict[str, str] = {

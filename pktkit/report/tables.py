@@ -2,9 +2,10 @@
 
 Each table is computed by its own module: :mod:`~pktkit.report.overlay_costs` (``overlays``,
 ``overhead``), :mod:`~pktkit.report.flow_table`, :mod:`~pktkit.report.health` (``errors``,
-``captures``); the summary by :mod:`~pktkit.report.digest`. Every function takes the packet
-table (:func:`pktkit.read_packets`) and returns a DataFrame with the nullable dtypes its module
-lists (``<NA>`` means "not applicable"). Empty input gives empty, typed tables.
+``captures``, ``checksums``); the summary by :mod:`~pktkit.report.digest`. Every function
+takes the packet table (:func:`pktkit.read_packets`) and returns a DataFrame with the nullable
+dtypes its module lists (``<NA>`` means "not applicable"). Empty input gives empty, typed
+tables.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pktkit.analysis.naming import NAT_NAMES, add_names
 from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
 from pktkit.analysis.pipeline import Analysis
 from pktkit.report.flow_table import flows
-from pktkit.report.health import captures, errors
+from pktkit.report.health import captures, checksums, errors
 from pktkit.report.overlay_costs import (
     overhead,
     overlays,
@@ -34,7 +35,7 @@ def build_tables(
 ) -> dict[str, pd.DataFrame]:
     """Every report table, in page order: captures, overlays, overhead, flows, then the
     correlation's tables passed through when given (nat_flows, latency, clock_offsets, hops),
-    errors last."""
+    errors and checksums last."""
     tables: dict[str, pd.DataFrame] = {
         "captures": captures(packets),
         "overlays": overlays(packets),
@@ -45,6 +46,7 @@ def build_tables(
              "hops": hops}
     tables.update({name: table for name, table in given.items() if table is not None})
     tables["errors"] = errors(packets)
+    tables["checksums"] = checksums(packets)
     return tables
 
 
@@ -67,7 +69,7 @@ def analysis_tables(analysis: Analysis) -> dict[str, pd.DataFrame]:
     add_names(tables["flows"], names, (("a_addr", "a_port"), ("b_addr", "b_port")),
               "first_ts_ns", after=True)
     tables["overlays"]["vtep_names"] = vtep_names(tables["overlays"], names)
-    errors = tables.pop("errors")
+    errors, checksum_table = tables.pop("errors"), tables.pop("checksums")
     tables["handshakes"] = analysis.handshakes
     if analysis.conntrack_given:
         disagreements = analysis.nat_disagreements.copy()
@@ -75,7 +77,7 @@ def analysis_tables(analysis: Analysis) -> dict[str, pd.DataFrame]:
         tables["nat_disagreements"] = disagreements
     if analysis.identities is not None and len(analysis.identities):
         tables["identities"] = analysis.identities
-    tables["errors"] = errors
+    tables["errors"], tables["checksums"] = errors, checksum_table
     return tables
 
 
