@@ -16,6 +16,7 @@ from pktkit.capture.write import Interface
 from pktkit.craft import params as P
 from pktkit.craft.engine import FlowSpec, Hop, Path, Scenario
 from pktkit.craft.kernel import Nat, NatReply, Route, Transit
+from pktkit.craft.names import docker_mac
 from pktkit.craft.nat import Conntrack
 from pktkit.craft.traffic import (
     Emission,
@@ -27,11 +28,6 @@ from pktkit.craft.traffic import (
     tcp_session,
     varied_size,
 )
-
-
-def docker_mac(ip: str) -> str:
-    """Docker derives a container's MAC from its IPv4 address: 02:42 + the four bytes."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from pktkit.craft.kernel import (
     Transform,
     VxlanEncap,
 )
+from pktkit.craft.names import local_mac
 from pktkit.craft.traffic import (
     Emission,
     Endpoint,
@@ -156,14 +157,6 @@ class IpipParams(UnderlayParams):
 
 
 # -- topology -----------------------------------------------------------------------------------
-
-
-def local_mac(label: str) -> str:
-    """A locally administered unicast MAC, fixed per device: what the kernel draws at random
-    when it creates a bridge, veth or tunnel device."""
-    digest = bytearray(hashlib.sha256(label.encode()).digest()[:6])
-    digest[0] = (digest[0] & 0xFC) | 0x02
-    return digest.hex(":")
 
 
 def calico_veth_name(workload: str) -> str:

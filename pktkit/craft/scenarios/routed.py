@@ -12,7 +12,6 @@ pod MACs are ``0a:58`` plus the low four bytes of the pod address, as that plugi
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pktkit.capture.write import Interface
 from pktkit.craft import params as P
 from pktkit.craft.engine import FlowSpec, Hop, Path, Scenario
 from pktkit.craft.kernel import Route, Transform
+from pktkit.craft.names import pod_mac, veth_name
 from pktkit.craft.traffic import (
     Emission,
     Endpoint,
@@ -36,16 +36,6 @@ from pktkit.errors import UsageError
 
 LAN_RTT_MS = 0.4  # node to node round trip on the cluster LAN (the TCP timestamp clock)
 EPHEMERAL = (32768, 60999)  # net.ipv4.ip_local_port_range
-
-
-def pod_mac(ip: str) -> str:
-    """The CNI bridge plugin's pod MAC: 0a:58 followed by the low four bytes of the address."""
-    return "0a:58:" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(ip).packed[-4:])
-
-
-def veth_name(pod: str) -> str:
-    """Host side of a pod's veth pair: ``veth`` and eight hex digits (15-character limit)."""
-    return "veth" + hashlib.sha1(pod.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
