@@ -124,7 +124,8 @@ class AddressTexts:
 class BatchDecoder:
     """Decodes captures into :class:`ColumnBatch` es; flow ids persist across batches and files.
 
-    ``vxlan_ports``/``ifnames`` as for :func:`pktkit.capture.table.read_packets`. After a
+    ``vxlan_ports`` as for :func:`pktkit.capture.table.read_packets`; ``ifnames`` names the
+    SLL2 interface indexes of every capture whose :meth:`batches` gets none. After a
     file's batches are consumed, ``stats[-1]`` is its :class:`ReadStats`.
     """
 
@@ -144,13 +145,16 @@ class BatchDecoder:
         self._flows = FlowIds()
         self._texts = AddressTexts()
 
-    def batches(self, path: str | Path) -> Iterator[ColumnBatch]:
-        """The batches of one capture; raises ``CaptureError`` at once if it is not one."""
+    def batches(self, path: str | Path, ifnames: Mapping[int, str] | None = None
+                ) -> Iterator[ColumnBatch]:
+        """The batches of one capture; raises ``CaptureError`` at once if it is not one.
+        ``ifnames``: this capture's interface names (default: the decoder's)."""
         stats, raws = raw_batches(path, self.batch_size)
         self.stats.append(stats)
-        return (self.decode(raw) for raw in raws)
+        names = self.ifnames if ifnames is None else dict(ifnames)
+        return (self.decode(raw, names) for raw in raws)
 
-    def decode(self, raw: RawBatch) -> ColumnBatch:
+    def decode(self, raw: RawBatch, ifnames: Mapping[int, str] | None = None) -> ColumnBatch:
         n = len(raw)
         f = Frames(raw, self._vxlan_ports, self._other_ports)
         end = raw.cap_len
@@ -170,7 +174,8 @@ class BatchDecoder:
             self._fill(f, i, p)
             fragment[i] = p.fragment
             error[i] = -1 if p.error is None else _ERROR_CODE[p.error]
-        return self._columns(raw, f, fragment, error)
+        return self._columns(raw, f, fragment, error,
+                             self.ifnames if ifnames is None else ifnames)
 
     def _fill(self, f: Frames, i: int, p: DecodedPacket) -> None:
         """Overwrite row ``i`` with the reference decoder's result."""
@@ -196,7 +201,8 @@ class BatchDecoder:
             arrays[0][i], arrays[1][i], arrays[2][i] = fam, hi, lo
 
     def _columns(
-        self, raw: RawBatch, f: Frames, fragment: np.ndarray, error: np.ndarray
+        self, raw: RawBatch, f: Frames, fragment: np.ndarray, error: np.ndarray,
+        ifnames: Mapping[int, str],
     ) -> ColumnBatch:
         n = len(raw)
         ints: dict[str, Column] = {
@@ -222,7 +228,7 @@ class BatchDecoder:
             direction = np.where(direction >= 0, direction, raw.direction)
         strings = self._addresses(f)
         strings["capture"] = (np.zeros(n, np.int32), arrow_strings([raw.capture]))
-        strings["interface"] = self._interfaces(raw, f)
+        strings["interface"] = self._interfaces(raw, f, ifnames)
         return ColumnBatch(
             n, ints, bools, strings,
             {"direction": direction, "encap": f.encap.astype(np.int32), "error": error},
@@ -243,7 +249,7 @@ class BatchDecoder:
             out[name] = (codes, self._texts.dictionary())
         return out
 
-    def _interfaces(self, raw: RawBatch, f: Frames) -> Strings:
+    def _interfaces(self, raw: RawBatch, f: Frames, ifnames: Mapping[int, str]) -> Strings:
         """``ifnames[ifindex]``, else the pcapng interface name, else the ifindex as text."""
         n = len(raw)
         named = raw.interface_code if raw.interface_code is not None else np.full(n, -1, np.int32)
@@ -258,8 +264,8 @@ class BatchDecoder:
         mapping = np.full(len(distinct), -1, np.int32)
         for j, key in enumerate(distinct.tolist()):
             ifindex, code = (key >> 31) - 1, (key & 0x7FFFFFFF) - 1
-            if ifindex >= 0 and ifindex in self.ifnames:
-                text: str | None = self.ifnames[ifindex]
+            if ifindex >= 0 and ifindex in ifnames:
+                text: str | None = ifnames[ifindex]
             elif code >= 0:
                 text = names[code]
             else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 
 import pandas as pd
@@ -22,7 +22,7 @@ from pktkit.capture.columns import BatchDecoder, ColumnBatch, DecodeEngine
 from pktkit.capture.decode import DecodedPacket, Decoder
 from pktkit.capture.flows import FlowNumbering
 from pktkit.capture.frame import SCHEMA, batches_frame
-from pktkit.capture.output import PathArg, path_list
+from pktkit.capture.output import IfnamesArg, PathArg, ifnames_list, path_list
 from pktkit.capture.read import CaptureReader, RawFrame, ReadStats, warn_if_cut
 from pktkit.errors import UsageError
 
@@ -61,14 +61,17 @@ def read_packets(
     paths: PathArg,
     *,
     vxlan_ports: Iterable[int] = (),
-    ifnames: Mapping[int, str] | None = None,
+    ifnames: IfnamesArg = None,
     engine: DecodeEngine = "fast",
 ) -> pd.DataFrame:
     """Read and decode captures into one table (columns: :mod:`pktkit.capture.schema`).
 
     ``vxlan_ports`` adds UDP destination ports decoded as VXLAN (4789 and 8472 always are).
-    ``ifnames`` names SLL2 interface indexes. A capture cut mid-record contributes its whole
-    frames and a :class:`~pktkit.capture.read.CaptureCutWarning`; ``df.attrs["read_stats"]``
+    ``ifnames`` names SLL2 interface indexes: one map ``{ifindex: name}`` for every capture,
+    or a sequence of one map (or None) per capture, in order (every node numbers its own
+    devices). A name given this way wins over a pcapng interface block's. A capture cut
+    mid-record contributes its whole frames and a
+    :class:`~pktkit.capture.read.CaptureCutWarning`; ``df.attrs["read_stats"]``
     holds one :class:`~pktkit.capture.read.ReadStats` dict per capture. Raises
     ``CaptureError`` for a file that is not a capture.
 
@@ -76,19 +79,22 @@ def read_packets(
     (:mod:`pktkit.capture.columns`); ``engine="reference"`` decodes frame by frame with
     :class:`~pktkit.capture.decode.Decoder`. Both give the same table.
     """
+    files = path_list(paths)
+    names = ifnames_list(ifnames, len(files))
     if engine == "fast":
-        return read_columnar(path_list(paths), BatchDecoder(vxlan_ports, ifnames))
+        return read_columnar(files, BatchDecoder(vxlan_ports), names)
     if engine != "reference":
         raise UsageError(f"engine {engine!r}: choose 'fast' or 'reference'")
     decoder = Decoder(vxlan_ports)
     flows = FlowNumbering()
     rows: list[dict[str, object]] = []
     stats: list[ReadStats] = []
-    for path in path_list(paths):
+    for path, file_ifnames in zip(files, names, strict=True):
         reader = CaptureReader(path)
         decode = decoder.decode
         for raw in reader:
-            rows.append(_row(raw, decode(raw.data, raw.linktype, raw.wire_len), flows, ifnames))
+            rows.append(_row(raw, decode(raw.data, raw.linktype, raw.wire_len), flows,
+                             file_ifnames))
         stats.append(reader.stats)
         warn_if_cut(reader.stats)
     df = pd.DataFrame({name: pd.Series([row[name] for row in rows], dtype=dtype)
@@ -97,10 +103,12 @@ def read_packets(
     return df
 
 
-def read_columnar(paths: list[str | os.PathLike[str]], decoder: BatchDecoder) -> pd.DataFrame:
+def read_columnar(paths: list[str | os.PathLike[str]], decoder: BatchDecoder,
+                  ifnames: Sequence[Mapping[int, str] | None] | None = None) -> pd.DataFrame:
+    """The table of ``paths`` through the fast decoder (``ifnames``: one map per path)."""
     batches: list[ColumnBatch] = []
-    for path in paths:
-        batches.extend(decoder.batches(path))
+    for path, names in zip(paths, ifnames or [None] * len(paths), strict=True):
+        batches.extend(decoder.batches(path, names))
         warn_if_cut(decoder.stats[-1])
     if batches:
         df = batches_frame(batches)
