@@ -58,7 +58,8 @@ class _DockerHost(Scenario):
         self.containers = [str(bridge.network_address + 2), str(bridge.network_address + 3)]
         self.eth0 = Interface("host", "eth0", 2)
         self.docker0 = Interface("host", "docker0", 3)
-        self.veths = [Interface("host", "veth-c1", 5), Interface("host", "veth-c2", 7)]
+        self.veths = [Interface("host", "veth-c1", 5, bridge_port=True),  # docker0's ports
+                      Interface("host", "veth-c2", 7, bridge_port=True)]
         self.eth0_mac = "52:54:00:12:34:56"
         self.gateway_mac = "52:54:00:aa:bb:01"
         self.remote_mac = "00:1c:73:00:00:99"  # the server's own NIC, far away

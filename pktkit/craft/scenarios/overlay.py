@@ -227,14 +227,16 @@ class _Overlay(Scenario):
     # Devices and tenants.
 
     def device(self, node: str, name: str, *, link: Literal["ether", "raw"] = "ether",
-               veth: bool = False) -> Interface:
-        """The node's device ``name``, created on first use with the next ifindex (a veth pair
-        takes two: the pod's end is moved into the pod's namespace)."""
+               veth: bool = False, bridge_port: bool = False) -> Interface:
+        """The node's device ``name``, created on first use with the next ifindex. A veth pair
+        takes two, and the host's end the higher: ``ip link add A type veth peer name B``
+        registers the peer B first (its end is then moved into the pod's namespace)."""
         devices = self._devices.setdefault(node, {})
         if name not in devices:
             ifindex = self._next_ifindex.get(node, 2)  # 1 is lo
             self._next_ifindex[node] = ifindex + (2 if veth else 1)
-            devices[name] = Interface(node, name, ifindex, link)
+            devices[name] = Interface(node, name, ifindex + (1 if veth else 0), link,
+                                      bridge_port)
         return devices[name]
 
     @property
@@ -264,7 +266,8 @@ class _Overlay(Scenario):
             ip = str(net.network_address + host)
             br, tun = self.device(node.name, bridge), self.device(node.name, tunnel)
             return Pod(ip, local_mac(f"{node.name}/{name}/pod/{ip}"), mtu, node,
-                       self.device(node.name, veth, veth=True), local_mac(br.label), br, tun,
+                       self.device(node.name, veth, veth=True, bridge_port=True),
+                       local_mac(br.label), br, tun,
                        local_mac(tun.label))
 
         a, b = self.nodes

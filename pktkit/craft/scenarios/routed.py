@@ -115,11 +115,13 @@ class TwoNodeCluster(Scenario):
         self.link_latency_us = p.link_latency_us
 
     def pod(self, node: Node, name: str, host: int, ifindex: int) -> Pod:
-        """Pod ``name`` at host number ``host`` of ``node``'s pod CIDR (.1 is cni0)."""
+        """Pod ``name`` at host number ``host`` of ``node``'s pod CIDR (.1 is cni0); ``ifindex``
+        of its host-side veth (a pair takes two indexes, the host's end the higher)."""
         p: ClusterParams = self.params
         cidr = p.pod_cidr_a if node is self.node_a else p.pod_cidr_b
         ip = str(ipaddress.ip_network(cidr).network_address + host)
-        return Pod(name, ip, node, Interface(node.name, veth_name(f"default/{name}"), ifindex))
+        return Pod(name, ip, node, Interface(node.name, veth_name(f"default/{name}"), ifindex,
+                                             bridge_port=True))  # a port of cni0
 
     def egress(self, pod: Pod, next_hop_mac: str, at_bridge: tuple[Transform, ...] = ()
                ) -> tuple[Hop, ...]:
@@ -178,8 +180,8 @@ class FlatRouted(TwoNodeCluster):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.client = self.pod(self.node_a, "client", 5, 6)
-        self.dns = self.pod(self.node_b, "dns", 3, 5)
-        self.web = self.pod(self.node_b, "web", 7, 7)
+        self.dns = self.pod(self.node_b, "dns", 3, 6)
+        self.web = self.pod(self.node_b, "web", 7, 8)
 
     def interfaces(self) -> list[Interface]:
         a, b = self.node_a, self.node_b
