@@ -218,6 +218,7 @@ class _Overlay(Scenario):
                              "give the two nodes different addresses")
         self._devices: dict[str, dict[str, Interface]] = {}
         self._next_ifindex: dict[str, int] = {}
+        self._idents: dict[tuple[str, str, int], int] = {}  # the nodes' outer IP ID counters
         self.nodes = tuple(
             Node(name, ip, mac, self.device(name, "eth0"))
             for name, ip, mac in (("node-a", p.node_a_ip, "52:54:00:0a:00:01"),
@@ -282,7 +283,7 @@ class _Overlay(Scenario):
     def underlay(self, src: Node, dst: Node, seed: int) -> dict[str, Any]:
         """The outer Ethernet and IP of a VTEP on ``src`` sending to ``dst`` (one segment)."""
         return {"src_mac": src.mac, "dst_mac": dst.mac, "src_ip": src.ip, "dst_ip": dst.ip,
-                "ttl": 64, "rng_seed": seed}
+                "ttl": 64, "rng_seed": seed, "idents": self._idents}
 
     def interfaces(self) -> list[Interface]:
         return [iface for node in self.nodes for iface in self._devices[node.name].values()]
