@@ -50,7 +50,7 @@ def test_collect_in_a_lab_namespace_gives_an_analyzable_tarball(lab_available: N
                                                                 tmp_path: Path) -> None:
     out = tmp_path / "b.tar.gz"
     with staged("flat-routed", log_dir=tmp_path / "agents") as lab:
-        collector = subprocess.Popen([*CLI, "collect", "--duration", "3", "--netns",
+        collector = subprocess.Popen([*CLI, "collect", "--duration", "5", "--netns",
                                       lab.netns("node-a"), "--out", str(out), "-i", "eth0"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for_capture(tmp_path, "b.tar.gz")
@@ -82,6 +82,10 @@ def test_collect_in_a_lab_namespace_gives_an_analyzable_tarball(lab_available: N
     assert set(packets.direction.dropna().astype(str)) == {"in", "out", "other"}
     assert result.node_addresses[lab.netns("node-a")] == ["192.168.50.11", "10.244.0.1"]
     assert not list(tmp_path.glob(".b.*"))  # no staging folder or partial tarball left
+    done = subprocess.run([*CLI, "analyze", str(out), "--out", str(tmp_path / "r"), "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert (tmp_path / "r" / "packets.parquet").is_file()
 
 
 def test_sigterm_ends_the_capture_with_a_complete_bundle(lab_available: None,

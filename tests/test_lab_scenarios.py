@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from lab_checks import tshark
+from lab_checks import LabOutput, tshark
 
 
 def by_flow(run: Any, flow_id: int) -> list[dict[str, Any]]:
@@ -134,3 +134,39 @@ def test_k8s_nodeport_translations(lab_run: Any) -> None:
             and e["sport"] in (first["orig_sport"], first["xlat_sport"])]
     assert ("in", first["orig_dst"], first["orig_dport"]) in seen
     assert ("out", first["xlat_dst"], first["xlat_dport"]) in seen
+
+
+def test_impairment_queues_and_drops_toward_the_target_node(lab_available: None,
+                                                           tmp_path: Any) -> None:
+    """``--impair queue=1mbit,loss=10`` (with --no-gso): tc tbf and iptables' statistic match
+    on the switch port to node-a. Frames node-b sends there wait for tokens (milliseconds, where
+    the lab's links take microseconds) and one in ten is dropped; the other way is untouched."""
+    from pktkit.lab.run import run_lab
+
+    result = run_lab("flat-routed", tmp_path / "imp", impair=["queue=1mbit,loss=10"], gso=False)
+    run = LabOutput(result.out_dir, result)
+    assert run.lab["impairment"] == [
+        "tc tbf rate 1mbit on switch port p-node-a (to node-a)",
+        "drop 1 in 10 frames the switch forwards to node-a (p-node-a)"]
+
+    def crossing(sender: str, receiver: str) -> tuple[int, list[int]]:
+        packets: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
+        for e in run.truth["packets"]:
+            if e["capture"].endswith("any.pcap") and e["interface"] == "eth0":
+                packets[e["packet_id"]].append(e)
+        lost, delays = 0, []
+        for sightings in packets.values():
+            sent = [e["ts_ns"] for e in sightings if e["node"] == sender
+                    and e["direction"] == "out"]
+            got = [e["ts_ns"] for e in sightings if e["node"] == receiver
+                   and e["direction"] == "in"]
+            if sent and not got:
+                lost += 1
+            elif sent:
+                delays.append(got[0] - sent[0])
+        return lost, delays
+
+    lost, delays = crossing("node-b", "node-a")
+    assert lost >= 1 and max(delays) > 1_000_000  # a 1500-byte frame takes 12 ms at 1 Mbit/s
+    lost, delays = crossing("node-a", "node-b")
+    assert lost == 0 and max(delays) < 1_000_000
