@@ -195,17 +195,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
-    from pktkit.capture.bundle import read_bundle_info
-    from pktkit.capture.unpack import open_bundles
     from pktkit.collect import collect
     from pktkit.collect.run import summary_line
 
-    out = collect(args.out, duration=args.duration, interfaces=args.interface or ["any"],
-                  bpf=args.filter, snaplen=args.snaplen, netns=args.netns, node=args.node)
+    info = collect(args.out, duration=args.duration, interfaces=args.interface or ["any"],
+                   bpf=args.filter, snaplen=args.snaplen, netns=args.netns, node=args.node)
     if not args.quiet:
-        with open_bundles(out) as bundles:
-            info = read_bundle_info(bundles[0].root / "bundle.json")
-        print(summary_line(info, out))
+        print(summary_line(info, args.out))
     return 0
 
 

@@ -32,7 +32,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from pktkit.capture.bundle import ANY, BUNDLE_FILE, BundleInfo, capture_file_name
 from pktkit.collect.signals import stop_on_signals
@@ -138,9 +137,9 @@ def collect(
     *,
     node: str | None = None,
     ready: threading.Event | None = None,
-) -> Path:
+) -> BundleInfo:
     """Record one node (or network namespace) into the bundle ``out`` (a folder, or a
-    ``.tar.gz`` file); return its path.
+    ``.tar.gz`` file); return what its ``bundle.json`` says.
 
     ``interfaces``: ``any`` is always captured; other names get a capture of their own.
     ``stop_event``: set it to end the capture early (the lab does, from another thread);
@@ -191,14 +190,14 @@ def collect(
             collector={"pid": os.getpid(), "python": platform.python_version(),
                        "pktkit": _version()})
         write_json(staging / BUNDLE_FILE, info.as_json(), "bundle.json")
-    return out
+    return info
 
 
-def summary_line(info: dict[str, Any], out: Path) -> str:
+def summary_line(info: BundleInfo, out: Path) -> str:
     """One line for the terminal: where the bundle went and what tcpdump counted."""
-    counts = ", ".join(f"{c['interface']}: {c['packets_captured']} captured, "
-                       f"{c['packets_dropped']} dropped" for c in info["captures"])
-    failed = [*dict.fromkeys(c["name"] for c in info["commands"]
-              if c["missing"] or (c["exit_status"] not in (0, None)))]
+    counts = ", ".join(f"{c.interface}: {c.packets_captured} captured, "
+                       f"{c.packets_dropped} dropped" for c in info.captures)
+    failed = [*dict.fromkeys(c.name for c in info.commands
+              if c.missing or (c.exit_status not in (0, None)))]
     tail = f"; failed or missing: {', '.join(failed)}" if failed else ""
-    return f"{info['node']}: {out} ({counts}; stopped by {info['stopped_by']}){tail}"
+    return f"{info.node}: {out} ({counts}; stopped by {info.stopped_by}){tail}"

@@ -44,7 +44,7 @@ def run_tool(name: str, argv: list[str], *, phase: str, netns: str | None, bundl
     """Run ``argv`` (in ``netns``), write its stdout to ``bundle/output`` and record the run.
 
     Never raises for the tool's sake: a missing binary, a non-zero exit or a timeout are in the
-    record. OSError writing the output file does raise (the bundle itself is broken)."""
+    record. Failing to write the output file raises OutputError (the bundle is broken)."""
     started = time.time_ns()
     record = CommandRecord(name, phase, list(argv), netns, None, started, started, output)
     if shutil.which(argv[0]) is None:
