@@ -117,6 +117,12 @@ def test_bundles_in_a_folder_tarballs_and_plain_captures_together(generated: dic
     assert not unpacked.exists()
     with pytest.raises(UsageError, match="opened_inputs"):
         resolve_inputs([packed])
+    copied = tmp_path / "copied"  # what scp node-*:b.tar.gz copied/ makes
+    copied.mkdir()
+    tarball(bundles["node-a"], copied / "a.tar.gz")
+    shutil.copyfile(packed, copied / "b.tar.gz")
+    with opened_inputs([copied]) as found:
+        assert [i.node for i in found.captures] == ["node-a", "node-b"]
 
 
 def test_same_file_names_in_two_bundles_get_the_bundle_in_their_label(
