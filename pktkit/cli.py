@@ -206,11 +206,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    import json
-    from dataclasses import asdict, fields
+    from dataclasses import fields
 
     from pktkit.lab.netns import sweep_stale
-    from pktkit.lab.run import run_lab
+    from pktkit.lab.run import dump_result, result_lines, run_lab
     from pktkit.lab.scenarios import SCENARIOS, list_scenarios
 
     if args.cleanup:
@@ -238,15 +237,9 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     result = run_lab(args.scenario, args.out, seed=args.seed, impair=args.impair,
                      flows=args.flows, overrides=overrides, gso=not args.no_gso)
     if args.json:
-        print(json.dumps({**asdict(result), "out_dir": str(result.out_dir)}, indent=1))
+        print(dump_result(result))
     elif not args.quiet:
-        print(f"{result.scenario}: {result.frames} frames, {result.packets} packets, "
-              f"{result.nat_flows} NAT flows in {len(result.files)} captures under "
-              f"{result.out_dir}/ (+ truth.json) in {result.seconds:.1f} s")
-        if result.unlabelled:
-            print(f"  {result.unlabelled} frames belong to no flow (see truth.json)")
-        if result.flows_failed:
-            print(f"  flows that did not complete: {result.flows_failed} (see lab.json)")
+        print("\n".join(result_lines(result)))
     return 0
 
 

@@ -184,6 +184,7 @@ def run_lab(scenario: str, out: str | os.PathLike[str], seed: int = 1,
 
 
 def result_lines(result: LabResult) -> list[str]:
+    """What ``pktkit lab`` prints: the run in one line, then what did not go as planned."""
     lines = [f"{result.scenario}: {result.frames} frames, {result.packets} packets, "
              f"{result.nat_flows} NAT flows in {len(result.files)} captures under "
              f"{result.out_dir}/ (+ truth.json) in {result.seconds:.1f} s"]
@@ -195,4 +196,5 @@ def result_lines(result: LabResult) -> list[str]:
 
 
 def dump_result(result: LabResult) -> str:
+    """``pktkit lab --json``: the result as JSON."""
     return json.dumps({**asdict(result), "out_dir": str(result.out_dir)}, indent=1)
