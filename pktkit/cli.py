@@ -170,7 +170,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     import json
 
     from pktkit.analysis.conntrack import conntrack_arg
-    from pktkit.analysis.inputs import resolve_inputs
+    from pktkit.analysis.inputs import check_inputs
     from pktkit.analysis.metadata import read_metadata
     from pktkit.analysis.pipeline import STAGES, analyze, return_memory_eagerly
     from pktkit.files import check_output_folder
@@ -178,6 +178,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from pktkit.report.folder import write_analysis, write_collection
 
     # Everything the user gave is checked before any work, so that a mistake costs nothing.
+    notes: list[str] = []
     nodes = {}
     for text in args.node:
         name, sep, path = text.partition("=")
@@ -187,7 +188,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         nodes[path] = name
     single = bool(args.captures or nodes)
     if single:
-        resolve_inputs(args.captures, nodes)
+        check_inputs(args.captures, nodes)
     elif args.conntrack:
         raise UsageError("--conntrack needs the captures it belongs to (CAPTURE or --node)")
     conntrack = [conntrack_arg(text) for text in args.conntrack]
@@ -209,11 +210,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     def tracker(label: str, base: float, share: float):
         return lambda stage, done, total: bar(f"{label}{stage}", base + share * done / steps)
 
+    notes: list[str] = []
     with _cut_warnings_as_lines():  # (their lines come after the bar is gone)
         try:
             if single:
                 found = analyze(args.captures, nodes=nodes, **options,
                                 progress=tracker("", 0.0, 1.0))
+                notes = found.notes
                 bar("write", len(STAGES) / steps)
                 output: dict = write_analysis(found, args.out)
                 results = {"analysis": output}
@@ -226,6 +229,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                 output = results = write_collection(jobs, args.out)
         finally:
             bar.close()
+    for note in notes:  # what a bundle lacked (e.g. interface names)
+        print(f"pktkit: warning: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(output, indent=2, ensure_ascii=False))
     elif not args.quiet:
@@ -234,6 +239,76 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                                             args.out if single else args.out / name)))
         if not single:
             print(f"index of {len(results)} analyses: {args.out / 'index.html'}")
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from pktkit.collect import collect
+    from pktkit.collect.run import summary_line
+
+    info = collect(args.out, duration=args.duration, interfaces=args.interface or ["any"],
+                   bpf=args.filter, snaplen=args.snaplen, netns=args.netns, node=args.node)
+    if not args.quiet:
+        print(summary_line(info, args.out))
+    return 0
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from pktkit.lab.netns import sweep_stale
+    from pktkit.lab.run import dump_result, result_lines, run_lab
+    from pktkit.lab.scenarios import SCENARIOS, list_scenarios
+
+    if args.cleanup:
+        removed = sweep_stale()
+        print(f"removed {len(removed)} stale lab namespaces"
+              + (f": {', '.join(removed)}" if removed else ""))
+        return 0
+    if args.list and args.scenario:
+        if args.scenario not in SCENARIOS:
+            raise UsageError(f"unknown lab scenario {args.scenario!r}; choose one of: "
+                             f"{', '.join(SCENARIOS)}")
+        for spec in fields(SCENARIOS[args.scenario].Params):
+            print(f"{spec.name:<18} {spec.default!s:<16} {spec.metadata.get('help', '')}")
+        return 0
+    if args.list:
+        for name, description in list_scenarios():
+            print(f"{name:<15} {description}")
+        return 0
+    overrides = dict(_key_value("--set", item) for item in args.set)
+    if args.hold is not None:
+        return _lab_hold(args, overrides)
+    if not args.scenario or not args.out:
+        raise UsageError("lab needs SCENARIO and --out DIR (or --list, --hold SECONDS, "
+                         "--cleanup)")
+    result = run_lab(args.scenario, args.out, seed=args.seed, impair=args.impair,
+                     flows=args.flows, overrides=overrides, gso=not args.no_gso)
+    if args.json:
+        print(dump_result(result))
+    elif not args.quiet:
+        print("\n".join(result_lines(result)))
+    return 0
+
+
+def _lab_hold(args: argparse.Namespace, overrides: dict[str, str]) -> int:
+    """``--hold``: the lab up for SECONDS, traffic every second, namespaces printed."""
+    import tempfile
+
+    from pktkit.lab.stage import hold, staged
+
+    if not args.scenario:
+        raise UsageError("--hold needs SCENARIO")
+    if not 0 < args.hold <= 3600:
+        raise UsageError(f"--hold {args.hold:g}: give 0 < SECONDS <= 3600")
+    with tempfile.TemporaryDirectory(prefix="pktkit-lab-") as logs, staged(
+            args.scenario, seed=args.seed, impair=args.impair, flows=args.flows,
+            overrides=overrides, gso=not args.no_gso, log_dir=Path(logs)) as lab:
+        for node in lab.setup.nodes:
+            print(f"{node}: --netns {lab.netns(node)}", flush=True)
+        rounds = hold(lab, args.hold)
+    if not args.quiet:
+        print(f"{args.scenario}: {rounds} rounds of traffic in {args.hold:g} s; removed")
     return 0
 
 
@@ -297,14 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "containers) from --k8s/--docker metadata. With no CAPTURE: every folder "
                     "of the bundled captures/, each into DIR/FOLDER/, with DIR/index.html "
                     "listing them.")
-    ana.add_argument("captures", nargs="*", metavar="CAPTURE",
+    ana.add_argument("captures", nargs="*", metavar="CAPTURE|BUNDLE",
                      help="capture files or folders of them (capture-set.json beside them "
-                          "names nodes and interfaces)")
+                          "names nodes and interfaces), node bundles (pktkit collect folders "
+                          "or .tar.gz, Microsoft Retina capture tarballs: node, interface "
+                          "names, addresses and conntrack dumps from the bundle), or folders "
+                          "of bundles")
     ana.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
                      help="output folder (created; files in it are replaced)")
     ana.add_argument("--node", action="append", default=[], metavar="NAME=CAPTURE",
-                     help="CAPTURE was taken on node NAME (repeatable; default: "
-                          "capture-set.json, else the file name)")
+                     help="CAPTURE (or BUNDLE) was taken on node NAME (repeatable; default: "
+                          "the bundle's node, capture-set.json, else the file name)")
     ana.add_argument("--conntrack", action="append", default=[], metavar="[NAME=]FILE",
                      help="a conntrack dump (conntrack -L, /proc/net/nf_conntrack) of node "
                           "NAME to confirm the NAT flows (repeatable)")
@@ -328,6 +406,69 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     ana.add_argument("-q", "--quiet", action="store_true")
     ana.set_defaults(func=_cmd_analyze)
+
+    col = sub.add_parser(
+        "collect", help="record a node's traffic and state into a bundle (root)",
+        description="Run as root on a node (or in a network namespace with --netns): record "
+                    "tcpdump -i any (SLL2, nanosecond timestamps) and every named interface, "
+                    "snapshot conntrack, links, addresses, routes, neighbours, iptables (nat, "
+                    "filter, mangle), the bridge fdb, the host name and the clock at the start "
+                    "and the end, and write a bundle folder (or BUNDLE.tar.gz) with "
+                    "bundle.json. Ctrl-C or SIGTERM ends the capture and still writes a "
+                    "complete bundle (a second one abandons it). pktkit analyze reads it.")
+    col.add_argument("--out", type=Path, required=True, metavar="BUNDLE",
+                     help="bundle folder (new or empty), or a file ending in .tar.gz")
+    col.add_argument("--duration", type=float, metavar="SECONDS",
+                     help="stop after SECONDS (default: at Ctrl-C / SIGTERM)")
+    col.add_argument("--interface", "-i", action="extend", nargs="+", default=[],
+                     metavar="any|IFACE",
+                     help="also capture these interfaces, one file each (any is always "
+                          "captured)")
+    col.add_argument("--filter", metavar="BPF", help="tcpdump filter expression")
+    col.add_argument("--snaplen", type=int, default=262144, metavar="N",
+                     help="bytes kept per packet (default 262144, tcpdump's)")
+    col.add_argument("--netns", metavar="NAME",
+                     help="capture inside this network namespace (ip netns list)")
+    col.add_argument("--node", metavar="NAME",
+                     help="node name in bundle.json and file names (default: --netns, else "
+                          "the host name)")
+    col.add_argument("-q", "--quiet", action="store_true")
+    col.set_defaults(func=_cmd_collect)
+
+    lab = sub.add_parser(
+        "lab", help="stage a scenario with the real kernel (root) and write captures + truth",
+        description="As root: build SCENARIO from Linux network namespaces (veth, bridges, "
+                    "VXLAN, iptables NAT with conntrack), send real traffic whose payloads "
+                    "are marked, record every node with pktkit collect, remove everything, and "
+                    "write each node's bundle with a truth.json in the generator's schema "
+                    "(NAT flows from the kernel's conntrack). Everything is named "
+                    "pktkit-lab-* and removed on exit, error, Ctrl-C or SIGTERM; nothing is "
+                    "created in the root namespace. pktkit analyze DIR reads the result.")
+    lab.add_argument("scenario", nargs="?", help="scenario name (see --list)")
+    lab.add_argument("--out", type=Path, metavar="DIR", help="output folder (new or empty)")
+    lab.add_argument("--seed", type=int, default=1,
+                     help="seed of ports, identifiers and sizes (default 1)")
+    lab.add_argument("--impair", action="append", default=[], metavar="KEY=VALUE",
+                     help="queue=RATE (tc tbf on the underlay switch port towards the target "
+                          "node; add --no-gso so that tbf does not cut super-frames), "
+                          "loss=PERCENT (iptables statistic: every N-th frame to it dropped), "
+                          "node=NAME (repeatable or comma-separated)")
+    lab.add_argument("--flows", type=int, help="number of flows (default: per scenario)")
+    lab.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="scenario parameter (see --list SCENARIO)")
+    lab.add_argument("--no-gso", action="store_true",
+                     help="segmentation offload off on every device: MSS-sized TCP segments "
+                          "instead of the veths' super-frames")
+    lab.add_argument("--list", action="store_true",
+                     help="list the scenarios (with SCENARIO: its --set parameters)")
+    lab.add_argument("--hold", type=float, metavar="SECONDS",
+                     help="no capture: keep the lab up for SECONDS with traffic every second "
+                          "(prints each node's namespace for pktkit collect --netns)")
+    lab.add_argument("--cleanup", action="store_true",
+                     help="remove the namespaces of lab runs that were SIGKILLed")
+    lab.add_argument("--json", action="store_true", help="print the result as JSON")
+    lab.add_argument("-q", "--quiet", action="store_true")
+    lab.set_defaults(func=_cmd_lab)
 
     summ = sub.add_parser("summary", help="per-capture summary of generated capture folders",
                           description="Per capture file of folders written by pktkit "

@@ -162,6 +162,21 @@ class StagingFolder:
             raise _folder_error(out, exc.strerror or str(exc)) from None
 
 
+@contextlib.contextmanager
+def scratch_folder(beside: str | os.PathLike[str]) -> Iterator[Path]:
+    """A hidden temp folder beside ``beside`` (same file system) for the block's work, removed
+    when the block ends however it ends: what to pack into one file written atomically."""
+    path = partial_name(Path(beside))
+    try:
+        path.mkdir()
+    except OSError as exc:
+        raise _folder_error(Path(beside).parent, exc.strerror or str(exc)) from None
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _folder_error(out_dir: Path, why: str) -> OutputError:
     return OutputError(f"{out_dir}: cannot write there ({why}); choose a writable folder")
 

@@ -29,3 +29,49 @@ def tshark() -> str:
     if path is None:
         pytest.skip("tshark is not installed (.ci/run installs it)")
     return path
+
+
+# -- pktkit lab: the real kernel in network namespaces --------------------------------------
+
+LAB_SCENARIOS = ("docker-snat", "docker-portmap", "flat-routed", "vxlan-overlay", "k8s-nodeport")
+
+
+def lab_unavailable() -> str | None:
+    """Why the lab cannot run here (not root, no network namespaces, a tool missing), or
+    None. CI runs as root with namespace support."""
+    if os.geteuid() != 0:
+        return "pktkit lab needs root (CI runs the lab tests as root)"
+    from pktkit.errors import UsageError
+    from pktkit.lab.preflight import check_host
+
+    try:
+        check_host()
+    except UsageError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab_available() -> None:
+    reason = lab_unavailable()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def lab_run(lab_available: None, tmp_path_factory: pytest.TempPathFactory):
+    """``lab_run(scenario)``: the session's ``pktkit lab`` run of that scenario (seed 1), made
+    on first use (2.5 to 5 s each)."""
+    from lab_checks import LabOutput
+
+    from pktkit.lab.run import run_lab
+
+    runs: dict[str, LabOutput] = {}
+
+    def get(scenario: str) -> LabOutput:
+        if scenario not in runs:
+            out = tmp_path_factory.mktemp("lab") / scenario
+            runs[scenario] = LabOutput(out, run_lab(scenario, out, seed=1))
+        return runs[scenario]
+
+    return get

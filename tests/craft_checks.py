@@ -227,9 +227,11 @@ def assert_path_and_ttl(gen: Generated, route: Route) -> None:
 
 
 def pod_to_pod_steps(gen: Generated, src_veth: str, dst_veth: str) -> list[Step]:
-    """Routed between two nodes (no tunnel): each node routes once, the wire changes nothing."""
+    """Routed between two nodes (no tunnel): each node routes once, the wire changes nothing.
+    The pod's veth is a port of cni0: it receives the pod's frame for the gateway's MAC, and
+    SLL2 says PACKET_OTHERHOST ("other")."""
     src, dst = gen.node_of(src_veth), gen.node_of(dst_veth)
-    return [(src_veth, "in", 0), (capture_name(src, "cni0"), "in", 0),
+    return [(src_veth, "other", 0), (capture_name(src, "cni0"), "in", 0),
             (capture_name(src, "eth0"), "out", 1), (capture_name(dst, "eth0"), "in", 1),
             (capture_name(dst, "cni0"), "out", 2), (dst_veth, "out", 2)]
 

@@ -63,7 +63,7 @@ def test_paths_and_ttl(name: str, request: pytest.FixtureRequest) -> None:
 
     def route(first: Frame, side: str) -> list[Step]:
         veth = veths[container_of(gen, first)]
-        inside = [(veth, "in", 0), (DOCKER0, "in", 0), (ETH0, "out", 1)]
+        inside = [(veth, "other", 0), (DOCKER0, "in", 0), (ETH0, "out", 1)]
         outside = [(ETH0, "in", wan), (DOCKER0, "out", wan + 1), (veth, "out", wan + 1)]
         outbound = (side == "fwd") == (name == "snat")  # masquerade: containers originate
         return inside if outbound else outside
@@ -122,7 +122,7 @@ def test_snat_collision_changes_the_second_port_only(snat: Generated) -> None:
 
 def test_snat_translation_is_seen_on_eth0_only(snat: Generated) -> None:
     expected = {(c, d): {"orig-fwd", "orig-rev"} for c in [DOCKER0, *containers(snat).values()]
-                for d in ("in", "out")}
+                for d in ("in", "out", "other")}  # a veth receives "other" (docker0's port)
     expected |= {(ETH0, "out"): {"xlat-fwd"}, (ETH0, "in"): {"xlat-rev"}}
     assert_nat_views(snat, expected)
 
@@ -172,6 +172,7 @@ def test_portmap_ledger_is_the_published_port(portmap: Generated) -> None:
 
 def test_portmap_translation_is_seen_from_docker0_on(portmap: Generated) -> None:
     expected = {(c, d): {"xlat-fwd", "xlat-rev"}
-                for c in [DOCKER0, *containers(portmap).values()] for d in ("in", "out")}
+                for c in [DOCKER0, *containers(portmap).values()]
+                for d in ("in", "out", "other")}
     expected |= {(ETH0, "in"): {"orig-fwd"}, (ETH0, "out"): {"orig-rev"}}
     assert_nat_views(portmap, expected)

@@ -154,8 +154,12 @@ def test_nat_timeline_bars_with_both_tuples() -> None:
     ticks = [t.get_text() for t in ax.get_yticklabels()]
     assert "tcp 172.17.0.3:44235 → 203.0.113.10:80" in ticks
     assert "⇒ tcp 192.168.1.10:38129 → 203.0.113.10:80" in [t.get_text() for t in ax.texts]
-    assert "icmp 172.17.0.3 → 203.0.113.10 id 53758" in ticks
-    assert "⇒ icmp 192.168.1.10 → 203.0.113.10 id 6035" in [t.get_text() for t in ax.texts]
+    (moved,) = [f for f in nat.to_dict("records") if f["proto"] == 1
+                and f["orig_src"] == "172.17.0.3"]  # the colliding echo: its id rewritten
+    assert f"icmp 172.17.0.3 → 203.0.113.10 id {moved['orig_sport']}" in ticks
+    assert f"⇒ icmp 192.168.1.10 → 203.0.113.10 id {moved['xlat_sport']}" in [
+        t.get_text() for t in ax.texts]
+    assert moved["orig_sport"] != moved["xlat_sport"]
 
 
 @pytest.mark.parametrize("make", [

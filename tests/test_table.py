@@ -13,7 +13,7 @@ from test_decode import eth, geneve, gre, icmp_echo, inner_frame, ipv4, tcp, udp
 from test_read import ng_epb, ng_idb, ng_shb, pcap_bytes
 
 from pktkit.capture.frame import SCHEMA, typed_frame
-from pktkit.capture.output import write_table
+from pktkit.capture.output import write_packets, write_table
 from pktkit.capture.read import CaptureCutWarning
 from pktkit.capture.schema import COLUMNS, PACKET_COLUMNS
 from pktkit.capture.table import read_packets, summarize
@@ -132,6 +132,30 @@ def test_interface_direction_and_ifnames(tmp_path: Path) -> None:
     assert df.direction.tolist()[3] == "out" and pd.isna(df.direction.tolist()[4])
     assert df.ts_ns.tolist()[3:] == [T0, T0]
 
+
+
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_ifnames_per_capture(tmp_path: Path, engine: str) -> None:
+    """Every node numbers its own devices: index 3 is eth0 on one node and cni0 on the other.
+    One map per capture names each file's indexes; a pcapng interface block's name ("any", as
+    tcpdump -i any writes it) gives way to the map."""
+    def sll2(ifindex: int) -> bytes:
+        return struct.pack("!HHIHBB8s", 0x0800, 0, ifindex, 1, 0, 6, b"") + tcp_packet(
+            "10.1.1.1", "10.1.1.2", 5, 6)
+
+    a, b = tmp_path / "a.pcap", tmp_path / "b.pcapng"
+    a.write_bytes(pcap_bytes([(T0, sll2(3)), (T0, sll2(4))], linktype=276))
+    b.write_bytes(ng_shb() + ng_idb(276, "any", 9) + ng_epb(0, T0, sll2(3)) + ng_epb(0, T0,
+                                                                                  sll2(7)))
+    df = read_packets([a, b], ifnames=[{3: "eth0", 4: "flannel.1"}, {3: "cni0"}], engine=engine)
+    assert df.interface.tolist() == ["eth0", "flannel.1", "cni0", "any"]
+    df = read_packets([a, b], ifnames=[None, {3: "cni0"}], engine=engine)
+    assert df.interface.tolist() == ["3", "4", "cni0", "any"]
+    with pytest.raises(UsageError, match="1 interface maps for 2 captures"):
+        read_packets([a, b], ifnames=[{3: "eth0"}], engine=engine)
+    out = tmp_path / "t.csv"
+    write_packets([a, b], out, ifnames=[{4: "flannel.1"}, {7: "veth7"}])
+    assert pd.read_csv(out).interface.tolist() == ["3", "flannel.1", "any", "veth7"]
 
 def test_extra_vxlan_ports(tmp_path: Path) -> None:
     frame = eth(ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 5555, vxlan(42, inner_frame()))))

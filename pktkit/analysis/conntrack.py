@@ -72,7 +72,8 @@ CONNTRACK_SCHEMA: dict[str, str] = {
 }
 
 
-def parse_conntrack(source: ConntrackSource, *, node: str | None = None) -> pd.DataFrame:
+def parse_conntrack(source: ConntrackSource, *, node: str | None = None,
+                    name: str | None = None) -> pd.DataFrame:
     """Read one conntrack dump into a table, one row per entry (``CONNTRACK_SCHEMA``).
 
     Columns: ``node``, ``file``, ``line``; ``l3``, ``proto``, ``timeout_s``, ``state``;
@@ -83,14 +84,15 @@ def parse_conntrack(source: ConntrackSource, *, node: str | None = None) -> pd.D
     accounting ``orig_packets``, ``orig_bytes``, ``reply_packets``, ``reply_bytes``; ``mark``,
     ``zone``, ``use`` (NA when not printed). Addresses are in inet_ntop's form.
 
-    ``source``: a path, or the dump's text itself (a ``str`` holding a newline or ``src=``).
-    Raises :class:`ConntrackFormatError` naming the file and line for anything else than the
-    formats of the module docstring, and :class:`UsageError` for a file that cannot be read.
+    ``source``: a path, or the dump's text itself (a ``str`` holding a newline or ``src=``);
+    ``name``: how messages and the ``file`` column call it (default: the path). Raises
+    :class:`ConntrackFormatError` naming the file and line for anything else than the formats
+    of the module docstring, and :class:`UsageError` for a file that cannot be read.
     """
     if isinstance(source, str) and ("\n" in source or "src=" in source):
-        name, text = "<text>", source
+        name, text = name or "<text>", source
     else:
-        name, text = str(source), _read_text(Path(source))
+        name, text = name or str(source), _read_text(Path(source))
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or _SUMMARY.match(line):

@@ -1,25 +1,45 @@
 """Which capture files to read, and where each was captured: node and interface names.
 
+What a path given to the analysis may be:
+
+- a capture file;
+- a folder of capture files (with ``capture-set.json`` beside them, when someone wrote one);
+- a node bundle (:mod:`pktkit.capture.bundle`): a ``pktkit collect`` folder or ``.tar.gz``,
+  or Microsoft Retina's capture tarball (or the folder it unpacks to). A bundle brings its node
+  name, its captures, the node's devices (interface names of ``-i any`` captures, the one
+  interface and the directions of per-interface captures), the node's own addresses, its
+  conntrack dumps and any metadata files (``kubectl.json``, ``docker.json``);
+- a folder of bundles (a folder holding no capture file: its bundle folders and tarballs, e.g.
+  one ``pktkit lab`` run, or the bundles copied off every node of a cluster).
+
 Nodes and interfaces of a capture file, first rule that applies:
 
-1. ``nodes={path: name}`` (``--node NAME=CAPTURE``);
-2. ``capture-set.json`` beside the file (written by ``pktkit generate``; an operator can write
+1. ``nodes={path: name}`` (``--node NAME=CAPTURE``; for a bundle, ``NAME=BUNDLE``);
+2. the bundle it comes from (its node, and its ``ip link``: index → name);
+3. ``capture-set.json`` beside the file (written by ``pktkit generate``; an operator can write
    one for their own captures): ``{"files": [{"file", "node", "interfaces": [{"name",
    "ifindex"}]}]}``. It also names the interfaces: SLL2 interface indexes of a ``tcpdump -i
    any`` file, and the one interface of a per-interface pcap file (which records none);
-3. the file name's stem is the node (each file its own node; when two files share a name,
+4. the file name's stem is the node (each file its own node; when two files share a name,
    their paths below the common folder name them apart, as they do the ``capture`` column).
 
-:func:`read_table` reads them into one packet table with a ``node`` column and the names
-applied. :func:`metadata_beside` finds the ``kubectl.json`` and ``docker.json`` in the
-captures' folders (read as ``--k8s`` / ``--docker`` files).
+:func:`opened_inputs` opens them for the length of a ``with`` block (bundle tarballs are
+unpacked into a temporary folder); :func:`read_table` reads them into one packet table with a
+``node`` column, the names applied and the directions of per-interface captures filled in.
+:func:`metadata_beside` finds the ``kubectl.json`` and ``docker.json`` in the captures'
+folders (read as ``--k8s`` / ``--docker`` files).
+
+A symlinked capture is described by the ``capture-set.json`` beside the link (the target's
+folder is the fallback) and keeps the link's name; a file named twice is read once; a pipe
+(``tcpdump -w - | ...``, ``<(...)``) is a capture file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +48,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pktkit.analysis.directions import fill_directions
 from pktkit.capture.arrow import string_array
 from pktkit.capture.autoports import PortsArg
+from pktkit.capture.bundle import ANY, Bundle
 from pktkit.capture.formats import CAPTURE_SET_FILE, DOCKER_FILE, KUBECTL_FILE
+from pktkit.capture.netinfo import NodeLinks
 from pktkit.capture.table import read_packets
+from pktkit.capture.unpack import is_bundle_folder, is_tarball, open_bundles
 from pktkit.errors import CaptureError, UsageError
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
@@ -41,11 +65,24 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz")
 class CaptureInput:
     """One capture file and where it was captured."""
 
-    path: Path
+    path: Path  # where it is read (a bundle tarball's: its unpacked copy, removed after)
     node: str
     label: str  # the ``capture`` value: the file name, unless two files share it
-    interfaces: dict[int, str] = field(default_factory=dict)  # ifindex → name (manifest)
-    interface: str | None = None  # the file's only interface, when the manifest says so
+    interfaces: dict[int, str] = field(default_factory=dict)  # ifindex → name
+    interface: str | None = None  # the file's only interface, when known
+    links: NodeLinks | None = None  # the node's devices, when a bundle says
+    source: Path | None = None  # the bundle it came from
+
+
+@dataclass
+class Inputs:
+    """Everything the given paths hold for the analysis (see the module docstring)."""
+
+    captures: list[CaptureInput]
+    conntrack: list[tuple[str, Path, str]] = field(default_factory=list)  # node, dump, name
+    node_addresses: dict[str, list[str]] = field(default_factory=dict)  # from bundles
+    metadata: dict[str, dict[str, Path]] = field(default_factory=dict)  # node → name → file
+    notes: list[str] = field(default_factory=list)  # what a bundle lacked, for the user
 
 
 def _capture_files(folder: Path) -> list[Path]:
@@ -54,6 +91,12 @@ def _capture_files(folder: Path) -> list[Path]:
     listed = [f.get("file") for f in _manifest(folder).get("files", []) if isinstance(f, dict)]
     files.sort(key=lambda p: listed.index(p.name) if p.name in listed else len(listed))
     return files
+
+
+def _bundles_in(folder: Path) -> list[Path]:
+    """The bundle folders and tarballs inside ``folder`` (a folder of bundles)."""
+    return [p for p in sorted(folder.iterdir())
+            if is_bundle_folder(p) or (p.is_file() and is_tarball(p))]
 
 
 def _manifest(folder: Path) -> dict[str, Any]:
@@ -70,36 +113,118 @@ def _manifest(folder: Path) -> dict[str, Any]:
     return data
 
 
+def _items(captures: Iterable[str | os.PathLike[str]],
+           nodes: Mapping[str | os.PathLike[str], str]) -> list[tuple[str, Path]]:
+    """Each given path as ("bundle", path) or ("capture", file), folders expanded."""
+    items: list[tuple[str, Path]] = []
+    for item in [*captures, *nodes]:
+        path = Path(item)
+        if is_bundle_folder(path) or (path.is_file() and is_tarball(path)):
+            items.append(("bundle", path))
+        elif path.is_dir():
+            found = _capture_files(path)
+            inner = [] if found else _bundles_in(path)
+            if not found and not inner:
+                raise CaptureError(f"{path}: no capture files (*.pcap, *.pcapng) and no "
+                                   "bundles in this folder")
+            items += [("capture", p) for p in found] + [("bundle", p) for p in inner]
+        elif path.exists():  # a file, or a pipe (tcpdump -w - | ...; <(...))
+            items.append(("capture", path))
+        else:
+            raise CaptureError(f"{path}: no such capture file or folder (give captures, "
+                               "folders of them, or bundles)")
+    # one item per file however it was named, under the name it was given (a symlink keeps
+    # its own name and folder)
+    unique: dict[Path, tuple[str, Path]] = {}
+    for kind, p in items:
+        unique.setdefault(p.resolve(), (kind, p.absolute()))
+    return list(unique.values())
+
+
 def resolve_inputs(
     captures: Iterable[str | os.PathLike[str]],
     nodes: Mapping[str | os.PathLike[str], str] | None = None,
 ) -> list[CaptureInput]:
-    """Capture files (folders: their capture files) with their node and interface names.
-    Files named only in ``nodes`` are analyzed too. Raises CaptureError for a missing file."""
-    node_of = {Path(path).resolve(): name for path, name in (nodes or {}).items()}
-    paths: list[Path] = []
-    for item in [*captures, *(nodes or {})]:
-        path = Path(item)
-        if path.is_dir():
-            found = _capture_files(path)
-            if not found:
-                raise CaptureError(f"{path}: no capture files (*.pcap, *.pcapng) in this "
-                                   "folder")
-            paths.extend(found)
-        elif path.exists():  # a file, or a pipe (tcpdump -w - | ...; <(...))
-            paths.append(path)
-        else:
-            raise CaptureError(f"{path}: no such capture file or folder")
-    # one input per file, however it was named; a symlink keeps its own name and folder (the
-    # capture-set.json beside the link describes it), the target's folder is the fallback
-    given: dict[Path, Path] = {}
-    for path in paths:
-        given.setdefault(path.resolve(), path.absolute())
-    if not given:
+    """Capture files (folders: their capture files) with their node and interface names, for
+    paths that hold no bundle tarball (:func:`opened_inputs` opens those). Files named only in
+    ``nodes`` are analyzed too. Raises CaptureError for a missing file."""
+    items = _items(captures, nodes or {})
+    if any(kind == "bundle" and not p.is_dir() for kind, p in items):
+        raise UsageError("a bundle tarball is read by opened_inputs(), which unpacks it")
+    with opened_inputs(captures, nodes) as found:
+        return found.captures
+
+
+def check_inputs(captures: Iterable[str | os.PathLike[str]],
+                 nodes: Mapping[str | os.PathLike[str], str] | None = None) -> None:
+    """Fail early (before any work) for a path that does not exist or holds nothing to read;
+    tarballs are only opened by the analysis itself."""
+    if not _items(captures, nodes or {}):
         raise UsageError("no capture given")
-    unique = list(given.values())
+
+
+@contextlib.contextmanager
+def opened_inputs(
+    captures: Iterable[str | os.PathLike[str]],
+    nodes: Mapping[str | os.PathLike[str], str] | None = None,
+) -> Iterator[Inputs]:
+    """The captures of the given paths (files, folders, bundles) with their nodes and names,
+    and what their bundles add, for the length of the block (see the module docstring)."""
+    node_of = {Path(path).resolve(): name for path, name in (nodes or {}).items()}
+    items = _items(captures, nodes or {})
+    if not items:
+        raise UsageError("no capture given")
+    with contextlib.ExitStack() as stack:
+        entries: list[tuple[Path, Bundle | None, str | None]] = []  # file, bundle, interface
+        found = Inputs([])
+        for kind, path in items:
+            if kind == "capture":
+                entries.append((path, None, None))
+                continue
+            bundles = stack.enter_context(open_bundles(path))
+            named = node_of.get(path.resolve())
+            if named is not None and len(bundles) > 1:
+                raise UsageError(f"--node {named}={path}: this tarball holds "
+                                 f"{len(bundles)} bundles; name each bundle's node instead")
+            for bundle in bundles:
+                node = named or bundle.node
+                _add_bundle(found, bundle, node)
+                entries += [(c.path, bundle, c.interface) for c in bundle.captures]
+                node_of.update({c.path.resolve(): node for c in bundle.captures})
+        found.captures = _capture_inputs(entries, node_of)
+        if not found.captures:
+            raise UsageError("no capture given")
+        yield found
+
+
+def _add_bundle(found: Inputs, bundle: Bundle, node: str) -> None:
+    found.conntrack += [(node, dump, f"{bundle.source.name}:{dump.relative_to(bundle.root)}")
+                        for dump in bundle.conntrack]
+    if bundle.links is not None:
+        known = found.node_addresses.setdefault(node, [])
+        known += [a for a in bundle.links.own_addresses() if a not in known]
+    found.metadata.setdefault(node, {}).update(bundle.metadata)
+    found.notes += bundle.notes
+
+
+def _capture_inputs(entries: list[tuple[Path, Bundle | None, str | None]],
+                    node_of: Mapping[Path, str]) -> list[CaptureInput]:
+    given: dict[Path, Path] = {}  # resolved → as given (a file named twice is read once)
+    for path, _, _ in entries:
+        given.setdefault(path.resolve(), path)
+    paths = list(given.values())
+    by_path = {given[path.resolve()]: (bundle, interface) for path, bundle, interface in entries}
     inputs = []
-    for (target, path), label in zip(given.items(), _labels(unique), strict=True):
+    for path, label in zip(paths, _labels(paths, by_path), strict=True):
+        bundle, interface = by_path[path]
+        target = path.resolve()
+        if bundle is not None:
+            links = bundle.links
+            names = links.ifnames() if links is not None and interface == ANY else {}
+            only = interface if interface and interface != ANY else None
+            inputs.append(CaptureInput(path, node_of[target], label, names, only, links,
+                                       bundle.source))
+            continue
         entry = _manifest_entry(path) or _manifest_entry(target)
         names = {int(i["ifindex"]): str(i["name"]) for i in entry.get("interfaces", [])
                  if "ifindex" in i and "name" in i}
@@ -122,31 +247,47 @@ def metadata_beside(inputs: Sequence[CaptureInput]) -> tuple[list[Path], list[Pa
             [f / DOCKER_FILE for f in folders if (f / DOCKER_FILE).is_file()])
 
 
-def _labels(paths: Sequence[Path]) -> list[str]:
-    """The ``capture`` value of each file: its name, or (names clash) its path below the
-    common folder, so that every file has its own."""
+def _labels(paths: Sequence[Path],
+            by_path: Mapping[Path, tuple[Bundle | None, str | None]] | None = None) -> list[str]:
+    """The ``capture`` value of each file: its name, or (names clash) the bundle's name and the
+    file's (a bundle file), or its path below the common folder, so that every file has its
+    own."""
     names = [p.name for p in paths]
     if len(set(names)) == len(names):
         return names
-    common = Path(os.path.commonpath([str(p.parent) for p in paths]))
-    return [p.relative_to(common).as_posix() for p in paths]
+    bundles = by_path or {}
+    plain = [p for p in paths if bundles.get(p, (None, None))[0] is None]
+    common = Path(os.path.commonpath([str(p.parent) for p in plain])) if plain else None
+    labels = []
+    for p in paths:
+        bundle = bundles.get(p, (None, None))[0]
+        if bundle is not None:
+            labels.append(f"{bundle.source.name}/{p.relative_to(bundle.root).as_posix()}")
+        else:
+            labels.append(p.relative_to(common).as_posix() if common else p.name)
+    return labels
 
 
 def read_table(inputs: Sequence[CaptureInput], vxlan_ports: PortsArg = ()) -> pd.DataFrame:
-    """One packet table for all files, with ``node``, unique ``capture`` labels and the
-    manifest's interface names; a cut capture's warning is passed on. ``vxlan_ports``: port
-    numbers, or ``"auto"`` (see :func:`pktkit.read_packets`)."""
+    """One packet table for all files, with ``node``, unique ``capture`` labels, each file's
+    interface names, and the directions of per-interface captures a bundle's link data tells;
+    a cut capture's warning is passed on. ``vxlan_ports``: port numbers, or ``"auto"`` (see
+    :func:`pktkit.read_packets`)."""
     ports = vxlan_ports if isinstance(vxlan_ports, str) else tuple(vxlan_ports)
-    packets = read_packets([i.path for i in inputs], vxlan_ports=ports)
+    packets = read_packets([i.path for i in inputs], vxlan_ports=ports,
+                           ifnames=[i.interfaces or None for i in inputs])
     frames = [int(s["frames"]) for s in packets.attrs.get("read_stats", [])]
     if len(frames) != len(inputs) or sum(frames) != len(packets):
         raise CaptureError("the capture reader's frame counts do not add up; report this")
+    starts = np.concatenate([[0], np.cumsum(frames)]).astype(np.int64)
     file_of = np.repeat(np.arange(len(inputs), dtype=np.int32), frames)
     if any(i.label != i.path.name for i in inputs):
         packets["capture"] = _strings(file_of, [i.label for i in inputs])
     packets.insert(packets.columns.get_loc("interface"), "node",
                    _strings(file_of, [i.node for i in inputs]))
-    _name_interfaces(packets, inputs, file_of)
+    _name_single_interfaces(packets, inputs, starts)
+    fill_directions(packets, [(str(i.path), i.interface or "", i.links) for i in inputs],
+                    starts)
     return packets
 
 
@@ -157,40 +298,20 @@ def _strings(codes: np.ndarray, labels: Sequence[str]) -> pd.arrays.ArrowStringA
         [string_array(codes, pa.array(list(labels), pa.large_string()))], pa.large_string()))
 
 
-def _name_interfaces(packets: pd.DataFrame, inputs: Sequence[CaptureInput],
-                     file_of: np.ndarray) -> None:
-    """Manifest names for SLL2 interface indexes and for files that record no interface:
-    decided once per distinct (file, ifindex, interface) and applied through codes."""
-    if not any(i.interfaces for i in inputs):
+def _name_single_interfaces(packets: pd.DataFrame, inputs: Sequence[CaptureInput],
+                            starts: np.ndarray) -> None:
+    """The one interface of a file that records none (a per-interface pcap), on its rows
+    without an interface. (SLL2 indexes are named by the reader, per file.)"""
+    single = [i for i, item in enumerate(inputs) if item.interface]
+    if not single:
         return
     codes, names = pd.factorize(packets["interface"], use_na_sentinel=True)
-    ifindex = packets["ifindex"].to_numpy(dtype=np.int64, na_value=-1)
-    # one int64 per row for the (file, ifindex, interface) triple: hashing it costs a few
-    # arrays of n, where np.unique(axis=1) over the stacked triple costs many
-    key = (file_of.astype(np.int64) * (int(ifindex.max(initial=0)) + 2) + ifindex + 1) \
-        * (len(names) + 1) + codes + 1
-    del ifindex
-    combo, distinct = pd.factorize(key, size_hint=256)
-    del key
-    rows = _first_rows(combo)
     labels = [str(x) for x in names]
-    renamed = np.empty(len(distinct), np.int32)
-    for j, row in enumerate(rows.tolist()):
-        item, code = inputs[int(file_of[row])], int(codes[row])
-        value = packets["ifindex"].iat[row]
-        index = int(value) if pd.notna(value) else -1  # -1: no ifindex
-        name = labels[code] if code >= 0 else None
-        better = item.interfaces.get(index) if index >= 0 else item.interface
-        if better is not None and (name is None or name == str(index)):
-            name = better
-        if name is not None and name not in labels:
+    codes = codes.astype(np.int32)
+    for i in single:
+        rows = codes[int(starts[i]):int(starts[i + 1])]
+        name = str(inputs[i].interface)
+        if name not in labels:
             labels.append(name)
-        renamed[j] = -1 if name is None else labels.index(name)
-    packets["interface"] = _strings(renamed[combo], labels)
-
-
-def _first_rows(codes: np.ndarray) -> np.ndarray:
-    """The first row of each code of ``pd.factorize`` (codes numbered in order of first
-    appearance: a row that raises the running maximum is a code's first)."""
-    running = np.maximum.accumulate(codes)
-    return np.flatnonzero(np.diff(running, prepend=-1) > 0)
+        rows[rows < 0] = labels.index(name)
+    packets["interface"] = _strings(codes, labels)

@@ -29,7 +29,7 @@ import functools
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -37,13 +37,20 @@ import pyarrow as pa
 
 from pktkit.analysis import correlate as _correlate
 from pktkit.analysis import latency as _latency
-from pktkit.analysis.conntrack import read_conntrack
+from pktkit.analysis.conntrack import parse_conntrack, read_conntrack
 from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
 from pktkit.analysis.identities import IdentityMap, service_backends
-from pktkit.analysis.inputs import CaptureInput, metadata_beside, read_table, resolve_inputs
+from pktkit.analysis.inputs import (
+    CaptureInput,
+    Inputs,
+    metadata_beside,
+    opened_inputs,
+    read_table,
+)
 from pktkit.analysis.metadata import Metadata, Source, read_metadata
 from pktkit.analysis.naming import HANDSHAKE_NAMES, add_names, name_nat_flows, name_packets
 from pktkit.analysis.nat import nat_flows
+from pktkit.capture.formats import DOCKER_FILE, KUBECTL_FILE
 from pktkit.capture.headers import IPPROTO_TCP, MAX_MTU, MIN_MTU
 from pktkit.errors import UsageError
 from pktkit.progress import Progress, ProgressBar
@@ -83,6 +90,11 @@ class Analysis:
     conntrack_given: bool = False
     identities: pd.DataFrame | None = None  # who holds which address (identities module)
     names: IdentityMap | None = None  # to name the report's own tables alike
+    # from bundles: each node's own addresses (those of one node only), metadata files (as
+    # read: a tarball's are gone after the analysis), what a bundle lacked
+    node_addresses: dict[str, list[str]] = field(default_factory=dict)
+    metadata: dict[str, dict[str, Path]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 # -- the analysis ----------------------------------------------------------------------------
@@ -101,11 +113,12 @@ def analyze(
     docker: Iterable[Source] = (),
     progress: Progress | bool | None = None,
 ) -> Analysis:
-    """Analyze captures (files or folders) from one or many nodes; see the module docstring.
+    """Analyze captures (files, folders, node bundles) from one or many nodes; see the module
+    docstring and :mod:`pktkit.analysis.inputs` for what a path may be.
 
     ``conntrack``: (node or None, file) pairs of conntrack dumps (read first: a dump in an
     unknown format fails before any capture is read), handed to
-    :func:`pktkit.analysis.nat.nat_flows`.
+    :func:`pktkit.analysis.nat.nat_flows` with the dumps of the bundles.
     ``vxlan_ports``: more UDP ports to decode as VXLAN, or ``"auto"``: the VXLAN and Geneve
     ports found in the packets (listed in ``analysis.packets.attrs["tunnel_ports"]``).
     ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.analysis.correlate`).
@@ -119,19 +132,46 @@ def analyze(
                          f"{MIN_MTU} to {MAX_MTU}")
     if isinstance(captures, (str, os.PathLike)):
         captures = [captures]
-    inputs = resolve_inputs(captures, nodes)
-    beside_k8s, beside_docker = metadata_beside(inputs)
-    metadata = read_metadata(_unique([*k8s, *beside_k8s]), _unique([*docker, *beside_docker]))
-    dumps = (pd.concat([read_conntrack({node: path}) for node, path in conntrack],
-                       ignore_index=True) if conntrack else None)
-    bar = ProgressBar(True, notebook=True) if progress is True else None
-    report: Progress = bar.stages() if bar else (progress or _silent)  # type: ignore[assignment]
-    try:
-        return _run(inputs, dumps, metadata, vxlan_ports=vxlan_ports, underlay_mtu=underlay_mtu,
-                    window_ns=window_ns, clock_correction=clock_correction, report=report)
-    finally:
-        if bar is not None:
-            bar.close()
+    with opened_inputs(captures, nodes) as found:
+        beside_k8s, beside_docker = metadata_beside(found.captures)
+        in_bundles = [files for files in found.metadata.values()]
+        metadata = read_metadata(
+            _unique([*k8s, *beside_k8s, *(f[KUBECTL_FILE] for f in in_bundles
+                                          if KUBECTL_FILE in f)]),
+            _unique([*docker, *beside_docker, *(f[DOCKER_FILE] for f in in_bundles
+                                                if DOCKER_FILE in f)]))
+        dumps = _dumps(conntrack or [], found)
+        bar = ProgressBar(True, notebook=True) if progress is True else None
+        report: Progress = (bar.stages() if bar  # type: ignore[assignment]
+                            else (progress or _silent))
+        try:
+            result = _run(found.captures, dumps, metadata, vxlan_ports=vxlan_ports,
+                          underlay_mtu=underlay_mtu, window_ns=window_ns,
+                          clock_correction=clock_correction, report=report)
+        finally:
+            if bar is not None:
+                bar.close()
+    result.node_addresses = _owned_by_one(found.node_addresses)
+    result.metadata, result.notes = found.metadata, found.notes
+    return result
+
+
+def _dumps(given: Sequence[tuple[str | None, str | os.PathLike[str]]],
+           found: Inputs) -> pd.DataFrame | None:
+    """The conntrack dumps given, then those of the bundles, in one table (None: none)."""
+    frames = [read_conntrack({node: path}) for node, path in given]
+    frames += [parse_conntrack(path, node=node, name=name) for node, path, name in found.conntrack]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _owned_by_one(addresses: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each node's addresses that no other node also has (a gateway address every node's
+    bridge carries says nothing about which node sent)."""
+    count: dict[str, int] = {}
+    for own in addresses.values():
+        for address in own:
+            count[address] = count.get(address, 0) + 1
+    return {node: [a for a in own if count[a] == 1] for node, own in addresses.items()}
 
 
 def _silent(stage: str, done: int, total: int) -> None:

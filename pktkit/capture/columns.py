@@ -143,13 +143,15 @@ class _Started:
     error: np.ndarray
     encap_names: list[str]
     error_names: list[str]
+    ifnames: Mapping[int, str]  # this capture's SLL2 interface names
 
 
 class BatchDecoder:
     """Decodes captures into :class:`ColumnBatch` es; flow ids persist across batches and files.
 
-    ``vxlan_ports``/``ifnames`` as for :func:`pktkit.capture.table.read_packets` (port numbers;
-    ``geneve_ports`` likewise for Geneve). After a
+    ``vxlan_ports`` as for :func:`pktkit.capture.table.read_packets` (port numbers;
+    ``geneve_ports`` likewise for Geneve); ``ifnames`` names the SLL2 interface indexes of
+    every capture whose :meth:`batches` gets none. After a
     file's batches are consumed, ``stats[-1]`` is its :class:`ReadStats`.
     """
 
@@ -174,13 +176,17 @@ class BatchDecoder:
         self._flows = FlowIds()
         self._texts = AddressTexts()
 
-    def batches(self, path: str | Path) -> Iterator[ColumnBatch]:
-        """The batches of one capture; raises ``CaptureError`` at once if it is not one."""
+    def batches(self, path: str | Path, ifnames: Mapping[int, str] | None = None
+                ) -> Iterator[ColumnBatch]:
+        """The batches of one capture; raises ``CaptureError`` at once if it is not one.
+        ``ifnames``: this capture's interface names (default: the decoder's)."""
         stats, raws = raw_batches(path, self.batch_size)
         self.stats.append(stats)
-        return self._pipelined(raws)
+        names = self.ifnames if ifnames is None else dict(ifnames)
+        return self._pipelined(raws, names)
 
-    def _pipelined(self, raws: Iterator[RawBatch]) -> Iterator[ColumnBatch]:
+    def _pipelined(self, raws: Iterator[RawBatch],
+                   ifnames: Mapping[int, str]) -> Iterator[ColumnBatch]:
         """Batch k's checksum sums, payload hashes and columns (flow ids, addresses: numpy
         over its bytes and rows, much of it without the GIL) are made in a second thread
         while this one walks batch k + 1 and runs its layers. One worker: batches are
@@ -188,18 +194,18 @@ class BatchDecoder:
         with ThreadPoolExecutor(1, thread_name_prefix="pktkit-columns") as pool:
             waiting: Future[ColumnBatch] | None = None
             for raw in raws:
-                started = pool.submit(self._finish, self._start(raw))
+                started = pool.submit(self._finish, self._start(raw, ifnames))
                 if waiting is not None:
                     yield waiting.result()
                 waiting = started
             if waiting is not None:
                 yield waiting.result()
 
-    def decode(self, raw: RawBatch) -> ColumnBatch:
+    def decode(self, raw: RawBatch, ifnames: Mapping[int, str] | None = None) -> ColumnBatch:
         """One batch, in this thread."""
-        return self._finish(self._start(raw))
+        return self._finish(self._start(raw, self.ifnames if ifnames is None else ifnames))
 
-    def _start(self, raw: RawBatch) -> _Started:
+    def _start(self, raw: RawBatch, ifnames: Mapping[int, str]) -> _Started:
         """The vectorized layers, and the reference decoder for every row they leave."""
         n = len(raw)
         f = Frames(raw, self._vxlan_ports, self._other_ports, self._source_ports)
@@ -214,7 +220,8 @@ class BatchDecoder:
                 error[i] = self._error_codes.setdefault(p.error, len(self._error_codes))
                 if error[i] == len(self.error_names):
                     self.error_names.append(p.error)
-        return _Started(raw, f, fragment, error, list(self.encap_names), list(self.error_names))
+        return _Started(raw, f, fragment, error, list(self.encap_names), list(self.error_names),
+                        ifnames)
 
     def _finish(self, started: _Started) -> ColumnBatch:
         """The fast rows' L4 checksums and payload hashes, then the columns."""
@@ -272,7 +279,7 @@ class BatchDecoder:
             direction = np.where(direction >= 0, direction, raw.direction)
         strings = self._addresses(f)
         strings["capture"] = (np.zeros(n, np.int32), arrow_strings([raw.capture]))
-        strings["interface"] = self._interfaces(raw, f)
+        strings["interface"] = self._interfaces(raw, f, started.ifnames)
         return ColumnBatch(
             n, ints, bools, strings,
             {"direction": direction, "encap": f.encap.astype(np.int32),
@@ -294,7 +301,7 @@ class BatchDecoder:
             out[name] = (codes, self._texts.dictionary())
         return out
 
-    def _interfaces(self, raw: RawBatch, f: Frames) -> Strings:
+    def _interfaces(self, raw: RawBatch, f: Frames, ifnames: Mapping[int, str]) -> Strings:
         """``ifnames[ifindex]``, else the pcapng interface name, else the ifindex as text."""
         n = len(raw)
         named = raw.interface_code if raw.interface_code is not None else np.full(n, -1, np.int32)
@@ -309,8 +316,8 @@ class BatchDecoder:
         mapping = np.full(len(distinct), -1, np.int32)
         for j, key in enumerate(distinct.tolist()):
             ifindex, code = (key >> 31) - 1, (key & 0x7FFFFFFF) - 1
-            if ifindex >= 0 and ifindex in self.ifnames:
-                text: str | None = self.ifnames[ifindex]
+            if ifindex >= 0 and ifindex in ifnames:
+                text: str | None = ifnames[ifindex]
             elif code >= 0:
                 text = names[code]
             else:

@@ -74,6 +74,9 @@ ARPHRD_NETLINK = 824  # the SLL protocol field is a netlink family, not an ether
 # SLL/SLL2 packet types (the kernel's PACKET_*) → direction as seen by the capturing host
 SLL_PKTTYPES = {"in": 0, "broadcast": 1, "multicast": 2, "otherhost": 3, "out": 4}
 PKTTYPE_DIRECTION = {0: "in", 1: "in", 2: "in", 3: "other", 4: "out"}
+# ... and the packet type a writer records for a direction ("other": a bridge port received a
+# frame addressed to another host, as every frame a pod sends through its bridge)
+DIRECTION_PKTTYPE = {"in": 0, "other": 3, "out": 4}
 DIRECTIONS = ("in", "out", "other")  # category order of the packet table's ``direction``
 
 # capture-set.json: which node and interfaces each capture file of a folder holds

@@ -11,7 +11,7 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,10 +37,23 @@ _DICTIONARY_COLUMNS = [*STRING_COLUMNS, *CATEGORY_COLUMNS]
 _STATISTICS_COLUMNS = ["frame", "ts_ns", "flow_id"]
 
 PathArg = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+# Interface names of SLL2 indexes: one map for every capture, or one per capture (in order).
+IfnamesArg = Mapping[int, str] | Sequence[Mapping[int, str] | None] | None
 
 
 def path_list(paths: PathArg) -> list[str | os.PathLike[str]]:
     return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def ifnames_list(ifnames: IfnamesArg, count: int) -> list[Mapping[int, str] | None]:
+    """``ifnames`` as one map (or None) per capture. A sequence must have one per capture."""
+    if ifnames is None or isinstance(ifnames, Mapping):
+        return [ifnames] * count
+    per_capture = list(ifnames)
+    if len(per_capture) != count:
+        raise UsageError(f"ifnames: {len(per_capture)} interface maps for {count} captures; "
+                         "give one map per capture, or one map for all")
+    return per_capture
 
 
 def arrow_batch(batch: ColumnBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -76,7 +89,7 @@ def write_packets(
     out: str | os.PathLike[str],
     *,
     vxlan_ports: PortsArg = (),
-    ifnames: Mapping[int, str] | None = None,
+    ifnames: IfnamesArg = None,
     batch_size: int = DEFAULT_BATCH,
 ) -> list[ReadStats]:
     """Decode captures straight into a CSV or Parquet file, batch by batch, in flat memory.
@@ -91,13 +104,13 @@ def write_packets(
     """
     out = Path(out)
     suffix = table_suffix(out)
-    paths = path_list(paths)
-    ports = resolve_ports(paths, vxlan_ports)
-    decoder = BatchDecoder(ports.vxlan, ifnames, batch_size, geneve_ports=ports.geneve)
+    files = path_list(paths)
+    ports = resolve_ports(files, vxlan_ports)
+    decoder = BatchDecoder(ports.vxlan, None, batch_size, geneve_ports=ports.geneve)
 
     def batches() -> Iterator[ColumnBatch]:
-        for path in paths:
-            yield from decoder.batches(path)
+        for path, names in zip(files, ifnames_list(ifnames, len(files)), strict=True):
+            yield from decoder.batches(path, names)
             warn_if_cut(decoder.stats[-1])
 
     with atomic_path(out, "the table") as tmp:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
 import pandas as pd
@@ -23,7 +23,7 @@ from pktkit.capture.columns import BatchDecoder, ColumnBatch, DecodeEngine
 from pktkit.capture.decode import DecodedPacket, Decoder
 from pktkit.capture.flows import FlowNumbering
 from pktkit.capture.frame import SCHEMA, batches_frame
-from pktkit.capture.output import PathArg, path_list
+from pktkit.capture.output import IfnamesArg, PathArg, ifnames_list, path_list
 from pktkit.capture.read import CaptureReader, RawFrame, ReadStats, warn_if_cut
 from pktkit.capture.reasons import error_categories
 from pktkit.capture.tunnel_ports import describe
@@ -64,7 +64,7 @@ def read_packets(
     paths: PathArg,
     *,
     vxlan_ports: PortsArg = (),
-    ifnames: Mapping[int, str] | None = None,
+    ifnames: IfnamesArg = None,
     engine: DecodeEngine = "fast",
 ) -> pd.DataFrame:
     """Read and decode captures into one table (columns: :mod:`pktkit.capture.schema`).
@@ -74,8 +74,11 @@ def read_packets(
     finds the ports carrying VXLAN or Geneve in the packets themselves
     (:mod:`pktkit.capture.autoports`), decodes them so, and lists every port found in
     ``df.attrs["tunnel_ports"]`` (``[{"port": 8472, "kind": "vxlan"}, ...]``).
-    ``ifnames`` names SLL2 interface indexes. A capture cut mid-record contributes its whole
-    frames and a :class:`~pktkit.capture.read.CaptureCutWarning`; ``df.attrs["read_stats"]``
+    ``ifnames`` names SLL2 interface indexes: one map ``{ifindex: name}`` for every capture,
+    or a sequence of one map (or None) per capture, in order (every node numbers its own
+    devices). A name given this way wins over a pcapng interface block's. A capture cut
+    mid-record contributes its whole frames and a
+    :class:`~pktkit.capture.read.CaptureCutWarning`; ``df.attrs["read_stats"]``
     holds one :class:`~pktkit.capture.read.ReadStats` dict per capture. Raises
     ``CaptureError`` for a file that is not a capture.
 
@@ -85,10 +88,11 @@ def read_packets(
     """
     if engine not in ("fast", "reference"):
         raise UsageError(f"engine {engine!r}: choose 'fast' or 'reference'")
-    paths = path_list(paths)
-    ports = resolve_ports(paths, vxlan_ports)
+    files = path_list(paths)
+    names = ifnames_list(ifnames, len(files))
+    ports = resolve_ports(files, vxlan_ports)
     if engine == "fast":
-        df = read_columnar(paths, BatchDecoder(ports.vxlan, ifnames, geneve_ports=ports.geneve))
+        df = read_columnar(files, BatchDecoder(ports.vxlan, geneve_ports=ports.geneve), names)
         if ports.found is not None:
             df.attrs["tunnel_ports"] = ports.attrs()
         return df
@@ -96,11 +100,12 @@ def read_packets(
     flows = FlowNumbering()
     rows: list[dict[str, object]] = []
     stats: list[ReadStats] = []
-    for path in path_list(paths):
+    for path, file_ifnames in zip(files, names, strict=True):
         reader = CaptureReader(path)
         decode = decoder.decode
         for raw in reader:
-            rows.append(_row(raw, decode(raw.data, raw.linktype, raw.wire_len), flows, ifnames))
+            rows.append(_row(raw, decode(raw.data, raw.linktype, raw.wire_len), flows,
+                             file_ifnames))
         stats.append(reader.stats)
         warn_if_cut(reader.stats)
     errors = [row["error"] for row in rows]
@@ -113,10 +118,12 @@ def read_packets(
     return df
 
 
-def read_columnar(paths: list[str | os.PathLike[str]], decoder: BatchDecoder) -> pd.DataFrame:
+def read_columnar(paths: list[str | os.PathLike[str]], decoder: BatchDecoder,
+                  ifnames: Sequence[Mapping[int, str] | None] | None = None) -> pd.DataFrame:
+    """The table of ``paths`` through the fast decoder (``ifnames``: one map per path)."""
     batches: list[ColumnBatch] = []
-    for path in paths:
-        batches.extend(decoder.batches(path))
+    for path, names in zip(paths, ifnames or [None] * len(paths), strict=True):
+        batches.extend(decoder.batches(path, names))
         warn_if_cut(decoder.stats[-1])
     if batches:
         df = batches_frame(batches)

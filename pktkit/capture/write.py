@@ -20,6 +20,7 @@ from pktkit.capture.formats import (
     BLOCK_IDB,
     BLOCK_SHB,
     BYTE_ORDER_MAGIC,
+    DIRECTION_PKTTYPE,
     IF_NAME,
     IF_TSRESOL,
     LINKTYPE_ETHERNET,
@@ -29,7 +30,6 @@ from pktkit.capture.formats import (
     PCAP_MAGIC_NS,
     PCAP_MAGIC_US,
     SHB_USERAPPL,
-    SLL_PKTTYPES,
     SNAPLEN,
     CaptureFormat,
 )
@@ -52,6 +52,7 @@ class Interface:
     name: str
     ifindex: int
     link: Literal["ether", "raw"] = "ether"  # how the device frames packets
+    bridge_port: bool = False  # a bridge's port: what it receives for others is "other"
 
     @property
     def label(self) -> str:
@@ -60,7 +61,7 @@ class Interface:
 
 def sll2_header(frame: bytes, iface: Interface, direction: str) -> bytes:
     """Build the 20-byte Linux cooked v2 header that replaces the link header of ``frame``."""
-    pkttype = SLL_PKTTYPES[direction]
+    pkttype = DIRECTION_PKTTYPE[direction]
     if iface.link == "ether":
         ethertype = struct.unpack_from("!H", frame, ETHERNET.offset["type"])[0]
         src_mac = frame[ETHERNET.offset["src"]:ETHERNET.offset["type"]]

@@ -64,7 +64,7 @@ class Sighting:
 
     true_ts_ns: int
     point: Interface
-    direction: str
+    direction: str  # in, out, other (a bridge port received it for another MAC)
     frame: bytes
     packet_id: int
     hop: int
@@ -160,6 +160,17 @@ def _describe(flight: InFlight) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     return (*ip_addresses(frame, outer_at), *outer_ports), inner
 
 
+def _direction(hop: Hop, flight: InFlight) -> str:
+    """The sighting's direction as SLL2's packet type says it: a frame a bridge port receives
+    for another MAC (a pod's frame to its gateway or to another pod) is PACKET_OTHERHOST,
+    ``other``; what a device receives for its own MAC or a group address is ``in``."""
+    assert hop.point is not None
+    if hop.direction == "in" and hop.point.bridge_port and flight.link == "ether" \
+            and not flight.frame[0] & 1:
+        return "other"
+    return hop.direction
+
+
 class Engine:
     """Turns a scenario's flows into time-ordered sightings."""
 
@@ -227,7 +238,7 @@ class Engine:
             assert hop.point is not None
             outer, inner = _describe(flight)
             sightings.append(Sighting(
-                true_ts_ns=ts, point=hop.point, direction=hop.direction,
+                true_ts_ns=ts, point=hop.point, direction=_direction(hop, flight),
                 frame=flight.frame, packet_id=packet_id, hop=index, flow_id=flow.flow_id,
                 nat_flow_id=nat_flow_id, encap=flight.encap, vni=flight.vni,
                 overhead_bytes=flight.overhead_bytes, fragment=flight.fragment,

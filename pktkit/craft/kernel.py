@@ -3,8 +3,11 @@
 Each transform takes the packet in flight and the flow's state and returns the frame(s) that
 leave it (more than one when it fragments, none when it drops). Every header field the kernel
 sets is set here explicitly. Checksums are recomputed after every rewrite, as the kernel's NAT
-and forwarding do, except the outer UDP checksum of VXLAN/Geneve over IPv4, which Linux leaves
-zero by default (RFC 7348 allows it); over IPv6 it is computed (udp6zerocsumtx is off).
+and forwarding do. The outer UDP checksum: a vxlan device computes it by default (``udp_csum``
+on, measured with pktkit lab on Linux 6.18: a capture on the sending host shows the partial
+sum its offload leaves, the receiver the whole one, written here); a geneve device leaves it
+zero over IPv4 unless ``udpcsum`` is set (RFC 8926 allows it); over IPv6 it is always computed
+(udp6zerocsumtx is off). docs/FIDELITY.md lists what differs from the kernel and why.
 """
 
 from __future__ import annotations
@@ -84,9 +87,10 @@ def ip_payload_len(buf: bytes | bytearray, offset: int) -> int:
     return struct.unpack_from("!H", buf, offset + 4)[0]
 
 
-def set_l4_checksum(buf: bytearray, offset: int) -> None:
+def set_l4_checksum(buf: bytearray, offset: int, *, fresh: bool = False) -> None:
     """Recompute the TCP/UDP/ICMP/ICMPv6 checksum of the IP packet at ``offset`` (whole
-    datagrams only: a fragment's checksum covers bytes it does not carry)."""
+    datagrams only: a fragment's checksum covers bytes it does not carry). A UDP/IPv4 "no
+    checksum" (zero) stays so, unless the datagram is ``fresh`` (its sender computes one)."""
     if is_fragment(buf, offset):
         return
     proto = ip_proto(buf, offset)
@@ -95,7 +99,7 @@ def set_l4_checksum(buf: bytearray, offset: int) -> None:
     field_at = {PROTO_TCP: 16, PROTO_UDP: 6, PROTO_ICMP: 2, PROTO_ICMPV6: 2}.get(proto)
     if field_at is None:
         return
-    if proto == PROTO_UDP and ip_version(buf, offset) == 4 and \
+    if proto == PROTO_UDP and ip_version(buf, offset) == 4 and not fresh and \
             struct.unpack_from("!H", buf, start + 6)[0] == 0:
         return  # "no checksum" stays so through NAT
     buf[start + field_at : start + field_at + 2] = b"\x00\x00"
@@ -228,7 +232,13 @@ def flow_hash_port(flight: InFlight, salt: int = 0) -> int:
 
 @dataclass
 class _Underlay:
-    """The outer Ethernet and IP of a VTEP, with the IP ID counter of the sending host."""
+    """The outer Ethernet and IP of a VTEP, with the IP ID counters of the sending host.
+
+    Linux numbers the IDs of packets sent from no connected socket (a tunnel's outer header)
+    from one counter per (source, destination, protocol) of the host (``ip_idents``), whatever
+    device sends them: two VXLAN devices (VNIs) of one node to the same peer draw from one
+    sequence (measured with pktkit lab). ``idents`` is that table; a scenario shares one
+    between all its tunnels."""
 
     src_mac: str
     dst_mac: str
@@ -238,11 +248,17 @@ class _Underlay:
     rng_seed: int = 0
     df: bool = False  # outer DF: set by devices with path-MTU discovery on (iproute2 gretap)
     inherit: bool = False  # copy TTL and DF from an inner IPv4 packet (ipip fallback tunl0)
-    _ip_id: int = field(init=False, default=0)
+    idents: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    udp_csum: bool = False  # compute the outer UDP checksum over IPv4 too
 
-    def __post_init__(self) -> None:
-        self._ip_id = random.Random(f"{self.src_ip}>{self.dst_ip}:{self.rng_seed}").randint(
-            0, 0xFFFF)
+    def next_ip_id(self, proto: int) -> int:
+        """The next ID of (this host, the peer, ``proto``); the counter starts at random."""
+        key = (self.src_ip, self.dst_ip, proto)
+        if key not in self.idents:
+            self.idents[key] = random.Random(
+                f"{self.src_ip}>{self.dst_ip}:{self.rng_seed}").randint(0, 0xFFFF)
+        self.idents[key] = (self.idents[key] + 1) & 0xFFFF
+        return self.idents[key]
 
     @property
     def version(self) -> int:
@@ -271,14 +287,14 @@ class _Underlay:
             header = bytearray(struct.pack("!IHBB", 6 << 28, len(payload), proto, ttl)
                                + src + dst)
         else:
-            self._ip_id = (self._ip_id + 1) & 0xFFFF
-            header = bytearray(struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(payload), self._ip_id,
-                                           0x4000 if df else 0, ttl, proto, 0) + src + dst)
+            header = bytearray(struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(payload),
+                                           self.next_ip_id(proto), 0x4000 if df else 0, ttl,
+                                           proto, 0) + src + dst)
         packet = header + payload
         if self.version == 4:
             set_ipv4_header_checksum(packet, 0)
-        elif udp_ports is not None:
-            set_l4_checksum(packet, 0)  # mandatory over IPv6
+        if udp_ports is not None and (self.version == 6 or self.udp_csum):
+            set_l4_checksum(packet, 0, fresh=True)  # mandatory over IPv6
         return ether_header(self.src_mac, self.dst_mac, self.version) + bytes(packet)
 
     def _encapsulated(self, flight: InFlight, frame: bytes, name: str, vni: int | None,
@@ -298,10 +314,12 @@ def _inner_ether(flight: InFlight) -> bytes:
 
 @dataclass
 class VxlanEncap(_Underlay):
-    """Linux vxlan device (RFC 7348): flags 0x08 (VNI valid), reserved bits zero."""
+    """Linux vxlan device (RFC 7348): flags 0x08 (VNI valid), reserved bits zero, the outer
+    UDP checksum computed (the device's default)."""
 
     vni: int = 1
     dport: int = 8472
+    udp_csum: bool = True
 
     def __call__(self, flight: InFlight, flow: FlowState) -> list[InFlight]:
         vxlan = struct.pack("!II", VXLAN_FLAGS_VNI_VALID << 24, self.vni << 8)

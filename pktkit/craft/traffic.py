@@ -95,10 +95,14 @@ class _TcpSide:
         tcp = TCP(sport=self.me.port, dport=self.peer.port, seq=self.seq,
                   ack=self.ack if "A" in flags else 0, flags=flags, window=window,
                   urgptr=0, options=opts, reserved=0)
-        pkt = _ip(self.me, self.peer, 6, self.ip_id, df=True) / tcp
+        # A SYN-ACK leaves through ip_build_and_send_pkt, which sets ID 0 under DF (the child
+        # socket's own counter starts with its next segment)
+        synack = "S" in flags and "A" in flags
+        pkt = _ip(self.me, self.peer, 6, 0 if synack else self.ip_id, df=True) / tcp
         if payload:
             pkt = pkt / Raw(payload)
-        self.ip_id += 1
+        if not synack:
+            self.ip_id += 1
         if advance:
             self.seq = (self.seq + len(payload) + (1 if ("S" in flags or "F" in flags) else 0)) \
                 & 0xFFFFFFFF
@@ -176,9 +180,12 @@ def tcp_session(client: Endpoint, server: Endpoint, request: bytes, response: by
 
 def dns_exchange(client: Endpoint, server: Endpoint, qname: str, answer_ip: str,
                  rng: random.Random) -> list[Emission]:
-    """A DNS query over UDP and its answer (unconnected sockets: IP ID 0, DF set); an A
-    query, or AAAA when ``answer_ip`` is an IPv6 address."""
+    """A DNS query over UDP and its answer, DF set; an A query, or AAAA when ``answer_ip`` is
+    an IPv6 address. IP IDs: the resolver's socket is connected (glibc's send_dg connects it)
+    and sends its counter; the server answers from an unconnected socket, which Linux 6.18
+    gives a non-zero ID from its per-destination counters (measured with pktkit lab)."""
     txid = rng.getrandbits(16)
+    query_id, answer_id = 1 + rng.getrandbits(16) % 0xFFFF, 1 + rng.getrandbits(16) % 0xFFFF
     qtype = "AAAA" if ":" in answer_ip else "A"
     query = DNS(id=txid, qr=0, opcode=0, rd=1, ra=0, z=0, rcode=0, qdcount=1, ancount=0,
                 nscount=0, arcount=0, qd=DNSQR(qname=qname, qtype=qtype, qclass="IN"))
@@ -186,9 +193,9 @@ def dns_exchange(client: Endpoint, server: Endpoint, qname: str, answer_ip: str,
                  nscount=0, arcount=0, qd=DNSQR(qname=qname, qtype=qtype, qclass="IN"),
                  an=DNSRR(rrname=qname, type=qtype, rclass="IN", ttl=300, rdata=answer_ip))
     return [
-        Emission("fwd", _ip(client, server, 17, 0, df=True)
+        Emission("fwd", _ip(client, server, 17, query_id, df=True)
                  / UDP(sport=client.port, dport=server.port) / query, after="send", delay_us=0),
-        Emission("rev", _ip(server, client, 17, 0, df=True)
+        Emission("rev", _ip(server, client, 17, answer_id, df=True)
                  / UDP(sport=server.port, dport=client.port) / answer, delay_us=80),
     ]
 

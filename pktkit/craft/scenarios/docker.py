@@ -22,6 +22,7 @@ from pktkit.craft import params as P
 from pktkit.craft.engine import EPOCH_NS, FlowSpec, Hop, Path, Scenario
 from pktkit.craft.inventory import DockerContainer, DockerHost
 from pktkit.craft.kernel import Nat, NatReply, Route, Transit
+from pktkit.craft.names import docker_mac
 from pktkit.craft.nat import Conntrack
 from pktkit.craft.traffic import (
     Emission,
@@ -34,11 +35,6 @@ from pktkit.craft.traffic import (
     varied_size,
 )
 from pktkit.errors import UsageError
-
-
-def docker_mac(ip: str) -> str:
-    """Docker derives a container's MAC from its IPv4 address: 02:42 + the four bytes."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,8 @@ class _DockerHost(Scenario):
         self.containers = [str(bridge.network_address + 2), str(bridge.network_address + 3)]
         self.eth0 = Interface("host", "eth0", 2)
         self.docker0 = Interface("host", "docker0", 3)
-        self.veths = [Interface("host", "veth-c1", 5), Interface("host", "veth-c2", 7)]
+        self.veths = [Interface("host", "veth-c1", 5, bridge_port=True),  # docker0's ports
+                      Interface("host", "veth-c2", 7, bridge_port=True)]
         self.eth0_mac = "52:54:00:12:34:56"
         self.gateway_mac = "52:54:00:aa:bb:01"
         self.remote_mac = "00:1c:73:00:00:99"  # the server's own NIC, far away

@@ -79,8 +79,8 @@ class _KubeCluster(TwoNodeCluster):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.client = self.pod(self.node_a, "client", 5, 6)
-        self.coredns = self.pod(self.node_b, "coredns", 3, 5)
-        self.web = self.pod(self.node_b, "web", 7, 7)
+        self.coredns = self.pod(self.node_b, "coredns", 3, 6)
+        self.web = self.pod(self.node_b, "web", 7, 8)
         self.ct: Conntrack = self.conntrack()
         self.backend_of: dict[int, Pod] = {}  # flow id → the pod that serves it
 

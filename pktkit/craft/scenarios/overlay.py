@@ -56,6 +56,7 @@ from pktkit.craft.kernel import (
     Transform,
     VxlanEncap,
 )
+from pktkit.craft.names import local_mac
 from pktkit.craft.scenarios.routed import HOUR_NS, cluster_listed_ns, system_pods
 from pktkit.craft.traffic import (
     Emission,
@@ -166,14 +167,6 @@ class IpipParams(UnderlayParams):
 # -- topology -----------------------------------------------------------------------------------
 
 
-def local_mac(label: str) -> str:
-    """A locally administered unicast MAC, fixed per device: what the kernel draws at random
-    when it creates a bridge, veth or tunnel device."""
-    digest = bytearray(hashlib.sha256(label.encode()).digest()[:6])
-    digest[0] = (digest[0] & 0xFC) | 0x02
-    return digest.hex(":")
-
-
 def calico_veth_name(workload: str) -> str:
     """Calico's host-side veth: ``cali`` and 11 hex digits of the SHA-1 of the workload."""
     return "cali" + hashlib.sha1(workload.encode()).hexdigest()[:11]
@@ -233,6 +226,7 @@ class _Overlay(Scenario):
                              "give the two nodes different addresses")
         self._devices: dict[str, dict[str, Interface]] = {}
         self._next_ifindex: dict[str, int] = {}
+        self._idents: dict[tuple[str, str, int], int] = {}  # the nodes' outer IP ID counters
         self.nodes = tuple(
             Node(name, ip, mac, self.device(name, "eth0"))
             for name, ip, mac in (("node-a", p.node_a_ip, "52:54:00:0a:00:01"),
@@ -242,14 +236,16 @@ class _Overlay(Scenario):
     # Devices and tenants.
 
     def device(self, node: str, name: str, *, link: Literal["ether", "raw"] = "ether",
-               veth: bool = False) -> Interface:
-        """The node's device ``name``, created on first use with the next ifindex (a veth pair
-        takes two: the pod's end is moved into the pod's namespace)."""
+               veth: bool = False, bridge_port: bool = False) -> Interface:
+        """The node's device ``name``, created on first use with the next ifindex. A veth pair
+        takes two, and the host's end the higher: ``ip link add A type veth peer name B``
+        registers the peer B first (its end is then moved into the pod's namespace)."""
         devices = self._devices.setdefault(node, {})
         if name not in devices:
             ifindex = self._next_ifindex.get(node, 2)  # 1 is lo
             self._next_ifindex[node] = ifindex + (2 if veth else 1)
-            devices[name] = Interface(node, name, ifindex, link)
+            devices[name] = Interface(node, name, ifindex + (1 if veth else 0), link,
+                                      bridge_port)
         return devices[name]
 
     @property
@@ -279,7 +275,8 @@ class _Overlay(Scenario):
             ip = str(net.network_address + host)
             br, tun = self.device(node.name, bridge), self.device(node.name, tunnel)
             return Pod(ip, local_mac(f"{node.name}/{name}/pod/{ip}"), mtu, node,
-                       self.device(node.name, veth, veth=True), local_mac(br.label), br, tun,
+                       self.device(node.name, veth, veth=True, bridge_port=True),
+                       local_mac(br.label), br, tun,
                        local_mac(tun.label))
 
         a, b = self.nodes
@@ -294,7 +291,7 @@ class _Overlay(Scenario):
     def underlay(self, src: Node, dst: Node, seed: int) -> dict[str, Any]:
         """The outer Ethernet and IP of a VTEP on ``src`` sending to ``dst`` (one segment)."""
         return {"src_mac": src.mac, "dst_mac": dst.mac, "src_ip": src.ip, "dst_ip": dst.ip,
-                "ttl": 64, "rng_seed": seed}
+                "ttl": 64, "rng_seed": seed, "idents": self._idents}
 
     def interfaces(self) -> list[Interface]:
         return [iface for node in self.nodes for iface in self._devices[node.name].values()]

@@ -12,7 +12,6 @@ pod MACs are ``0a:58`` plus the low four bytes of the pod address, as that plugi
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pktkit.craft import params as P
 from pktkit.craft.engine import EPOCH_NS, FlowSpec, Hop, Path, Scenario
 from pktkit.craft.inventory import KubeCluster, KubeNode, KubePod, KubeService, KubeServicePort
 from pktkit.craft.kernel import Route, Transform
+from pktkit.craft.names import pod_mac, veth_name
 from pktkit.craft.traffic import (
     Emission,
     Endpoint,
@@ -67,16 +67,6 @@ def system_pods(nodes: tuple[KubeNode, ...]) -> list[KubePod]:
 def cluster_listed_ns(scenario: Scenario) -> int:
     """When kubectl ran: a minute after the last flow could have started."""
     return EPOCH_NS + scenario.duration_ns + 60 * 10**9
-
-
-def pod_mac(ip: str) -> str:
-    """The CNI bridge plugin's pod MAC: 0a:58 followed by the low four bytes of the address."""
-    return "0a:58:" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(ip).packed[-4:])
-
-
-def veth_name(pod: str) -> str:
-    """Host side of a pod's veth pair: ``veth`` and eight hex digits (15-character limit)."""
-    return "veth" + hashlib.sha1(pod.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -156,11 +146,13 @@ class TwoNodeCluster(Scenario):
         self.link_latency_us = p.link_latency_us
 
     def pod(self, node: Node, name: str, host: int, ifindex: int) -> Pod:
-        """Pod ``name`` at host number ``host`` of ``node``'s pod CIDR (.1 is cni0)."""
+        """Pod ``name`` at host number ``host`` of ``node``'s pod CIDR (.1 is cni0); ``ifindex``
+        of its host-side veth (a pair takes two indexes, the host's end the higher)."""
         p: ClusterParams = self.params
         cidr = p.pod_cidr_a if node is self.node_a else p.pod_cidr_b
         ip = str(ipaddress.ip_network(cidr).network_address + host)
-        return Pod(name, ip, node, Interface(node.name, veth_name(f"default/{name}"), ifindex))
+        return Pod(name, ip, node, Interface(node.name, veth_name(f"default/{name}"), ifindex,
+                                             bridge_port=True))  # a port of cni0
 
     def egress(self, pod: Pod, next_hop_mac: str, at_bridge: tuple[Transform, ...] = ()
                ) -> tuple[Hop, ...]:
@@ -246,8 +238,8 @@ class FlatRouted(TwoNodeCluster):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.client = self.pod(self.node_a, "client", 5, 6)
-        self.dns = self.pod(self.node_b, "dns", 3, 5)
-        self.web = self.pod(self.node_b, "web", 7, 7)
+        self.dns = self.pod(self.node_b, "dns", 3, 6)
+        self.web = self.pod(self.node_b, "web", 7, 8)
 
     def interfaces(self) -> list[Interface]:
         a, b = self.node_a, self.node_b
