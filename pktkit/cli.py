@@ -47,7 +47,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     overrides = dict(_key_value("--set", item) for item in args.set)
     scenario = make_scenario(args.scenario, seed=args.seed, flows=args.flows,
                              duration_s=args.duration, overrides=overrides,
-                             clock_offset_s=args.clock_offset)
+                             clock_offset_s=args.clock_offset, clock_drift_ppm=args.clock_drift,
+                             impairments=args.impair)
     result = generate(scenario, args.out, fmt=args.format, linktype=args.linktype)
     if not args.quiet:
         print(f"{scenario.name}: {result.packets} frames in {len(result.files)} files "
@@ -216,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--duration", type=float, help="seconds over which flows start")
     gen.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
                      help="offset of the second node's clock (multi-node scenarios)")
+    gen.add_argument("--clock-drift", type=float, default=0.0, metavar="PPM",
+                     help="drift of the second node's clock, parts per million (multi-node "
+                          "scenarios; e.g. 80: 80 µs fast per second)")
+    gen.add_argument("--impair", action="append", default=[], metavar="KEY=VALUE",
+                     help="stage the underlay's trouble (repeatable): queue=DURATION (queueing "
+                          "bursts up to it, e.g. 20ms), loss=FRACTION (TCP retransmits), "
+                          "reorder=FRACTION, duplicate=FRACTION (a frame recorded twice)")
     gen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a scenario parameter (repeatable)")
     gen.add_argument("-q", "--quiet", action="store_true")
