@@ -6,9 +6,13 @@ finds NAT flows (:mod:`~pktkit.analysis.nat`) and measures latency
 (:mod:`~pktkit.analysis.latency`). :class:`Analysis` holds the tables; the report stage
 (:mod:`pktkit.report.folder`) writes them.
 
-The packet table gains ``node`` (string), ``packet_id``, ``hop``, ``nat_flow_id`` (Int64) and
-``ts_ref_ns`` (Int64: the capture time on the reference node's clock); see the modules above
-for ``packet_id``/``hop`` and the hops, latency, clock_offsets and handshakes tables, and for
+The packet table gains ``node`` (string), ``packet_id``, ``hop``, ``nat_flow_id`` (Int64),
+``ts_ref_ns`` (Int64: the capture time on the reference node's clock, through the node's clock
+model), ``overlay_encap`` (category) and ``overlay_vni`` (UInt32: the tunnel of the packet's
+encapsulated copy, on every sighting of it, decapsulated ones included; ``encap`` and ``vni``
+stay the frame's own), and its ``flow_id`` becomes one id per conversation per overlay across
+all sightings and files (:mod:`~pktkit.analysis.overlays`). See the modules above for
+``packet_id``/``hop`` and the hops, latency, clock_offsets and handshakes tables, and for
 ``nat_flows`` (one row per translated connection: the tuple as the originator sent it and
 after translation, packets, bytes, time span, the conntrack dump's verdict, the translating
 node) and ``nat_disagreements`` (captures against conntrack dumps; empty without a dump).
@@ -32,6 +36,7 @@ from pktkit.analysis.conntrack import read_conntrack
 from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
 from pktkit.analysis.inputs import CaptureInput, read_table, resolve_inputs
 from pktkit.analysis.nat import nat_flows
+from pktkit.analysis.overlays import conversation_ids, overlay_columns
 from pktkit.progress import Progress, ProgressBar
 
 STAGES = ("read", "correlate", "nat", "latency")
@@ -81,6 +86,7 @@ def analyze(
     underlay_mtu: int = 1500,
     window_ns: int = DEFAULT_WINDOW_NS,
     clock_correction: str = "auto",
+    node_addresses: Mapping[str, Iterable[str]] | None = None,
     progress: Progress | bool | None = None,
 ) -> Analysis:
     """Analyze captures (files or folders) from one or many nodes; see the module docstring.
@@ -89,7 +95,12 @@ def analyze(
     unknown format fails before any capture is read), handed to
     :func:`pktkit.analysis.nat.nat_flows`.
     ``vxlan_ports``: more UDP ports to decode as VXLAN.
-    ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.analysis.correlate`).
+    ``window_ns``: sightings of one signature further apart than this are other packets
+    (default 1 s; within it, a packet is matched however long a queue held it).
+    ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.analysis.clocks`).
+    ``node_addresses``: each node's own addresses (``{node: [address, ...]}``, as ``ip addr``
+    lists them), when known: they say which way a packet crossed where neither TTL nor
+    capture direction does (:mod:`pktkit.analysis.ownership`).
     ``progress(stage, done, total)`` is called as the stages (:data:`STAGES`) complete;
     ``progress=True`` shows a tqdm bar (a widget in a notebook).
     """
@@ -102,7 +113,8 @@ def analyze(
     report: Progress = bar.stages() if bar else (progress or _silent)  # type: ignore[assignment]
     try:
         return _run(inputs, dumps, vxlan_ports=vxlan_ports, underlay_mtu=underlay_mtu,
-                    window_ns=window_ns, clock_correction=clock_correction, report=report)
+                    window_ns=window_ns, clock_correction=clock_correction,
+                    node_addresses=node_addresses, report=report)
     finally:
         if bar is not None:
             bar.close()
@@ -113,17 +125,23 @@ def _silent(stage: str, done: int, total: int) -> None:
 
 
 def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, *, vxlan_ports: Iterable[int],
-         underlay_mtu: int, window_ns: int, clock_correction: str, report: Progress
-         ) -> Analysis:
+         underlay_mtu: int, window_ns: int, clock_correction: str,
+         node_addresses: Mapping[str, Iterable[str]] | None, report: Progress) -> Analysis:
     """The stages of :func:`analyze`, each reported when done."""
     packets = read_table(inputs, vxlan_ports)
     _release_freed_memory()
     report("read", 1, len(STAGES))
     found = _correlate.correlate(packets, node_order=list(dict.fromkeys(i.node for i in inputs)),
-                                 window_ns=window_ns, clock_correction=clock_correction)
+                                 window_ns=window_ns, clock_correction=clock_correction,
+                                 node_addresses=node_addresses)
     packets["packet_id"] = pd.array(found.packet_id, dtype="Int64")
     packets["hop"] = pd.array(found.hop, dtype="Int64")
     packets["ts_ref_ns"] = pd.arrays.IntegerArray(found.ts_ref_ns, found.ts_ref_ns < 0)
+    overlay_encap, overlay_vni = overlay_columns(packets, found.packet_id)
+    packets["flow_id"] = conversation_ids(packets, found.packet_id, overlay_encap, overlay_vni)
+    packets.insert(packets.columns.get_loc("vni") + 1, "overlay_encap", overlay_encap)
+    packets.insert(packets.columns.get_loc("overlay_encap") + 1, "overlay_vni", overlay_vni)
+    del overlay_encap, overlay_vni
     _release_freed_memory()
     report("correlate", 2, len(STAGES))
     nat = nat_flows(packets, conntrack=dumps)

@@ -15,6 +15,16 @@ A unit's *slot* is (capture, interface, direction, TTL): a packet is seen at mos
 slot. TTL belongs to the slot because a per-interface pcap has no direction, and a node that
 NATs a packet out of the interface it came in by (k8s NodePort) shows it twice in one file:
 in, then out with TTL - 1.
+
+A *duplicate* record (the same frame recorded twice at one point: a mirror port, a capture on
+a bond and its slave) is the same bytes in the same slot within DUPLICATE_GAP_NS of the first
+record: it joins the first record's unit. A retransmission is never that close: TCP's timers
+and a resolver's retries take milliseconds at least, and a fast retransmit waits for three
+duplicate ACKs to come back.
+
+A unit's *sender* is the address the packet has on the wire between hosts: the outer source
+of a tunnelled copy, else its source (:mod:`~pktkit.analysis.ownership` says which node owns
+it).
 """
 
 from __future__ import annotations
@@ -41,6 +51,11 @@ MATCH_COLUMNS = ("ip_version", "proto", "ip_id", "ttl", "tcp_flags", "tcp_seq", 
                  "payload_hash", "frag_offset", "more_fragments")
 _TCP = 6
 _KIND_PACKET, _KIND_DATAGRAM = 1, 2  # signature kinds: whole packet, fragmented datagram
+DUPLICATE_GAP_NS = 10_000  # a second record of the same frame at one point, this close
+# What a copy of a frame repeats beyond its signature and slot (its bytes, as far as the table
+# tells them)
+_COPY_COLUMNS = ("frag_offset", "more_fragments", "payload_hash", "wire_len", "vni",
+                 "outer_sport", "outer_dport")
 
 
 @dataclass
@@ -58,6 +73,10 @@ class Units:
     sig: np.ndarray  # signature digest; -1 for units that match nothing (singletons)
     datagram: np.ndarray  # (version, proto, ip id, addresses) digest of IPv4/fragments, else -1
     fragmented: np.ndarray  # bool: a fragment unit
+    sender: np.ndarray  # code of the wire source address in ``addresses`` (int32; -1: none)
+    tunnelled: np.ndarray  # bool: the representative frame is tunnelled
+    addresses: list[str]  # the sender codes' addresses
+    duplicates: int = 0  # rows folded into another record's unit
 
 
 def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units:
@@ -66,7 +85,7 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     n = len(packets)
     ts = int_column(packets, "ts_ns")
     version, proto, ip_id = (int_column(packets, c) for c in ("ip_version", "proto", "ip_id"))
-    src, _ = string_codes(packets["src"])
+    src, src_labels = string_codes(packets["src"])
     dst, _ = string_codes(packets["dst"])
     matchable = (src >= 0) & (ts != NO_VALUE) & (version > 0)
     if "error" in packets:
@@ -75,7 +94,7 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     frag_offset = int_column(packets, "frag_offset")
     fragment = matchable & ((frag_offset > 0) | (int_column(packets, "more_fragments") == 1))
     datagram = row_digest([np.full(n, _KIND_DATAGRAM), version, proto, ip_id, src, dst])
-    del src, dst
+    del dst
 
     # TCP leaves the payload hash out: sequence numbers say which bytes it carries
     sig = row_digest(itertools.chain(
@@ -90,6 +109,9 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     np.copyto(datagram, NO_VALUE, where=~has_datagram)
     del matchable, has_datagram
     slot = row_digest(point_words(packets, "direction", "ttl"), n)
+    original = _duplicate_of(packets, slot, sig, ts)
+    duplicate = original != np.arange(n)
+    fragment &= ~duplicate
 
     # Fragments: one unit per datagram per slot; a repeated offset or a gap starts the next.
     unit_of = np.arange(n, dtype=np.int64)
@@ -109,9 +131,11 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
             last_ts = t
             unit_of[row] = head
         del frame, order, keys, new
+    unit_of[duplicate] = unit_of[original[duplicate]]  # a duplicate's unit: the original's
+    del original
     # Units numbered in row order: a unit's head (its earliest row, sorted by time above)
     # is the one row that is its own unit.
-    is_head = unit_of == np.arange(n)
+    is_head = (unit_of == np.arange(n)) & ~duplicate
     first_row = np.flatnonzero(is_head)
     of_row = (np.cumsum(is_head) - 1)[unit_of]
     del is_head, unit_of
@@ -131,11 +155,59 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     datagram = datagram[rep]
     # dense slot codes (any numbering will do: slots are only told apart)
     slot_code, slot_digests = pd.factorize(slot[first_row], size_hint=FEW_VALUES)
+    sender, tunnelled, addresses = wire_sources(packets, rep, (src, src_labels))
+    del src
     return Units(
         of_row=of_row, row=rep, first_row=first_row, ts=ts, node=node[first_row],
         slot=slot_code.astype(np.int32), slots=len(slot_digests), sig=sig,
-        datagram=datagram, fragmented=fragment,
+        datagram=datagram, fragmented=fragment, sender=sender, tunnelled=tunnelled,
+        addresses=addresses, duplicates=int(duplicate.sum()),
     )
+
+
+def _duplicate_of(packets: pd.DataFrame, slot: np.ndarray, sig: np.ndarray,
+                  ts: np.ndarray) -> np.ndarray:
+    """Per row, the row it duplicates (itself when none): the first record of a run of the
+    same frame in the same slot, each within DUPLICATE_GAP_NS of the one before."""
+    n = len(sig)
+    original = np.arange(n, dtype=np.int64)
+    candidates = np.flatnonzero(sig != NO_VALUE)
+    if len(candidates) < 2:
+        return original
+    copy = row_digest(itertools.chain(
+        [slot[candidates], sig[candidates]],
+        (int_column(packets, name, candidates) for name in _COPY_COLUMNS)))
+    perm = np.lexsort((candidates, ts[candidates], copy))
+    order, copy_sorted = candidates[perm], copy[perm]
+    del copy, perm
+    same = (copy_sorted[1:] == copy_sorted[:-1]) & (np.diff(ts[order]) <= DUPLICATE_GAP_NS)
+    if not same.any():
+        return original
+    # each run's first row, carried along the run
+    start = np.ones(len(order), bool)
+    start[1:] = ~same
+    head = order[np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))]
+    original[order] = head
+    return original
+
+
+def wire_sources(packets: pd.DataFrame, rows: np.ndarray,
+                 src: tuple[np.ndarray, list[str]] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """At ``rows``: the code of the address each frame has on the wire between hosts (the
+    outer source when tunnelled, else the source; -1: none), whether it is tunnelled, and the
+    addresses the codes stand for. ``src``: the ``src`` column's codes, when at hand."""
+    outer, outer_labels = string_codes(packets["outer_src"]) if "outer_src" in packets else (
+        np.full(len(packets), -1, np.int32), [])
+    inner, inner_labels = src if src is not None else string_codes(packets["src"])
+    addresses = list(dict.fromkeys([*outer_labels, *inner_labels]))
+    index = {address: i for i, address in enumerate(addresses)}
+    outer_map = np.array([*(index[a] for a in outer_labels), -1], np.int32)
+    inner_map = np.array([*(index[a] for a in inner_labels), -1], np.int32)
+    outer_at, inner_at = outer[rows], inner[rows]
+    tunnelled = outer_at >= 0
+    sender = np.where(tunnelled, outer_map[outer_at], inner_map[inner_at]).astype(np.int32)
+    return sender, tunnelled, addresses
 
 
 def point_words(packets: pd.DataFrame, *more: str) -> Iterator[np.ndarray]:

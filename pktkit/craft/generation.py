@@ -17,8 +17,8 @@ from pktkit.capture.formats import CAPTURE_SET_FILE, CaptureFormat
 from pktkit.capture.write import CaptureSetWriter, Linktype, TsResolution
 from pktkit.craft import params as P
 from pktkit.craft.engine import EPOCH_NS, Engine, Scenario
-from pktkit.craft.scenarios import SCENARIOS
 from pktkit.craft.impair import ClockModel, Impairments, check_drift, parse_impairments
+from pktkit.craft.scenarios import SCENARIOS
 from pktkit.craft.truth import TRUTH_FILE, LostTruth, PacketTruth, TruthWriter
 from pktkit.errors import OutputError, UsageError
 from pktkit.files import write_json

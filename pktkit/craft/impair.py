@@ -3,13 +3,14 @@ records, and node clocks that are off and drift.
 
 ``pktkit generate ... --impair KEY=VALUE`` (repeatable):
 
-- ``queue=DURATION``: congestion on the underlay. Each link direction between hosts has its own
-  congestion episodes (a Poisson process, :data:`EPISODES_PER_S` a second): the queue grows
-  at 0.5–2 s/s (the offered load over the line rate) to a peak drawn from a Pareto law
-  (α :data:`PARETO_ALPHA`, from 100 µs; capped at DURATION), then drains at 0.25–1 s/s. A
-  packet crossing the link waits the queue of that moment; overlapping episodes add as their
-  maximum. The queue never shrinks faster than time passes, so the link stays first in,
-  first out.
+- ``queue=DURATION``: a congested underlay (a rate-limited switch port, a busy uplink). Each
+  link direction between hosts has its own congestion episodes (a Poisson process,
+  :data:`EPISODES_PER_S` a second): the queue grows at 0.5–2 s/s (the offered load over the
+  line rate) to a peak drawn from a Pareto law (α :data:`PARETO_ALPHA`, from DURATION / 40,
+  capped at DURATION), then drains at 0.25–1 s/s. With ``queue=20ms`` the link is congested
+  about 13 % of the time, and a packet crossing it then waits milliseconds. A packet waits
+  the queue of the moment it crosses; overlapping episodes count as their maximum. The queue
+  never shrinks faster than time passes, so the link stays first in, first out.
 - ``loss=FRACTION``: each packet crossing an underlay link is dropped with that probability.
   TCP sends it again after its retransmission timeout (Linux: 1 s for a SYN, else
   ``TCP_RTO_MIN`` 200 ms plus the round trip, doubling on each further loss), with a new IPv4
@@ -39,9 +40,9 @@ from pktkit.units import duration_text, parse_duration
 IMPAIRMENTS = ("queue", "loss", "reorder", "duplicate")
 MAX_FRACTION = 0.5  # beyond it TCP would spend the capture retransmitting
 MAX_DRIFT_PPM = 500.0  # crystals are within ±100 ppm; the analyzer assumes at most this
-EPISODES_PER_S = 10.0
+EPISODES_PER_S = 30.0
 PARETO_ALPHA = 1.2
-PARETO_FROM_NS = 100_000
+PARETO_FROM = 1 / 40  # of the cap: the smallest peak
 RISE = (0.5, 2.0)  # s of queue per s while an episode builds up
 DRAIN = (0.25, 1.0)  # s of queue drained per s (at most 1: first in, first out)
 REORDER_HOLD_US = (20, 200)
@@ -150,7 +151,7 @@ class _LinkQueue:
         self.starts: list[float] = []
         self.episodes: list[_Episode] = []
         self.longest = self.cap / RISE[0] + self.cap / DRAIN[0]
-        self.scale = min(float(PARETO_FROM_NS), self.cap / 10)
+        self.scale = self.cap * PARETO_FROM
 
     def _draw_until(self, t: float) -> None:
         while not self.starts or self.starts[-1] <= t:
