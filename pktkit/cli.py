@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from pktkit.errors import PktkitError, UsageError
+from pktkit.units import parse_duration
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,6 +107,8 @@ def _bundled_captures() -> Path:
 
 
 def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
+    from pktkit.report.labels import clock_model_text
+
     corr, counts = result.get("correlation", {}), result.get("counts", {})
     nodes, captures = len(corr.get("nodes", [])), counts.get("captures", 0)
     lines = [f"{name}: {counts.get('packets', 0)} frames from {captures} "
@@ -116,12 +119,10 @@ def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
         if row["node"] == row["reference_node"]:
             continue
         if row["offset_ns"] is None:
-            lines.append(f"  clock {row['node']}: no estimate (no packet crossed to and from "
-                         f"{row['reference_node']}), not corrected")
+            lines.append(f"  clock {clock_model_text(row)}, not corrected")
             continue
         applied = "corrected" if row["applied_ns"] else "not corrected"
-        lines.append(f"  clock {row['node']}: {row['offset_ns'] / 1e6:+.3f} ms "
-                     f"± {row['bound_ns'] / 1e3:.1f} µs against {row['reference_node']} "
+        lines.append(f"  clock {clock_model_text(row)} against {row['reference_node']} "
                      f"({row['samples']} packets; {applied})")
     return lines
 
@@ -153,11 +154,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     for _, path in conntrack:
         if not Path(path).is_file():
             raise UsageError(f"--conntrack {path}: no such file")
+    window_ns = None if args.window is None else parse_duration("--window", args.window)
     check_output_folder(args.out)
     return_memory_eagerly()  # this process does nothing else
     bar = terminal_bar(not (args.quiet or args.json))
     options = {"conntrack": conntrack, "vxlan_ports": args.vxlan_port,
                "underlay_mtu": args.underlay_mtu, "clock_correction": args.clock_correction}
+    if window_ns is not None:
+        options["window_ns"] = window_ns
     steps = len(STAGES) + 1  # + writing
 
     def tracker(label: str, base: float, share: float):
@@ -267,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="MTU of the node network (default 1500)")
     ana.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",
                      help="also decode UDP port N as VXLAN (repeatable)")
+    ana.add_argument("--window", default=None, metavar="DURATION",
+                     help="sightings of one packet this far apart at most (default 1s): within "
+                          "it a packet is matched however long a queue held it")
     ana.add_argument("--clock-correction", choices=["auto", "always", "never"], default="auto",
                      help="subtract the estimated clock offsets: when significant (auto, the "
                           "default), always, or never")

@@ -32,7 +32,7 @@ from pktkit.analysis.rows import (
     group_key,
     int_column,
     row_digest,
-    string_codes,
+    shared_codes,
     tunnel_rows,
 )
 
@@ -65,8 +65,7 @@ def conversation_ids(packets: pd.DataFrame, packet_id: np.ndarray,
                      overlay_encap: pd.Categorical,
                      overlay_vni: pd.arrays.IntegerArray) -> pd.arrays.IntegerArray:
     """``flow_id`` per row: one per conversation per overlay (see the module docstring)."""
-    src, _ = string_codes(packets["src"])
-    dst, _ = string_codes(packets["dst"])
+    (src, dst), _ = shared_codes(packets["src"], packets["dst"])  # one code per address
     has = (src >= 0) & (dst >= 0)
     rows = np.flatnonzero(has)
     if not len(rows):

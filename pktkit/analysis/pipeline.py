@@ -37,6 +37,7 @@ from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
 from pktkit.analysis.inputs import CaptureInput, read_table, resolve_inputs
 from pktkit.analysis.nat import nat_flows
 from pktkit.analysis.overlays import conversation_ids, overlay_columns
+from pktkit.errors import UsageError
 from pktkit.progress import Progress, ProgressBar
 
 STAGES = ("read", "correlate", "nat", "latency")
@@ -106,6 +107,8 @@ def analyze(
     """
     if isinstance(captures, (str, os.PathLike)):
         captures = [captures]
+    if not isinstance(window_ns, int) or isinstance(window_ns, bool) or window_ns < 1:
+        raise UsageError(f"window_ns={window_ns!r}: give a positive number of nanoseconds")
     inputs = resolve_inputs(captures, nodes)
     dumps = (pd.concat([read_conntrack({node: path}) for node, path in conntrack],
                        ignore_index=True) if conntrack else None)

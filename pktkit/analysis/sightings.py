@@ -18,9 +18,10 @@ in, then out with TTL - 1.
 
 A *duplicate* record (the same frame recorded twice at one point: a mirror port, a capture on
 a bond and its slave) is the same bytes in the same slot within DUPLICATE_GAP_NS of the first
-record: it joins the first record's unit. A retransmission is never that close: TCP's timers
-and a resolver's retries take milliseconds at least, and a fast retransmit waits for three
-duplicate ACKs to come back.
+record, where the packet's other capture points saw it fewer times: it joins the first
+record's unit. A retransmission is never that close (TCP's timers and a resolver's retries take
+milliseconds at least, and a fast retransmit waits for three duplicate ACKs to come back), and
+an application that sends the same datagram twice in a row is seen twice everywhere.
 
 A unit's *sender* is the address the packet has on the wire between hosts: the outer source
 of a tunnelled copy, else its source (:mod:`~pktkit.analysis.ownership` says which node owns
@@ -42,6 +43,7 @@ from pktkit.analysis.rows import (
     int_column,
     row_digest,
     run_starts,
+    shared_codes,
     string_codes,
 )
 
@@ -85,7 +87,7 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     n = len(packets)
     ts = int_column(packets, "ts_ns")
     version, proto, ip_id = (int_column(packets, c) for c in ("ip_version", "proto", "ip_id"))
-    src, src_labels = string_codes(packets["src"])
+    src, _ = string_codes(packets["src"])
     dst, _ = string_codes(packets["dst"])
     matchable = (src >= 0) & (ts != NO_VALUE) & (version > 0)
     if "error" in packets:
@@ -94,7 +96,7 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     frag_offset = int_column(packets, "frag_offset")
     fragment = matchable & ((frag_offset > 0) | (int_column(packets, "more_fragments") == 1))
     datagram = row_digest([np.full(n, _KIND_DATAGRAM), version, proto, ip_id, src, dst])
-    del dst
+    del src, dst
 
     # TCP leaves the payload hash out: sequence numbers say which bytes it carries
     sig = row_digest(itertools.chain(
@@ -109,7 +111,7 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     np.copyto(datagram, NO_VALUE, where=~has_datagram)
     del matchable, has_datagram
     slot = row_digest(point_words(packets, "direction", "ttl"), n)
-    original = _duplicate_of(packets, slot, sig, ts)
+    original = _duplicate_of(packets, slot, sig, ts, window_ns)
     duplicate = original != np.arange(n)
     fragment &= ~duplicate
 
@@ -155,8 +157,7 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     datagram = datagram[rep]
     # dense slot codes (any numbering will do: slots are only told apart)
     slot_code, slot_digests = pd.factorize(slot[first_row], size_hint=FEW_VALUES)
-    sender, tunnelled, addresses = wire_sources(packets, rep, (src, src_labels))
-    del src
+    sender, tunnelled, addresses = wire_sources(packets, rep)
     return Units(
         of_row=of_row, row=rep, first_row=first_row, ts=ts, node=node[first_row],
         slot=slot_code.astype(np.int32), slots=len(slot_digests), sig=sig,
@@ -166,48 +167,71 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
 
 
 def _duplicate_of(packets: pd.DataFrame, slot: np.ndarray, sig: np.ndarray,
-                  ts: np.ndarray) -> np.ndarray:
+                  ts: np.ndarray, window_ns: int) -> np.ndarray:
     """Per row, the row it duplicates (itself when none): the first record of a run of the
-    same frame in the same slot, each within DUPLICATE_GAP_NS of the one before."""
+    same frame in the same slot, each within DUPLICATE_GAP_NS of the one before, when that
+    piece of the packet (its signature and fragment offset) was seen, within the window, fewer
+    times than the run's length times the slots it was seen at (it was not sent that many
+    times)."""
     n = len(sig)
     original = np.arange(n, dtype=np.int64)
     candidates = np.flatnonzero(sig != NO_VALUE)
     if len(candidates) < 2:
         return original
+    slot, ts = slot[candidates], ts[candidates]  # per candidate from here on
+    piece = row_digest([sig[candidates], int_column(packets, "frag_offset", candidates)])
     copy = row_digest(itertools.chain(
-        [slot[candidates], sig[candidates]],
-        (int_column(packets, name, candidates) for name in _COPY_COLUMNS)))
-    perm = np.lexsort((candidates, ts[candidates], copy))
-    order, copy_sorted = candidates[perm], copy[perm]
-    del copy, perm
-    same = (copy_sorted[1:] == copy_sorted[:-1]) & (np.diff(ts[order]) <= DUPLICATE_GAP_NS)
+        [slot, piece], (int_column(packets, name, candidates) for name in _COPY_COLUMNS)))
+    order = np.lexsort((candidates, ts, copy))
+    copy = copy[order]
+    same = (copy[1:] == copy[:-1]) & (np.diff(ts[order]) <= DUPLICATE_GAP_NS)
+    del copy
     if not same.any():
         return original
-    # each run's first row, carried along the run
+    # each run's first record, carried along the run
     start = np.ones(len(order), bool)
     start[1:] = ~same
     head = order[np.maximum.accumulate(np.where(start, np.arange(len(order)), 0))]
-    original[order] = head
+    run = np.cumsum(start) - 1
+    copies = np.bincount(run)  # per run, its length
+    repeated = copies[run] > 1
+    order, head, run = order[repeated], head[repeated], run[repeated]
+    fewer = _seen_fewer(piece, slot, ts, head, copies[run], window_ns)
+    original[candidates[order[fewer]]] = candidates[head[fewer]]
     return original
 
 
+def _seen_fewer(piece: np.ndarray, slot: np.ndarray, ts: np.ndarray, head: np.ndarray,
+                copies: np.ndarray, window_ns: int) -> np.ndarray:
+    """For records in runs of ``copies`` at one slot (``head``: each run's first record;
+    positions into ``piece``/``slot``/``ts``), whether their piece of a packet, within the
+    window around it, has fewer records than ``copies`` times the slots it was seen at."""
+    at = np.flatnonzero(np.isin(piece, piece[head]))
+    at = at[np.lexsort((ts[at], piece[at]))]
+    start = np.ones(len(at), bool)
+    start[1:] = (piece[at][1:] != piece[at][:-1]) | (np.diff(ts[at]) > window_ns)
+    cluster = np.cumsum(start) - 1
+    records = np.bincount(cluster)
+    code, codes = pd.factorize(slot[at], size_hint=FEW_VALUES)  # slots are digests
+    pairs = np.unique(cluster * np.int64(len(codes)) + code)
+    slots = np.bincount(pairs // len(codes), minlength=len(records))
+    by_position = np.argsort(at)
+    of_head = cluster[by_position[np.searchsorted(at, head, sorter=by_position)]]
+    return records[of_head] < copies * slots[of_head]
+
+
 def wire_sources(packets: pd.DataFrame, rows: np.ndarray,
-                 src: tuple[np.ndarray, list[str]] | None = None,
                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """At ``rows``: the code of the address each frame has on the wire between hosts (the
     outer source when tunnelled, else the source; -1: none), whether it is tunnelled, and the
-    addresses the codes stand for. ``src``: the ``src`` column's codes, when at hand."""
-    outer, outer_labels = string_codes(packets["outer_src"]) if "outer_src" in packets else (
-        np.full(len(packets), -1, np.int32), [])
-    inner, inner_labels = src if src is not None else string_codes(packets["src"])
-    addresses = list(dict.fromkeys([*outer_labels, *inner_labels]))
-    index = {address: i for i, address in enumerate(addresses)}
-    outer_map = np.array([*(index[a] for a in outer_labels), -1], np.int32)
-    inner_map = np.array([*(index[a] for a in inner_labels), -1], np.int32)
+    addresses the codes stand for."""
+    if "outer_src" not in packets:
+        (inner,), addresses = shared_codes(packets["src"])
+        return inner[rows], np.zeros(len(rows), bool), addresses
+    (outer, inner), addresses = shared_codes(packets["outer_src"], packets["src"])
     outer_at, inner_at = outer[rows], inner[rows]
     tunnelled = outer_at >= 0
-    sender = np.where(tunnelled, outer_map[outer_at], inner_map[inner_at]).astype(np.int32)
-    return sender, tunnelled, addresses
+    return np.where(tunnelled, outer_at, inner_at).astype(np.int32), tunnelled, addresses
 
 
 def point_words(packets: pd.DataFrame, *more: str) -> Iterator[np.ndarray]:
