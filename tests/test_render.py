@@ -104,7 +104,7 @@ def test_summary_markdown_and_page_text(vxlan_report) -> None:
     assert "**flow-exceeds-mtu** — udp 10.0.0.4:" in markdown
     assert "| vxlan | 1 |" in markdown and "| 11.8% |" in markdown
     page = (out / "index.html").read_text()
-    assert "2026-01-15 10:00:00 – 10:00:02 UTC" in page
+    assert "2026-01-15 10:00:00 – 10:00:09 UTC" in page
     assert '<td class="text bad">True</td>' in page  # an oversized flow, highlighted
     assert "528 rows; the first 20 are shown" in page  # hops: a preview only
 

@@ -263,7 +263,7 @@ def clock_table(node_names: Sequence[str], found: Sequence[NodeClock | None],
         "node": list(node_names),
         "reference_node": [node_names[reference]] * len(node_names),
         "offset_ns": [pd.NA if f is None else round(f.offset_ns) for f in found],
-        "drift_ppm": [pd.NA if f is None else round(f.drift_ppm, 3) for f in found],
+        "drift_ppm": [pd.NA if f is None else round(f.drift_ppm, 6) for f in found],
         "at_ns": [pd.NA if f is None or ref else f.at_ns
                   for f, ref in zip(found, is_reference, strict=True)],
         "bound_ns": [pd.NA if f is None else int(np.ceil(f.bound_ns)) for f in found],
