@@ -63,13 +63,14 @@ def clock_rows(found: Analysis) -> dict[str, dict[str, Any]]:
 
 def assert_delays_within_bounds(found: Analysis, truth: dict[str, Any],
                                 both: pd.DataFrame) -> pd.DataFrame:
-    """Every delay within one node equals the truth (the node's one clock; its drift moves a
-    µs hop by ns); every delay between nodes within the nodes' bounds of it. Returns the
-    delays (:func:`hop_delays`)."""
+    """Every delay within one node equals the truth within the timestamps' resolution (one
+    clock; a drifting one, its readings truncated to µs, may tick once more between two of
+    them); every delay between nodes within the nodes' bounds of it. Returns the delays
+    (:func:`hop_delays`)."""
     delays = hop_delays(found, both)
     error = (delays["delay_ns"] - delays["true_ns"]).abs()
     local = ~delays["cross"]
-    assert (error[local] < US).all(), delays[local & (error >= US)].head()
+    assert (error[local] <= US).all(), delays[local & (error > US)].head()
     bound = {node: row["bound_ns"] for node, row in clock_rows(found).items()}
     allowed = (delays["node"].astype(str).map(bound).astype("int64")
                + delays["from_node"].astype(str).map(bound).astype("int64"))

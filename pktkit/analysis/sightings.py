@@ -18,8 +18,10 @@ in, then out with TTL - 1.
 
 A *duplicate* record (the same frame recorded twice at one point: a mirror port, a capture on
 a bond and its slave) is the same bytes in the same slot within DUPLICATE_GAP_NS of the first
-record, where the packet's other capture points saw it fewer times: it joins the first
-record's unit. A retransmission is never that close (TCP's timers and a resolver's retries take
+record: it joins the first record's unit. An IPv4 packet with an id is never sent twice (a
+resent one gets a new id); IPv6 bytes (and IPv4 id 0) may be, so there the repeat must also be
+seen fewer times at another capture point of the node (or no other point of the node saw
+that piece of it). A retransmission is never that close (TCP's timers and a resolver's retries take
 milliseconds at least, and a fast retransmit waits for three duplicate ACKs to come back), and
 an application that sends the same datagram twice in a row is seen twice everywhere.
 
@@ -54,6 +56,7 @@ MATCH_COLUMNS = ("ip_version", "proto", "ip_id", "ttl", "tcp_flags", "tcp_seq", 
 _TCP = 6
 _KIND_PACKET, _KIND_DATAGRAM = 1, 2  # signature kinds: whole packet, fragmented datagram
 DUPLICATE_GAP_NS = 10_000  # a second record of the same frame at one point, this close
+NEIGHBOUR_NS = 1_000_000  # where a node's other points see a packet around one sighting
 # What a copy of a frame repeats beyond its signature and slot (its bytes, as far as the table
 # tells them)
 _COPY_COLUMNS = ("frag_offset", "more_fragments", "payload_hash", "wire_len", "vni",
@@ -111,7 +114,7 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     np.copyto(datagram, NO_VALUE, where=~has_datagram)
     del matchable, has_datagram
     slot = row_digest(point_words(packets, "direction", "ttl"), n)
-    original = _duplicate_of(packets, slot, sig, ts, window_ns)
+    original = _duplicate_of(packets, slot, sig, ts, node)
     duplicate = original != np.arange(n)
     fragment &= ~duplicate
 
@@ -167,12 +170,11 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
 
 
 def _duplicate_of(packets: pd.DataFrame, slot: np.ndarray, sig: np.ndarray,
-                  ts: np.ndarray, window_ns: int) -> np.ndarray:
+                  ts: np.ndarray, node: np.ndarray) -> np.ndarray:
     """Per row, the row it duplicates (itself when none): the first record of a run of the
-    same frame in the same slot, each within DUPLICATE_GAP_NS of the one before, when that
-    piece of the packet (its signature and fragment offset) was seen, within the window, fewer
-    times than the run's length times the slots it was seen at (it was not sent that many
-    times)."""
+    same frame in the same slot, each within DUPLICATE_GAP_NS of the one before, when the
+    frame is IPv4 with an id (never sent twice) or the node's other points saw it fewer times
+    (:func:`_seen_fewer`)."""
     n = len(sig)
     original = np.arange(n, dtype=np.int64)
     candidates = np.flatnonzero(sig != NO_VALUE)
@@ -196,28 +198,41 @@ def _duplicate_of(packets: pd.DataFrame, slot: np.ndarray, sig: np.ndarray,
     copies = np.bincount(run)  # per run, its length
     repeated = copies[run] > 1
     order, head, run = order[repeated], head[repeated], run[repeated]
-    fewer = _seen_fewer(piece, slot, ts, head, copies[run], window_ns)
-    original[candidates[order[fewer]]] = candidates[head[fewer]]
+    # an IPv4 header with an id repeats only in a copy of the frame (a resent packet gets a
+    # new id); IPv6 and IPv4 id 0 (unconnected UDP) need the other points' word
+    ip_id = int_column(packets, "ip_id", candidates[head])
+    numbered = (int_column(packets, "ip_version", candidates[head]) == 4) & (ip_id > 0)
+    others = ~numbered
+    numbered[others] = _seen_fewer(piece, slot, node[candidates], ts, head[others],
+                                   copies[run][others])
+    original[candidates[order[numbered]]] = candidates[head[numbered]]
     return original
 
 
-def _seen_fewer(piece: np.ndarray, slot: np.ndarray, ts: np.ndarray, head: np.ndarray,
-                copies: np.ndarray, window_ns: int) -> np.ndarray:
-    """For records in runs of ``copies`` at one slot (``head``: each run's first record;
-    positions into ``piece``/``slot``/``ts``), whether their piece of a packet, within the
-    window around it, has fewer records than ``copies`` times the slots it was seen at."""
-    at = np.flatnonzero(np.isin(piece, piece[head]))
-    at = at[np.lexsort((ts[at], piece[at]))]
-    start = np.ones(len(at), bool)
-    start[1:] = (piece[at][1:] != piece[at][:-1]) | (np.diff(ts[at]) > window_ns)
-    cluster = np.cumsum(start) - 1
-    records = np.bincount(cluster)
-    code, codes = pd.factorize(slot[at], size_hint=FEW_VALUES)  # slots are digests
-    pairs = np.unique(cluster * np.int64(len(codes)) + code)
-    slots = np.bincount(pairs // len(codes), minlength=len(records))
-    by_position = np.argsort(at)
-    of_head = cluster[by_position[np.searchsorted(at, head, sorter=by_position)]]
-    return records[of_head] < copies * slots[of_head]
+def _seen_fewer(piece: np.ndarray, slot: np.ndarray, node: np.ndarray, ts: np.ndarray,
+                head: np.ndarray, copies: np.ndarray) -> np.ndarray:
+    """For runs of ``copies`` records at one slot (``head``: each run's first record;
+    positions into the per-candidate arrays), whether another slot of the same node saw that
+    piece of the packet fewer times around it (within NEIGHBOUR_NS): a packet sent that many
+    times would be seen that many times at every point of the node it passed. When none of
+    the node's other slots saw it there, nothing tells a repeat from a copy, and a repeat that
+    close is the rarer."""
+    key = row_digest([piece, node])
+    at = np.flatnonzero(np.isin(key, key[head]))
+    at = at[np.lexsort((ts[at], key[at]))]
+    sorted_key, sorted_ts = key[at], ts[at]
+    fewer = np.ones(len(head), bool)
+    # the runs are few (duplicate records are): each looks at its neighbourhood in turn
+    for i, h in enumerate(head.tolist()):
+        lo = np.searchsorted(sorted_key, key[h], "left")
+        hi = np.searchsorted(sorted_key, key[h], "right")
+        times = sorted_ts[lo:hi]
+        near = at[lo + np.searchsorted(times, ts[h] - NEIGHBOUR_NS, "left"):
+                  lo + np.searchsorted(times, ts[h] + NEIGHBOUR_NS, "right")]
+        others = slot[near][slot[near] != slot[h]]
+        if len(others):
+            fewer[i] = np.unique(others, return_counts=True)[1].min() < copies[i]
+    return fewer
 
 
 def wire_sources(packets: pd.DataFrame, rows: np.ndarray,

@@ -29,7 +29,7 @@ from pktkit.craft.impair import (
 )
 from pktkit.craft.kernel import FlowState, Transform, ether_header, rewrite_tuple
 from pktkit.craft.nat import Conntrack, NatLedger
-from pktkit.craft.traffic import Emission, is_tcp, retransmission
+from pktkit.craft.traffic import Emission, is_tcp, resent_when_lost, retransmission
 from pktkit.craft.truth import NatFlowTruth
 
 EPOCH_NS = 1_768_471_200 * 10**9  # 2026-01-15 10:00:00 UTC: every scenario starts here
@@ -307,13 +307,13 @@ class Engine:
                            for ts, flight, hop, index in walk.seen)
                 if not walk.lost:
                     break
-                tcp = is_tcp(l3)
                 point = walk.seen[-1][2].point if walk.seen else path.hops[0].point
                 assert point is not None
                 loss_ts = walk.seen[-1][0] if walk.seen else send + waited
-                if not tcp:
+                if not resent_when_lost(l3):  # UDP, ICMP, a TCP pure ACK: gone
                     self.losses.append(Loss(packet_id, flow.flow_id, point, loss_ts, None))
-                    skip_reply_from = _NO_REPLY_AFTER_LOSS[emission.direction]
+                    if not is_tcp(l3):  # and nothing answers it
+                        skip_reply_from = _NO_REPLY_AFTER_LOSS[emission.direction]
                     break
                 # TCP's retransmission timer: doubled for each loss of the same segment
                 if timeout is None:

@@ -250,3 +250,10 @@ def retransmission(l3: Packet, ip_id: int, waited_ms: int) -> Packet:
 
 def is_tcp(l3: Packet) -> bool:
     return TCP in l3
+
+
+def resent_when_lost(l3: Packet) -> bool:
+    """Whether the sender sends this packet again when it is lost: a TCP segment with data,
+    SYN or FIN (RFC 6298's timer). Not a pure ACK (the next segment acknowledges as much),
+    nor UDP or ICMP (the application may ask again, as a new packet)."""
+    return TCP in l3 and (bool(len(l3[TCP].payload)) or bool(int(l3[TCP].flags) & 0x03))
