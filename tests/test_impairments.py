@@ -114,7 +114,7 @@ def test_a_tenth_lost_reordered_and_duplicated(root: Path, name: str) -> None:
              out, fmt="pcapng", linktype="sll2")
     found, truth = analyze(out), pktkit.load_truth(out)
     both = joined(found, truth)
-    assert len(truth["lost"]) >= 8 and both["duplicate"].sum() >= 20
+    assert len(truth["lost"]) >= 5 and both["duplicate"].sum() >= 10
     assert_same_partition(both["packet_id"], both["packet_id_t"])
     assert (both["hop"] == both["hop_t"]).all()
     assert_delays_within_bounds(found, truth, both)
