@@ -44,6 +44,12 @@ def test_list_names_every_scenario_with_a_description(capsys: pytest.CaptureFixt
         (["docker-snat", "--duration", "-1"], ["--duration"]),
         (["docker-snat", "--format", "pcapx"], ["--format", "pcapx"]),
         (["docker-snat", "--clock-offset", "0.5"], ["--clock-offset", "one node"]),
+        (["docker-snat", "--clock-drift", "80"], ["--clock-drift", "one node"]),
+        (["flat-routed", "--clock-drift", "900"], ["--clock-drift", "-500..500 ppm"]),
+        (["flat-routed", "--impair", "loss=2"], ["--impair loss", "0..0.5"]),
+        (["flat-routed", "--impair", "queue=20"], ["--impair queue", "20ms"]),
+        (["flat-routed", "--impair", "jitter=1"], ["--impair", "queue, loss, reorder"]),
+        (["flat-routed", "--impair", "loss=0.1", "--impair", "loss=0.2"], ["loss", "twice"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
