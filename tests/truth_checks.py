@@ -14,8 +14,10 @@ US = 1000
 
 
 def joined(found: Analysis, truth: dict[str, Any]) -> pd.DataFrame:
-    """The packet table joined with its truth (truth's columns suffixed ``_t`` on clashes)."""
+    """The packet table joined with its truth (truth's columns suffixed ``_t`` on clashes);
+    the truth of the files analyzed only."""
     labels = pd.DataFrame(truth["packets"])
+    labels = labels[labels["capture"].isin(found.packets["capture"].astype(str).unique())]
     ours = found.packets[["capture", "frame", "packet_id", "hop", "node", "flow_id",
                           "overlay_encap", "overlay_vni"]].astype(
         {"capture": object, "frame": "int64", "packet_id": "int64", "hop": "int64",
