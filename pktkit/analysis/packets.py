@@ -106,7 +106,7 @@ def split_group(slot: list[int], ts: list[int], paths: PathModel, window_ns: int
         best: tuple[float, ...] | None = None
         where = (-1, -1)
         for last_slot, times in open_.times.items():
-            if not times:
+            if not times or last_slot == s:  # those packets were seen here already
                 continue
             typical = transitions.get((last_slot, s))
             if typical is not None:  # the most typical delay for this hop

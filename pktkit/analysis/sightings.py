@@ -202,9 +202,11 @@ def _duplicate_of(packets: pd.DataFrame, slot: np.ndarray, sig: np.ndarray,
     # new id); IPv6 and IPv4 id 0 (unconnected UDP) need the other points' word
     ip_id = int_column(packets, "ip_id", candidates[head])
     numbered = (int_column(packets, "ip_version", candidates[head]) == 4) & (ip_id > 0)
-    others = ~numbered
-    numbered[others] = _seen_fewer(piece, slot, node[candidates], ts, head[others],
-                                   copies[run][others])
+    # the others, one decision per run (a run's records share its head)
+    runs, first, of_run = np.unique(run[~numbered], return_index=True, return_inverse=True)
+    others = np.flatnonzero(~numbered)
+    numbered[others] = _seen_fewer(piece, slot, node[candidates], ts, head[others][first],
+                                   copies[runs])[of_run]
     original[candidates[order[numbered]]] = candidates[head[numbered]]
     return original
 
