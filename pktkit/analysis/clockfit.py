@@ -81,6 +81,8 @@ MAX_DRIFT_PPM = 500.0  # the prior: crystals are within ±100 ppm
 _PRUNE_BINS = 4096      # time bins of the hull candidate pruning
 _MAX_REJECT_ROUNDS = 60
 _HALVES = 32  # random half-samples behind the linear program's standard error
+_HALF_SAMPLES = 8_000  # per direction, of the samples the halves are drawn from
+_LP_SAMPLES = 100_000  # per direction, an even subsample the linear program runs on
 _STAT_SAMPLES = 25_000  # per direction: the statistical fits use an even subsample beyond
 
 
@@ -371,8 +373,10 @@ def _lp_slope(s: _Samples, fmask: np.ndarray, bmask: np.ndarray, max_drift: floa
     random halves about the whole sample's fit, over √2."""
     if fmask.sum() < 4 or bmask.sum() < 4:
         return None
-    delta = _lp_drift(s, fmask, bmask, max_drift)
-    fmask, bmask = _thin(fmask), _thin(bmask)  # the halves of at most _STAT_SAMPLES
+    delta = _lp_drift(s, _thin(fmask, _LP_SAMPLES), _thin(bmask, _LP_SAMPLES), max_drift)
+    # the halves of at most _HALF_SAMPLES a way: the spread of the large halves is below
+    # the resolution floor anyway
+    fmask, bmask = _thin(fmask, _HALF_SAMPLES), _thin(bmask, _HALF_SAMPLES)
     rng = np.random.default_rng(0)
     halves = []
     for _ in range(rounds):

@@ -1,9 +1,9 @@
 """Packets crossing between nodes: one sighting group per node, and which way each went.
 
-Per node (one clock), the units of a signature with each slot once, cut at the window and at
-unknown transitions beyond the gap limits (:mod:`~pktkit.analysis.grouping`), are one
-*node-local group*. A signature with exactly one such group on each of two nodes crossed
-between them. Which way, first rule that tells:
+Per node (one clock), the units of a signature close in time (no gap beyond the learnt
+limits, :mod:`~pktkit.analysis.grouping`: inside a node no link's queue holds a packet) with
+each slot once are one *node-local group*. A signature with exactly one such group on each of
+two nodes crossed between them. Which way, first rule that tells:
 
 1. TTL: the sender's copies have a TTL at least the receiver's, and not the other way round;
 2. capture direction, where recorded: the sender's last copy goes out, the receiver's first
@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pktkit.analysis.grouping import clean_groups, learn_paths
+from pktkit.analysis.grouping import tight_groups
 from pktkit.analysis.rows import NO_VALUE, int_column, row_digest, run_starts
 from pktkit.analysis.sightings import Units
 
@@ -55,8 +55,7 @@ def node_groups(units: Units, packets: pd.DataFrame, window_ns: int) -> pd.DataF
     order = np.lexsort((units.ts, units.sig, units.node))
     order = order[units.sig[order] != NO_VALUE]
     key = row_digest([units.node, units.sig])
-    paths = learn_paths(key, units.slot, units.ts, order, units.slots, window_ns)
-    starts, clean = clean_groups(key, units.slot, units.ts, order, paths, window_ns)[1:]
+    starts, clean = tight_groups(key, units.slot, units.ts, order, units.slots, window_ns)[1:]
     del key
     group_ttl = int_column(packets, "ttl", units.row[order])
     lo, hi = np.minimum.reduceat(group_ttl, starts), np.maximum.reduceat(group_ttl, starts)

@@ -32,6 +32,8 @@ DEFAULT_WINDOW_NS = 1_000_000_000  # longest gap between two sightings of one pa
 # than MIN_GAP_LIMIT_NS) is no hop but two packets that happen to look alike.
 GAP_FACTOR = 100
 MIN_GAP_LIMIT_NS = 1_000_000
+TRANSITION_SAMPLES = 100_000  # steps the transitions' medians are taken over, at most
+SMALL_GROUP = 8  # units in a group checked for a repeated slot without sorting
 
 
 def gap_limits(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
@@ -100,13 +102,25 @@ def learn_paths(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.nda
     same = (group[1:] == group[:-1]) & clean[group[1:]]
     transitions: dict[tuple[int, int], float] = {}
     if same.any():
-        before, after = order[:-1][same], order[1:][same]
+        steps = np.flatnonzero(same)
+        # the medians need no more than an even subsample of a large capture's steps
+        steps = steps[::max(1, len(steps) // TRANSITION_SAMPLES)]
+        before, after = order[:-1][steps], order[1:][steps]
         step, steps = pd.factorize(slot[before].astype(np.int64) * slots + slot[after],
                                    size_hint=FEW_VALUES)
         codes, medians = group_medians(ts[after] - ts[before], step, len(steps))
         for code, median in zip(steps[codes].tolist(), medians.tolist(), strict=True):
             transitions[divmod(code, slots)] = median  # type: ignore[index]
     return PathModel(limits, transitions, slots)
+
+
+def tight_groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+                 slots: int, window_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`clean_groups` cut at every gap beyond the learnt limits, known transition or
+    not: groups of sightings close in time (within one node, where no link's queue holds a
+    packet, all of a packet's sightings are)."""
+    limits = gap_limits(key, slot, ts, order, slots, window_ns)
+    return _groups(key, slot, ts, order, _tight_cut(slot, ts, order, limits))
 
 
 def _tight_cut(slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
@@ -141,8 +155,24 @@ def _groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray
     group = run_ids(start)
     starts = np.flatnonzero(start)
     del start
-    # group is sorted already: ordering by (group, slot) only reorders the slots
-    distinct = run_starts(group, s[np.lexsort((s, group))])
-    slots = np.bincount(group, weights=distinct, minlength=len(starts))
     sizes = np.diff(np.append(starts, len(order)))
-    return group, starts, slots == sizes
+    return group, starts, ~_repeats_slot(group, s, sizes)
+
+
+def _repeats_slot(group: np.ndarray, s: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Per group (positions in group order), whether a slot occurs twice in it. Groups of up
+    to SMALL_GROUP units (nearly all: a packet passes a few points) compare each unit with the
+    ones before it; larger ones are sorted."""
+    repeated = np.zeros(len(sizes), bool)
+    for back in range(1, SMALL_GROUP):
+        same = (group[back:] == group[:-back]) & (s[back:] == s[:-back])
+        repeated[group[back:][same]] = True
+    large = np.flatnonzero(sizes > SMALL_GROUP)
+    if len(large):
+        at = np.flatnonzero(np.isin(group, large))
+        g, slots = group[at], s[at]
+        # group is sorted already: ordering by (group, slot) only reorders the slots
+        order = np.lexsort((slots, g))
+        twice = (g[order][1:] == g[order][:-1]) & (slots[order][1:] == slots[order][:-1])
+        repeated[g[order][1:][twice]] = True
+    return repeated

@@ -70,12 +70,13 @@ def conversation_ids(packets: pd.DataFrame, packet_id: np.ndarray,
     rows = np.flatnonzero(has)
     if not len(rows):
         return pd.arrays.IntegerArray(np.zeros(len(packets), np.int64), ~has)
-    side_a = row_digest([src[rows], int_column(packets, "sport", rows)])
-    side_b = row_digest([dst[rows], int_column(packets, "dport", rows)])
+    # an endpoint as one integer: the address code and the port (+1, so that NA is 0)
+    side_a = (src[rows].astype(np.int64) << 17) | (int_column(packets, "sport", rows) + 1)
+    side_b = (dst[rows].astype(np.int64) << 17) | (int_column(packets, "dport", rows) + 1)
     del src, dst
-    key = row_digest([overlay_encap.codes[rows].astype(np.int64),
-                      overlay_vni.to_numpy(np.int64, na_value=-1)[rows],
-                      int_column(packets, "proto", rows),
+    overlay = (overlay_encap.codes[rows].astype(np.int64) << 32) \
+        | (overlay_vni.to_numpy(np.int64, na_value=-1)[rows] & 0xFFFFFFFF)
+    key = row_digest([overlay, int_column(packets, "proto", rows),
                       np.minimum(side_a, side_b), np.maximum(side_a, side_b)])
     del side_a, side_b
     key_code, keys = pd.factorize(key)

@@ -207,10 +207,13 @@ def string_codes(values: pd.Series, order: Sequence[str] = ()) -> tuple[np.ndarr
     return codes.astype(np.int32), labels
 
 
-def shared_codes(*columns: pd.Series) -> tuple[list[np.ndarray], list[str]]:
+def shared_codes(*columns: pd.Series | tuple[np.ndarray, list[str]],
+                 ) -> tuple[list[np.ndarray], list[str]]:
     """String columns coded in one space (equal text, equal code in every column; -1: NA),
-    and the labels: each column factorized on its own, the labels merged."""
-    coded_columns = [string_codes(column) for column in columns]
+    and the labels: each column factorized on its own (or given as its
+    :func:`string_codes`), the labels merged."""
+    coded_columns = [column if isinstance(column, tuple) else string_codes(column)
+                     for column in columns]
     labels = list(dict.fromkeys(label for _, found in coded_columns for label in found))
     index = {label: i for i, label in enumerate(labels)}
     out = []
