@@ -86,21 +86,21 @@ def _conversation_problems(flow_table: pd.DataFrame) -> list[dict[str, Any]]:
         overlay=("overlay", "first"), exceeds=("exceeds_mtu", "any"),
         largest=("max_ip_len", "max"), mtu=("path_mtu", "min"),
         fragments=("fragments", "max"), captures=("capture", "nunique"))
+    def counted(group: pd.DataFrame) -> str:
+        return f"{len(group)} conversation{'s' * (len(group) > 1)}"
+
     for overlay, group in conversations.groupby("overlay", sort=False):
-        exceeding = group[group["exceeds"]]
-        if len(exceeding):
-            found.append({
-                "problem": "oversized", "where": overlay, "count": len(exceeding),
-                "detail": f"{len(exceeding)} conversation{'s' * (len(exceeding) > 1)} with "
-                          f"datagrams larger than the inner MTU {int(exceeding['mtu'].min())} "
-                          f"(up to {int(exceeding['largest'].max())} bytes)"})
-        fragmented = group[group["fragments"] > 0]
-        if len(fragmented):
-            found.append({
-                "problem": "fragments", "where": overlay, "count": len(fragmented),
-                "detail": f"IP fragments in {len(fragmented)} "
-                          f"conversation{'s' * (len(fragmented) > 1)} (up to "
-                          f"{int(fragmented['fragments'].max())} fragments in one capture)"})
+        for problem, chosen, detail in (
+            ("oversized", group[group["exceeds"]],
+             lambda g: f"{counted(g)} with datagrams larger than the inner MTU "
+                       f"{int(g['mtu'].min())} (up to {int(g['largest'].max())} bytes)"),
+            ("fragments", group[group["fragments"] > 0],
+             lambda g: f"IP fragments in {counted(g)} (up to {int(g['fragments'].max())} "
+                       "fragments in one capture)"),
+        ):
+            if len(chosen):
+                found.append({"problem": problem, "where": overlay, "count": len(chosen),
+                              "detail": detail(chosen)})
     too_big = flows[flows["exceeds_mtu"].fillna(False)]
     for _, group in too_big.groupby("flow_id", sort=False):
         first = group.iloc[0]
