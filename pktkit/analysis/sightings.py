@@ -60,8 +60,7 @@ NEIGHBOUR_NS = 1_000_000  # where a node's other points see a packet around one 
 NEIGHBOURS = 16  # records back in a file where a duplicate's original is looked for
 # What a copy of a frame repeats beyond its signature and slot (its bytes, as far as the table
 # tells them)
-_COPY_COLUMNS = ("frag_offset", "more_fragments", "payload_hash", "wire_len", "vni",
-                 "outer_sport", "outer_dport")
+_COPY_COLUMNS = ("more_fragments", "payload_hash", "wire_len", "outer_sport", "outer_dport")
 
 
 @dataclass
@@ -188,20 +187,25 @@ def _duplicate_of(packets: pd.DataFrame, slot: np.ndarray, sig: np.ndarray,
     back = (np.diff(ts) < 0) & (capture[1:] == capture[:-1])
     order = np.lexsort((np.arange(n), ts, slot)) if back.any() else None
     del capture, back
-    # records in a file's time order (the table's, or the sort's), keyed by signature and
-    # slot (rows that match nothing: a key of their own each)
-    key = row_digest([sig, slot, frag_offset])  # a datagram's fragments are no copies
+    # records in a file's time order (the table's, or the sort's), keyed by what a copy
+    # repeats (a datagram's fragments are no copies; two tenants' frames differ in their
+    # VNI); rows that match nothing: a key of their own each
+    key = row_digest([sig, slot, frag_offset, int_column(packets, "vni")])
     np.copyto(key, np.arange(n), where=sig == NO_VALUE)  # (a digest is almost never that)
     o_key, o_ts = (key, ts) if order is None else (key[order], ts[order])
     del key
+    # each record's nearest earlier one with its key, within the gap
+    matched = np.zeros(n, bool)
     earlier_parts, later_parts = [], []
     for k in range(1, min(NEIGHBOURS, n - 1) + 1):
         same = o_key[k:] == o_key[:-k]
         same &= o_ts[k:] - o_ts[:-k] <= DUPLICATE_GAP_NS
+        same &= ~matched[k:]
+        matched[k:] |= same
         at = np.flatnonzero(same)
         earlier_parts.append(at)
         later_parts.append(at + k)
-    del o_key, o_ts
+    del o_key, o_ts, matched
     if not earlier_parts or not sum(len(part) for part in earlier_parts):
         return original
     earlier, later = np.concatenate(earlier_parts), np.concatenate(later_parts)
