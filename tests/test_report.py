@@ -25,6 +25,7 @@ from pktkit.report import flow_table as flows_module
 from pktkit.report import health
 from pktkit.report import overlay_costs as overlays_module
 from pktkit.report import sizes as sizes_module
+from pktkit.report.labels import clock_model_text
 
 FOLDERS = sorted(p.name for p in CAPTURES.iterdir() if (p / "truth.json").is_file())
 OVERLAY_FOLDERS = [f for f in FOLDERS if truth(f)["params"].get("underlay_mtu")]
@@ -427,3 +428,18 @@ def test_tables_have_their_documented_dtypes(folder: str) -> None:
         assert {c: str(t) for c, t in tables[name].dtypes.items()} == {
             c: str(pd.Series([], dtype=t).dtype) for c, t in schema.items()}, name
         assert f"``{name}``" in (module.__doc__ or ""), name
+
+
+def test_a_clock_model_in_words() -> None:
+    """The issue's own example, a reference node, and a node nothing crossed to."""
+    base = {"reference_node": "node-a", "drift_ppm": 80.0, "bound_ns": 4_000,
+            "at_ns": 1_768_471_200 * 10**9}  # 2026-01-15 10:00:00 UTC
+    assert clock_model_text({**base, "node": "node-b", "offset_ns": 300_000_000}) == \
+        "node-b: +300.000 ms at 10:00:00, +80.0 ppm, ± 4 µs"
+    assert clock_model_text({**base, "node": "node-c", "offset_ns": -1_500, "bound_ns": 900,
+                             "drift_ppm": -0.04}) == \
+        "node-c: -0.002 ms at 10:00:00, -0.0 ppm, ± 900 ns"
+    assert clock_model_text({**base, "node": "node-a", "offset_ns": 0}) == \
+        "node-a: the reference clock"
+    assert clock_model_text({**base, "node": "node-d", "offset_ns": None}).startswith(
+        "node-d: no estimate")

@@ -172,10 +172,12 @@ def summary(
         }
     offsets = tables.get("clock_offsets")
     if offsets is not None and len(offsets):
+        # the model in words (its time too), then the numbers
+        texts = [clock_model_text(row) for row in offsets.to_dict("records")]
         out["clock_offsets"] = [
-            {"model": clock_model_text(row), **row} for row in _records(offsets, [
-                c for c in ("node", "reference_node", "offset_ns", "drift_ppm", "at_ns",
-                            "bound_ns", "samples", "applied_ns") if c in offsets])]
+            {"model": text, **row} for text, row in zip(texts, _records(offsets, [
+                c for c in ("node", "reference_node", "offset_ns", "drift_ppm", "bound_ns",
+                            "samples") if c in offsets]), strict=True)]
     out["problems"] = _problems(tables, problems)
     if cost.attrs.get("payload_estimated"):
         out["notes"] = ["payload_efficiency is an upper bound: the packet table has no "
