@@ -17,6 +17,7 @@ from typing import NoReturn
 from pktkit import __version__
 from pktkit.capture.headers import MAX_MTU, MIN_MTU
 from pktkit.errors import PktkitError, UsageError
+from pktkit.units import parse_duration
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,7 +52,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     overrides = dict(_key_value("--set", item) for item in args.set)
     scenario = make_scenario(args.scenario, seed=args.seed, flows=args.flows,
                              duration_s=args.duration, overrides=overrides,
-                             clock_offset_s=args.clock_offset)
+                             clock_offset_s=args.clock_offset, clock_drift_ppm=args.clock_drift,
+                             impairments=args.impair)
     result = generate(scenario, args.out, fmt=args.format, linktype=args.linktype)
     if not args.quiet:
         print(f"{scenario.name}: {result.packets} frames in {len(result.files)} files "
@@ -142,6 +144,7 @@ def _bundled_captures() -> Path:
 
 def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
     from pktkit.capture.tunnel_ports import describe
+    from pktkit.report.labels import clock_model_text
     from pktkit.report.present import plural
 
     corr, counts = result.get("correlation", {}), result.get("counts", {})
@@ -156,12 +159,10 @@ def _analysis_lines(name: str, result: dict, out: Path) -> list[str]:
         if row["node"] == row["reference_node"]:
             continue
         if row["offset_ns"] is None:
-            lines.append(f"  clock {row['node']}: no estimate (no packet crossed to and from "
-                         f"{row['reference_node']}), not corrected")
+            lines.append(f"  clock {clock_model_text(row)}, not corrected")
             continue
         applied = "corrected" if row["applied_ns"] else "not corrected"
-        lines.append(f"  clock {row['node']}: {row['offset_ns'] / 1e6:+.3f} ms "
-                     f"± {row['bound_ns'] / 1e3:.1f} µs against {row['reference_node']} "
+        lines.append(f"  clock {clock_model_text(row)} against {row['reference_node']} "
                      f"({row['samples']} packets; {applied})")
     return lines
 
@@ -199,12 +200,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         raise UsageError("--k8s and --docker need the captures they belong to (CAPTURE or "
                          "--node); the bundled folders hold their own")
     read_metadata(args.k8s, args.docker)  # a bad file fails before any capture is read
+    window_ns = None if args.window is None else parse_duration("--window", args.window)
     check_output_folder(args.out)
     return_memory_eagerly()  # this process does nothing else
     bar = terminal_bar(not (args.quiet or args.json))
     options = {"conntrack": conntrack, "vxlan_ports": _vxlan_ports(args.vxlan_port),
                "k8s": args.k8s, "docker": args.docker,
                "underlay_mtu": args.underlay_mtu, "clock_correction": args.clock_correction}
+    if window_ns is not None:
+        options["window_ns"] = window_ns
     steps = len(STAGES) + 1  # + writing
 
     def tracker(label: str, base: float, share: float):
@@ -341,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--duration", type=float, help="seconds over which flows start")
     gen.add_argument("--clock-offset", type=float, default=0.0, metavar="SECONDS",
                      help="offset of the second node's clock (multi-node scenarios)")
+    gen.add_argument("--clock-drift", type=float, default=0.0, metavar="PPM",
+                     help="drift of the second node's clock, parts per million (multi-node "
+                          "scenarios; e.g. 80: 80 µs fast per second)")
+    gen.add_argument("--impair", action="append", default=[], metavar="KEY=VALUE",
+                     help="stage the underlay's trouble (repeatable): queue=DURATION (queueing "
+                          "bursts up to it, e.g. 20ms), loss=FRACTION (TCP retransmits), "
+                          "reorder=FRACTION, duplicate=FRACTION (a frame recorded twice)")
     gen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a scenario parameter (repeatable)")
     gen.add_argument("-q", "--quiet", action="store_true")
@@ -400,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",
                      help="also decode UDP port N as VXLAN (repeatable); 'auto': find the "
                           "ports carrying VXLAN or Geneve in the packets")
+    ana.add_argument("--window", default=None, metavar="DURATION",
+                     help="sightings of one packet this far apart at most (default 1s): within "
+                          "it a packet is matched however long a queue held it")
     ana.add_argument("--clock-correction", choices=["auto", "always", "never"], default="auto",
                      help="subtract the estimated clock offsets: when significant (auto, the "
                           "default), always, or never")

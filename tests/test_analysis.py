@@ -50,8 +50,11 @@ def listing(folder: Path) -> set[str]:
 def test_tables_and_schemas(folders: dict[str, Path]) -> None:
     found = pktkit.analyze(folders["vx-any"])
     assert isinstance(found, analysis.Analysis)
-    for name in ("packet_id", "hop", "nat_flow_id", "node", "ts_ref_ns"):
+    for name in ("packet_id", "hop", "nat_flow_id", "node", "ts_ref_ns", "overlay_encap",
+                 "overlay_vni"):
         assert name in found.packets
+    assert str(found.packets["overlay_vni"].dtype) == "UInt32"
+    assert str(found.packets["overlay_encap"].dtype) == "category"
     assert str(found.packets["packet_id"].dtype) == "Int64"
     assert found.packets["packet_id"].notna().all() and found.packets["hop"].notna().all()
     for table, schema in [(found.hops, hops.HOPS_SCHEMA),
@@ -65,11 +68,13 @@ def test_tables_and_schemas(folders: dict[str, Path]) -> None:
     # one row per sighting; ts_ns on the reference clock
     assert len(found.hops) == found.packets.groupby(["packet_id", "hop"]).ngroups
     node_b = found.hops["node"] == "node-b"
-    shift = found.clock_offsets.set_index("node").loc["node-b", "applied_ns"]
-    assert abs(shift - 250_000_000) < 100_000
+    model = found.clock_offsets.set_index("node").loc["node-b"]
+    assert abs(model["applied_ns"] - 250_000_000) < 100_000
     merged = found.hops[node_b].merge(found.packets[["capture", "frame", "ts_ns"]],
                                       on=["capture", "frame"], suffixes=("", "_raw"))
-    assert ((merged["ts_ns_raw"] - merged["ts_ns"]) == shift).all()
+    reference = merged["ts_ns"].astype("int64")
+    shift = model["offset_ns"] + model["drift_ppm"] * 1e-6 * (reference - model["at_ns"])
+    assert ((merged["ts_ns_raw"].astype("int64") - reference - shift).abs() <= 2).all()
 
 
 def test_nodes_and_interfaces_come_from_the_capture_set(folders: dict[str, Path]) -> None:
@@ -187,7 +192,7 @@ def test_cli_writes_the_report(folders: dict[str, Path], tmp_path: Path,
                          capsys)
     assert code == 0 and err == ""
     assert "564 frames from 2 captures on 2 nodes: 66 packets" in out
-    assert "clock node-b: +249.9" in out and "corrected" in out
+    assert "clock node-b: +250.0" in out and " ppm, ± " in out and "; corrected)" in out
     files = listing(tmp_path / "r")
     assert REPORT_FILES | {"nat_flows.csv", "hops.csv", "latency.csv",
                            "clock_offsets.csv"} <= files

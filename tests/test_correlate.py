@@ -12,6 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from truth_checks import (
+    assert_delays_within_bounds,
+    assert_models_hold_the_truth,
+    assert_same_partition,
+    joined,
+)
 
 import pktkit
 from pktkit.analysis import correlate, hops, latency
@@ -21,16 +27,16 @@ from pktkit.craft.generation import generate, make_scenario
 from pktkit.craft.scenarios import SCENARIOS
 
 SCENARIO_NAMES = sorted(SCENARIOS)
-# (seed, linktype, format, clock offset of the second node in seconds)
-VARIANTS = [(1, "ether", "pcap", 0.0), (2, "sll2", "pcapng", 0.25), (3, "sll2", "pcap", -0.8)]
-US = 1000
+# (seed, linktype, format, clock offset (s) and drift (ppm) of the second node)
+VARIANTS = [(1, "ether", "pcap", 0.0, 0.0), (2, "sll2", "pcapng", 0.25, 0.0),
+            (3, "sll2", "pcap", -0.8, -35.0)]
 
 
 @functools.cache
 def generated(root: Path, name: str, seed: int, linktype: str, fmt: str,
-              offset: float) -> Path:
-    scenario = make_scenario(name, seed=seed, clock_offset_s=offset)
-    out = root / f"{name}-{seed}-{linktype}-{fmt}-{offset}"
+              offset: float, drift: float = 0.0) -> Path:
+    scenario = make_scenario(name, seed=seed, clock_offset_s=offset, clock_drift_ppm=drift)
+    out = root / f"{name}-{seed}-{linktype}-{fmt}-{offset}-{drift}"
     generate(scenario, out, fmt=fmt, linktype=linktype)
     return out
 
@@ -40,18 +46,7 @@ def analysed(folder: Path) -> tuple[Analysis, dict[str, Any], pd.DataFrame]:
     """The analysis, the truth, and the packets joined with their truth (suffix _t)."""
     found = analyze(folder)
     truth = pktkit.load_truth(folder)
-    labels = pd.DataFrame(truth["packets"])
-    joined = found.packets[["capture", "frame", "packet_id", "hop", "node"]].astype(
-        {"capture": object, "frame": "int64", "packet_id": "int64", "hop": "int64"}).merge(
-        labels, on=["capture", "frame"], suffixes=("", "_t"), validate="one_to_one")
-    assert len(joined) == len(found.packets) == len(labels)
-    return found, truth, joined
-
-
-def assert_same_partition(got: pd.Series, want: pd.Series) -> None:
-    pairs = pd.DataFrame({"got": got.to_numpy(), "want": want.to_numpy()}).drop_duplicates()
-    assert pairs["got"].is_unique, "two true packets merged into one packet_id"
-    assert pairs["want"].is_unique, "one true packet split into several packet_ids"
+    return found, truth, joined(found, truth)
 
 
 def offsets_of(found: Analysis) -> dict[str, dict[str, Any]]:
@@ -67,43 +62,23 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("name", SCENARIO_NAMES)
 def test_packet_ids_hops_and_delays_equal_the_truth(root: Path, name: str,
                                                     variant: tuple) -> None:
-    seed, linktype, fmt, offset = variant
-    if offset and name.startswith("docker"):
-        offset = 0.0  # one node: no second clock to shift
-    found, truth, joined = analysed(generated(root, name, seed, linktype, fmt, offset))
-    assert_same_partition(joined["packet_id"], joined["packet_id_t"])
-    assert (joined["hop"] == joined["hop_t"]).all()
-
-    # the injected offset lies within the estimate's bound
-    injected = truth["params"]["clock_offsets_ns"]
+    seed, linktype, fmt, offset, drift = variant
+    if name.startswith("docker"):
+        offset = drift = 0.0  # one node: no second clock to shift
+    found, truth, both = analysed(generated(root, name, seed, linktype, fmt, offset, drift))
+    assert_same_partition(both["packet_id"], both["packet_id_t"])
+    assert (both["hop"] == both["hop_t"]).all()
     clocks = offsets_of(found)
-    assert set(clocks) == set(joined["node"].unique())
-    for node, row in clocks.items():
+    assert set(clocks) == set(both["node"].unique())
+    for row in clocks.values():
         if row["node"] == row["reference_node"]:
             assert (row["offset_ns"], row["bound_ns"]) == (0, 0)
-            continue
-        assert abs(row["offset_ns"] - injected.get(node, 0)) <= row["bound_ns"]
-        assert row["applied_ns"] == (row["offset_ns"] if injected.get(node) else 0)
-
-    # hop delays: the truth's, exactly within a node (one clock); across nodes off by what
-    # the applied corrections miss of the injected offsets, which the bounds cover
-    true_ts = joined.groupby(["packet_id", "hop"])["true_ts_ns"].min()
-    hops = found.hops.set_index(["packet_id", "hop"])
-    later = hops[hops["delay_ns"].notna()]
-    previous = pd.MultiIndex.from_arrays([later.index.get_level_values(0),
-                                          later.index.get_level_values(1) - 1])
-    want = (true_ts.to_numpy()[true_ts.index.get_indexer(later.index)]
-            - true_ts.to_numpy()[true_ts.index.get_indexer(previous)])
-    error = later["delay_ns"].to_numpy(np.int64) - want
-    missed = {node: injected.get(node, 0) - row["applied_ns"] for node, row in clocks.items()}
-    bound = {node: row["bound_ns"] for node, row in clocks.items()}
-    expected = (later["node"].map(missed).astype("int64")
-                - later["from_node"].map(missed).astype("int64")).to_numpy()
-    assert len(error) and np.abs(error - expected).max() < US
-    assert (np.abs(expected) <= (later["node"].map(bound).astype("int64")
-                                 + later["from_node"].map(bound).astype("int64"))).all()
-    if not any(injected.values()):  # equal clocks: every delay is the truth's
-        assert np.abs(error).max() < US
+        else:  # a shifted clock is corrected, equal ones are left alone
+            assert (row["applied_ns"] != 0) == bool(offset), row
+    assert_models_hold_the_truth(found, truth)
+    delays = assert_delays_within_bounds(found, truth, both)
+    if not offset:  # equal clocks: every delay is the truth's
+        assert (delays["delay_ns"] == delays["true_ns"]).all()
 
 
 def test_a_retransmitted_segment_stays_two_packets(root: Path) -> None:
@@ -185,21 +160,29 @@ def test_handshake_rtt_per_capture_point(root: Path) -> None:
 def test_a_single_node_needs_no_correction(root: Path) -> None:
     found, _, _ = analysed(generated(root, "docker-portmap", 1, "sll2", "pcapng", 0.0))
     assert found.clock_offsets.to_dict("records") == [
-        {"node": "host", "reference_node": "host", "offset_ns": 0, "bound_ns": 0,
-         "samples": 0, "applied_ns": 0}]
+        {"node": "host", "reference_node": "host", "offset_ns": 0, "drift_ppm": 0.0,
+         "at_ns": None, "bound_ns": 0, "samples": 0, "applied_ns": 0}]
     assert (found.packets["ts_ref_ns"] == found.packets["ts_ns"]).all()
     assert found.latency[found.latency["metric"] == "node_pair"].empty
 
 
 @pytest.mark.parametrize("policy", ["always", "never"])
 def test_clock_correction_policies(root: Path, policy: str) -> None:
-    folder = generated(root, "flat-routed", 2, "sll2", "pcapng", 0.25)
-    found = analyze(folder, clock_correction=policy)
-    row = offsets_of(found)["node-b"]
-    assert row["applied_ns"] == (row["offset_ns"] if policy == "always" else 0)
-    node_b = found.packets["node"] == "node-b"
-    shift = found.packets["ts_ns"][node_b] - found.packets["ts_ref_ns"][node_b]
-    assert (shift == row["applied_ns"]).all()
+    """``always`` applies the model (offset and drift) to every timestamp of the node, also
+    where auto would not (equal clocks); ``never`` none."""
+    for offset, drift in ((0.25, 40.0), (0.0, 0.0)):
+        folder = generated(root, "flat-routed", 2, "sll2", "pcapng", offset, drift)
+        found = analyze(folder, clock_correction=policy)
+        row = offsets_of(found)["node-b"]
+        assert row["applied_ns"] == (row["offset_ns"] if policy == "always" else 0)
+        node_b = found.packets["node"] == "node-b"
+        raw = found.packets["ts_ns"][node_b].to_numpy(np.int64)
+        ref = found.packets["ts_ref_ns"][node_b].to_numpy(np.int64)
+        if policy == "never":
+            assert (raw == ref).all()
+            continue
+        model = row["offset_ns"] + row["drift_ppm"] * 1e-6 * (ref - row["at_ns"])
+        assert np.abs(raw - ref - model).max() <= 2  # ns: rounding of the stored model
     with pytest.raises(pktkit.UsageError, match="clock correction"):
         analyze(folder, clock_correction="sometimes")
 

@@ -49,6 +49,12 @@ def test_list_names_every_scenario_with_a_description(capsys: pytest.CaptureFixt
         (["vxlan-overlay", "--clock-offset", "nan"], ["--clock-offset nan", "finite"]),
         (["vxlan-overlay", "--clock-offset", "inf"], ["--clock-offset inf", "finite"]),
         (["vxlan-overlay", "--clock-offset=-1e10"], ["--clock-offset -10000000000.0", "86400"]),
+        (["docker-snat", "--clock-drift", "80"], ["--clock-drift", "one node"]),
+        (["flat-routed", "--clock-drift", "900"], ["--clock-drift", "-500..500 ppm"]),
+        (["flat-routed", "--impair", "loss=2"], ["--impair loss", "0..0.5"]),
+        (["flat-routed", "--impair", "queue=20"], ["--impair queue", "20ms"]),
+        (["flat-routed", "--impair", "jitter=1"], ["--impair", "queue, loss, reorder"]),
+        (["flat-routed", "--impair", "loss=0.1", "--impair", "loss=0.2"], ["loss", "twice"]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(

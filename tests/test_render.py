@@ -106,7 +106,7 @@ def test_summary_markdown_and_page_text(vxlan_report) -> None:
     assert "| vxlan | 1 |" in markdown and "| 11.8 |" in markdown
     assert "| overhead_share (%) |" in markdown
     page = (out / "index.html").read_text()
-    assert "2026-01-15 10:00:00 – 10:00:02 UTC" in page
+    assert "2026-01-15 10:00:00 – 10:00:09 UTC" in page
     assert '<td class="text bad">True</td>' in page  # an oversized flow, highlighted
     assert "528 rows; the first 20 are shown" in page  # hops: a preview only
 

@@ -27,6 +27,7 @@ from pktkit.report import flow_table as flows_module
 from pktkit.report import health
 from pktkit.report import overlay_costs as overlays_module
 from pktkit.report import sizes as sizes_module
+from pktkit.report.labels import clock_model_text
 
 FOLDERS = sorted(p.name for p in CAPTURES.iterdir() if (p / "truth.json").is_file())
 OVERLAY_FOLDERS = [f for f in FOLDERS if truth(f)["params"].get("underlay_mtu")]
@@ -493,3 +494,18 @@ def test_bad_checksums_counted_per_capture_and_interface(tmp_path: Path) -> None
     assert [(p["where"], p["count"]) for p in problems] == [
         ("node-a-any.pcapng (veth1)", 2), ("node-a-any.pcapng (eth0)", 1)]
     assert table["captures"]["packets"].sum() == 7  # every frame is in the table
+
+
+def test_a_clock_model_in_words() -> None:
+    """The issue's own example, a reference node, and a node nothing crossed to."""
+    base = {"reference_node": "node-a", "drift_ppm": 80.0, "bound_ns": 4_000,
+            "at_ns": 1_768_471_200 * 10**9}  # 2026-01-15 10:00:00 UTC
+    assert clock_model_text({**base, "node": "node-b", "offset_ns": 300_000_000}) == \
+        "node-b: +300.000 ms at 10:00:00, +80.0 ppm, ± 4 µs"
+    assert clock_model_text({**base, "node": "node-c", "offset_ns": -1_500, "bound_ns": 900,
+                             "drift_ppm": -0.04}) == \
+        "node-c: -0.002 ms at 10:00:00, -0.0 ppm, ± 900 ns"
+    assert clock_model_text({**base, "node": "node-a", "offset_ns": 0}) == \
+        "node-a: the reference clock"
+    assert clock_model_text({**base, "node": "node-d", "offset_ns": None}).startswith(
+        "node-d: no estimate")

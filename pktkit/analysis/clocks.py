@@ -1,190 +1,272 @@
-"""Node clocks: each node's offset against the reference node, from packets crossing both ways.
+"""Node clocks: each node's offset and drift against the reference node, from the crossings.
 
-Per node (one clock), the units of a signature that occupy distinct slots with no gap beyond
-the limits are one node-local sighting group. A signature with one such group on each of two
-nodes is a packet crossing between them; TTL (the sender's copies have a TTL at least the
-receiver's) and, when captured, the directions (the sender's last copy goes ``out``, the
-receiver's first comes ``in``) say which way. The one-way delays bound the offset from both
-sides, as NTP does: with ``min_ab`` the smallest ``first_b - last_a`` over packets a → b (raw
-clocks) and ``min_ba`` likewise, ``offset_b - offset_a = (min_ab - min_ba) / 2 ± (min_ab +
-min_ba) / 2`` (the true offset is inside whenever the delays are positive). Samples farther
-than ``window_ns`` from their direction's median are dropped first (a wrong match must not set
-a minimum). Each node's offset against the reference node (the first node) follows the chain
-of pairs with the smallest summed bound.
+The global step of the correlation: the crossing samples of every signature partition
+(:mod:`~pktkit.analysis.crossings`) are reduced per node pair by :func:`fit_pair`
+(:mod:`~pktkit.analysis.clockfit`: the lower envelopes of the one-way delays both ways, the
+approach of Paxson's and of Moon, Skelly and Towsley's estimators, with a bound). Each node's
+clock against the reference node (the first node) follows the chain of pair fits with the
+smallest summed bound; drifts and offsets compose exactly (affine maps), bounds add.
 
-The correction applied (``clock_correction``): ``"auto"`` (default) subtracts the estimate only
-when it is significant, i.e. the interval excludes 0 — when the data cannot tell the clocks
-apart, the midpoint is noise (half the asymmetry of the two minimum delays) and shifting by it
-would only add that error to synchronized clocks; ``"always"`` subtracts every estimate;
-``"never"`` none.
+The model of a node: its clock reads ``t + offset_ns + drift_ppm × 1e-6 × (t − at_ns)`` at
+reference time t. Applied to a timestamp, it gives the reference time that reading stands for.
+
+The correction applied (``clock_correction``): ``"auto"`` (default) applies a node's model
+only when it is significant: when the reference clock itself (offset 0, drift 0) lies outside
+the model's bound somewhere over the crossings' span. Two synchronized clocks then keep their
+timestamps exactly, rather than gaining the estimate's noise. ``"always"`` applies every
+model, ``"never"`` none.
 
 ``clock_offsets`` — one row per node
 
 ==============  ========  ===============================================================
 node            string    the node
 reference_node  string    the node whose clock is the reference (offset 0, bound 0)
-offset_ns       Int64     node clock − reference clock; NA when no packet crossed between
-                          them both ways (then no correction is applied)
-bound_ns        Int64     the true offset lies within offset_ns ± bound_ns
+offset_ns       Int64     node clock − reference clock at ``at_ns``; NA when no packet
+                          crossed between them both ways (then no correction is applied)
+drift_ppm       Float64   how fast the node's clock runs against the reference's, parts per
+                          million (80: 80 µs more per second)
+at_ns           Int64     the reference-clock time at which ``offset_ns`` holds (where the
+                          bound is smallest); NA for the reference node
+bound_ns        Int64     the model lies within ± bound_ns of the truth over the crossings'
+                          span (the drift's 99.9 % uncertainty included)
 samples         Int64     packets whose crossing gave the estimate (both directions)
-applied_ns      Int64     the correction subtracted from the node's timestamps (see
-                          ``clock_correction``): offset_ns, or 0
+applied_ns      Int64     the model's offset at ``at_ns`` when the model was applied to the
+                          node's timestamps (see ``clock_correction``), else 0
 ==============  ========  ===============================================================
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from pktkit.analysis.grouping import clean_groups, gap_limits
-from pktkit.analysis.rows import NO_VALUE, int_column, row_digest, run_starts
-from pktkit.analysis.sightings import Units
+from pktkit.analysis.clockfit import PairFit, fit_pair
+from pktkit.analysis.rows import NO_VALUE
 from pktkit.capture.frame import empty_frame, typed_frame
 
 CLOCK_SCHEMA: dict[str, str] = {
-    "node": "string", "reference_node": "string", "offset_ns": "Int64", "bound_ns": "Int64",
-    "samples": "Int64", "applied_ns": "Int64",
+    "node": "string", "reference_node": "string", "offset_ns": "Int64",
+    "drift_ppm": "Float64", "at_ns": "Int64", "bound_ns": "Int64", "samples": "Int64",
+    "applied_ns": "Int64",
 }
 CLOCK_CORRECTIONS = ("auto", "always", "never")
-Estimate = tuple[float, float, int]  # offset, bound, samples
+_SPAN_POINTS = 257  # where a model's bound and significance are evaluated over its span
 
 
-def node_groups(units: Units, packets: pd.DataFrame, window_ns: int) -> pd.DataFrame:
-    """One row per clean node-local sighting group: node, sig, first/last ts, TTL range,
-    directions of the first and last sighting."""
-    if (units.sig == NO_VALUE).all():
-        return pd.DataFrame(columns=["node", "sig", "first", "last", "ttl_min", "ttl_max",
-                                     "dir_first", "dir_last"], dtype=np.int64)
-    # all units sorted, then the matched ones kept: no copies of the sort keys
-    order = np.lexsort((units.ts, units.sig, units.node))
-    order = order[units.sig[order] != NO_VALUE]
-    key = row_digest([units.node, units.sig])
-    limits = gap_limits(key, units.slot, units.ts, order, units.slots, window_ns)
-    starts, clean = clean_groups(key, units.slot, units.ts, order, limits)[1:]
-    del key
-    group_ttl = int_column(packets, "ttl", units.row[order])
-    lo, hi = np.minimum.reduceat(group_ttl, starts), np.maximum.reduceat(group_ttl, starts)
-    del group_ttl
-    first, last = order[starts], order[np.append(starts[1:], len(order)) - 1]
-    first, last, lo, hi = first[clean], last[clean], lo[clean], hi[clean]
-    node, sig = units.node[first], units.sig[first]
-    # a signature seen twice on a node (cleanly each time) matches nothing reliably; the
-    # groups are in (node, signature) order, so such twins are neighbours
-    new = run_starts(node, sig)
-    alone = new & np.append(new[1:], True)
-    first, last = first[alone], last[alone]
-    return pd.DataFrame({
-        "node": node[alone], "sig": sig[alone],
-        "first": units.ts[first], "last": units.ts[last], "ttl_min": lo[alone],
-        "ttl_max": hi[alone], "dir_first": int_column(packets, "direction", units.row[first]),
-        "dir_last": int_column(packets, "direction", units.row[last]),
-    }, copy=False)
+@dataclass(frozen=True)
+class _Map:
+    """theta(x) = value + slope (x − anchor): clock q minus clock p at p-clock time x;
+    ``edges`` the pair fits (and whether inverted) whose errors add up."""
+
+    anchor: int
+    value: float
+    slope: float
+    edges: tuple[tuple[PairFit, bool], ...] = ()
+
+    def at(self, x: np.ndarray) -> np.ndarray:
+        dx = (np.asarray(x, dtype=np.int64) - self.anchor).astype(np.float64)
+        return self.value + self.slope * dx
+
+    def then(self, other: _Map) -> _Map:
+        """p → q (self) followed by q → r (other): r − p at p-clock time."""
+        # theta_pr(x) = theta_pq(x) + theta_qr(x + theta_pq(x))
+        value = self.value + other.value + other.slope * (self.anchor - other.anchor
+                                                          + self.value)
+        return _Map(self.anchor, value, self.slope + other.slope * (1 + self.slope),
+                    self.edges + other.edges)
+
+    def inverse(self) -> _Map:
+        """q − p at q-clock time y, anchored at the q-clock reading of our anchor."""
+        y_anchor = self.anchor + round(self.value)
+        x = self.anchor + (y_anchor - self.anchor - self.value) / (1 + self.slope)
+        value = -(self.value + self.slope * (x - self.anchor))
+        return _Map(y_anchor, float(value), -self.slope / (1 + self.slope), self.edges)
 
 
-def crossings(groups: pd.DataFrame, out_code: int, in_code: int) -> pd.DataFrame:
-    """Pairs of node-local groups of one signature on two nodes, oriented a → b, with the
-    raw-clock delay ``first_b - last_a``."""
-    # Only signatures and row numbers are joined: the pairs can be many.
-    rows = pd.DataFrame({"sig": groups["sig"].to_numpy(), "row": np.arange(len(groups))})
-    pairs = rows.merge(rows, on="sig", suffixes=("_a", "_b"))
-    a, b = pairs["row_a"].to_numpy(), pairs["row_b"].to_numpy()
-    del pairs
-    node = groups["node"].to_numpy()
-    other_node = node[a] != node[b]
-    a, b = a[other_node], b[other_node]
-    ttl_min, ttl_max = groups["ttl_min"].to_numpy(), groups["ttl_max"].to_numpy()
-    dir_first, dir_last = groups["dir_first"].to_numpy(), groups["dir_last"].to_numpy()
-    # directions, where captured: the sender's last copy leaves, the receiver's first arrives
-    leaves = (dir_last < 0) | (dir_last == out_code)
-    arrives = (dir_first < 0) | (dir_first == in_code)
-    forward = (ttl_min[a] >= ttl_max[b]) & leaves[a] & arrives[b]
-    backward = (ttl_min[b] >= ttl_max[a]) & leaves[b] & arrives[a]
-    # each unordered pair appears twice (a, b) and (b, a): keep the unambiguous forward one
-    keep = forward & ~backward
-    a, b = a[keep], b[keep]
-    return pd.DataFrame({"a": node[a], "b": node[b],
-                         "delay": groups["first"].to_numpy()[b] - groups["last"].to_numpy()[a]})
+def _pair_map(fit: PairFit, inverted: bool) -> _Map:
+    m = _Map(fit.at_ns, fit.offset_ns, fit.drift_ppm * 1e-6, ((fit, inverted),))
+    return m.inverse() if inverted else m
 
 
-def pair_estimates(crossings: pd.DataFrame, window_ns: int) -> dict[tuple[int, int], tuple]:
-    """NTP-style (offset_b - offset_a, bound, samples) per node pair a < b with traffic both
-    ways."""
-    out: dict[tuple[int, int], tuple] = {}
-    if crossings.empty:
+@dataclass(frozen=True)
+class NodeClock:
+    """A node's clock against the reference: ``node − reference = offset_ns + drift_ppm ×
+    1e-6 × (t − at_ns)`` at reference time t; ``bound_ns`` holds over ``span_ns`` (reference
+    time), ``bound_at(t)`` anywhere. ``path``: the nodes from the reference."""
+
+    node: int
+    offset_ns: float
+    drift_ppm: float
+    at_ns: int
+    bound_ns: float
+    samples: int
+    path: tuple[int, ...]
+    span_ns: tuple[int, int]
+    _map: _Map | None = field(default=None, repr=False, compare=False)
+
+    def offset_at(self, t_ns: np.ndarray) -> np.ndarray:
+        """node − reference at reference times ``t_ns``."""
+        dt = (np.asarray(t_ns, dtype=np.int64) - self.at_ns).astype(np.float64)
+        return self.offset_ns + self.drift_ppm * 1e-6 * dt
+
+    def to_reference(self, raw_ns: np.ndarray) -> np.ndarray:
+        """Reference-clock times of this node's raw timestamps (int64 ns)."""
+        raw = np.asarray(raw_ns, dtype=np.int64)
+        relative = (raw - self.at_ns).astype(np.float64) - self.offset_ns
+        return self.at_ns + np.rint(relative / (1 + 1e-6 * self.drift_ppm)).astype(np.int64)
+
+    def bound_at(self, t_ns: np.ndarray) -> np.ndarray:
+        """|model − truth| at reference times ``t_ns``: the edges' bounds, each at the time
+        of its own a-clock, added."""
+        t = np.atleast_1d(np.asarray(t_ns, dtype=np.int64))
+        total = np.zeros(len(t))
+        if self._map is not None:
+            for fit, x in _edge_times(self._map.edges, t):
+                total += fit.bound_at(x)
+        return total
+
+    def significant(self) -> bool:
+        """Whether the reference clock itself (offset 0, drift 0) lies outside the bound
+        somewhere over the span: the model then says something the data are sure of."""
+        if not self.path[1:]:
+            return False
+        grid = np.linspace(*self.span_ns, _SPAN_POINTS).astype(np.int64)
+        return bool((np.abs(self.offset_at(grid)) > self.bound_at(grid)).any())
+
+
+def fit_pairs(samples: pd.DataFrame) -> dict[tuple[int, int], PairFit]:
+    """One fit per node pair a < b with crossings both ways (``samples``:
+    :func:`pktkit.analysis.crossings.samples`)."""
+    out: dict[tuple[int, int], PairFit] = {}
+    if samples.empty:
         return out
-    robust = []
-    for _, group in crossings.groupby(["a", "b"], sort=False):
-        median = group["delay"].median()
-        robust.append(group[(group["delay"] - median).abs() <= window_ns])
-    crossings = pd.concat(robust)
-    minima = crossings.groupby(["a", "b"])["delay"].agg(["min", "size"])
-    for (a, b), row in minima.iterrows():
-        if a > b or (b, a) not in minima.index:
+    ways = dict(tuple(samples.groupby(["sender", "receiver"], sort=True)))
+    for (a, b), forward in ways.items():
+        backward = ways.get((b, a))
+        if a > b or backward is None:
             continue
-        back = minima.loc[(b, a)]
-        min_ab, min_ba = int(row["min"]), int(back["min"])
-        bound = (min_ab + min_ba) / 2
-        if bound < 0:  # the two directions contradict each other: no estimate
-            continue
-        out[(a, b)] = ((min_ab - min_ba) / 2, bound, int(row["size"]) + int(back["size"]))
+        fit = fit_pair(forward["send"].to_numpy(np.int64), forward["recv"].to_numpy(np.int64),
+                       backward["send"].to_numpy(np.int64),
+                       backward["recv"].to_numpy(np.int64))
+        if fit is not None:
+            out[(int(a), int(b))] = fit
     return out
 
 
-def chain_offsets(estimates: dict[tuple[int, int], tuple], nodes: int,
-             reference: int) -> list[tuple[float, float, int] | None]:
-    """Each node's (offset, bound, samples) against the reference: the chain of pairwise
-    estimates with the smallest summed bound (Dijkstra)."""
-    edges: dict[int, list[tuple[int, float, float, int]]] = {i: [] for i in range(nodes)}
-    for (a, b), (offset, bound, samples) in estimates.items():
-        edges[a].append((b, offset, bound, samples))
-        edges[b].append((a, -offset, bound, samples))
-    best: list[tuple[float, float, int] | None] = [None] * nodes
-    best[reference] = (0.0, 0.0, 0)
-    heap = [(0.0, reference, 0.0, 0)]
-    done: set[int] = set()
+def chain(pairs: dict[tuple[int, int], PairFit], nodes: int,
+          reference: int = 0) -> list[NodeClock | None]:
+    """Each node's clock against ``reference``: the path of pair fits with the smallest
+    summed bound (Dijkstra), offsets and drifts composed exactly, bounds added; None for a
+    node no path reaches."""
+    edges: dict[int, list[tuple[int, PairFit, bool]]] = {}
+    for (a, b), fit in pairs.items():
+        edges.setdefault(a, []).append((b, fit, False))
+        edges.setdefault(b, []).append((a, fit, True))
+    out: list[NodeClock | None] = [None] * nodes
+    heap: list[tuple[float, int, int, tuple]] = [(0.0, 0, reference, ())]
+    tick = 1
     while heap:
-        bound, node, offset, samples = heapq.heappop(heap)
-        if node in done:
+        cost, _, node, path = heapq.heappop(heap)
+        if out[node] is not None:
             continue
-        done.add(node)
-        best[node] = (offset, bound, samples)
-        for other, step, step_bound, step_samples in edges[node]:
-            if other not in done:
-                heapq.heappush(heap, (bound + step_bound, other, offset + step,
-                                      samples + step_samples))
-    return best
+        out[node] = _node_clock(node, reference, path)
+        for other, fit, inverted in edges.get(node, []):
+            if out[other] is None:
+                heapq.heappush(heap, (cost + fit.bound_ns, tick, other,
+                                      (*path, (node, other, fit, inverted))))
+                tick += 1
+    return out
 
 
-def applied_correction(found: tuple[float, float, int] | None, policy: str) -> int:
-    """The correction to subtract from a node's timestamps (see ``clock_correction``)."""
-    if found is None or policy == "never":
-        return 0
-    offset, bound, _ = found
-    return round(offset) if policy == "always" or abs(offset) > bound else 0
+def _edge_times(edges: tuple[tuple[PairFit, bool], ...],
+                t: np.ndarray) -> Iterator[tuple[PairFit, np.ndarray]]:
+    """For each edge of a path from the reference: (its fit, the fit's a-clock time at
+    reference times t)."""
+    partial: _Map | None = None  # reference → this edge's source node
+    for fit, inverted in edges:
+        y = t if partial is None else t + np.rint(partial.at(t)).astype(np.int64)
+        step = _pair_map(fit, inverted)
+        yield fit, (y + np.rint(step.at(y)).astype(np.int64) if inverted else y)
+        partial = step if partial is None else partial.then(step)
 
 
-def on_reference_clock(ts: np.ndarray, node: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """``ts`` (capture times on the nodes' clocks; NO_VALUE: none) minus each node's applied
-    offset, in place (returned)."""
-    if offsets.any():
-        ts -= np.where(ts == NO_VALUE, 0, offsets[np.maximum(node, 0)])
+def _to_reference(edges: tuple[tuple[PairFit, bool], ...], clock_time: np.ndarray,
+                  upto: int) -> np.ndarray:
+    """Reference times of readings of the clock of the ``upto``-th node along the path."""
+    if upto == 0:
+        return clock_time
+    m = _pair_map(*edges[0])
+    for fit, inverted in edges[1:upto]:
+        m = m.then(_pair_map(fit, inverted))
+    return clock_time + np.rint(m.inverse().at(clock_time)).astype(np.int64)
+
+
+def _node_clock(node: int, reference: int, path: tuple) -> NodeClock:
+    if not path:
+        return NodeClock(node, 0.0, 0.0, 0, 0.0, 0, (reference,), (0, 0), None)
+    edges = tuple((fit, inverted) for _, _, fit, inverted in path)
+    m = _pair_map(*edges[0])
+    for fit, inverted in edges[1:]:
+        m = m.then(_pair_map(fit, inverted))
+    # the reference-time span every edge's samples cover
+    lo, hi = -(2**62), 2**62
+    for k, (fit, inverted) in enumerate(edges):
+        span = np.array(fit.span_ns, dtype=np.int64)  # in the fit's a-clock
+        if inverted:  # the a-clock is the edge's destination: to its source's clock
+            span = span + np.rint(fit.offset_at(span)).astype(np.int64)
+        span = _to_reference(edges, span, k)
+        lo, hi = max(lo, int(span.min())), min(hi, int(span.max()))
+    at = min(max(m.anchor, lo), hi) if lo <= hi else m.anchor
+    samples = sum(fit.samples_fwd + fit.samples_back for fit, _ in edges[-1:])
+    clock = NodeClock(node, float(m.at(np.array([at]))[0]), m.slope * 1e6, int(at), 0.0,
+                      samples, (reference, *(p[1] for p in path)), (lo, hi), m)
+    if lo <= hi:
+        grid = np.linspace(lo, hi, _SPAN_POINTS).astype(np.int64)  # convex per edge
+        bound = float(clock.bound_at(grid).max())
+    else:
+        bound = float(sum(fit.bound_ns for fit, _ in edges))
+    return dataclasses.replace(clock, bound_ns=bound)
+
+
+def applied(found: Sequence[NodeClock | None], policy: str) -> list[NodeClock | None]:
+    """The models to apply to the nodes' timestamps (see ``clock_correction``)."""
+    if policy == "never":
+        return [None] * len(found)
+    return [clock if clock is not None and clock.path[1:]
+            and (policy == "always" or clock.significant()) else None for clock in found]
+
+
+def on_reference_clock(ts: np.ndarray, node: np.ndarray,
+                       models: Sequence[NodeClock | None]) -> np.ndarray:
+    """``ts`` (capture times on the nodes' clocks; NO_VALUE: none) on the reference clock,
+    in place (returned)."""
+    for code, model in enumerate(models):
+        if model is None:
+            continue
+        at = np.flatnonzero((node == code) & (ts != NO_VALUE))
+        ts[at] = model.to_reference(ts[at])
     return ts
 
 
-def clock_table(node_names: Sequence[str], found: Sequence[Estimate | None],
-                applied: Sequence[int], reference: int = 0) -> pd.DataFrame:
+def clock_table(node_names: Sequence[str], found: Sequence[NodeClock | None],
+                used: Sequence[NodeClock | None], reference: int = 0) -> pd.DataFrame:
     """The ``clock_offsets`` table (see the module docstring)."""
     if not node_names:
         return empty_frame(CLOCK_SCHEMA)
+    is_reference = [i == reference for i in range(len(node_names))]
     return typed_frame(pd.DataFrame({
         "node": list(node_names),
         "reference_node": [node_names[reference]] * len(node_names),
-        "offset_ns": [pd.NA if f is None else round(f[0]) for f in found],
-        "bound_ns": [pd.NA if f is None else int(np.ceil(f[1])) for f in found],
-        "samples": [pd.NA if f is None else f[2] for f in found],
-        "applied_ns": list(applied),
+        "offset_ns": [pd.NA if f is None else round(f.offset_ns) for f in found],
+        "drift_ppm": [pd.NA if f is None else round(f.drift_ppm, 6) for f in found],
+        "at_ns": [pd.NA if f is None or ref else f.at_ns
+                  for f, ref in zip(found, is_reference, strict=True)],
+        "bound_ns": [pd.NA if f is None else int(np.ceil(f.bound_ns)) for f in found],
+        "samples": [pd.NA if f is None else f.samples for f in found],
+        "applied_ns": [0 if u is None else round(u.offset_ns) for u in used],
     }), CLOCK_SCHEMA)

@@ -6,24 +6,35 @@ file names) and a ``capture`` name that is unique per file. :func:`correlate` ru
 each a module of its own:
 
 0. **Units and signatures** (:mod:`~pktkit.analysis.sightings`): each sighting, or the
-   fragments of one datagram at one point, keyed by what survives NAT, TTL and tunnels.
-1. **Clocks** (:mod:`~pktkit.analysis.clocks`): node-local sighting groups of a signature seen
-   on two nodes are crossings; their one-way delays bound each node's clock offset.
-2. **Packets** (:mod:`~pktkit.analysis.packets`): signature groups on the reference clock, cut
-   at gaps beyond the learnt limits (:mod:`~pktkit.analysis.grouping`), ambiguous ones split
-   greedily; fragments join the unfragmented copy before them.
-3. **Hops** (:mod:`~pktkit.analysis.hops`): each packet's sightings in time order.
+   fragments of one datagram at one point, keyed by what survives NAT, TTL and tunnels;
+   duplicate records folded into their original.
+1. **Crossings** (:mod:`~pktkit.analysis.crossings`, per signature): node-local sighting groups
+   of a signature seen on two nodes, oriented by TTL, capture direction or address ownership
+   (:mod:`~pktkit.analysis.ownership`).
+2. **Clocks** (:mod:`~pktkit.analysis.clocks`, global): each node's offset and drift against
+   the reference node, fitted to the crossings both ways, with a bound; applied to every
+   timestamp.
+3. **Packets** (:mod:`~pktkit.analysis.packets`, per signature): signature groups on the
+   reference clock, cut at the window and at unlikely steps
+   (:mod:`~pktkit.analysis.grouping`), ambiguous ones split; fragments join the unfragmented
+   copy before them.
+4. **Hops** (:mod:`~pktkit.analysis.hops`): each packet's sightings in time order.
+
+Steps 1 and 3 need only the sightings of their signatures (plus, for 3, the clock models and
+the path statistics): a partition by signature can run them apart; step 2 and the path
+statistics reduce what every partition found.
 
 Known limits: a payload cut by the snaplen before ``PAYLOAD_HASH_BYTES`` changes the UDP/ICMP
 signature; fragments of an *outer* (tunnel) packet beyond the first are not tied to the inner
 packet; ICMP errors quote the header as NAT left it, so their copies before and after a NAT
 differ; frames that are not IP, have no timestamp or a decode error are packets of their own.
-Latency and handshakes, computed from the hops, are in :mod:`~pktkit.analysis.latency`.
+Latency and handshakes, computed from the hops, are in :mod:`~pktkit.analysis.latency`;
+overlays and conversations, from the packets, in :mod:`~pktkit.analysis.overlays`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,16 +42,17 @@ import pandas as pd
 
 from pktkit.analysis.clocks import (
     CLOCK_CORRECTIONS,
-    applied_correction,
-    chain_offsets,
+    NodeClock,
+    applied,
+    chain,
     clock_table,
-    crossings,
-    node_groups,
+    fit_pairs,
     on_reference_clock,
-    pair_estimates,
 )
+from pktkit.analysis.crossings import crossings, emitted, node_groups, samples
 from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
 from pktkit.analysis.hops import hops_table, number_hops
+from pktkit.analysis.ownership import orient_by_owner, orient_by_timing, owners
 from pktkit.analysis.packets import number_packets
 from pktkit.analysis.rows import int_column, string_codes
 from pktkit.analysis.sightings import MATCH_COLUMNS, find_units
@@ -57,6 +69,7 @@ class Correlation:
     hops: pd.DataFrame
     hop_rows: np.ndarray  # per hops row: the representative packet-table row
     clock_offsets: pd.DataFrame
+    clocks: list[NodeClock | None]  # per node (in clock_offsets' order): its model, if any
 
 
 def correlate(
@@ -65,11 +78,13 @@ def correlate(
     node_order: Sequence[str] = (),
     window_ns: int = DEFAULT_WINDOW_NS,
     clock_correction: str = "auto",
+    node_addresses: Mapping[str, Iterable[str]] | None = None,
 ) -> Correlation:
     """Give every row a ``packet_id`` shared by all sightings of one packet and a ``hop``;
-    estimate the nodes' clock offsets (see the module docstring). ``packets`` needs the
-    columns of the packet table including :data:`MATCH_COLUMNS`, plus ``node``;
-    ``node_order[0]`` (else the first node seen) is the reference clock."""
+    estimate the nodes' clocks (see the module docstring). ``packets`` needs the columns of
+    the packet table including :data:`MATCH_COLUMNS`, plus ``node``; ``node_order[0]`` (else
+    the first node seen) is the reference clock. ``node_addresses``: each node's own
+    addresses, when known (:mod:`~pktkit.analysis.ownership`)."""
     missing = [c for c in ("capture", "frame", "ts_ns", "node", "interface", "src", "dst",
                            *MATCH_COLUMNS) if c not in packets]
     if missing:
@@ -86,25 +101,28 @@ def correlate(
     out_code = directions.index("out") if "out" in directions else -2  # -2: never matches
     in_code = directions.index("in") if "in" in directions else -2
 
-    # 1. clocks
+    # 1. crossings and who owns which address (per signature)
     groups = node_groups(units, packets, window_ns)
-    estimates = pair_estimates(crossings(groups, out_code, in_code), window_ns)
+    found = crossings(groups, units, out_code, in_code)
+    evidence = emitted(groups, units, packets, out_code)
     del groups
-    reference = 0
-    found = chain_offsets(estimates, len(node_names), reference) if node_names else []
-    applied = [applied_correction(f, clock_correction) for f in found]
-    offsets = np.array(applied or [0], np.int64)
-    clock_offsets = clock_table(node_names, found, applied, reference)
+    # 2. clocks (global)
+    owner = owners(units.addresses, evidence, node_names, node_addresses)
+    found = orient_by_timing(orient_by_owner(found, owner))
+    models = chain(fit_pairs(samples(found)), len(node_names)) if node_names else []
+    del found
+    used = applied(models, clock_correction)
+    clock_offsets = clock_table(node_names, models, used)
 
-    # 2. packets: signature groups on the reference clock
-    uts = on_reference_clock(units.ts, units.node, offsets)  # units.ts from here on too
+    # 3. packets: signature groups on the reference clock
+    uts = on_reference_clock(units.ts, units.node, used)  # units.ts from here on too
     ucap = string_codes(packets["capture"])[0][units.first_row]
     uframe = int_column(packets, "frame", units.first_row)
     packet_of, _ = number_packets(units, uts, ucap, uframe, window_ns)
     of_row, unit_rows, first_row = units.of_row, units.row, units.first_row
     del units  # the rest of it is no longer needed
 
-    # 3. hops; packet ids renumbered in order of first sighting
+    # 4. hops; packet ids renumbered in order of first sighting
     hop_order = number_hops(packet_of, uts, ucap, uframe)
     del packet_of, ucap, uframe
     packet_id = hop_order.packet[of_row] if n else np.zeros(0, np.int64)
@@ -121,6 +139,6 @@ def correlate(
     hops = hops_table(packets, rows, unit_packet, unit_hop, uts)
     del rows, unit_packet, unit_hop, uts
     # a copy: int_column may hand out the table's own buffer
-    ts_ref = on_reference_clock(int_column(packets, "ts_ns").copy(), node, offsets)
+    ts_ref = on_reference_clock(int_column(packets, "ts_ns").copy(), node, used)
     return Correlation(packet_id=packet_id, hop=hop, ts_ref_ns=ts_ref, hops=hops,
-                       hop_rows=hop_rows, clock_offsets=clock_offsets)
+                       hop_rows=hop_rows, clock_offsets=clock_offsets, clocks=models)

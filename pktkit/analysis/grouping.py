@@ -1,25 +1,39 @@
-"""Sightings of one signature grouped into packets by time: the gap limits, clean groups.
+"""Sightings of one signature grouped into packets by time: the window, the paths, clean groups.
 
-Time tells look-alikes apart (two tenants' identical datagrams whose IP ids collide, a DNS
-retry with IP id 0): consecutive sightings of one packet are close. The *gap limit* after a
-slot is GAP_FACTOR times the median gap from that slot to the next sighting of the same
-signature (at least MIN_GAP_LIMIT_NS, at most ``window_ns``); a slot that is mostly the last
-of its packets (a pod's veth on delivery) uses the median over all slots. A longer gap starts
-another packet. The limits are learnt from the data, so an uncorrected clock offset between
-two nodes is not mistaken for look-alikes.
+A packet's sightings are one packet whenever nothing else shares their signature within the
+*window* (``window_ns``, default 1 s) and each capture point (slot) sees it once: however long a
+queue held it. Two things still cut such a run:
+
+- a gap beyond the window: whatever came that much later is another packet;
+- a step no unambiguous packet takes (an unknown *transition* between two slots) that is
+  longer than the slot's *gap limit*: two look-alikes on other paths (two tenants' identical
+  datagrams whose IP ids collide, a DNS retry with IP id 0), not one packet that crossed
+  between unrelated capture points.
+
+The gap limit after a slot is GAP_FACTOR times the median gap from that slot to the next
+sighting of the same signature (at least MIN_GAP_LIMIT_NS, at most ``window_ns``); a slot that
+is mostly the last of its packets (a pod's veth on delivery) uses the median over all slots.
+The known transitions (:class:`PathModel`) are those of the *tight* groups: runs with no gap
+beyond the limits and every slot once. Both are learnt from the data, so an uncorrected clock
+offset between two nodes is not mistaken for look-alikes.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from pktkit.analysis.rows import run_ids, run_starts
+import numpy as np
+import pandas as pd
+
+from pktkit.analysis.rows import FEW_VALUES, run_ids, run_starts
 
 DEFAULT_WINDOW_NS = 1_000_000_000  # longest gap between two sightings of one packet
 # A gap after a slot longer than GAP_FACTOR × that slot's median gap to the next sighting (and
 # than MIN_GAP_LIMIT_NS) is no hop but two packets that happen to look alike.
 GAP_FACTOR = 100
 MIN_GAP_LIMIT_NS = 1_000_000
+TRANSITION_SAMPLES = 100_000  # steps the transitions' medians are taken over, at most
+SMALL_GROUP = 8  # units in a group checked for a repeated slot without sorting
 
 
 def gap_limits(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
@@ -61,21 +75,104 @@ def group_medians(values: np.ndarray, code: np.ndarray,
     return present, (lower + upper) / 2
 
 
+@dataclass
+class PathModel:
+    """What the tight groups say about the paths: each slot's gap limit, and the transitions
+    (slot → next slot) packets take with the median delay of each."""
+
+    limits: np.ndarray  # per slot (int64 ns)
+    transitions: dict[tuple[int, int], float]  # (slot, next slot) → median delay (ns)
+    slots: int
+
+    def known(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Whether each step ``before[i]`` → ``after[i]`` is a known transition."""
+        keys = np.array(sorted(a * self.slots + b for a, b in self.transitions), np.int64)
+        step = before.astype(np.int64) * self.slots + after
+        at = np.searchsorted(keys, step)
+        return (at < len(keys)) & (keys[np.minimum(at, max(0, len(keys) - 1))] == step) \
+            if len(keys) else np.zeros(len(step), bool)
+
+
+def learn_paths(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+                slots: int, window_ns: int) -> PathModel:
+    """The gap limits and known transitions of units in ``order`` (sorted by key, then
+    time)."""
+    limits = gap_limits(key, slot, ts, order, slots, window_ns)
+    group, _, clean = _groups(key, slot, ts, order, _tight_cut(slot, ts, order, limits))
+    same = (group[1:] == group[:-1]) & clean[group[1:]]
+    transitions: dict[tuple[int, int], float] = {}
+    if same.any():
+        steps = np.flatnonzero(same)
+        # the medians need no more than an even subsample of a large capture's steps
+        steps = steps[::max(1, len(steps) // TRANSITION_SAMPLES)]
+        before, after = order[:-1][steps], order[1:][steps]
+        step, steps = pd.factorize(slot[before].astype(np.int64) * slots + slot[after],
+                                   size_hint=FEW_VALUES)
+        codes, medians = group_medians(ts[after] - ts[before], step, len(steps))
+        for code, median in zip(steps[codes].tolist(), medians.tolist(), strict=True):
+            transitions[divmod(code, slots)] = median  # type: ignore[index]
+    return PathModel(limits, transitions, slots)
+
+
+def tight_groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+                 slots: int, window_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`clean_groups` cut at every gap beyond the learnt limits, known transition or
+    not: groups of sightings close in time (within one node, where no link's queue holds a
+    packet, all of a packet's sightings are)."""
+    limits = gap_limits(key, slot, ts, order, slots, window_ns)
+    return _groups(key, slot, ts, order, _tight_cut(slot, ts, order, limits))
+
+
+def _tight_cut(slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+               limits: np.ndarray) -> np.ndarray:
+    """Per position after the first: the gap before it exceeds the previous slot's limit."""
+    return np.diff(ts[order]) > limits[slot[order][:-1]]
+
+
 def clean_groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
-                  limits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 paths: PathModel, window_ns: int,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Units in ``order`` (sorted by key, then time) → (group id per position, group start
-    positions, clean flag per group). A group is a run of equal key with no gap beyond the
-    previous slot's limit; clean when its units occupy distinct slots."""
+    positions, clean flag per group). A group is a run of equal key cut where the gap exceeds
+    the window, or exceeds the previous slot's limit on an unknown transition; clean when its
+    units occupy distinct slots."""
+    s = slot[order]
+    gaps = np.diff(ts[order])
+    cut = gaps > window_ns
+    unknown = ~paths.known(s[:-1], s[1:])
+    cut |= unknown & (gaps > paths.limits[s[:-1]])
+    del gaps, unknown
+    return _groups(key, slot, ts, order, cut)
+
+
+def _groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+            cut: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of equal key, also cut before each position where ``cut`` (one shorter than
+    ``order``) holds: (group id per position, start positions, clean flag per group)."""
     s = slot[order]
     start = run_starts(key[order])
-    gaps = np.diff(ts[order])
-    start[1:] |= gaps > limits[s[:-1]]
-    del gaps
+    start[1:] |= cut
     group = run_ids(start)
     starts = np.flatnonzero(start)
     del start
-    # group is sorted already: ordering by (group, slot) only reorders the slots
-    distinct = run_starts(group, s[np.lexsort((s, group))])
-    slots = np.bincount(group, weights=distinct, minlength=len(starts))
     sizes = np.diff(np.append(starts, len(order)))
-    return group, starts, slots == sizes
+    return group, starts, ~_repeats_slot(group, s, sizes)
+
+
+def _repeats_slot(group: np.ndarray, s: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Per group (positions in group order), whether a slot occurs twice in it. Groups of up
+    to SMALL_GROUP units (nearly all: a packet passes a few points) compare each unit with the
+    ones before it; larger ones are sorted."""
+    repeated = np.zeros(len(sizes), bool)
+    for back in range(1, SMALL_GROUP):
+        same = (group[back:] == group[:-back]) & (s[back:] == s[:-back])
+        repeated[group[back:][same]] = True
+    large = np.flatnonzero(sizes > SMALL_GROUP)
+    if len(large):
+        at = np.flatnonzero(np.isin(group, large))
+        g, slots = group[at], s[at]
+        # group is sorted already: ordering by (group, slot) only reorders the slots
+        order = np.lexsort((slots, g))
+        twice = (g[order][1:] == g[order][:-1]) & (slots[order][1:] == slots[order][:-1])
+        repeated[g[order][1:][twice]] = True
+    return repeated

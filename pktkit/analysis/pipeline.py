@@ -7,9 +7,13 @@ container metadata (:mod:`~pktkit.analysis.metadata`, :mod:`~pktkit.analysis.ide
 :mod:`~pktkit.analysis.naming`) and measures latency (:mod:`~pktkit.analysis.latency`).
 :class:`Analysis` holds the tables; the report stage (:mod:`pktkit.report.folder`) writes them.
 
-The packet table gains ``node`` (string), ``packet_id``, ``hop``, ``nat_flow_id`` (Int64) and
-``ts_ref_ns`` (Int64: the capture time on the reference node's clock); see the modules above
-for ``packet_id``/``hop`` and the hops, latency, clock_offsets and handshakes tables, and for
+The packet table gains ``node`` (string), ``packet_id``, ``hop``, ``nat_flow_id`` (Int64),
+``ts_ref_ns`` (Int64: the capture time on the reference node's clock, through the node's clock
+model), ``overlay_encap`` (category) and ``overlay_vni`` (UInt32: the tunnel of the packet's
+encapsulated copy, on every sighting of it, decapsulated ones included; ``encap`` and ``vni``
+stay the frame's own), and its ``flow_id`` becomes one id per conversation per overlay across
+all sightings and files (:mod:`~pktkit.analysis.overlays`). See the modules above for
+``packet_id``/``hop`` and the hops, latency, clock_offsets and handshakes tables, and for
 ``nat_flows`` (one row per translated connection: the tuple as the originator sent it and
 after translation, packets, bytes, time span, the conntrack dump's verdict, the translating
 node) and ``nat_disagreements`` (captures against conntrack dumps; empty without a dump).
@@ -50,6 +54,7 @@ from pktkit.analysis.inputs import (
 from pktkit.analysis.metadata import Metadata, Source, read_metadata
 from pktkit.analysis.naming import HANDSHAKE_NAMES, add_names, name_nat_flows, name_packets
 from pktkit.analysis.nat import nat_flows
+from pktkit.analysis.overlays import conversation_ids, overlay_columns
 from pktkit.capture.formats import DOCKER_FILE, KUBECTL_FILE
 from pktkit.capture.headers import IPPROTO_TCP, MAX_MTU, MIN_MTU
 from pktkit.errors import UsageError
@@ -111,6 +116,7 @@ def analyze(
     clock_correction: str = "auto",
     k8s: Iterable[Source] = (),
     docker: Iterable[Source] = (),
+    node_addresses: Mapping[str, Iterable[str]] | None = None,
     progress: Progress | bool | None = None,
 ) -> Analysis:
     """Analyze captures (files, folders, node bundles) from one or many nodes; see the module
@@ -121,9 +127,15 @@ def analyze(
     :func:`pktkit.analysis.nat.nat_flows` with the dumps of the bundles.
     ``vxlan_ports``: more UDP ports to decode as VXLAN, or ``"auto"``: the VXLAN and Geneve
     ports found in the packets (listed in ``analysis.packets.attrs["tunnel_ports"]``).
-    ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.analysis.correlate`).
+    ``window_ns``: sightings of one signature further apart than this are other packets
+    (default 1 s; within it, a packet is matched however long a queue held it).
+    ``clock_correction``: ``auto``, ``always`` or ``never`` (see :mod:`pktkit.analysis.clocks`).
     ``k8s``, ``docker``: kubectl and docker inspect JSON files (paths or file objects), read
     first (a bad one fails before any capture is read) with those beside the captures.
+    ``node_addresses``: each node's own addresses (``{node: [address, ...]}``, as ``ip addr``
+    lists them), when known; bundles' ``ip addr`` and the nodes of ``--k8s`` metadata add
+    theirs. They say which way a packet crossed where neither TTL nor capture direction
+    does (:mod:`pktkit.analysis.ownership`); an address two nodes claim tells nothing.
     ``progress(stage, done, total)`` is called as the stages (:data:`STAGES`) complete;
     ``progress=True`` shows a tqdm bar (a widget in a notebook).
     """
@@ -132,6 +144,8 @@ def analyze(
                          f"{MIN_MTU} to {MAX_MTU}")
     if isinstance(captures, (str, os.PathLike)):
         captures = [captures]
+    if not isinstance(window_ns, int) or isinstance(window_ns, bool) or window_ns < 1:
+        raise UsageError(f"window_ns={window_ns!r}: give a positive number of nanoseconds")
     with opened_inputs(captures, nodes) as found:
         beside_k8s, beside_docker = metadata_beside(found.captures)
         in_bundles = [files for files in found.metadata.values()]
@@ -141,17 +155,21 @@ def analyze(
             _unique([*docker, *beside_docker, *(f[DOCKER_FILE] for f in in_bundles
                                                 if DOCKER_FILE in f)]))
         dumps = _dumps(conntrack or [], found)
+        owned = _owned_by_one(_merged_addresses(
+            node_addresses or {}, found.node_addresses,
+            {n.name: n.addresses for n in metadata.nodes}))
         bar = ProgressBar(True, notebook=True) if progress is True else None
         report: Progress = (bar.stages() if bar  # type: ignore[assignment]
                             else (progress or _silent))
         try:
             result = _run(found.captures, dumps, metadata, vxlan_ports=vxlan_ports,
                           underlay_mtu=underlay_mtu, window_ns=window_ns,
-                          clock_correction=clock_correction, report=report)
+                          clock_correction=clock_correction, node_addresses=owned,
+                          report=report)
         finally:
             if bar is not None:
                 bar.close()
-    result.node_addresses = _owned_by_one(found.node_addresses)
+    result.node_addresses = owned
     result.metadata, result.notes = found.metadata, found.notes
     return result
 
@@ -162,6 +180,16 @@ def _dumps(given: Sequence[tuple[str | None, str | os.PathLike[str]]],
     frames = [read_conntrack({node: path}) for node, path in given]
     frames += [parse_conntrack(path, node=node, name=name) for node, path, name in found.conntrack]
     return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _merged_addresses(*sources: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    """Each node's addresses from every source (given, bundles, metadata), each once."""
+    merged: dict[str, list[str]] = {}
+    for source in sources:
+        for node, addresses in source.items():
+            known = merged.setdefault(node, [])
+            known += [a for a in addresses if a not in known]
+    return merged
 
 
 def _owned_by_one(addresses: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -192,16 +220,23 @@ def _unique(sources: Sequence[Source]) -> list[Source]:
 
 def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, metadata: Metadata, *,
          vxlan_ports: Iterable[int] | str, underlay_mtu: int, window_ns: int,
-         clock_correction: str, report: Progress) -> Analysis:
+         clock_correction: str, node_addresses: Mapping[str, Iterable[str]] | None,
+         report: Progress) -> Analysis:
     """The stages of :func:`analyze`, each reported when done."""
     packets = read_table(inputs, vxlan_ports)
     _release_freed_memory()
     report("read", 1, len(STAGES))
     found = _correlate.correlate(packets, node_order=list(dict.fromkeys(i.node for i in inputs)),
-                                 window_ns=window_ns, clock_correction=clock_correction)
+                                 window_ns=window_ns, clock_correction=clock_correction,
+                                 node_addresses=node_addresses)
     packets["packet_id"] = pd.array(found.packet_id, dtype="Int64")
     packets["hop"] = pd.array(found.hop, dtype="Int64")
     packets["ts_ref_ns"] = pd.arrays.IntegerArray(found.ts_ref_ns, found.ts_ref_ns < 0)
+    overlay_encap, overlay_vni = overlay_columns(packets, found.packet_id)
+    packets["flow_id"] = conversation_ids(packets, found.packet_id, overlay_encap, overlay_vni)
+    packets.insert(packets.columns.get_loc("vni") + 1, "overlay_encap", overlay_encap)
+    packets.insert(packets.columns.get_loc("overlay_encap") + 1, "overlay_vni", overlay_vni)
+    del overlay_encap, overlay_vni
     _release_freed_memory()
     report("correlate", 2, len(STAGES))
     nat = nat_flows(packets, conntrack=dumps)

@@ -207,6 +207,22 @@ def string_codes(values: pd.Series, order: Sequence[str] = ()) -> tuple[np.ndarr
     return codes.astype(np.int32), labels
 
 
+def shared_codes(*columns: pd.Series | tuple[np.ndarray, list[str]],
+                 ) -> tuple[list[np.ndarray], list[str]]:
+    """String columns coded in one space (equal text, equal code in every column; -1: NA),
+    and the labels: each column factorized on its own (or given as its
+    :func:`string_codes`), the labels merged."""
+    coded_columns = [column if isinstance(column, tuple) else string_codes(column)
+                     for column in columns]
+    labels = list(dict.fromkeys(label for _, found in coded_columns for label in found))
+    index = {label: i for i, label in enumerate(labels)}
+    out = []
+    for codes, found in coded_columns:
+        remap = np.array([*(index[label] for label in found), -1], np.int32)
+        out.append(remap[codes])
+    return out, labels
+
+
 def row_digest(words: Iterable[np.ndarray], n: int | None = None) -> np.ndarray:
     """A 64-bit digest per row of integer columns (splitmix64 finalizer, chained; narrower
     integers count as their int64 value). ``words`` may be a generator (then ``n`` rows):

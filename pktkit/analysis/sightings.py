@@ -15,6 +15,19 @@ A unit's *slot* is (capture, interface, direction, TTL): a packet is seen at mos
 slot. TTL belongs to the slot because a per-interface pcap has no direction, and a node that
 NATs a packet out of the interface it came in by (k8s NodePort) shows it twice in one file:
 in, then out with TTL - 1.
+
+A *duplicate* record (the same frame recorded twice at one point: a mirror port, a capture on
+a bond and its slave) is the same bytes in the same slot within DUPLICATE_GAP_NS of the first
+record: it joins the first record's unit. An IPv4 packet with an id is never sent twice (a
+resent one gets a new id); IPv6 bytes (and IPv4 id 0) may be, so there the repeat must also be
+seen fewer times at another capture point of the node (or no other point of the node saw
+that piece of it). A retransmission is never that close (TCP's timers and a resolver's retries take
+milliseconds at least, and a fast retransmit waits for three duplicate ACKs to come back), and
+an application that sends the same datagram twice in a row is seen twice everywhere.
+
+A unit's *sender* is the address the packet has on the wire between hosts: the outer source
+of a tunnelled copy, else its source (:mod:`~pktkit.analysis.ownership` says which node owns
+it).
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from pktkit.analysis.rows import (
     int_column,
     row_digest,
     run_starts,
+    shared_codes,
     string_codes,
 )
 
@@ -41,6 +55,12 @@ MATCH_COLUMNS = ("ip_version", "proto", "ip_id", "ttl", "tcp_flags", "tcp_seq", 
                  "payload_hash", "frag_offset", "more_fragments")
 _TCP = 6
 _KIND_PACKET, _KIND_DATAGRAM = 1, 2  # signature kinds: whole packet, fragmented datagram
+DUPLICATE_GAP_NS = 10_000  # a second record of the same frame at one point, this close
+NEIGHBOUR_NS = 1_000_000  # where a node's other points see a packet around one sighting
+NEIGHBOURS = 16  # records back in a file where a duplicate's original is looked for
+# What a copy of a frame repeats beyond its signature and slot (its bytes, as far as the table
+# tells them)
+_COPY_COLUMNS = ("more_fragments", "payload_hash", "wire_len", "outer_sport", "outer_dport")
 
 
 @dataclass
@@ -58,6 +78,10 @@ class Units:
     sig: np.ndarray  # signature digest; -1 for units that match nothing (singletons)
     datagram: np.ndarray  # (version, proto, ip id, addresses) digest of IPv4/fragments, else -1
     fragmented: np.ndarray  # bool: a fragment unit
+    sender: np.ndarray  # code of the wire source address in ``addresses`` (int32; -1: none)
+    tunnelled: np.ndarray  # bool: the representative frame is tunnelled
+    addresses: list[str]  # the sender codes' addresses
+    duplicates: int = 0  # rows folded into another record's unit
 
 
 def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units:
@@ -66,7 +90,7 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     n = len(packets)
     ts = int_column(packets, "ts_ns")
     version, proto, ip_id = (int_column(packets, c) for c in ("ip_version", "proto", "ip_id"))
-    src, _ = string_codes(packets["src"])
+    src, src_labels = string_codes(packets["src"])
     dst, _ = string_codes(packets["dst"])
     matchable = (src >= 0) & (ts != NO_VALUE) & (version > 0)
     if "error" in packets:
@@ -75,7 +99,7 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     frag_offset = int_column(packets, "frag_offset")
     fragment = matchable & ((frag_offset > 0) | (int_column(packets, "more_fragments") == 1))
     datagram = row_digest([np.full(n, _KIND_DATAGRAM), version, proto, ip_id, src, dst])
-    del src, dst
+    del dst
 
     # TCP leaves the payload hash out: sequence numbers say which bytes it carries
     sig = row_digest(itertools.chain(
@@ -90,6 +114,9 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     np.copyto(datagram, NO_VALUE, where=~has_datagram)
     del matchable, has_datagram
     slot = row_digest(point_words(packets, "direction", "ttl"), n)
+    original = _duplicate_of(packets, slot, sig, frag_offset, ts, node)
+    duplicate = original != np.arange(n)
+    fragment &= ~duplicate
 
     # Fragments: one unit per datagram per slot; a repeated offset or a gap starts the next.
     unit_of = np.arange(n, dtype=np.int64)
@@ -109,9 +136,11 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
             last_ts = t
             unit_of[row] = head
         del frame, order, keys, new
+    unit_of[duplicate] = unit_of[original[duplicate]]  # a duplicate's unit: the original's
+    del original
     # Units numbered in row order: a unit's head (its earliest row, sorted by time above)
     # is the one row that is its own unit.
-    is_head = unit_of == np.arange(n)
+    is_head = (unit_of == np.arange(n)) & ~duplicate
     first_row = np.flatnonzero(is_head)
     of_row = (np.cumsum(is_head) - 1)[unit_of]
     del is_head, unit_of
@@ -131,11 +160,132 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     datagram = datagram[rep]
     # dense slot codes (any numbering will do: slots are only told apart)
     slot_code, slot_digests = pd.factorize(slot[first_row], size_hint=FEW_VALUES)
+    sender, tunnelled, addresses = wire_sources(packets, rep, (src, src_labels))
+    del src, src_labels
     return Units(
         of_row=of_row, row=rep, first_row=first_row, ts=ts, node=node[first_row],
         slot=slot_code.astype(np.int32), slots=len(slot_digests), sig=sig,
-        datagram=datagram, fragmented=fragment,
+        datagram=datagram, fragmented=fragment, sender=sender, tunnelled=tunnelled,
+        addresses=addresses, duplicates=int(duplicate.sum()),
     )
+
+
+def _duplicate_of(packets: pd.DataFrame, slot: np.ndarray, sig: np.ndarray,
+                  frag_offset: np.ndarray, ts: np.ndarray, node: np.ndarray) -> np.ndarray:
+    """Per row, the row it duplicates (itself when none): the first record of a run of the
+    same frame in the same slot, each within DUPLICATE_GAP_NS of the one before, when the
+    frame is IPv4 with an id (never sent twice) or the node's other points saw it fewer times
+    (:func:`_seen_fewer`).
+
+    A capture file is in time order and a copy follows its original within µs, so each
+    record is compared with the NEIGHBOURS records before it in the table (its file's: the
+    slot includes the file); no sort of the whole table. Files that go back in time (copies
+    concatenated) are sorted by slot and time first."""
+    n = len(sig)
+    original = np.arange(n, dtype=np.int64)
+    capture = string_codes(packets["capture"])[0]
+    back = (np.diff(ts) < 0) & (capture[1:] == capture[:-1])
+    order = np.lexsort((np.arange(n), ts, slot)) if back.any() else None
+    del capture, back
+    # records in a file's time order (the table's, or the sort's), keyed by what a copy
+    # repeats (a datagram's fragments are no copies; two tenants' frames differ in their
+    # VNI); rows that match nothing: a key of their own each
+    key = row_digest([sig, slot, frag_offset, int_column(packets, "vni")])
+    np.copyto(key, np.arange(n), where=sig == NO_VALUE)  # (a digest is almost never that)
+    o_key, o_ts = (key, ts) if order is None else (key[order], ts[order])
+    del key
+    # each record's nearest earlier one with its key, within the gap
+    matched = np.zeros(n, bool)
+    earlier_parts, later_parts = [], []
+    for k in range(1, min(NEIGHBOURS, n - 1) + 1):
+        same = o_key[k:] == o_key[:-k]
+        same &= o_ts[k:] - o_ts[:-k] <= DUPLICATE_GAP_NS
+        same &= ~matched[k:]
+        matched[k:] |= same
+        at = np.flatnonzero(same)
+        earlier_parts.append(at)
+        later_parts.append(at + k)
+    del o_key, o_ts, matched
+    if not earlier_parts or not sum(len(part) for part in earlier_parts):
+        return original
+    earlier, later = np.concatenate(earlier_parts), np.concatenate(later_parts)
+    if order is not None:  # positions back to rows, the first record first
+        earlier, later = order[earlier], order[later]
+        earlier, later = np.minimum(earlier, later), np.maximum(earlier, later)
+    for name in _COPY_COLUMNS:  # the same bytes, as far as the table tells
+        rows = np.r_[earlier, later]
+        values = int_column(packets, name, rows)
+        equal = values[:len(earlier)] == values[len(earlier):]
+        earlier, later = earlier[equal], later[equal]
+    if not len(later):
+        return original
+    # each record's nearest earlier copy; runs followed back to their first record (on the
+    # records in pairs only, numbered 0.. in row order)
+    rows = np.unique(np.r_[earlier, later])
+    earlier, later = np.searchsorted(rows, earlier), np.searchsorted(rows, later)
+    order = np.lexsort((earlier, later))
+    last = np.r_[later[order][1:] != later[order][:-1], True]
+    parent = np.arange(len(rows))
+    parent[later[order][last]] = earlier[order][last]
+    head = parent[parent]
+    while not np.array_equal(head, parent):
+        parent, head = head, head[head]
+    in_run = np.flatnonzero(head != np.arange(len(rows)))
+    heads, of_run, copies = np.unique(head[in_run], return_inverse=True, return_counts=True)
+    in_run, heads = rows[in_run], rows[heads]
+    copies += 1  # the first record too
+    # an IPv4 header with an id repeats only in a copy of the frame (a resent packet gets a
+    # new id); IPv6 and IPv4 id 0 (unconnected UDP) need the other points' word
+    ip_id = int_column(packets, "ip_id", heads)
+    copied = (int_column(packets, "ip_version", heads) == 4) & (ip_id > 0)
+    if not copied.all():
+        copied[~copied] = _seen_fewer(packets, slot, sig, ts, node, heads[~copied],
+                                      copies[~copied])
+    taken = copied[of_run]
+    original[in_run[taken]] = heads[of_run[taken]]
+    return original
+
+
+def _seen_fewer(packets: pd.DataFrame, slot: np.ndarray, sig: np.ndarray, ts: np.ndarray,
+                node: np.ndarray, head: np.ndarray, copies: np.ndarray) -> np.ndarray:
+    """For runs of ``copies`` records at one slot (``head``: each run's first row), whether
+    another slot of the same node saw that piece of the packet (its signature and fragment
+    offset) fewer times around it (within NEIGHBOUR_NS): a packet sent that many times would
+    be seen that many times at every point of the node it passed. When none of the node's
+    other slots saw it there, nothing tells a repeat from a copy, and a repeat that close is
+    the rarer."""
+    at = np.flatnonzero(np.isin(sig, sig[head]))
+    key = row_digest([sig[at], int_column(packets, "frag_offset", at), node[at]])
+    head_key = row_digest([sig[head], int_column(packets, "frag_offset", head), node[head]])
+    order = np.lexsort((ts[at], key))
+    at, key = at[order], key[order]
+    fewer = np.ones(len(head), bool)
+    # the runs are few (duplicate records are): each looks at its neighbourhood in turn
+    for i, (h, k) in enumerate(zip(head.tolist(), head_key.tolist(), strict=True)):
+        lo, hi = np.searchsorted(key, k, "left"), np.searchsorted(key, k, "right")
+        times = ts[at[lo:hi]]
+        near = at[lo + np.searchsorted(times, ts[h] - NEIGHBOUR_NS, "left"):
+                  lo + np.searchsorted(times, ts[h] + NEIGHBOUR_NS, "right")]
+        others = slot[near][slot[near] != slot[h]]
+        if len(others):
+            fewer[i] = np.unique(others, return_counts=True)[1].min() < copies[i]
+    return fewer
+
+
+def wire_sources(packets: pd.DataFrame, rows: np.ndarray,
+                 src: tuple[np.ndarray, list[str]] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """At ``rows``: the code of the address each frame has on the wire between hosts (the
+    outer source when tunnelled, else the source; -1: none), whether it is tunnelled, and the
+    addresses the codes stand for. ``src``: the source column's codes, when at hand."""
+    inner_coded = src if src is not None else string_codes(packets["src"])
+    if "outer_src" not in packets:
+        (inner,), addresses = shared_codes(inner_coded)
+        return inner[rows], np.zeros(len(rows), bool), addresses
+    (outer, inner), addresses = shared_codes(packets["outer_src"], inner_coded)
+    outer_at, inner_at = outer[rows], inner[rows]
+    tunnelled = outer_at >= 0
+    return np.where(tunnelled, outer_at, inner_at).astype(np.int32), tunnelled, addresses
 
 
 def point_words(packets: pd.DataFrame, *more: str) -> Iterator[np.ndarray]:

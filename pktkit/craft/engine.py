@@ -10,6 +10,7 @@ flow can precede them, so memory stays flat however many flows there are.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from abc import ABC, abstractmethod
@@ -19,10 +20,17 @@ from typing import Any, ClassVar
 
 from pktkit.capture.write import Interface
 from pktkit.craft.flight import ETH_HEADER, InFlight, ip_addresses, ip_proto, l4_ports
+from pktkit.craft.impair import (
+    TCP_RTO_MIN_NS,
+    TCP_SYN_RTO_NS,
+    ClockModel,
+    Impairments,
+    Underlay,
+)
 from pktkit.craft.inventory import Inventory
 from pktkit.craft.kernel import FlowState, Transform, ether_header, rewrite_tuple
 from pktkit.craft.nat import Conntrack, NatLedger
-from pktkit.craft.traffic import Emission
+from pktkit.craft.traffic import Emission, is_tcp, resent_when_lost, retransmission
 from pktkit.craft.truth import NatFlowTruth
 
 EPOCH_NS = 1_768_471_200 * 10**9  # 2026-01-15 10:00:00 UTC: every scenario starts here
@@ -37,6 +45,7 @@ class Hop:
     direction: str  # "in" or "out", from the capturing host's point of view
     latency_us: float
     transforms: tuple[Transform, ...] = ()
+    wire: bool = False  # the step crosses a link between hosts (where --impair acts)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class Path:
     dst_mac: str
     hops: tuple[Hop, ...]
     final_latency_us: float = 20.0
+    final_wire: bool = False  # the last mile crosses a link between hosts
 
 
 @dataclass
@@ -76,21 +86,38 @@ class Sighting:
     fragment: str
     outer: tuple[str | None, str | None, int | None, int | None]
     inner: tuple[str, str, int, int | None, int | None]
+    overlay: tuple[str, int | None] = ("none", None)  # encap, vni of the packet's tunnelled copy
+    duplicate: bool = False  # a second record of the same frame at the same point
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A packet the underlay dropped: last seen at ``point`` at ``true_ts_ns``."""
+
+    packet_id: int
+    flow_id: int
+    point: Interface
+    true_ts_ns: int
+    retransmitted_as: int | None  # the packet id of TCP's retransmission
 
 
 @dataclass
 class Timing:
-    """Per-hop latency: the hop's mean, scaled by seeded Gaussian jitter, in whole µs.
+    """Per-hop latency: a floor plus a non-negative excess, in whole µs.
 
-    Whole microseconds because that is what tcpdump records; at least 1 µs per hop so that the
-    order of sightings along a path is never ambiguous."""
+    A hop never takes less than its floor (propagation, serialization, the kernel's least
+    work): ``(1 - jitter)`` of the hop's mean. Above it come the waits that vary (the CPU, the
+    NIC's interrupt moderation, other traffic), exponentially distributed with the rest of the
+    mean: most packets near the floor, a few well above, none below. Whole microseconds
+    because that is what tcpdump records; at least 1 µs per hop so that the order of
+    sightings along a path is never ambiguous."""
 
     rng: random.Random
     jitter: float = 0.15
 
     def delay_ns(self, mean_us: float) -> int:
-        scale = max(0.3, 1.0 + self.rng.gauss(0.0, self.jitter))
-        return max(1, round(mean_us * scale)) * 1000
+        excess = self.rng.expovariate(1.0 / (mean_us * self.jitter))
+        return max(1, round(mean_us * (1.0 - self.jitter) + excess)) * 1000
 
 
 class Scenario(ABC):
@@ -101,16 +128,25 @@ class Scenario(ABC):
     Params: ClassVar[type]
     default_flows: ClassVar[int] = 8
     default_duration_s: ClassVar[float] = 2.0
+    # Two nodes, two clocks: long enough a span that the crossings pin a drifting clock to
+    # within 2 ppm (docs/ARCHITECTURE.md, "Clocks"; the drift error goes as 1/span).
+    MULTI_NODE_DURATION_S: ClassVar[float] = 10.0
 
     def __init__(self, params: Any, seed: int, flows: int, duration_s: float,
-                 clock_offsets_ns: dict[str, int] | None = None) -> None:
+                 clocks: dict[str, ClockModel] | None = None,
+                 impairments: Impairments | None = None) -> None:
         self.params = params
         self.seed = seed
         self.flow_count = flows
         self.duration_ns = int(duration_s * 1e9)
         self.rng = random.Random(f"{self.name}:{seed}")
         self.nat_ledger = NatLedger()
-        self.clock_offsets_ns = clock_offsets_ns or {}
+        self.clocks: dict[str, ClockModel] = clocks or {}  # node → its clock (else true time)
+        self.impairments = impairments or Impairments()
+
+    def node_names(self) -> list[str]:
+        """The nodes, in the order of their first capture point."""
+        return list(dict.fromkeys(iface.node for iface in self.interfaces()))
 
     def conntrack(self) -> Conntrack:
         return Conntrack(random.Random(f"{self.name}:{self.seed}:ct"), self.nat_ledger)
@@ -171,22 +207,47 @@ def _direction(hop: Hop, flight: InFlight) -> str:
     return hop.direction
 
 
+@dataclass
+class _Walk:
+    """One packet followed along its path: its sightings (time, frame, hop, hop index), its
+    arrival (-1: it never arrived) and whether the underlay lost it (TCP sends it again)."""
+
+    seen: list[tuple[int, InFlight, Hop, int]]
+    arrival: int
+    lost: bool = False
+
+
+_NO_REPLY_AFTER_LOSS = {"fwd": "rev", "rev": "fwd"}
+
+
 class Engine:
     """Turns a scenario's flows into time-ordered sightings."""
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
         self.timing = Timing(random.Random(f"{scenario.name}:{scenario.seed}:timing"))
+        self.underlay = Underlay(scenario.impairments, f"{scenario.name}:{scenario.seed}")
+        self.losses: list[Loss] = []  # every packet the underlay dropped, in walk order
         self._next_packet_id = 1
 
-    def _walk(self, emission: Emission, path: Path, send_ns: int, state: FlowState,
-              fifo: dict[tuple[str, int], int]) -> tuple[list[tuple[int, InFlight, Hop, int]], int]:
-        """Follow one packet; return its sightings (time, frame, hop, hop index) and arrival.
+    def _wire(self, hop_name: str, now: int) -> tuple[int, bool, bool]:
+        """Crossing a link: (time after its queue and any reordering hold, held, lost)."""
+        if not self.underlay.impairments:
+            return now, False, False
+        if self.underlay.lost():
+            return now, False, True
+        now += self.underlay.queue_wait_ns(hop_name, now)
+        hold = self.underlay.reorder_hold_ns()
+        return now + hold, hold > 0, False
+
+    def _walk(self, emission: Emission, l3: Any, path: Path, send_ns: int, state: FlowState,
+              fifo: dict[tuple[str, int], int]) -> _Walk:
+        """Follow one packet (``l3``: its IP packet, the emission's or a retransmission's).
 
         ``fifo`` holds, per (direction, hop), when the flow's previous packet passed there: a
         link is a queue, so a packet never overtakes an earlier one of its flow (jitter alone
-        would reorder segments sent a few µs apart over a millisecond-long hop)."""
-        l3 = emission.l3
+        would reorder segments sent a few µs apart over a millisecond-long hop) unless the
+        underlay reorders it."""
         version = 6 if ":" in l3.src else 4
         frame = bytearray(ether_header(path.src_mac, path.dst_mac, version) + bytes(l3))
         if emission.direction == "rev" and state.conntrack is not None:
@@ -200,49 +261,115 @@ class Engine:
         sighting_index = 0
         for number, hop in enumerate(path.hops):
             if emission.lost_after is not None and number >= emission.lost_after:
-                return seen, -1
+                return _Walk(seen, -1)
             now += self.timing.delay_ns(hop.latency_us)
+            held = False
+            if hop.wire:
+                assert hop.point is not None
+                now, held, lost = self._wire(f"{hop.point.label}:{hop.direction}", now)
+                if lost:
+                    return _Walk(seen, -1, lost=True)
             key = (emission.direction, number)
-            now = max(now, fifo.get(key, now - 1000) + 1000)
-            fifo[key] = now
+            if not held:
+                now = max(now, fifo.get(key, now - 1000) + 1000)
+                fifo[key] = now
             for transform in hop.transforms:
                 flights = [out for flight in flights for out in transform(flight, state)]
             if not flights:
-                return seen, -1  # dropped by the kernel
+                return _Walk(seen, -1)  # dropped by the kernel
             if hop.point is not None:
                 seen.extend((now, flight, hop, sighting_index) for flight in flights)
                 sighting_index += 1
-        return seen, now + self.timing.delay_ns(path.final_latency_us)
+        now += self.timing.delay_ns(path.final_latency_us)
+        if path.final_wire:
+            last = path.hops[-1].point
+            now, _, lost = self._wire(f"{last.label if last else '?'}:beyond", now)
+            if lost:
+                return _Walk(seen, -1, lost=True)
+        return _Walk(seen, now)
+
+    def _retransmission_ids(self, flow: FlowSpec) -> dict[str, int]:
+        """Per direction, the IPv4 ID the socket gives its first retransmission: past every
+        ID of the conversation (the counter has moved on by the time the timer fires)."""
+        last: dict[str, int] = {}
+        for emission in flow.emissions:
+            if emission.l3.version == 4:
+                last[emission.direction] = max(last.get(emission.direction, -1),
+                                               int(emission.l3.id))
+        return {direction: value + 1 for direction, value in last.items()}
 
     def walk_flow(self, flow: FlowSpec) -> list[Sighting]:
         state = FlowState()
         raw: list[tuple[int, InFlight, Hop, int, int]] = []
         fifo: dict[tuple[str, int], int] = {}
+        next_id = self._retransmission_ids(flow)
         previous_send = previous_arrival = flow.start_ns
+        skip_reply_from: str | None = None  # a lost UDP/ICMP packet gets no answer
         for emission in flow.emissions:
+            if skip_reply_from is not None:
+                unanswered = (emission.direction == skip_reply_from
+                              and emission.after == "arrival")
+                skip_reply_from = None
+                if unanswered:
+                    continue
             base = previous_arrival if emission.after == "arrival" else previous_send
             send = base + round(emission.delay_us) * 1000
             state.direction = emission.direction
             path = flow.forward if emission.direction == "fwd" else flow.reverse
-            packet_id = self._next_packet_id
-            self._next_packet_id += 1
-            seen, arrival = self._walk(emission, path, send, state, fifo)
-            raw.extend((ts, flight, hop, index, packet_id) for ts, flight, hop, index in seen)
+            l3, timeout, waited = emission.l3, None, 0
+            while True:
+                packet_id = self._next_packet_id
+                self._next_packet_id += 1
+                walk = self._walk(emission, l3, path, send + waited, state, fifo)
+                raw.extend((ts, flight, hop, index, packet_id)
+                           for ts, flight, hop, index in walk.seen)
+                if not walk.lost:
+                    break
+                point = walk.seen[-1][2].point if walk.seen else path.hops[0].point
+                assert point is not None
+                loss_ts = walk.seen[-1][0] if walk.seen else send + waited
+                if not resent_when_lost(l3):  # UDP, ICMP, a TCP pure ACK: gone
+                    self.losses.append(Loss(packet_id, flow.flow_id, point, loss_ts, None))
+                    if not is_tcp(l3):  # and nothing answers it
+                        skip_reply_from = _NO_REPLY_AFTER_LOSS[emission.direction]
+                    break
+                # TCP's retransmission timer: doubled for each loss of the same segment
+                if timeout is None:
+                    syn = bool(int(l3["TCP"].flags) & 0x02)
+                    timeout = TCP_SYN_RTO_NS if syn else TCP_RTO_MIN_NS + 1_000_000
+                else:
+                    timeout *= 2
+                waited += timeout
+                self.losses.append(Loss(packet_id, flow.flow_id, point, loss_ts,
+                                        self._next_packet_id))
+                ip_id = next_id.get(emission.direction, 0)
+                next_id[emission.direction] = ip_id + 1
+                l3 = retransmission(emission.l3, ip_id, waited // 1_000_000)
+            send += waited  # the conversation waits for the packet that arrived
             previous_send = send
-            previous_arrival = arrival if arrival >= 0 else send
+            previous_arrival = walk.arrival if walk.arrival >= 0 else send
         # The NAT entry is known only once the first packet met the NAT hook; every sighting
         # of the flow, pre-NAT ones included, belongs to it.
         nat_flow_id = state.conntrack.nat_flow_id if state.conntrack else None
+        overlay: dict[int, tuple[str, int | None]] = {}
+        for _, flight, _, _, packet_id in raw:
+            if flight.tunnels and packet_id not in overlay:
+                overlay[packet_id] = (flight.encap, flight.vni)
         sightings = []
         for ts, flight, hop, index, packet_id in raw:
             assert hop.point is not None
             outer, inner = _describe(flight)
-            sightings.append(Sighting(
+            sighting = Sighting(
                 true_ts_ns=ts, point=hop.point, direction=_direction(hop, flight),
                 frame=flight.frame, packet_id=packet_id, hop=index, flow_id=flow.flow_id,
                 nat_flow_id=nat_flow_id, encap=flight.encap, vni=flight.vni,
                 overhead_bytes=flight.overhead_bytes, fragment=flight.fragment,
-                outer=outer, inner=inner))
+                outer=outer, inner=inner, overlay=overlay.get(packet_id, ("none", None)))
+            sightings.append(sighting)
+            gap = self.underlay.duplicate_gap_ns()
+            if gap is not None:
+                sightings.append(dataclasses.replace(sighting, true_ts_ns=ts + gap,
+                                                     duplicate=True))
         if state.conntrack is not None:
             last = max((s.true_ts_ns for s in sightings), default=flow.start_ns)
             state.conntrack.expires_ns = last + 120 * 10**9  # conntrack's TIME_WAIT/UDP timeouts
@@ -262,4 +389,3 @@ class Engine:
                 order += 1
         while pending:
             yield heapq.heappop(pending)[2]
-

@@ -26,6 +26,7 @@ class Reference:
     linktype: Linktype = "ether"
     ts_resolution: TsResolution = "us"
     clock_offset_s: float = 0.0
+    clock_drift_ppm: float = 0.0
     note: str = ""
 
 
@@ -38,8 +39,9 @@ def references() -> list[Reference]:
         Reference("flat-routed-pcapng", "flat-routed", "pcapng", "ether", "ns",
                   note="pcapng per interface, nanosecond timestamps"),
         Reference("vxlan-overlay-any", "vxlan-overlay", "pcapng", "sll2",
-                  clock_offset_s=0.0375,
-                  note="SLL2 pcapng per node with named interfaces; node-b's clock 37.5 ms ahead"),
+                  clock_offset_s=0.0375, clock_drift_ppm=25.0,
+                  note="SLL2 pcapng per node with named interfaces; node-b's clock 37.5 ms "
+                       "ahead and 25 ppm fast"),
     ]
     return plain + [v for v in variants if v.scenario in SCENARIOS]
 
@@ -76,7 +78,8 @@ def write_references(out: Path) -> list[tuple[Reference, GenerateResult]]:
             shutil.rmtree(stale)
     rows = []
     for ref in references():
-        scenario = make_scenario(ref.scenario, seed=1, clock_offset_s=ref.clock_offset_s)
+        scenario = make_scenario(ref.scenario, seed=1, clock_offset_s=ref.clock_offset_s,
+                                 clock_drift_ppm=ref.clock_drift_ppm)
         rows.append((ref, generate(scenario, out / ref.folder, fmt=ref.fmt,
                                    linktype=ref.linktype, ts_resolution=ref.ts_resolution)))
     # Folders only: the README's own size would make the figure depend on the previous run.

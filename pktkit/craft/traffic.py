@@ -121,8 +121,8 @@ def tcp_session(client: Endpoint, server: Endpoint, request: bytes, response: by
     """Handshake, one request, a response in MSS-sized segments with delayed ACKs, then FIN.
 
     ``lose_request_after``: the request is dropped after that many hops of its path and
-    retransmitted by the client after the 200 ms minimum RTO (a real retransmission: same
-    sequence number and payload, new IP ID and timestamp)."""
+    retransmitted by the client after its RTO, the 200 ms minimum plus the round trip (a real
+    retransmission: same sequence number and payload, new IP ID and timestamp)."""
     c, s = _TcpSide(client, server, rng, mss), _TcpSide(server, client, rng, mss)
     out: list[Emission] = []
     t = 0.0
@@ -148,9 +148,9 @@ def tcp_session(client: Endpoint, server: Endpoint, request: bytes, response: by
                         lost_after=lose_request_after))
     if lose_request_after is not None:
         c.seq = request_seq
-        t += 200
+        t += 200 + rtt_ms
         out.append(Emission("fwd", c.segment("PA", request, at_ms=t), after="send",
-                            delay_us=200_000))
+                            delay_us=200_000 + rtt_ms * 1000))
     sync_acks()
     s.peer_ts = c.ts_base + int(t)
     t += rtt_ms / 2
@@ -238,3 +238,29 @@ def udp_datagrams(client: Endpoint, server: Endpoint, sizes: list[int],
             / UDP(sport=client.port, dport=server.port) / Raw(payload)
         out.append(Emission("fwd", pkt, after="send", delay_us=0 if index == 0 else 400))
     return out
+
+
+def retransmission(l3: Packet, ip_id: int, waited_ms: int) -> Packet:
+    """The same TCP segment sent again after ``waited_ms``: same sequence numbers, flags and
+    payload; the next IPv4 ID of the socket and a TCP timestamp that has ticked on (1 kHz),
+    checksums recomputed (RFC 6298, RFC 7323)."""
+    again = l3.copy()
+    if IP in again:
+        again[IP].id = ip_id & 0xFFFF
+        again[IP].chksum = None
+    tcp = again[TCP]
+    tcp.options = [("Timestamp", ((value[0] + waited_ms) & 0xFFFFFFFF, value[1]))
+                   if kind == "Timestamp" else (kind, value) for kind, value in tcp.options]
+    tcp.chksum = None
+    return again
+
+
+def is_tcp(l3: Packet) -> bool:
+    return TCP in l3
+
+
+def resent_when_lost(l3: Packet) -> bool:
+    """Whether the sender sends this packet again when it is lost: a TCP segment with data,
+    SYN or FIN (RFC 6298's timer). Not a pure ACK (the next segment acknowledges as much),
+    nor UDP or ICMP (the application may ask again, as a new packet)."""
+    return TCP in l3 and (bool(len(l3[TCP].payload)) or bool(int(l3[TCP].flags) & 0x03))

@@ -4,18 +4,21 @@ The file is streamed (``packets`` grows with the capture) and written under a te
 then renamed. Schema (documented for users in docs/ARCHITECTURE.md):
 
 top level: ``scenario``, ``seed``, ``params``, ``captures``, ``packets``, ``nat_flows``,
-``names``.
+``names``, ``lost``, ``clocks``.
 
 ``packets`` entries (:class:`PacketTruth`): ``capture``, ``frame`` (1-based), ``ts_ns`` (as the
-capturing node's clock recorded it), ``true_ts_ns`` (the reference clock), ``node``,
-``interface``, ``direction`` (``in``/``out``, as SLL2's packet type), ``packet_id``, ``hop``
-(0-based position of this sighting along the packet's path), ``flow_id``, ``nat_flow_id``,
-``encap``, ``vni``, ``overhead_bytes``, ``wire_len``, the outer header (``outer_src``,
-``outer_dst``, ``outer_sport``, ``outer_dport``; null when not encapsulated), the innermost
-``src``, ``dst``, ``proto``, ``sport``, ``dport`` as seen at that point (ports null for an
-IP fragment that carries no L4 header, and for ICMP: only NAT flows carry the echo identifier
-as ports), and
-``fragment`` (``none``, ``first``, ``non-first`` for the innermost IP packet).
+capturing node's clock recorded it, truncated to the file's resolution), ``true_ts_ns`` (the
+reference clock: true time), ``node``, ``interface``, ``direction`` (``in``/``out``, as SLL2's
+packet type), ``packet_id``, ``hop`` (0-based position of this sighting along the packet's
+path), ``flow_id``, ``nat_flow_id``, ``encap``, ``vni``, ``overlay_encap``/``overlay_vni``
+(the tunnel of the packet's encapsulated copy, on every sighting of it, decapsulated ones
+included; ``none``/null for a packet never tunnelled), ``overhead_bytes``, ``wire_len``, the
+outer header (``outer_src``, ``outer_dst``, ``outer_sport``, ``outer_dport``; null when not
+encapsulated), the innermost ``src``, ``dst``, ``proto``, ``sport``, ``dport`` as seen at that
+point (ports null for an IP fragment that carries no L4 header, and for ICMP: only NAT flows
+carry the echo identifier as ports), ``fragment`` (``none``, ``first``, ``non-first`` for the
+innermost IP packet) and ``duplicate`` (true: a second record of the frame before it at that
+point, same packet and hop).
 
 ``nat_flows`` entries (:class:`NatFlowTruth`) have exactly the fields ``nat_flow_id``, ``kind``
 (``snat``, ``dnat``, ``snat+dnat``), ``proto``, ``orig_*`` and ``xlat_*``.
@@ -25,6 +28,10 @@ as ports), and
 ``node:NAME``, ``container:NAME``), ``from_ns`` and ``to_ns`` (exclusive; null: unbounded): who
 holds an address when, as the scenario's ``kubectl.json`` or ``docker.json`` describes it.
 Empty for scenarios without that metadata; an address no entry covers is named by itself.
+
+``lost`` entries (:class:`LostTruth`): the packets the underlay dropped (``--impair loss``).
+``clocks``: per node its clock model, ``{"offset_ns", "drift_ppm", "at_ns"}``: the node's
+clock reads ``t + offset_ns + drift_ppm × 1e-6 × (t − at_ns)`` at true time t.
 """
 
 from __future__ import annotations
@@ -74,6 +81,8 @@ class PacketTruth:
     nat_flow_id: int | None
     encap: str
     vni: int | None
+    overlay_encap: str
+    overlay_vni: int | None
     overhead_bytes: int
     wire_len: int
     outer_src: str | None
@@ -86,6 +95,19 @@ class PacketTruth:
     sport: int | None
     dport: int | None
     fragment: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LostTruth:
+    """A packet the underlay dropped: where it was last seen, and when."""
+
+    packet_id: int
+    flow_id: int
+    node: str  # its last capture point
+    interface: str
+    true_ts_ns: int  # its last sighting there
+    retransmitted_as: int | None  # TCP's retransmission (packet_id); None: UDP/ICMP, gone
 
 
 PACKET_FIELDS = tuple(PacketTruth.__dataclass_fields__)
@@ -113,14 +135,19 @@ class TruthWriter:
         self._first = False
 
     def commit(self, captures: list[str], nat_flows: list[NatFlowTruth],
-               names: Sequence[NameTruth] = ()) -> None:
+               names: Sequence[NameTruth] = (), lost: Sequence[LostTruth] = (),
+               clocks: dict[str, dict[str, Any]] | None = None) -> None:
         self._handle.write("\n], \"captures\": ")
         self._handle.write(json.dumps(captures))
         self._handle.write(', "nat_flows": [')
         self._handle.write(",".join("\n  " + json.dumps(asdict(flow)) for flow in nat_flows))
         self._handle.write('\n], "names": [')
         self._handle.write(",".join("\n  " + json.dumps(asdict(name)) for name in names))
-        self._handle.write("\n]}\n")
+        self._handle.write('\n], "lost": [')
+        self._handle.write(",".join("\n  " + json.dumps(asdict(item)) for item in lost))
+        self._handle.write('\n], "clocks": ')
+        self._handle.write(json.dumps(clocks or {}))
+        self._handle.write("}\n")
         self._handle.flush()
         self._handle.detach()  # the binary handle stays the AtomicFile's, to close
         self._file.commit()

@@ -114,22 +114,33 @@ def nat_flows(frames: list[Frame], dumps: Mapping[str, Path]
 
 
 def _entry(f: Frame, packet_id: int, hop: int, nat_flow_id: int | None,
-           tunnel_of: Frame | None) -> PacketTruth:
+           tunnel_of: Frame | None, overlay: tuple[str, int | None]) -> PacketTruth:
     d = f.decoded
     fragment = f.fragmented.position if f.fragmented is not None else "none"
     no_ports = d.proto not in (6, 17) or fragment == "non-first"
+    overlay_encap, overlay_vni = overlay
     if tunnel_of is not None:  # a non-first piece of an outer packet: its packet's tunnel
         t = tunnel_of.decoded
         return PacketTruth(
             f.capture, f.frame, f.ts_ns, f.ts_ns, f.node, f.interface, f.direction, packet_id,
-            hop, f.flow, nat_flow_id, t.encap, t.vni, OUTER_IPV4_ON_ETHERNET, f.wire_len,
-            d.src, d.dst, None, None, t.src or "", t.dst or "", t.proto or 0, None, None,
-            fragment)
+            hop, f.flow, nat_flow_id, t.encap, t.vni, overlay_encap, overlay_vni,
+            OUTER_IPV4_ON_ETHERNET, f.wire_len, d.src, d.dst, None, None, t.src or "",
+            t.dst or "", t.proto or 0, None, None, fragment)
     return PacketTruth(
         f.capture, f.frame, f.ts_ns, f.ts_ns, f.node, f.interface, f.direction, packet_id, hop,
-        f.flow, nat_flow_id, d.encap, d.vni, d.overhead_bytes, f.wire_len, d.outer_src,
-        d.outer_dst, d.outer_sport, d.outer_dport, d.src or "", d.dst or "", d.proto or 0,
-        None if no_ports else d.sport, None if no_ports else d.dport, fragment)
+        f.flow, nat_flow_id, d.encap, d.vni, overlay_encap, overlay_vni, d.overhead_bytes,
+        f.wire_len, d.outer_src, d.outer_dst, d.outer_sport, d.outer_dport, d.src or "",
+        d.dst or "", d.proto or 0, None if no_ports else d.sport,
+        None if no_ports else d.dport, fragment)
+
+
+def _overlay(sightings: list[Frame]) -> tuple[str, int | None]:
+    """The overlay of a packet (every sighting carries it, the decapsulated copies too): the
+    tunnel of its encapsulated copy; ("none", None) when it never was in one."""
+    for f in sightings:
+        if f.decoded.tunnels:
+            return f.decoded.encap, f.decoded.vni
+    return "none", None
 
 
 def _outer_first_pieces(sightings: list[Frame]) -> dict[tuple[object, ...], Frame]:
@@ -151,18 +162,23 @@ def build_truth(out_dir: Path, captures: list[CaptureFile], dumps: Mapping[str, 
     for packet_id, sightings in packets.items():
         hop_of = hops(sightings)
         firsts = _outer_first_pieces(sightings)
+        overlay = _overlay(sightings)
         for f in sightings:
             tunnel_of = None
             if f.fragmented is not None and f.fragmented.offset and not f.decoded.tunnels:
                 tunnel_of = firsts.get((f.point, f.fragmented.key))
             entries.append(_entry(f, packet_id, hop_of[id(f)], nat_of_flow.get(f.flow),
-                                  tunnel_of))
+                                  tunnel_of, overlay))
     entries.sort(key=lambda e: (e.ts_ns, [c.file for c in captures].index(e.capture), e.frame))
     writer = TruthWriter(out_dir / TRUTH_FILE, scenario, seed, params)
     try:
         for entry in entries:
             writer.add_packet(entry)
-        writer.commit([c.file for c in captures], flows)
+        # every lab node runs on the machine's one clock
+        nodes = dict.fromkeys(c.node for c in captures)
+        writer.commit([c.file for c in captures], flows,
+                      clocks={node: {"offset_ns": 0, "drift_ppm": 0.0, "at_ns": 0}
+                              for node in nodes})
     except BaseException:
         writer.abort()
         raise

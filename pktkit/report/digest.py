@@ -13,6 +13,7 @@ from pktkit.analysis.rows import (
 from pktkit.capture.headers import IPPROTO_TCP, IPPROTO_UDP
 from pktkit.report.health import CAPTURES_SCHEMA
 from pktkit.report.labels import (
+    clock_model_text,
     nat_tuple,
     overlay_label,
     plain,
@@ -36,20 +37,14 @@ PROBLEM_RANK = {"capture-cut": 0, "flow-exceeds-mtu": 1, "oversized": 2, "frag-n
 
 
 def _problems(tables: Mapping[str, pd.DataFrame], limit: int) -> list[dict[str, Any]]:
-    """What went wrong, most frequent first: one dict per problem with a one-line detail."""
+    """What went wrong, most frequent first: one dict per problem with a one-line detail.
+    MTU findings and fragments are counted once per conversation (``flow_id``, across every
+    capture that saw it) and named by the overlay carrying it."""
     found: list[dict[str, Any]] = []
     cost = tables.get("overhead")
     if cost is not None:
         for row in cost.itertuples(index=False):
             where = overlay_label(row.encap, row.vni)
-            if row.oversized:
-                found.append({"problem": "oversized", "where": where, "count": int(row.oversized),
-                              "detail": f"{row.oversized} datagrams larger than the inner MTU "
-                                        f"{row.inner_mtu} (underlay {row.underlay_mtu})"})
-            if row.fragments:
-                found.append({"problem": "fragments", "where": where,
-                              "count": int(row.fragments),
-                              "detail": f"{row.fragments} IP fragments"})
             if row.frag_needed:
                 found.append({"problem": "frag-needed", "where": where,
                               "count": int(row.frag_needed),
@@ -63,22 +58,7 @@ def _problems(tables: Mapping[str, pd.DataFrame], limit: int) -> list[dict[str, 
                                         "on a host, or a larger MTU than assumed"})
     flow_table = tables.get("flows")
     if flow_table is not None and len(flow_table):
-        too_big = flow_table[flow_table["exceeds_mtu"].fillna(False)]
-        # a flow of non-first fragments only is the tail of datagrams its ported flow reports
-        tail = (too_big["a_port"].isna() & too_big["fragments"].eq(too_big["packets"])
-                & too_big["proto"].isin([IPPROTO_TCP, IPPROTO_UDP]))
-        conversation = ["proto", "a_addr", "a_port", "b_addr", "b_port", "overlay_encap",
-                        "overlay_vni"]
-        for key, group in too_big[~tail].groupby(conversation, dropna=False, sort=False):
-            overlay = "" if plain(key[5]) is None else f" ({overlay_label(key[5], key[6])})"
-            found.append({
-                "problem": "flow-exceeds-mtu",
-                "where": named_where(group, tuple_text(*key[:5]) + overlay),
-                "count": len(group),
-                "detail": f"datagrams of {int(group['max_ip_len'].max())} bytes > path MTU "
-                          f"{int(group['path_mtu'].min())}, seen in "
-                          f"{group['capture'].nunique()} captures",
-            })
+        found += _conversation_problems(flow_table)
     error_table = tables.get("errors")
     if error_table is not None:
         for reason, group in error_table.groupby("reason", sort=False):
@@ -94,6 +74,53 @@ def _problems(tables: Mapping[str, pd.DataFrame], limit: int) -> list[dict[str, 
                                     "UDP or ICMP checksum (still decoded and counted)"})
     found.sort(key=lambda p: (PROBLEM_RANK.get(p["problem"], 0), -p["count"]))
     return found[:limit]
+
+
+def _conversation_problems(flow_table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per overlay, the conversations whose datagrams exceed its MTU (``oversized``) and
+    those that were fragmented (``fragments``); per such conversation, ``flow-exceeds-mtu``.
+    A conversation is one ``flow_id``; its overlay, the one its packets ride."""
+    found: list[dict[str, Any]] = []
+    flows = flow_table.assign(overlay=[overlay_label(e, v) for e, v in zip(
+        flow_table["overlay_encap"].fillna(NO_TUNNEL), flow_table["overlay_vni"],
+        strict=True)])
+    # a flow of non-first fragments only is the tail of datagrams its ported flow reports
+    # (without the correlation, which gives the fragments their conversation's flow_id)
+    tail = (flows["a_port"].isna() & flows["fragments"].eq(flows["packets"])
+            & flows["proto"].isin([IPPROTO_TCP, IPPROTO_UDP]))
+    flows = flows[~tail]
+    conversations = flows.groupby("flow_id", sort=False).agg(
+        overlay=("overlay", "first"), exceeds=("exceeds_mtu", "any"),
+        largest=("max_ip_len", "max"), mtu=("path_mtu", "min"),
+        fragments=("fragments", "max"), captures=("capture", "nunique"))
+    def counted(group: pd.DataFrame) -> str:
+        return f"{len(group)} conversation{'s' * (len(group) > 1)}"
+
+    for overlay, group in conversations.groupby("overlay", sort=False):
+        for problem, chosen, detail in (
+            ("oversized", group[group["exceeds"]],
+             lambda g: f"{counted(g)} with datagrams larger than the inner MTU "
+                       f"{int(g['mtu'].min())} (up to {int(g['largest'].max())} bytes)"),
+            ("fragments", group[group["fragments"] > 0],
+             lambda g: f"IP fragments in {counted(g)} (up to {int(g['fragments'].max())} "
+                       "fragments in one capture)"),
+        ):
+            if len(chosen):
+                found.append({"problem": problem, "where": overlay, "count": len(chosen),
+                              "detail": detail(chosen)})
+    too_big = flows[flows["exceeds_mtu"].fillna(False)]
+    for _, group in too_big.groupby("flow_id", sort=False):
+        first = group.iloc[0]
+        key = [first[c] for c in ("proto", "a_addr", "a_port", "b_addr", "b_port")]
+        found.append({
+            "problem": "flow-exceeds-mtu",
+            "where": named_where(group, f"{tuple_text(*key)} ({first['overlay']})"),
+            "count": len(group),
+            "detail": f"datagrams of {int(group['max_ip_len'].max())} bytes > path MTU "
+                      f"{int(group['path_mtu'].min())}, seen in "
+                      f"{group['capture'].nunique()} captures",
+        })
+    return found
 
 
 def named_where(group: pd.DataFrame, where: str) -> str:
@@ -141,7 +168,7 @@ def summary(
         "captures": len(capture_table),
         "packets": int(capture_table["packets"].sum()),
         "bytes": int(capture_table["bytes"].sum()),
-        "flows": 0 if flow_table is None else len(flow_table),
+        "flows": 0 if flow_table is None else int(flow_table["flow_id"].nunique()),
         "overlays": int(cost["encap"].ne(NO_TUNNEL).sum()),
         "nat_flows": None if nat_table is None else len(nat_table),
         "errors": 0 if error_table is None else int(error_table["packets"].fillna(1).sum()),
@@ -177,9 +204,12 @@ def summary(
         }
     offsets = tables.get("clock_offsets")
     if offsets is not None and len(offsets):
-        out["clock_offsets"] = _records(offsets, [c for c in ("node", "reference_node",
-                                                              "offset_ns", "bound_ns",
-                                                              "samples") if c in offsets])
+        # the model in words (its time too), then the numbers
+        texts = [clock_model_text(row) for row in offsets.to_dict("records")]
+        out["clock_offsets"] = [
+            {"model": text, **row} for text, row in zip(texts, _records(offsets, [
+                c for c in ("node", "reference_node", "offset_ns", "drift_ppm", "bound_ns",
+                            "samples") if c in offsets]), strict=True)]
     out["problems"] = _problems(tables, problems)
     if cost.attrs.get("payload_estimated"):
         out["notes"] = ["payload_efficiency is an upper bound: the packet table has no "

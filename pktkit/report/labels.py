@@ -1,7 +1,9 @@
-"""Labels for people: an overlay, a 5-tuple, a NAT translation as text; columns as strings."""
+"""Labels for people: an overlay, a 5-tuple, a NAT translation, a clock model as text;
+columns as strings."""
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -80,3 +82,20 @@ def nat_tuple(row: Mapping[str, Any], side: str) -> str:
         return f"{text} id {plain(row[f'{side}_sport'])}"
     return tuple_text(row["proto"], row[f"{side}_src"], row[f"{side}_sport"],
                       row[f"{side}_dst"], row[f"{side}_dport"])
+
+
+def clock_model_text(row: Mapping[str, Any]) -> str:
+    """A ``clock_offsets`` row in words: "node-b: +300.000 ms at 10:00:00, +80.0 ppm, ± 4 µs"
+    (the offset at ``at_ns``, UTC; the drift; the bound), or why there is no model."""
+    node = row["node"]
+    if row["node"] == row["reference_node"]:
+        return f"{node}: the reference clock"
+    offset, bound = plain(row.get("offset_ns")), plain(row.get("bound_ns"))
+    if offset is None or bound is None:
+        return f"{node}: no estimate (no packet crossed to and from {row['reference_node']})"
+    at = plain(row.get("at_ns"))
+    when = "" if at is None else datetime.datetime.fromtimestamp(
+        at / 1e9, datetime.UTC).strftime(" at %H:%M:%S")
+    drift = plain(row.get("drift_ppm")) or 0.0
+    within = f"{bound / 1000:.0f} µs" if bound >= 1000 else f"{bound} ns"
+    return f"{node}: {offset / 1e6:+.3f} ms{when}, {drift:+.1f} ppm, ± {within}"

@@ -109,10 +109,11 @@ class _DockerHost(Scenario):
             Hop(self.docker0, "in", 3),
             Hop(self.eth0, "out", 15, (Route(self.eth0_mac, self.gateway_mac),
                                        Nat(self.ct, snat_to=p.host_ip))),
-        ), final_latency_us=p.wan_latency_us)
+        ), final_latency_us=p.wan_latency_us, final_wire=True)
         reverse = Path(self.remote_mac, "00:1c:73:00:00:01", (
             Hop(self.eth0, "in", p.wan_latency_us, (Transit(p.wan_hops - 1),
-                                                    Route(self.gateway_mac, self.eth0_mac))),
+                                                    Route(self.gateway_mac, self.eth0_mac)),
+                wire=True),
             Hop(self.docker0, "out", 12, (NatReply(), Route(self.docker0_mac, cmac))),
             Hop(veth, "out", 3),
         ), final_latency_us=5)
@@ -124,7 +125,8 @@ class _DockerHost(Scenario):
         cmac, veth = docker_mac(self.containers[index]), self.veths[index]
         forward = Path(self.remote_mac, "00:1c:73:00:00:01", (
             Hop(self.eth0, "in", p.wan_latency_us, (Transit(p.wan_hops - 1),
-                                                    Route(self.gateway_mac, self.eth0_mac))),
+                                                    Route(self.gateway_mac, self.eth0_mac)),
+                wire=True),
             Hop(self.docker0, "out", 14, (
                 Nat(self.ct, dnat_to=(self.containers[index], p.container_port)),
                 Route(self.docker0_mac, cmac))),
@@ -134,7 +136,7 @@ class _DockerHost(Scenario):
             Hop(veth, "in", 4),
             Hop(self.docker0, "in", 3),
             Hop(self.eth0, "out", 15, (Route(self.eth0_mac, self.gateway_mac), NatReply())),
-        ), final_latency_us=p.wan_latency_us)
+        ), final_latency_us=p.wan_latency_us, final_wire=True)
         return forward, reverse
 
 

@@ -127,7 +127,7 @@ class K8sNodePort(_KubeCluster):
                          random_fully=True)
         forward = Path(self.remote_mac, "00:1c:73:00:00:01", (
             Hop(a.eth0, "in", p.wan_latency_us, (Transit(p.wan_hops - 1),
-                                                 Route(self.gateway_mac, a.mac))),
+                                                 Route(self.gateway_mac, a.mac)), wire=True),
             Hop(a.eth0, "out", 15, (kube_proxy, Route(a.mac, b.mac))),
             *self.deliver(self.web),
         ), final_latency_us=5)
@@ -135,7 +135,7 @@ class K8sNodePort(_KubeCluster):
             *self.egress(self.web, a.mac),
             self.arrive(a),
             Hop(a.eth0, "out", 12, (NatReply(), Route(a.mac, self.gateway_mac))),
-        ), final_latency_us=p.wan_latency_us)
+        ), final_latency_us=p.wan_latency_us, final_wire=True)
         return forward, reverse
 
     def flows(self) -> Iterator[FlowSpec]:

@@ -215,6 +215,7 @@ class _Overlay(Scenario):
 
     Params: ClassVar[type] = UnderlayParams
     default_flows = 5
+    default_duration_s = Scenario.MULTI_NODE_DURATION_S
     tunnel_header_bytes: ClassVar[int]
     l2_tunnel: ClassVar[bool] = True  # the tunnel carries an Ethernet frame (not IPIP)
 
@@ -309,7 +310,7 @@ class _Overlay(Scenario):
             Hop(src.tunnel, "out", 12, (Route(src.tunnel_mac, dst.tunnel_mac),
                                         Fragment(self.pod_mtu))),
             Hop(src.node.eth0, "out", 6, (tenant.encaps[src.node.name],)),
-            Hop(dst.node.eth0, "in", latency),
+            Hop(dst.node.eth0, "in", latency, wire=True),
             Hop(dst.tunnel, "in", 10, (Decap(),)),
         ]
         deliver = Route(dst.gateway_mac, dst.mac)

@@ -131,6 +131,7 @@ class TwoNodeCluster(Scenario):
     """Nodes ``node-a`` and ``node-b``, their bridges, and the routed paths between pods."""
 
     Params = ClusterParams
+    default_duration_s = Scenario.MULTI_NODE_DURATION_S
     address_params: ClassVar[tuple[str, ...]] = ()  # more addresses in the cluster's family
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -169,7 +170,7 @@ class TwoNodeCluster(Scenario):
 
     def arrive(self, node: Node) -> Hop:
         """Across the LAN onto ``node``'s eth0 (no router in between: the same frame)."""
-        return Hop(node.eth0, "in", self.link_latency_us)
+        return Hop(node.eth0, "in", self.link_latency_us, wire=True)
 
     def deliver(self, pod: Pod, before_route: tuple[Transform, ...] = ()) -> tuple[Hop, ...]:
         """From ``pod``'s node's eth0 through ``cni0`` (routed: TTL-1) to the pod.

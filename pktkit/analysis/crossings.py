@@ -1,0 +1,138 @@
+"""Packets crossing between nodes: one sighting group per node, and which way each went.
+
+Per node (one clock), the units of a signature close in time (no gap beyond the learnt
+limits, :mod:`~pktkit.analysis.grouping`: inside a node no link's queue holds a packet) with
+each slot once are one *node-local group*. A signature with exactly one such group on each of
+two nodes crossed between them. Which way, first rule that tells:
+
+1. TTL: the sender's copies have a TTL at least the receiver's, and not the other way round;
+2. capture direction, where recorded: the sender's last copy goes out, the receiver's first
+   comes in;
+3. address ownership (:mod:`~pktkit.analysis.ownership`): the copy on the wire carries the
+   sender's address (decided later, over all crossings: see :func:`undecided`).
+
+This is per-signature work: a partition of the units holding all sightings of its signatures
+gives its own crossings; the clock fit (:mod:`~pktkit.analysis.clocks`) reduces them all.
+
+``crossings`` — one row per crossing (a DataFrame)
+
+============  ======  ===================================================================
+a, b          int32   the two nodes (codes), a < b
+way           int8    1: a → b, -1: b → a, 0: not yet known
+a_first,      int64   the group on a: first and last capture time (a's clock)
+a_last
+b_first,      int64   the group on b (b's clock)
+b_last
+a_sender,     int32   wire address (:attr:`Units.sender`) of a's copy nearest the wire when
+b_sender              a sent it (its last), and of b's likewise; -1 none
+a_receiver,   int32   ... and of the copy nearest the wire when it received it (its first)
+b_receiver
+============  ======  ===================================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pktkit.analysis.grouping import tight_groups
+from pktkit.analysis.rows import NO_VALUE, int_column, row_digest, run_starts
+from pktkit.analysis.sightings import Units
+
+CROSSING_COLUMNS = ("a", "b", "way", "a_first", "a_last", "b_first", "b_last", "a_sender",
+                    "b_sender", "a_receiver", "b_receiver")
+
+
+def node_groups(units: Units, packets: pd.DataFrame, window_ns: int) -> pd.DataFrame:
+    """One row per clean node-local sighting group that is its signature's only one on its
+    node: node, sig, first/last time and unit, TTL range, directions of the first and last
+    sighting."""
+    columns = ["node", "sig", "first", "last", "first_unit", "last_unit", "ttl_min",
+               "ttl_max", "dir_first", "dir_last"]
+    if (units.sig == NO_VALUE).all():
+        return pd.DataFrame(columns=columns, dtype=np.int64)
+    # all units sorted, then the matched ones kept: no copies of the sort keys
+    order = np.lexsort((units.ts, units.sig, units.node))
+    order = order[units.sig[order] != NO_VALUE]
+    key = row_digest([units.node, units.sig])
+    starts, clean = tight_groups(key, units.slot, units.ts, order, units.slots, window_ns)[1:]
+    del key
+    group_ttl = int_column(packets, "ttl", units.row[order])
+    lo, hi = np.minimum.reduceat(group_ttl, starts), np.maximum.reduceat(group_ttl, starts)
+    del group_ttl
+    first, last = order[starts], order[np.append(starts[1:], len(order)) - 1]
+    first, last, lo, hi = first[clean], last[clean], lo[clean], hi[clean]
+    node, sig = units.node[first], units.sig[first]
+    # a signature seen twice on a node (cleanly each time) matches nothing reliably; the
+    # groups are in (node, signature) order, so such twins are neighbours
+    new = run_starts(node, sig)
+    alone = new & np.append(new[1:], True)
+    first, last = first[alone], last[alone]
+    return pd.DataFrame({
+        "node": node[alone], "sig": sig[alone],
+        "first": units.ts[first], "last": units.ts[last], "first_unit": first,
+        "last_unit": last, "ttl_min": lo[alone], "ttl_max": hi[alone],
+        "dir_first": int_column(packets, "direction", units.row[first]),
+        "dir_last": int_column(packets, "direction", units.row[last]),
+    }, copy=False)
+
+
+def crossings(groups: pd.DataFrame, units: Units, out_code: int, in_code: int) -> pd.DataFrame:
+    """Pairs of node-local groups of one signature on two nodes (see the module docstring),
+    oriented where TTL or the capture direction tells."""
+    # Only signatures and row numbers are joined: the pairs can be many.
+    rows = pd.DataFrame({"sig": groups["sig"].to_numpy(), "row": np.arange(len(groups))})
+    pairs = rows.merge(rows, on="sig", suffixes=("_a", "_b"))
+    a, b = pairs["row_a"].to_numpy(), pairs["row_b"].to_numpy()
+    del pairs
+    node = groups["node"].to_numpy()
+    keep = node[a] < node[b]  # each unordered pair once
+    a, b = a[keep], b[keep]
+    ttl_min, ttl_max = groups["ttl_min"].to_numpy(), groups["ttl_max"].to_numpy()
+    dir_first, dir_last = groups["dir_first"].to_numpy(), groups["dir_last"].to_numpy()
+    # directions, where captured: the sender's last copy leaves, the receiver's first arrives
+    leaves = (dir_last < 0) | (dir_last == out_code)
+    arrives = (dir_first < 0) | (dir_first == in_code)
+    forward = (ttl_min[a] >= ttl_max[b]) & leaves[a] & arrives[b]
+    backward = (ttl_min[b] >= ttl_max[a]) & leaves[b] & arrives[a]
+    way = np.where(forward & ~backward, 1, np.where(backward & ~forward, -1, 0)).astype(np.int8)
+    first, last = groups["first"].to_numpy(), groups["last"].to_numpy()
+    first_unit, last_unit = groups["first_unit"].to_numpy(), groups["last_unit"].to_numpy()
+    return pd.DataFrame({
+        "a": node[a].astype(np.int32), "b": node[b].astype(np.int32), "way": way,
+        "a_first": first[a], "a_last": last[a], "b_first": first[b], "b_last": last[b],
+        "a_sender": units.sender[last_unit[a]], "b_sender": units.sender[last_unit[b]],
+        "a_receiver": units.sender[first_unit[a]], "b_receiver": units.sender[first_unit[b]],
+    }, copy=False)
+
+
+def emitted(groups: pd.DataFrame, units: Units, packets: pd.DataFrame,
+            out_code: int) -> pd.DataFrame:
+    """Evidence of address ownership in one partition: (node, address) of every tunnelled
+    copy a node sent, seen as such: captured going ``out``, or the last of a node-local group
+    that starts untunnelled (the node encapsulated it). One row per (node, address), with
+    ``count``."""
+    direction = int_column(packets, "direction", units.row)
+    out = np.flatnonzero(units.tunnelled & (direction == out_code) & (units.sender >= 0))
+    del direction
+    first, last = groups["first_unit"].to_numpy(), groups["last_unit"].to_numpy()
+    encapsulated = last[~units.tunnelled[first] & units.tunnelled[last]
+                        & (units.sender[last] >= 0)]
+    found = pd.DataFrame({"node": units.node[np.r_[out, encapsulated]],
+                          "address": units.sender[np.r_[out, encapsulated]]})
+    return found.value_counts().rename("count").reset_index()
+
+
+def undecided(found: pd.DataFrame) -> np.ndarray:
+    """Which crossings TTL and capture direction left open."""
+    return (found["way"] == 0).to_numpy()
+
+
+def samples(found: pd.DataFrame) -> pd.DataFrame:
+    """The oriented crossings as one-way samples: ``sender``, ``receiver`` (node codes),
+    ``send`` (the sender's last sighting, its clock), ``recv`` (the receiver's first, its)."""
+    oriented = found[found["way"] != 0]
+    ab = (oriented["way"] == 1).to_numpy()
+    pick = lambda x, y: np.where(ab, oriented[x].to_numpy(), oriented[y].to_numpy())  # noqa: E731
+    return pd.DataFrame({"sender": pick("a", "b"), "receiver": pick("b", "a"),
+                         "send": pick("a_last", "b_last"), "recv": pick("b_first", "a_first")})

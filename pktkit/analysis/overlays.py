@@ -1,0 +1,105 @@
+"""Attribution through every sighting: each packet's overlay, and one flow per conversation.
+
+A decapsulated copy (a pod's veth, the bridge, the tunnel device) carries no VNI of its own,
+so two tenants with identical inner addresses look alike there. The correlation ties it to
+the packet's other sightings (``packet_id``), among them the encapsulated copy on the
+underlay: its tunnel is the overlay of every sighting of the packet.
+
+Columns the packet table gains (or, for ``flow_id``, changes) in :func:`pktkit.analyze`:
+
+==============  ========  ================================================================
+overlay_encap   category  the tunnel chain of the packet's encapsulated copy (its first
+                          tunnelled sighting), on every sighting of it; ``none`` for a
+                          packet never seen tunnelled. ``encap`` stays the frame's own
+overlay_vni     UInt32    that copy's VNI / VSID / key (NA: none); ``vni`` stays the
+                          frame's own
+flow_id         Int64     one id per conversation per overlay, across all its sightings and
+                          files: the key (overlay_encap, overlay_vni, protocol, both
+                          endpoints sorted) of each sighting, and keys that one packet shows
+                          on either side of a NAT joined; numbered in order of first
+                          appearance. NA where src/dst are NA
+==============  ========  ================================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pktkit.analysis.rows import (
+    NO_TUNNEL,
+    Rows,
+    group_key,
+    int_column,
+    row_digest,
+    shared_codes,
+    tunnel_rows,
+)
+
+
+def overlay_columns(packets: pd.DataFrame,
+                    packet_id: np.ndarray) -> tuple[pd.Categorical, pd.arrays.IntegerArray]:
+    """``overlay_encap`` and ``overlay_vni`` per row (see the module docstring)."""
+    n = len(packets)
+    encap, names = Rows(packets).encap_codes()
+    carriers = np.flatnonzero(tunnel_rows(encap, names))
+    # per packet its first tunnelled row (n: none)
+    carrier = np.full(int(packet_id.max(initial=-1)) + 1, n, np.int64)
+    np.minimum.at(carrier, packet_id[carriers], carriers)
+    row = carrier[packet_id] if n else np.zeros(0, np.int64)
+    del carrier, carriers
+    carried = row < n
+    none = names.index(NO_TUNNEL) if NO_TUNNEL in names else len(names)
+    labels = names if NO_TUNNEL in names else [*names, NO_TUNNEL]
+    code = np.full(n, none, np.int64)
+    code[carried] = encap[row[carried]]
+    vni = int_column(packets, "vni")
+    overlay_vni = np.full(n, -1, np.int64)
+    overlay_vni[carried] = vni[row[carried]]
+    return (pd.Categorical.from_codes(code, categories=labels),
+            pd.arrays.IntegerArray(np.maximum(overlay_vni, 0).astype(np.uint32),
+                                   overlay_vni < 0))
+
+
+def conversation_ids(packets: pd.DataFrame, packet_id: np.ndarray,
+                     overlay_encap: pd.Categorical,
+                     overlay_vni: pd.arrays.IntegerArray) -> pd.arrays.IntegerArray:
+    """``flow_id`` per row: one per conversation per overlay (see the module docstring)."""
+    (src, dst), _ = shared_codes(packets["src"], packets["dst"])  # one code per address
+    has = (src >= 0) & (dst >= 0)
+    rows = np.flatnonzero(has)
+    if not len(rows):
+        return pd.arrays.IntegerArray(np.zeros(len(packets), np.int64), ~has)
+    # an endpoint as one integer: the address code and the port (+1, so that NA is 0)
+    side_a = (src[rows].astype(np.int64) << 17) | (int_column(packets, "sport", rows) + 1)
+    side_b = (dst[rows].astype(np.int64) << 17) | (int_column(packets, "dport", rows) + 1)
+    del src, dst
+    overlay = (overlay_encap.codes[rows].astype(np.int64) << 32) \
+        | (overlay_vni.to_numpy(np.int64, na_value=-1)[rows] & 0xFFFFFFFF)
+    key = row_digest([overlay, int_column(packets, "proto", rows),
+                      np.minimum(side_a, side_b), np.maximum(side_a, side_b)])
+    del side_a, side_b
+    key_code, keys = pd.factorize(key)
+    del key
+    component = _joined(key_code, packet_id[rows], len(keys))
+    number, _ = group_key(component[key_code])  # in order of first appearance
+    flow = np.zeros(len(packets), np.int64)
+    flow[rows] = number
+    return pd.arrays.IntegerArray(flow, ~has)
+
+
+def _joined(key: np.ndarray, packet: np.ndarray, keys: int) -> np.ndarray:
+    """Per key, the smallest key it is joined to through shared packets (the connected
+    components of the key–packet graph, by label propagation: a few rounds, as a NAT joins
+    two keys and a chain of them is rare)."""
+    label = np.arange(keys, dtype=np.int64)
+    packets = int(packet.max(initial=-1)) + 1
+    while True:
+        per_packet = np.full(packets, keys, np.int64)
+        np.minimum.at(per_packet, packet, label[key])
+        joined = label.copy()
+        np.minimum.at(joined, key, per_packet[packet])
+        joined = joined[joined]  # jump along chains of labels
+        if np.array_equal(joined, label):
+            return label
+        label = joined

@@ -1,0 +1,146 @@
+"""Which way a crossing went when TTL and capture direction don't tell: address ownership.
+
+A node owns the addresses it sends from on its underlay. Two ``tcpdump -i eth0`` files of a
+VXLAN underlay show every packet once on each node, with the same TTL and no direction; the
+outer source address still says which node sent it. Who owns an address, strongest evidence
+first:
+
+1. metadata (``node_addresses``: a node's own interface addresses, as ``ip addr`` lists them);
+2. tunnelled copies a node was seen sending (:func:`pktkit.analysis.crossings.emitted`):
+   captured going ``out``, or encapsulated on the node (an untunnelled copy of the packet
+   came first on it). An address two nodes were seen sending from belongs to neither;
+3. causality, for the crossings still open between a pair of nodes (:func:`orient_by_timing`):
+   grouped by the addresses their copies carry (all of a group went the same way), the groups
+   are given a way each, every combination of them tried (the largest :data:`_ENUMERATED`;
+   any others one at a time): only the ways under which some clock line (offset and drift)
+   has every packet arrive after it left are possible (:func:`~pktkit.analysis.clockfit.
+   feasible_polygon`). Had two groups gone the other way round, the line would have to pass
+   above the one and below the other where in truth it passes below and above them; as
+   their packets interleave in time, no line does. Groups already oriented by TTL, direction
+   or ownership keep their way. A group the possible combinations disagree on stays open and
+   gives no sample.
+
+ARP replies would also name the owner of an address, but the packet table does not carry the
+ARP sender address; the metadata hook takes interface addresses instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from pktkit.analysis.clockfit import binding_rows, feasible_polygon
+from pktkit.analysis.rows import row_digest
+
+_ENUMERATED = 8  # open groups of one node pair tried in every combination (2^8 tests)
+
+
+def owners(addresses: Sequence[str], evidence: pd.DataFrame, node_names: Sequence[str],
+           node_addresses: Mapping[str, Iterable[str]] | None = None) -> np.ndarray:
+    """Per address code, the code of the node that owns it (-1: unknown or contested)."""
+    owner = np.full(len(addresses), -1, np.int32)
+    contested = np.zeros(len(addresses), bool)
+    if len(evidence):
+        nodes = evidence.groupby("address")["node"].nunique()
+        first = evidence.groupby("address")["node"].first()
+        address = first.index.to_numpy(np.int64)
+        owner[address] = first.to_numpy(np.int32)
+        contested[address[nodes.to_numpy() > 1]] = True
+    owner[contested] = -1
+    index = {a: i for i, a in enumerate(addresses)}
+    for node, own in (node_addresses or {}).items():  # metadata: the strongest evidence
+        if node in node_names:
+            for address in own:
+                if address in index:
+                    owner[index[address]] = node_names.index(node)
+    return owner
+
+
+def orient_by_owner(found: pd.DataFrame, owner: np.ndarray) -> pd.DataFrame:
+    """The crossings' ``way`` where it is open and the wire copy's address has an owner
+    among the two nodes (a copy in a new frame)."""
+    found = found.copy()
+    open_ = found["way"].to_numpy() == 0
+    if not open_.any() or not len(owner):
+        return found
+
+    def owned(sender: str, receiver: str, node: str) -> np.ndarray:
+        code = found[sender].to_numpy()
+        known = code >= 0
+        by = np.where(known, owner[np.maximum(code, 0)], -1)
+        return known & (code == found[receiver].to_numpy()) & (by == found[node].to_numpy())
+
+    forward, backward = owned("a_sender", "b_receiver", "a"), owned("b_sender", "a_receiver", "b")
+    way = found["way"].to_numpy().copy()
+    way[open_ & forward & ~backward] = 1
+    way[open_ & backward & ~forward] = -1
+    found["way"] = way
+    return found
+
+
+def orient_by_timing(found: pd.DataFrame) -> pd.DataFrame:
+    """The open crossings' ``way`` from causality, per node pair (see the module docstring;
+    a copy in a new frame)."""
+    found = found.copy()
+    if not (found["way"] == 0).any():
+        return found
+    way = found["way"].to_numpy().copy()
+    for _, pair in found.groupby(["a", "b"], sort=False):
+        if (pair["way"] == 0).any():
+            decided = _split(pair)
+            if decided is not None:
+                way[pair.index.to_numpy()] = decided
+    found["way"] = way
+    return found
+
+
+def _split(pair: pd.DataFrame) -> np.ndarray | None:
+    """The way of every crossing of one node pair (positions as in ``pair``), or None when
+    causality allows no single assignment."""
+    known = pair["way"].to_numpy()
+    # the groups: the addresses on the wire, and the way where known
+    group, labels = pd.factorize(row_digest([pair[c].to_numpy() for c in (
+        "a_sender", "b_sender", "a_receiver", "b_receiver")] + [known]))
+    count = len(labels)
+    a_first, a_last, b_first, b_last = (pair[c].to_numpy(np.int64) for c in (
+        "a_first", "a_last", "b_first", "b_last"))
+    # per group, the crossings that can bind if it went a → b, and if it went b → a
+    rows = [np.flatnonzero(group == g) for g in range(count)]
+    forward = [r[binding_rows(a_last[r], b_first[r], True)] for r in rows]
+    backward = [r[binding_rows(b_last[r], a_first[r], False)] for r in rows]
+    side = np.array([known[r[0]] for r in rows], np.int8)
+    fixed = side != 0
+    # the largest open groups are tried both ways; any others follow one at a time
+    open_ = sorted(np.flatnonzero(~fixed).tolist(), key=lambda g: -len(rows[g]))
+    tried, later = open_[:_ENUMERATED], open_[_ENUMERATED:]
+
+    def feasible(ways: np.ndarray) -> bool:
+        f = np.concatenate([forward[g] for g in range(count) if ways[g] == 1] or [[]])
+        b = np.concatenate([backward[g] for g in range(count) if ways[g] == -1] or [[]])
+        if not len(f) or not len(b):
+            return False
+        f, b = f.astype(np.int64), b.astype(np.int64)
+        return feasible_polygon(a_last[f], b_first[f], b_last[b], a_first[b])[0] is not None
+
+    found = []
+    for choice in itertools.product((1, -1), repeat=len(tried)):
+        ways = side.copy()
+        ways[tried] = choice
+        if feasible(ways):
+            found.append(ways)
+    if not found:
+        return None
+    agreed = np.all([ways == found[0] for ways in found], axis=0)
+    ways = np.where(agreed, found[0], 0).astype(np.int8)
+    for g in later:  # one at a time against what is decided
+        both = []
+        for way in (1, -1):
+            trial = ways.copy()
+            trial[g] = way
+            both.append(feasible(trial))
+        if both[0] != both[1]:
+            ways[g] = 1 if both[0] else -1
+    return ways[group]

@@ -1,0 +1,145 @@
+"""pktkit.analysis.ownership: which way a crossing went when neither TTL nor the capture
+direction tells — two eth0 captures of one underlay, per-interface pcap (no direction), the
+same TTL on both sides."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from truth_checks import (
+    assert_delays_within_bounds,
+    assert_models_hold_the_truth,
+    assert_same_partition,
+    joined,
+)
+
+import pktkit
+from pktkit.analysis import crossings, ownership
+from pktkit.analysis.inputs import read_table, resolve_inputs
+from pktkit.analysis.pipeline import analyze
+from pktkit.analysis.rows import string_codes
+from pktkit.analysis.sightings import find_units
+from pktkit.craft.generation import generate, make_scenario
+
+WINDOW = 10**9
+ETH0 = ["node-a-eth0.pcap", "node-b-eth0.pcap"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ownership")
+
+
+@functools.cache
+def underlay(root: Path, name: str, seed: int = 1) -> Path:
+    out = root / f"{name}-{seed}"
+    generate(make_scenario(name, seed=seed, clock_offset_s=0.3, clock_drift_ppm=80,
+                           impairments=["queue=20ms", "loss=0.01", "duplicate=0.002"]), out)
+    return out
+
+
+def open_crossings(folder: Path) -> tuple[pd.DataFrame, list[str], list[str], pd.DataFrame]:
+    """The eth0 files' crossings (TTL and direction applied), the address labels, the node
+    names and the ownership evidence."""
+    inputs = resolve_inputs([folder / name for name in ETH0])
+    packets = read_table(inputs)
+    node, names = string_codes(packets["node"], [i.node for i in inputs])
+    units = find_units(packets, node, WINDOW)
+    groups = crossings.node_groups(units, packets, WINDOW)
+    found = crossings.crossings(groups, units, -2, -2)
+    return found, units.addresses, names, crossings.emitted(groups, units, packets, -2)
+
+
+def true_ways(folder: Path, found: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """Each crossing's way by the truth: 1 when node a's sighting came first."""
+    truth = pd.DataFrame(pktkit.load_truth(folder)["packets"])
+    first = truth.sort_values("true_ts_ns").groupby("packet_id")["node"].first()
+    # match crossings to packets by node a's last raw timestamp (unique enough here)
+    stamps = truth[truth["node"] == names[0]].groupby("ts_ns")["packet_id"].first()
+    packet = found["a_last"].map(stamps)
+    return np.where(packet.map(first) == names[0], 1, -1)
+
+
+@pytest.mark.parametrize("name", ["vxlan-overlay", "geneve-overlay", "ipip", "flat-routed",
+                                  "flat-routed-v6"])
+def test_two_eth0_captures_orient_by_timing_alone(root: Path, name: str) -> None:
+    """Nothing in the eth0 files says who sent what; every crossing is open, and causality
+    orients them all as the truth has them (the outer source of a tunnel, the pod address of
+    routed traffic, are each on one side of the clocks' line)."""
+    folder = underlay(root, name)
+    found, _, names, evidence = open_crossings(folder)
+    assert len(found) >= 20 and (found["way"] == 0).all() and evidence.empty
+    oriented = ownership.orient_by_timing(found)
+    assert (oriented["way"].to_numpy() == true_ways(folder, found, names)).all()
+
+
+@pytest.mark.parametrize("name", ["vxlan-overlay", "flat-routed"])
+def test_the_eth0_pair_gives_the_clock_and_the_delays(root: Path, name: str) -> None:
+    """``pktkit analyze`` on the two eth0 files only: a model of node-b's clock (0.3 s ahead,
+    80 ppm fast) that holds the truth, every packet as the truth has it, the delays between
+    the nodes within the bound."""
+    folder = underlay(root, name)
+    found = analyze([folder / file for file in ETH0])
+    truth = pktkit.load_truth(folder)
+    both = joined(found, truth)
+    assert_same_partition(both["packet_id"], both["packet_id_t"])
+    model = found.clock_offsets.set_index("node").loc["node-b"]
+    assert pd.notna(model["offset_ns"]) and model["applied_ns"] != 0
+    assert_models_hold_the_truth(found, truth)
+    assert_delays_within_bounds(found, truth, both)
+
+
+def test_interface_addresses_orient_without_timing(root: Path) -> None:
+    """The metadata hook: each node's own underlay address (``ip addr``) orients every
+    tunnelled crossing; swapped, it orients them all the wrong way."""
+    folder = underlay(root, "vxlan-overlay")
+    found, addresses, names, evidence = open_crossings(folder)
+    params = pktkit.load_truth(folder)["params"]
+    mine = {"node-a": [params["node_a_ip"]], "node-b": [params["node_b_ip"]]}
+    owner = ownership.owners(addresses, evidence, names, mine)
+    oriented = ownership.orient_by_owner(found, owner)
+    assert (oriented["way"].to_numpy() == true_ways(folder, found, names)).all()
+    swapped = ownership.owners(addresses, evidence, names,
+                               {"node-a": mine["node-b"], "node-b": mine["node-a"]})
+    wrong = ownership.orient_by_owner(found, swapped)
+    assert (wrong["way"].to_numpy() == -true_ways(folder, found, names)).all()
+
+
+def test_evidence_names_an_owner_unless_two_nodes_claim_it() -> None:
+    addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    evidence = pd.DataFrame({"node": [0, 1, 0, 1], "address": [0, 1, 2, 2],
+                             "count": [5, 5, 1, 1]})
+    assert list(ownership.owners(addresses, evidence, ["a", "b"])) == [0, 1, -1]
+    # metadata wins over what the captures suggest
+    assert list(ownership.owners(addresses, evidence, ["a", "b"], {"b": ["10.0.0.3"]})) == \
+        [0, 1, 1]
+
+
+def test_sent_tunnelled_copies_are_evidence(root: Path) -> None:
+    """With every interface captured, a node is seen encapsulating what it sends: the outer
+    source of those copies is its own address."""
+    folder = underlay(root, "vxlan-overlay")
+    inputs = resolve_inputs([folder])
+    packets = read_table(inputs)
+    node, names = string_codes(packets["node"], [i.node for i in inputs])
+    units = find_units(packets, node, WINDOW)
+    groups = crossings.node_groups(units, packets, WINDOW)
+    owner = ownership.owners(units.addresses, crossings.emitted(groups, units, packets, -2),
+                             names)
+    params = pktkit.load_truth(folder)["params"]
+    assert owner[units.addresses.index(params["node_a_ip"])] == names.index("node-a")
+    assert owner[units.addresses.index(params["node_b_ip"])] == names.index("node-b")
+
+
+def test_one_way_traffic_stays_open() -> None:
+    """Crossings of one address group only: either way is possible; none is taken."""
+    found = pd.DataFrame({"a": [0, 0, 0], "b": [1, 1, 1], "way": np.zeros(3, np.int8),
+                          "a_first": [100, 200, 300], "a_last": [100, 200, 300],
+                          "b_first": [150, 260, 345], "b_last": [150, 260, 345],
+                          "a_sender": [4, 4, 4], "b_sender": [4, 4, 4],
+                          "a_receiver": [4, 4, 4], "b_receiver": [4, 4, 4]})
+    assert (ownership.orient_by_timing(found)["way"] == 0).all()
