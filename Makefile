@@ -19,7 +19,7 @@ test: $(STAMP)
 	MPLBACKEND=agg $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check pktkit tests bench
+	$(BIN)/ruff check pktkit tests bench notebooks
 	$(BIN)/lint-imports --no-cache
 
 captures: $(STAMP)
