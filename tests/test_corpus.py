@@ -21,6 +21,9 @@ How tshark's fields map to pktkit's columns (these are definitions, not disagree
   ``vxlan`` layer of its own.
 - IPv6 proto: the upper-layer protocol after extension headers (``ipv6.fraghdr.nxt`` when a
   Fragment header follows, else the protocol of the next layer, else ``ipv6.nxt``).
+- outer_ip_id: the first ``ip.id`` (or, for an outer IPv6 header, the ``ipv6.fraghdr.ident``
+  of a Fragment header right after it) of a frame with a tunnel or another IP header after its
+  first IP header; none otherwise.
 
 Documented tshark differences: see ``REASSEMBLY_DIFFERENCES``.
 """
@@ -50,7 +53,8 @@ FIELDS = [
     "frame.number", "frame.time_epoch", "frame.len", "frame.cap_len", "frame.interface_id",
     "frame.interface_name", "frame.protocols", "sll.ifindex", "sll.pkttype", "vlan.id",
     "ieee8021ad.id",
-    "ip.src", "ip.dst", "ip.proto", "ipv6.src", "ipv6.dst", "ipv6.nxt", "ipv6.fraghdr.nxt",
+    "ip.src", "ip.dst", "ip.proto", "ip.id", "ipv6.src", "ipv6.dst", "ipv6.nxt",
+    "ipv6.fraghdr.nxt", "ipv6.fraghdr.ident",
     "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "vxlan.vni", "geneve.vni",
     "gre.flags.key", "gre.key", "gre.flags.version",
 ]
@@ -79,7 +83,7 @@ IP_LAYERS = ("ip", "ipv6")
 STOP_LAYERS = ("icmp", "icmpv6")  # what follows is a quoted header, not the packet
 TUNNEL_LAYERS = ("vxlan", "geneve", "gre", "nsh", "mpls", "ppp", "teredo")
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "ip": 4, "ipv6": 41, "gre": 47}
-COMPARED = ("vni", "src", "dst", "proto", "sport", "dport")
+COMPARED = ("vni", "outer_ip_id", "src", "dst", "proto", "sport", "dport")
 
 # MANIFEST.tsv columns that were derived differently from what pktkit counts:
 # (file, column) → (MANIFEST value, pktkit value, why).
@@ -142,6 +146,7 @@ def expected_from_tshark(row: Row) -> dict[str, object]:
     vni = next((i for i in reversed(ids) if i is not None), None)
     result: dict[str, object] = dict.fromkeys(COMPARED)
     result["vni"] = vni
+    result["outer_ip_id"] = outer_ip_id_from_tshark(row, layers)
     if innermost is None or tunnel_after_ip:
         return result
     family, index, pos = innermost
@@ -161,6 +166,21 @@ def expected_from_tshark(row: Row) -> dict[str, object]:
         result["sport"] = int(row[f"{next_layer}.srcport"][k])
         result["dport"] = int(row[f"{next_layer}.dstport"][k])
     return result
+
+
+def outer_ip_id_from_tshark(row: Row, layers: list[str]) -> int | None:
+    """The outermost IP header's identification when a tunnel (or another IP header) follows
+    it, before any ICMP layer: what pktkit calls ``outer_ip_id``."""
+    cut = next((i for i, name in enumerate(layers) if name in STOP_LAYERS), len(layers))
+    layers = layers[:cut]
+    first = next((i for i, name in enumerate(layers) if name in IP_LAYERS), None)
+    if first is None or not any(name in TUNNEL_LAYERS or name in IP_LAYERS
+                                for name in layers[first + 1:]):
+        return None
+    if layers[first] == "ip":
+        return int(row["ip.id"][0], 0)
+    fragment_header = layers[first + 1:first + 2] == ["ipv6.fraghdr"]
+    return int(row["ipv6.fraghdr.ident"][0], 0) if fragment_header else None
 
 
 def vlan_ids_from_tshark(row: Row) -> list[int]:

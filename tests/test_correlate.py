@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_tables import table
 from truth_checks import (
     assert_delays_within_bounds,
     assert_models_hold_the_truth,
@@ -190,27 +191,6 @@ def test_clock_correction_policies(root: Path, policy: str) -> None:
 # -- synthetic tables: what the generated scenarios do not stage --------------------------------
 
 
-def table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """A minimal packet table for correlate(): defaults for every column it reads."""
-    defaults = {"capture": "c.pcap", "node": "n", "interface": "eth0", "direction": None,
-                "ip_version": 6, "proto": 17, "ip_id": None, "ttl": 64, "tcp_flags": None,
-                "tcp_seq": None, "tcp_ack": None, "icmp_type": None, "icmp_code": None,
-                "icmp_id": None, "icmp_seq": None, "l4_payload_len": 40, "payload_hash": 7,
-                "frag_offset": 0, "more_fragments": False, "src": "fd00::1", "dst": "fd00::2",
-                "sport": 1000, "dport": 53, "error": None}
-    frame = pd.DataFrame([{**defaults, **r} for r in rows])
-    frame["frame"] = frame.groupby("capture").cumcount() + 1
-    for name in ("ip_version", "proto", "ip_id", "ttl", "tcp_flags", "tcp_seq", "tcp_ack",
-                 "icmp_type", "icmp_code", "icmp_id", "icmp_seq", "l4_payload_len",
-                 "payload_hash", "frag_offset", "sport", "dport", "ts_ns", "frame"):
-        frame[name] = frame[name].astype("Int64")
-    frame["more_fragments"] = frame["more_fragments"].astype("boolean")
-    frame["direction"] = pd.Categorical(frame["direction"], categories=["in", "out", "other"])
-    for name in ("capture", "node", "interface", "src", "dst", "error"):
-        frame[name] = frame[name].astype("string")
-    return frame
-
-
 def test_identical_ipv6_datagrams_are_split_by_the_points_they_repeat() -> None:
     """No IP id in IPv6: a repeat (DNS retry) has the same signature; it is another packet
     because it is seen again where the first one was, in order (first in, first out)."""
@@ -245,24 +225,6 @@ def test_look_alike_packets_far_apart_on_other_paths_stay_apart() -> None:
     assert last.iloc[0] == last.iloc[1] != last.iloc[2] == last.iloc[3]
 
 
-def test_fragments_join_the_packet_they_were_cut_from() -> None:
-    t0 = 10**18
-    whole = {"ip_version": 4, "ip_id": 77, "src": "10.0.0.1", "dst": "10.0.0.2",
-             "l4_payload_len": 1800, "payload_hash": 5}
-    first = {**whole, "more_fragments": True, "l4_payload_len": 1400, "payload_hash": 6}
-    rest = {**whole, "frag_offset": 1408, "l4_payload_len": 400, "payload_hash": 8,
-            "sport": None, "dport": None}
-    rows = [{**whole, "ts_ns": t0, "interface": "veth"},
-            {**first, "ts_ns": t0 + 9_000, "interface": "flannel.1", "ttl": 63},
-            {**rest, "ts_ns": t0 + 9_000, "interface": "flannel.1", "ttl": 63},
-            {**first, "ts_ns": t0 + 15_000, "interface": "eth0", "ttl": 63},
-            {**rest, "ts_ns": t0 + 15_000, "interface": "eth0", "ttl": 63}]
-    found = correlate.correlate(table(rows))
-    assert set(found.packet_id) == {0}
-    assert list(found.hop) == [0, 1, 1, 2, 2]
-    assert list(found.hops["interface"]) == ["veth", "flannel.1", "eth0"]
-
-
 def test_frames_that_match_nothing_are_packets_of_their_own() -> None:
     rows = [{"ts_ns": 10**18, "src": None, "dst": None, "ip_version": None},
             {"ts_ns": 10**18 + 1, "src": None, "dst": None, "ip_version": None},
@@ -283,20 +245,6 @@ def test_empty_table_gives_empty_typed_tables() -> None:
 def test_missing_columns_are_a_usage_error() -> None:
     with pytest.raises(pktkit.UsageError, match="tcp_seq"):
         correlate.correlate(table([{"ts_ns": 1}]).drop(columns=["tcp_seq"]))
-
-
-def test_fragments_without_an_ip_id_stay_a_packet_of_their_own() -> None:
-    """No IP id, no datagram key: the fragments cannot be tied to the whole packet."""
-    t0 = 10**18
-    whole = {"ip_version": 6, "l4_payload_len": 1800, "payload_hash": 5}
-    first = {**whole, "more_fragments": True, "l4_payload_len": 1400, "payload_hash": 6}
-    rest = {**whole, "frag_offset": 1408, "l4_payload_len": 400, "payload_hash": 8}
-    rows = [{**whole, "ts_ns": t0, "interface": "veth"},
-            {**first, "ts_ns": t0 + 9_000, "interface": "eth0", "ttl": 63},
-            {**rest, "ts_ns": t0 + 9_000, "interface": "eth0", "ttl": 63}]
-    found = correlate.correlate(table(rows))
-    assert list(found.packet_id) == [0, 1, 1]
-    assert list(found.hop) == [0, 0, 0]
 
 
 def test_the_packet_table_is_left_as_it_was(root: Path) -> None:

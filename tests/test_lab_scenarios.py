@@ -79,10 +79,12 @@ def test_flat_routed_ttl_minus_one_per_node(lab_run: Any) -> None:
 
 def test_vxlan_overlay_vnis_ports_and_identical_tenants(lab_run: Any) -> None:
     """VNI 1 on 8472, VNIs 1000 and 2000 on 4789; the two tenants carry identical inner
-    5-tuples, told apart by the VNI; every inner frame on eth0 is encapsulated."""
+    5-tuples, told apart by the VNI; every frame on eth0 is a piece of a VXLAN packet, and all
+    but the non-first pieces of a fragmented one hold its VXLAN header."""
     run = lab_run("vxlan-overlay")
     eth0 = [e for e in run.truth["packets"] if e["interface"] == "eth0"]
-    assert all(e["encap"] == "vxlan" for e in eth0)
+    assert all(e["overlay_encap"] == "vxlan" for e in eth0)
+    assert all(e["encap"] == "vxlan" or e["fragment"] == "non-first" for e in eth0)
     ports = {(e["vni"], e["outer_dport"]) for e in eth0 if e["outer_dport"] is not None}
     assert ports == {(1, 8472), (1000, 4789), (2000, 4789)}
     tuples = collections.defaultdict(set)
@@ -110,12 +112,21 @@ def test_vxlan_overlay_fragments_inner_or_outer(lab_run: Any) -> None:
     assert {e["fragment"] for e in f1 if e["interface"] == "veth-pod3"} == {"none"}
     assert {e["fragment"] for e in f1 if e["interface"] == "flannel.1"} == {"first",
                                                                             "non-first"}
-    f2 = [e for e in by_flow(run, t2000) if e["src"] == "10.0.0.2"]
-    a_eth0 = [e for e in f2 if e["capture"] == "node-a-any.pcap" and e["interface"] == "eth0"]
-    assert {e["fragment"] for e in a_eth0} == {"first", "non-first"}
-    assert all(e["encap"] == "vxlan" and e["vni"] == 2000 for e in a_eth0)
-    assert {e["fragment"] for e in f2 if e["interface"] in ("vxlan2000", "veth2000-2")} == \
-        {"none"}
+    f2 = by_flow(run, t2000)
+    a_eth0 = [e for e in f2 if e["capture"] == "node-a-any.pcap" and e["interface"] == "eth0"
+              and e["direction"] == "out"]
+    firsts = [e for e in a_eth0 if e["fragment"] == "first"]
+    pieces = [e for e in a_eth0 if e["fragment"] == "non-first"]
+    assert firsts and all(e["encap"] == "vxlan" and e["vni"] == 2000 and e["src"] == "10.0.0.2"
+                          for e in firsts)
+    # the other pieces: no tunnel header, the outer IP header is theirs; the packet's VNI
+    outer = {(e["outer_src"], e["outer_dst"]) for e in firsts}
+    assert pieces and all(e["encap"] == "none" and e["vni"] is None
+                          and (e["src"], e["dst"]) in outer and e["overlay_vni"] == 2000
+                          for e in pieces)
+    assert {e["packet_id"] for e in pieces} == {e["packet_id"] for e in firsts}
+    assert {e["fragment"] for e in f2 if e["src"] == "10.0.0.2"
+            and e["interface"] in ("vxlan2000", "veth2000-2")} == {"none"}
     rows = tshark(run.path("node-a-eth0.pcap"), ["ip.flags.mf", "ip.frag_offset", "vxlan.vni"])
     assert any(r["ip.flags.mf"][:1] == ["1"] and r["vxlan.vni"] == ["2000"] for r in rows)
 

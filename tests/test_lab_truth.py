@@ -22,18 +22,16 @@ FIELDS = ["frame.number", "frame.len", "sll.pkttype", "sll.ifindex", "eth.src", 
           "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport", "vxlan.vni", "icmp.type"]
 
 
-def outer_piece(row: dict[str, list[str]], entry: dict[str, Any]) -> bool:
-    """A non-first piece of a fragmented VXLAN packet: no tunnel header of its own, so the
-    truth's tunnel fields are its first piece's (checked in the test by pairing)."""
-    return not row["vxlan.vni"] and entry["encap"] == "vxlan" and \
-        entry["fragment"] == "non-first"
+def outer_key(row: dict[str, list[str]]) -> tuple[str, str, str] | None:
+    """(source, destination, IP id) of a frame's outermost IPv4 header when it is a fragment."""
+    if not row["ip.src"] or (row["ip.flags.mf"][0] != "1" and row["ip.frag_offset"][0] == "0"):
+        return None
+    return (row["ip.src"][0], row["ip.dst"][0], row["ip.id"][0])
 
 
 def expected_from_tshark(row: dict[str, list[str]], entry: dict[str, Any]) -> dict[str, Any]:
-    """What tshark says of the fields the truth states for this frame."""
-    if outer_piece(row, entry):
-        return {"wire_len": int(row["frame.len"][0]), "outer_src": row["ip.src"][0],
-                "outer_dst": row["ip.dst"][0], "outer_sport": None}
+    """What tshark says of the fields the truth states for this frame (a non-first piece of a
+    fragmented VXLAN packet: its own, as every frame's: no tunnel, the outer IP header)."""
     tunnels = len(row["vxlan.vni"])
     ips = row["ip.src"]
     error = bool(set(row["icmp.type"]) & ICMP_ERRORS)
@@ -99,15 +97,21 @@ def test_truth_fields_agree_with_tshark(lab_run: Any, scenario: str) -> None:
                 for key, value in expected_from_tshark(row, entry).items():
                     assert entry[key] == value, (capture, entry["frame"], key)
                     checked[key] += 1
-            # Outer pieces: the VNI of the first piece (same outer addresses and IP id).
-            firsts = {(r["ip.src"][0], r["ip.dst"][0], r["ip.id"][0]): int(r["vxlan.vni"][-1])
-                      for r in rows if r["vxlan.vni"] and r["ip.flags.mf"][0] == "1"}
+            # Outer pieces: the packet (and hop) of the first piece with the same outer
+            # addresses and IP id, and its VNI as the overlay's; no VNI of their own.
+            firsts = {outer_key(r): (e, int(r["vxlan.vni"][-1]))
+                      for r, e in zip(rows, entries, strict=True)
+                      if r["vxlan.vni"] and outer_key(r)}
             for row, entry in zip(rows, entries, strict=True):
-                if outer_piece(row, entry):
-                    key = (row["ip.src"][0], row["ip.dst"][0], row["ip.id"][0])
-                    assert firsts[key] == entry["vni"], (capture, entry["frame"])
+                if not row["vxlan.vni"] and outer_key(row) in firsts:
+                    first, vni = firsts[outer_key(row)]
+                    assert (entry["packet_id"], entry["hop"], entry["overlay_encap"],
+                            entry["overlay_vni"], entry["vni"]) == (
+                        first["packet_id"], first["hop"], "vxlan", vni, None), \
+                        (capture, entry["frame"])
                     checked["outer-piece"] += 1
     assert checked["src"] and checked["wire_len"] and checked["direction out"]
+    assert bool(checked["outer-piece"]) == (scenario == "vxlan-overlay")
     if scenario != "k8s-nodeport":  # pods' frames through a bridge port: packet type 3
         assert checked["direction other"]
 

@@ -11,12 +11,13 @@ from pktkit.analysis.overlays import conversation_ids, overlay_columns
 
 def table(rows: list[dict]) -> pd.DataFrame:
     defaults = {"encap": "none", "vni": None, "src": "10.0.0.2", "dst": "10.0.0.3",
-                "sport": 40000, "dport": 80, "proto": 6}
+                "sport": 40000, "dport": 80, "proto": 6, "outer_src": None, "outer_dst": None,
+                "frag_offset": 0}
     frame = pd.DataFrame([{**defaults, **row} for row in rows])
     frame["encap"] = frame["encap"].astype("category")
-    for name in ("vni", "sport", "dport", "proto"):
+    for name in ("vni", "sport", "dport", "proto", "frag_offset"):
         frame[name] = frame[name].astype("Int64")
-    for name in ("src", "dst"):
+    for name in ("src", "dst", "outer_src", "outer_dst"):
         frame[name] = frame[name].astype("string")
     return frame
 
@@ -57,3 +58,23 @@ def test_frames_without_addresses_have_no_flow() -> None:
     flow = conversation_ids(packets, packet_id, *overlay_columns(packets, packet_id))
     assert flow.isna().tolist() == [True, False] and flow[1] == 0
     assert str(pd.Series(flow).dtype) == "Int64"
+
+
+def test_a_tunnel_packets_pieces_belong_to_its_conversation() -> None:
+    """Two conversations of tenant 2000 between the same VTEPs, each with one outer packet too
+    big for the underlay: the first piece holds the VXLAN header and the inner packet, the
+    other piece only the outer IP header (the VTEPs, UDP, an offset). The piece has its
+    packet's overlay and conversation; the VTEP pair joins nothing."""
+    vteps = {"outer_src": "192.168.10.1", "outer_dst": "192.168.10.2"}
+    piece = {"src": "192.168.10.1", "dst": "192.168.10.2", "proto": 17, "sport": None,
+             "dport": None, "frag_offset": 1480}
+    rows = []
+    for sport in (40000, 40001):
+        rows += [{"sport": sport, "proto": 17},  # the pod's veth
+                 {"sport": sport, "proto": 17, "encap": "vxlan", "vni": 2000, **vteps},
+                 piece]
+    packets = table(rows)
+    packet_id = np.array([0, 0, 0, 1, 1, 1])
+    encap, vni = overlay_columns(packets, packet_id)
+    assert list(encap) == ["vxlan"] * 6 and set(vni) == {2000}
+    assert list(conversation_ids(packets, packet_id, encap, vni)) == [0, 0, 0, 1, 1, 1]

@@ -5,8 +5,10 @@ added (:mod:`~pktkit.analysis.pipeline` fills it from ``--node``, ``capture-set.
 file names) and a ``capture`` name that is unique per file. :func:`correlate` runs the steps,
 each a module of its own:
 
-0. **Units and signatures** (:mod:`~pktkit.analysis.sightings`): each sighting, or the
-   fragments of one datagram at one point, keyed by what survives NAT, TTL and tunnels;
+0. **Units and signatures** (:mod:`~pktkit.analysis.sightings`, per capture file): each
+   sighting, or the fragments of one datagram at one point, with a tunnel packet's pieces
+   that carry no tunnel header (:mod:`~pktkit.analysis.fragments`), keyed by what survives
+   NAT, TTL and tunnels (a whole datagram's fragments: the packet they were cut from);
    duplicate records folded into their original.
 1. **Crossings** (:mod:`~pktkit.analysis.crossings`, per signature): node-local sighting groups
    of a signature seen on two nodes, oriented by TTL, capture direction or address ownership
@@ -16,18 +18,23 @@ each a module of its own:
    timestamp.
 3. **Packets** (:mod:`~pktkit.analysis.packets`, per signature): signature groups on the
    reference clock, cut at the window and at unlikely steps
-   (:mod:`~pktkit.analysis.grouping`), ambiguous ones split; fragments join the unfragmented
-   copy before them.
+   (:mod:`~pktkit.analysis.grouping`), ambiguous ones split; a datagram missing fragments
+   joins the packet before it.
 4. **Hops** (:mod:`~pktkit.analysis.hops`): each packet's sightings in time order.
 
-Steps 1 and 3 need only the sightings of their signatures (plus, for 3, the clock models and
-the path statistics): a partition by signature can run them apart; step 2 and the path
-statistics reduce what every partition found.
+Step 0 needs only the rows of one capture file (a slot is in one file: a datagram's fragments
+and a tunnel packet's pieces there, a duplicate record and its original); steps 1 and 3 need
+only the units of their signatures (plus, for 3, the clock models and the path statistics):
+a partition by signature can run them apart (a whole datagram's units have the signature of
+its whole copies, so they fall in one partition); step 2 and the path statistics reduce what
+every partition found.
 
 Known limits: a payload cut by the snaplen before ``PAYLOAD_HASH_BYTES`` changes the UDP/ICMP
-signature; fragments of an *outer* (tunnel) packet beyond the first are not tied to the inner
-packet; ICMP errors quote the header as NAT left it, so their copies before and after a NAT
-differ; frames that are not IP, have no timestamp or a decode error are packets of their own.
+signature, and so does a first fragment carrying fewer payload bytes than that; a datagram
+missing fragments is tied only to the packet before it with its addresses, and a tunnel
+packet's pieces whose first piece was not captured are a packet of their own; ICMP errors
+quote the header as NAT left it, so their copies before and after a NAT differ; frames that
+are not IP, have no timestamp or a decode error are packets of their own.
 Latency and handshakes, computed from the hops, are in :mod:`~pktkit.analysis.latency`;
 overlays and conversations, from the packets, in :mod:`~pktkit.analysis.overlays`.
 """

@@ -3,7 +3,10 @@
 A decapsulated copy (a pod's veth, the bridge, the tunnel device) carries no VNI of its own,
 so two tenants with identical inner addresses look alike there. The correlation ties it to
 the packet's other sightings (``packet_id``), among them the encapsulated copy on the
-underlay: its tunnel is the overlay of every sighting of the packet.
+underlay: its tunnel is the overlay of every sighting of the packet. So is it of a non-first
+piece of a fragmented tunnel packet (no tunnel header of its own: the correlation ties it to
+its first piece, :mod:`~pktkit.analysis.fragments`); its own header is the outer one, so its
+conversation is its packet's (the tunnelled copy's inner endpoints), not the VTEPs'.
 
 Columns the packet table gains (or, for ``flow_id``, changes) in :func:`pktkit.analyze`:
 
@@ -37,17 +40,23 @@ from pktkit.analysis.rows import (
 )
 
 
+def _carrier_rows(packets: pd.DataFrame, packet_id: np.ndarray,
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per row, its packet's first tunnelled row (``len(packets)``: none); the ``encap``
+    codes and names."""
+    n = len(packets)
+    encap, names = Rows(packets).encap_codes()
+    carriers = np.flatnonzero(tunnel_rows(encap, names))
+    carrier = np.full(int(packet_id.max(initial=-1)) + 1, n, np.int64)
+    np.minimum.at(carrier, packet_id[carriers], carriers)
+    return (carrier[packet_id] if n else np.zeros(0, np.int64)), encap, names
+
+
 def overlay_columns(packets: pd.DataFrame,
                     packet_id: np.ndarray) -> tuple[pd.Categorical, pd.arrays.IntegerArray]:
     """``overlay_encap`` and ``overlay_vni`` per row (see the module docstring)."""
     n = len(packets)
-    encap, names = Rows(packets).encap_codes()
-    carriers = np.flatnonzero(tunnel_rows(encap, names))
-    # per packet its first tunnelled row (n: none)
-    carrier = np.full(int(packet_id.max(initial=-1)) + 1, n, np.int64)
-    np.minimum.at(carrier, packet_id[carriers], carriers)
-    row = carrier[packet_id] if n else np.zeros(0, np.int64)
-    del carrier, carriers
+    row, encap, names = _carrier_rows(packets, packet_id)
     carried = row < n
     none = names.index(NO_TUNNEL) if NO_TUNNEL in names else len(names)
     labels = names if NO_TUNNEL in names else [*names, NO_TUNNEL]
@@ -70,13 +79,16 @@ def conversation_ids(packets: pd.DataFrame, packet_id: np.ndarray,
     rows = np.flatnonzero(has)
     if not len(rows):
         return pd.arrays.IntegerArray(np.zeros(len(packets), np.int64), ~has)
+    at = rows.copy()  # where each row's conversation is read: a tunnel packet's piece, its
+    piece, carrier = _outer_pieces(packets, packet_id, rows)  # first tunnelled copy's
+    at[piece] = carrier
     # an endpoint as one integer: the address code and the port (+1, so that NA is 0)
-    side_a = (src[rows].astype(np.int64) << 17) | (int_column(packets, "sport", rows) + 1)
-    side_b = (dst[rows].astype(np.int64) << 17) | (int_column(packets, "dport", rows) + 1)
+    side_a = (src[at].astype(np.int64) << 17) | (int_column(packets, "sport", at) + 1)
+    side_b = (dst[at].astype(np.int64) << 17) | (int_column(packets, "dport", at) + 1)
     del src, dst
     overlay = (overlay_encap.codes[rows].astype(np.int64) << 32) \
         | (overlay_vni.to_numpy(np.int64, na_value=-1)[rows] & 0xFFFFFFFF)
-    key = row_digest([overlay, int_column(packets, "proto", rows),
+    key = row_digest([overlay, int_column(packets, "proto", at),
                       np.minimum(side_a, side_b), np.maximum(side_a, side_b)])
     del side_a, side_b
     key_code, keys = pd.factorize(key)
@@ -86,6 +98,30 @@ def conversation_ids(packets: pd.DataFrame, packet_id: np.ndarray,
     flow = np.zeros(len(packets), np.int64)
     flow[rows] = number
     return pd.arrays.IntegerArray(flow, ~has)
+
+
+def _outer_pieces(packets: pd.DataFrame, packet_id: np.ndarray,
+                  rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of ``rows``, which are non-first pieces of a fragmented tunnel packet (untunnelled, a
+    fragment offset, the outer addresses of their packet's first tunnelled copy as their
+    own), and that copy's row for each of them."""
+    none = np.zeros(len(rows), bool), np.zeros(0, np.int64)
+    if "outer_src" not in packets or "frag_offset" not in packets:
+        return none
+    carrier, _, _ = _carrier_rows(packets, packet_id)
+    carrier = carrier[rows]
+    candidate = (carrier < len(packets)) & (carrier != rows) \
+        & (int_column(packets, "frag_offset", rows) > 0)
+    if not candidate.any():
+        return none
+    at, of = rows[candidate], carrier[candidate]
+    (src, dst, outer_src, outer_dst), _ = shared_codes(
+        *(packets[name].take(index).reset_index(drop=True)
+          for name, index in (("src", at), ("dst", at), ("outer_src", of), ("outer_dst", of))))
+    own_outer = (src == outer_src) & (dst == outer_dst) & (src >= 0)
+    piece = np.zeros(len(rows), bool)
+    piece[np.flatnonzero(candidate)[own_outer]] = True
+    return piece, of[own_outer]
 
 
 def _joined(key: np.ndarray, packet: np.ndarray, keys: int) -> np.ndarray:

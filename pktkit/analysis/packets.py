@@ -17,9 +17,12 @@ order, so a unit finds its best candidate by bisection, and packets idle for lon
 window are closed. 200 concatenated copies of one capture (every signature 200 times, at the
 same instants) are split in one pass.
 
-Fragment units are grouped by (version, protocol, IP id, addresses); such a packet joins the
-unfragmented packet of the same key whose last sighting precedes its first within that
-sighting's gap limit (the copy before the fragmenting VTEP).
+A unit of fragments holding its whole datagram has the signature of the packet it was cut
+from (:mod:`~pktkit.analysis.fragments`): it groups with the whole copies and with the other
+points' fragments like any packet, across NAT too. A packet made only of units missing pieces
+(a fragment lost on the way: the receiver never has the whole datagram) has their datagram
+key (version, protocol, IP id, addresses) as signature; it joins the packet of that key whose
+last sighting precedes its first within that sighting's gap limit (the sender's copies).
 """
 
 from __future__ import annotations
@@ -160,9 +163,10 @@ def number_packets(units: Units, uts: np.ndarray, ucap: np.ndarray, uframe: np.n
 
 def join_fragments(units: Units, packet_of: np.ndarray, uts: np.ndarray,
                     limits: np.ndarray) -> np.ndarray:
-    """Fragment packets join the unfragmented packet of the same datagram key whose last
-    sighting precedes their first, within the gap limit of that sighting's slot."""
-    if not units.fragmented.any():
+    """Packets of partial fragment units join the packet without one of the same datagram
+    key whose last sighting precedes their first, within the gap limit of that sighting's
+    slot."""
+    if not units.partial.any():
         return packet_of
     # The sightings with a datagram key and a time, in time order. Quicksort, as ever: the
     # order of equal times decides a packet's last key and slot, so it must not change.
@@ -177,14 +181,14 @@ def join_fragments(units: Units, packet_of: np.ndarray, uts: np.ndarray,
     packet = packet_of[timed]
     starts = np.flatnonzero(run_starts(packet))
     first, last = timed[starts], timed[np.append(starts[1:], len(timed)) - 1]
-    fragments = np.add.reduceat(units.fragmented[timed], starts, dtype=np.int64)
+    partial = np.add.reduceat(units.partial[timed], starts, dtype=np.int64)
     sizes = np.diff(np.append(starts, len(timed)))
     per_packet = pd.DataFrame({"packet": packet[starts], "first": uts[first],
                                "last": uts[last], "key": units.datagram[last],
                                "slot": units.slot[last]})
     del timed, packet
-    frags = per_packet[fragments == sizes].sort_values("first")
-    whole = per_packet[fragments == 0].sort_values("last")
+    frags = per_packet[partial == sizes].sort_values("first")
+    whole = per_packet[partial == 0].sort_values("last")
     if frags.empty or whole.empty:
         return packet_of
     joined = pd.merge_asof(frags, whole[["packet", "last", "key", "slot"]], left_on="first",

@@ -10,7 +10,12 @@ leaves the payload hash out: sequence numbers already say which bytes a segment 
 snaplen that cuts some sightings' payload then does not split the packet.
 
 Each sighting is a *unit*: one frame, or all fragments of one datagram at one capture point
-(same slot, addresses, protocol and IP id, a repeated offset or a gap starting the next one).
+(same slot, addresses, protocol and IP id, a repeated offset or a gap starting the next one),
+with, for a fragmented tunnel packet, its pieces that carry no tunnel header
+(:mod:`~pktkit.analysis.fragments`). A unit of fragments holding the whole datagram has the
+signature of the packet they were cut from (its first fragment's fields, the payload length of
+all of them): the same as the whole copy's where a node saw it whole, on either side of a NAT;
+one missing pieces has its datagram key (version, protocol, IP id, addresses).
 A unit's *slot* is (capture, interface, direction, TTL): a packet is seen at most once per
 slot. TTL belongs to the slot because a per-interface pcap has no direction, and a node that
 NATs a packet out of the interface it came in by (k8s NodePort) shows it twice in one file:
@@ -39,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pktkit.analysis.fragments import fragment_units, tie_outer_pieces, whole_datagrams
 from pktkit.analysis.rows import (
     FEW_VALUES,
     NO_VALUE,
@@ -68,7 +74,8 @@ class Units:
     """One row per sighting unit (a frame, or the fragments of a datagram at one point)."""
 
     of_row: np.ndarray  # unit index of every packet-table row (int64)
-    row: np.ndarray  # the unit's representative row (first fragment when present; int64)
+    row: np.ndarray  # the unit's representative row (first fragment when present, a tunnel
+    # packet's first piece; int64)
     first_row: np.ndarray  # its earliest row (int64)
     ts: np.ndarray  # capture time of its earliest frame (node clock; then, in correlate(),
     # moved to the reference clock in place)
@@ -77,7 +84,7 @@ class Units:
     slots: int  # how many codes
     sig: np.ndarray  # signature digest; -1 for units that match nothing (singletons)
     datagram: np.ndarray  # (version, proto, ip id, addresses) digest of IPv4/fragments, else -1
-    fragmented: np.ndarray  # bool: a fragment unit
+    partial: np.ndarray  # bool: a fragment unit missing pieces (its signature: ``datagram``)
     sender: np.ndarray  # code of the wire source address in ``addresses`` (int32; -1: none)
     tunnelled: np.ndarray  # bool: the representative frame is tunnelled
     addresses: list[str]  # the sender codes' addresses
@@ -100,15 +107,10 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     fragment = matchable & ((frag_offset > 0) | (int_column(packets, "more_fragments") == 1))
     datagram = row_digest([np.full(n, _KIND_DATAGRAM), version, proto, ip_id, src, dst])
     del dst
-
-    # TCP leaves the payload hash out: sequence numbers say which bytes it carries
-    sig = row_digest(itertools.chain(
-        [np.full(n, _KIND_PACKET), version, proto, ip_id],
-        (int_column(packets, c) for c in ("tcp_seq", "tcp_ack", "tcp_flags", "icmp_type",
-                                     "icmp_code", "icmp_seq", "l4_payload_len")),
-        (np.where(proto == _TCP, 0, int_column(packets, "payload_hash")) for _ in (0,))))
+    sig = _signatures(packets, None, version, proto, ip_id)
     del version, proto, ip_id
-    # a fragment's signature is its datagram; rows that match nothing: NO_VALUE
+    # a fragment row's signature is its datagram key (its unit's: set below); rows that
+    # match nothing: NO_VALUE
     np.copyto(sig, NO_VALUE, where=~matchable)
     np.copyto(sig, datagram, where=fragment)
     np.copyto(datagram, NO_VALUE, where=~has_datagram)
@@ -118,24 +120,24 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     duplicate = original != np.arange(n)
     fragment &= ~duplicate
 
-    # Fragments: one unit per datagram per slot; a repeated offset or a gap starts the next.
+    # Fragments: one unit per datagram per slot (a repeated offset or a gap starts the next);
+    # a whole datagram's unit takes the signature of the packet it was cut from (at its head,
+    # whose signature the unit's is); a tunnel packet's pieces join their first piece's unit.
     unit_of = np.arange(n, dtype=np.int64)
     fragment_rows = np.flatnonzero(fragment)
+    partial = fragment.copy()
+    carriers = np.zeros(0, np.int64)
     if len(fragment_rows):
-        frame = packets["frame"].array.take(fragment_rows).to_numpy()
-        order = fragment_rows[np.lexsort((frame, ts[fragment_rows], sig[fragment_rows],
-                                          slot[fragment_rows]))]
-        keys = (slot[order], sig[order])
-        new = run_starts(*keys)
-        head, offsets, last_ts = -1, set(), 0
-        for i, (row, is_new) in enumerate(zip(order.tolist(), new.tolist(), strict=True)):
-            offset, t = int(frag_offset[row]), int(ts[row])
-            if is_new or offset in offsets or t - last_ts > window_ns:
-                head, offsets = order[i], set()
-            offsets.add(offset)
-            last_ts = t
-            unit_of[row] = head
-        del frame, order, keys, new
+        fragment_units(fragment_rows, slot, sig, ts,
+                       packets["frame"].array.take(fragment_rows).to_numpy(), frag_offset,
+                       unit_of, window_ns)
+        whole = whole_datagrams(packets, fragment_rows, unit_of[fragment_rows], frag_offset)
+        sig[whole.head] = _signatures(packets, whole.first, None, None, whole.ip_id,
+                                      whole.l4_payload_len)
+        partial[whole.head] = False
+        del whole
+        carriers = tie_outer_pieces(packets, unit_of, fragment_rows, frag_offset, ts,
+                                    ~duplicate, window_ns)
     unit_of[duplicate] = unit_of[original[duplicate]]  # a duplicate's unit: the original's
     del original
     # Units numbered in row order: a unit's head (its earliest row, sorted by time above)
@@ -145,8 +147,9 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     of_row = (np.cumsum(is_head) - 1)[unit_of]
     del is_head, unit_of
     # The representative row: the unit's lowest row with fragment offset 0 (the first
-    # fragment), else its lowest row. A unit of several rows is all fragments; any other is
-    # one row, its own representative.
+    # fragment), else its lowest row; a tunnel packet's first piece, which holds the tunnel
+    # header and the inner packet, when its pieces joined it. A unit of several rows is all
+    # fragments but for such a first piece; any other is one row, its own representative.
     rep = first_row.copy()
     if len(fragment_rows):
         unit = of_row[fragment_rows]
@@ -154,9 +157,11 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
         lowest = run_starts(of_row[best])
         rep[of_row[best[lowest]]] = best[lowest]
         del unit, best, lowest
-    del frag_offset, fragment_rows
+        whole_first = carriers[~fragment[carriers]]  # (one inner fragment keeps its first)
+        rep[of_row[whole_first]] = whole_first
+    del frag_offset, fragment_rows, fragment, carriers
     # per unit from here on; each per-row array is dropped once taken
-    ts, sig, fragment = ts[first_row], sig[first_row], fragment[first_row]
+    ts, sig, partial = ts[first_row], sig[first_row], partial[first_row]
     datagram = datagram[rep]
     # dense slot codes (any numbering will do: slots are only told apart)
     slot_code, slot_digests = pd.factorize(slot[first_row], size_hint=FEW_VALUES)
@@ -165,9 +170,29 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     return Units(
         of_row=of_row, row=rep, first_row=first_row, ts=ts, node=node[first_row],
         slot=slot_code.astype(np.int32), slots=len(slot_digests), sig=sig,
-        datagram=datagram, fragmented=fragment, sender=sender, tunnelled=tunnelled,
+        datagram=datagram, partial=partial, sender=sender, tunnelled=tunnelled,
         addresses=addresses, duplicates=int(duplicate.sum()),
     )
+
+
+def _signatures(packets: pd.DataFrame, rows: np.ndarray | None, version: np.ndarray | None,
+                proto: np.ndarray | None, ip_id: np.ndarray,
+                l4_payload_len: np.ndarray | None = None) -> np.ndarray:
+    """The signatures of the packets at ``rows`` (None: every row): the table's fields there,
+    but ``version``, ``proto``, ``ip_id`` and ``l4_payload_len`` where given (a datagram's
+    length is its fragments' together). TCP leaves the payload hash out: sequence numbers say
+    which bytes it carries."""
+    if version is None:
+        version = int_column(packets, "ip_version", rows)
+    if proto is None:
+        proto = int_column(packets, "proto", rows)
+    return row_digest(itertools.chain(
+        [np.full(len(ip_id), _KIND_PACKET), version, proto, ip_id],
+        (int_column(packets, c, rows) for c in ("tcp_seq", "tcp_ack", "tcp_flags", "icmp_type",
+                                                 "icmp_code", "icmp_seq")),
+        (int_column(packets, "l4_payload_len", rows) if l4_payload_len is None
+         else l4_payload_len for _ in (0,)),
+        (np.where(proto == _TCP, 0, int_column(packets, "payload_hash", rows)) for _ in (0,))))
 
 
 def _duplicate_of(packets: pd.DataFrame, slot: np.ndarray, sig: np.ndarray,

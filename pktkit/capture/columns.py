@@ -237,7 +237,8 @@ class BatchDecoder:
             ("proto", p.proto), ("sport", p.sport), ("dport", p.dport), ("ttl", p.ttl),
             ("ip_id", p.ip_id), ("tcp_flags", p.tcp_flags), ("icmp_type", p.icmp_type),
             ("icmp_code", p.icmp_code), ("vni", p.vni), ("outer_sport", p.outer_sport),
-            ("outer_dport", p.outer_dport), *((name, getattr(p, name)) for name in MATCH_FIELDS),
+            ("outer_dport", p.outer_dport), ("outer_ip_id", p.outer_ip_id),
+            *((name, getattr(p, name)) for name in MATCH_FIELDS),
         ):
             getattr(f, name)[i] = -1 if value is None else value
         f.more_fragments[i] = -1 if p.more_fragments is None else p.more_fragments
@@ -267,9 +268,9 @@ class BatchDecoder:
             "overhead_bytes": (f.overhead.astype(np.uint32), None),
             "flow_id": _masked(self._flow_ids(f), np.int64),
         }
-        for name in ("ifindex", "vni", "outer_sport", "outer_dport", "ethertype", "ip_version",
-                     "proto", "sport", "dport", "ttl", "ip_id", "tcp_flags", "icmp_type",
-                     "icmp_code", *MATCH_FIELDS):
+        for name in ("ifindex", "vni", "outer_sport", "outer_dport", "outer_ip_id", "ethertype",
+                     "ip_version", "proto", "sport", "dport", "ttl", "ip_id", "tcp_flags",
+                     "icmp_type", "icmp_code", *MATCH_FIELDS):
             ints[name] = _masked(getattr(f, name), INT_COLUMNS[name])
         more = f.more_fragments < 0
         bools = {"fragment": (started.fragment, None),

@@ -184,6 +184,7 @@ class DecodedPacket:
     outer_proto: int | None = None
     outer_sport: int | None = None
     outer_dport: int | None = None
+    outer_ip_id: int | None = None  # IPv4 identification / IPv6 fragment identification
     # the innermost frame: its ethertype, and its IP packet (None when it is not IP)
     ethertype: int | None = None
     ip_version: int | None = None
@@ -309,7 +310,7 @@ class Decoder:
             return False
         if not p.tunnels:
             p.outer_src, p.outer_dst, p.outer_proto = p.src, p.dst, p.proto
-            p.outer_sport, p.outer_dport = p.sport, p.dport
+            p.outer_sport, p.outer_dport, p.outer_ip_id = p.sport, p.dport, p.ip_id
         p.tunnels.append(tunnel)
         p.payload_offset = payload
         p.inner_ether = False  # until the payload turns out to be an Ethernet frame

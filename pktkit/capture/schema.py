@@ -13,7 +13,8 @@ interface: the same connection seen at two capture points gets one id (group by 
 dst, proto) flow; ICMP flows have no ports.
 
 Non-first fragments of a tunnelled packet hold no tunnel header: their row shows the outer IP
-packet (encap "none", e.g. proto 47), as tshark does without reassembly.
+packet (encap "none", e.g. proto 47), as tshark does without reassembly; the first piece's
+``outer_ip_id`` equals their ``ip_id`` (the analysis ties them by it).
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ PACKET_COLUMNS: tuple[Column, ...] = (
                                    "other UDP tunnels); NA for GRE/IP-in-IP and when not "
                                    "tunnelled"),
     _int("outer_dport", np.uint16, "that header's UDP destination port, likewise"),
+    _int("outer_ip_id", np.uint32,
+         "outermost IP header's IPv4 identification (IPv6: its Fragment header's "
+         "identification, else NA); NA unless tunnelled. A fragmented tunnel packet's "
+         "non-first pieces carry no tunnel header (their row shows the outer header: its id "
+         "in ip_id): this ties them to the first piece"),
     _int("ethertype", np.uint16, "ethertype of the innermost frame (2054 = ARP); NA for LLC"),
     _int("ip_version", np.uint8, "4 or 6 for the innermost IP packet"),
     Column("src", "string",

@@ -142,6 +142,7 @@ class Frames:
         self.sport, self.dport, self.tcp_flags = minus.copy(), minus.copy(), minus.copy()
         self.icmp_type, self.icmp_code, self.vni = minus.copy(), minus.copy(), minus
         self.outer_sport, self.outer_dport = minus.copy(), minus.copy()
+        self.outer_ip_id = minus.copy()
         self.ip_len, self.frag_offset, self.tcp_seq, self.tcp_ack = (minus.copy() for _ in range(4))
         self.icmp_id, self.icmp_seq, self.l4_payload_len = (minus.copy() for _ in range(3))
         self.payload_hash = minus.copy()  # filled by payload_hashes() from these two:
@@ -436,6 +437,7 @@ class Frames:
         # the payload (the inner Ethernet frame) starts after the VXLAN header
         self.overhead[rows] = o + VXLAN.size + self.link_wire[rows]
         self.outer_sport[rows], self.outer_dport[rows] = self.sport[rows], self.dport[rows]
+        self.outer_ip_id[rows] = self.ip_id[rows]
         for outer_name, name in (("outer_src", "src"), ("outer_dst", "dst")):
             for target, source in zip(self.addr[outer_name], self.addr[name], strict=True):
                 target[rows] = source[rows]

@@ -60,7 +60,6 @@ class Fragmented:
     key: tuple[str, str, int, int]  # src, dst, proto, IP id
     offset: int  # bytes
     more: bool
-    outer: bool  # the fragmented header is an outer (tunnel) header
 
     @property
     def position(self) -> str:
@@ -121,13 +120,13 @@ def _fragmented(data: bytes, d: DecodedPacket) -> Fragmented | None:
     outer = _ipv4_header(data, d.l3_offset) if d.l3_offset is not None else None
     if outer is not None and (outer[4] or outer[5]):
         src, dst, proto, ident, offset, more = outer
-        # A non-first outer fragment decodes as a bare IP fragment (no tunnel header in it):
-        # ``outer`` False here; the truth builder learns it from the first fragment's sighting.
-        return Fragmented((src, dst, proto, ident), offset, more, bool(d.tunnels))
+        # (a non-first outer fragment decodes as a bare IP fragment: no tunnel header in it;
+        # its flow and signature come from the first piece's, see label)
+        return Fragmented((src, dst, proto, ident), offset, more)
     if d.ipv4_fragment and d.src is not None and d.dst is not None:
         ident = d.ip_id if d.ip_id is not None else -1
         return Fragmented((d.src, d.dst, d.proto or 0, ident), d.frag_offset or 0,
-                          bool(d.more_fragments), False)
+                          bool(d.more_fragments))
     return None
 
 

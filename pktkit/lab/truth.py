@@ -13,10 +13,13 @@ NAT flows: the conntrack entries with a translation, from each node's end-of-cap
 flow whose sightings include its original tuple; numbered in the order of their flows' first
 frames. A flow's frames all carry its NAT flow id (pre- and post-translation).
 
-Lab extension of the schema's meanings, for what the generator never produces: a frame that is
-a piece of a fragmented *outer* (VXLAN) packet has ``fragment`` first/non-first for that outer
-packet; a non-first piece (no tunnel header of its own) carries the tunnel, VNI and inner
-addresses of its packet (ports null) and ``overhead_bytes`` of its own outer Ethernet + IP.
+A piece of a fragmented *outer* (VXLAN) packet, which the generator never produces, is
+described as the schema describes every frame, by what it holds itself: ``fragment``
+first/non-first for the outer packet (the innermost IP header a non-first piece has); a
+non-first piece, with no tunnel header of its own, has ``encap`` "none", no ``vni``, the outer
+addresses as ``src``/``dst`` (protocol UDP, no ports) and no overhead, as tshark shows it. Its
+packet's are ``packet_id``, ``hop`` (its first piece's), ``flow_id`` and ``overlay_encap`` /
+``overlay_vni``: the VNI of the packet it is a piece of.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from pktkit.lab.frames import CaptureFile, Frame, read_capture, resolve_directio
 from pktkit.lab.label import label_frames
 
 GAP_NS = 1_000_000_000
-OUTER_IPV4_ON_ETHERNET = 14 + 20
 
 
 @dataclass
@@ -75,11 +77,18 @@ def assign_packets(frames: list[Frame]) -> dict[int, list[Frame]]:
 
 
 def hops(sightings: list[Frame]) -> dict[int, int]:
-    """id(frame) -> hop: points numbered in order of first sighting."""
+    """id(frame) -> hop: points numbered in order of first sighting; the fragments of one
+    datagram at one device and direction share the point of the first seen (a tunnel packet's
+    first piece has the inner packet's TTL, its other pieces the outer header's)."""
     points: dict[tuple[object, ...], int] = {}
+    datagram_points: dict[tuple[object, ...], tuple[object, ...]] = {}
     result = {}
     for f in sightings:
-        result[id(f)] = points.setdefault(f.point, len(points))
+        point = f.point
+        if f.fragmented is not None:
+            point = datagram_points.setdefault(
+                (f.capture, f.interface, f.direction, f.fragmented.key), point)
+        result[id(f)] = points.setdefault(point, len(points))
     return result
 
 
@@ -114,18 +123,11 @@ def nat_flows(frames: list[Frame], dumps: Mapping[str, Path]
 
 
 def _entry(f: Frame, packet_id: int, hop: int, nat_flow_id: int | None,
-           tunnel_of: Frame | None, overlay: tuple[str, int | None]) -> PacketTruth:
+           overlay: tuple[str, int | None]) -> PacketTruth:
     d = f.decoded
     fragment = f.fragmented.position if f.fragmented is not None else "none"
     no_ports = d.proto not in (6, 17) or fragment == "non-first"
     overlay_encap, overlay_vni = overlay
-    if tunnel_of is not None:  # a non-first piece of an outer packet: its packet's tunnel
-        t = tunnel_of.decoded
-        return PacketTruth(
-            f.capture, f.frame, f.ts_ns, f.ts_ns, f.node, f.interface, f.direction, packet_id,
-            hop, f.flow, nat_flow_id, t.encap, t.vni, overlay_encap, overlay_vni,
-            OUTER_IPV4_ON_ETHERNET, f.wire_len, d.src, d.dst, None, None, t.src or "",
-            t.dst or "", t.proto or 0, None, None, fragment)
     return PacketTruth(
         f.capture, f.frame, f.ts_ns, f.ts_ns, f.node, f.interface, f.direction, packet_id, hop,
         f.flow, nat_flow_id, d.encap, d.vni, overlay_encap, overlay_vni, d.overhead_bytes,
@@ -143,12 +145,6 @@ def _overlay(sightings: list[Frame]) -> tuple[str, int | None]:
     return "none", None
 
 
-def _outer_first_pieces(sightings: list[Frame]) -> dict[tuple[object, ...], Frame]:
-    """Per point and fragmented header: the sighting that decoded the tunnel (first piece)."""
-    return {(f.point, f.fragmented.key): f for f in sightings
-            if f.fragmented is not None and f.fragmented.outer}
-
-
 def build_truth(out_dir: Path, captures: list[CaptureFile], dumps: Mapping[str, Path], *,
                 scenario: str, seed: int, params: dict[str, Any],
                 iface_context: Mapping[tuple[str, str], str],
@@ -161,14 +157,10 @@ def build_truth(out_dir: Path, captures: list[CaptureFile], dumps: Mapping[str, 
     entries = []
     for packet_id, sightings in packets.items():
         hop_of = hops(sightings)
-        firsts = _outer_first_pieces(sightings)
         overlay = _overlay(sightings)
         for f in sightings:
-            tunnel_of = None
-            if f.fragmented is not None and f.fragmented.offset and not f.decoded.tunnels:
-                tunnel_of = firsts.get((f.point, f.fragmented.key))
             entries.append(_entry(f, packet_id, hop_of[id(f)], nat_of_flow.get(f.flow),
-                                  tunnel_of, overlay))
+                                  overlay))
     entries.sort(key=lambda e: (e.ts_ns, [c.file for c in captures].index(e.capture), e.frame))
     writer = TruthWriter(out_dir / TRUTH_FILE, scenario, seed, params)
     try:
