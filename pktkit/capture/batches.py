@@ -47,7 +47,7 @@ from pktkit.capture.read import CaptureReader, PcapngInterface, RawFrame, ReadSt
 from pktkit.capture.walk import ChainWalk, epb_walk, pcap_walk
 
 HEAD = 128  # bytes of each frame the vectorized path looks at; a stack reaching past: fallback
-DEFAULT_BATCH = 32768  # frames per batch: bigger batches cost memory and gain no speed
+DEFAULT_BATCH = 16384  # frames per batch: bigger ones cost memory (pages in flight), gain no speed
 DIRECTION_CODE = {name: code for code, name in enumerate(DIRECTIONS)}
 _LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 _REC, _EPB = PCAP_RECORD_HEADER_BYTES, EPB_HEADER_BYTES

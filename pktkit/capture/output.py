@@ -30,7 +30,7 @@ from pktkit.errors import UsageError
 from pktkit.files import atomic_path
 
 TABLE_SUFFIXES = (".csv", ".parquet")
-ROW_GROUP_ROWS = 131072  # Parquet row groups gather whole batches up to this many rows
+ROW_GROUP_ROWS = 65536  # Parquet row groups gather whole batches up to this many rows (memory)
 # Parquet: dictionary pages only where values repeat (strings, categories: the integer columns
 # encode faster plainly), min/max statistics only for the columns readers filter row groups by.
 _DICTIONARY_COLUMNS = [*STRING_COLUMNS, *CATEGORY_COLUMNS]
@@ -95,7 +95,7 @@ def write_packets(
     """Decode captures straight into a CSV or Parquet file, batch by batch, in flat memory.
 
     The file holds what ``write_table(read_packets(paths, ...), out)`` would write: the same
-    CSV text; in Parquet the same table, in row groups of ~131k rows, except that ``encap``'s
+    CSV text; in Parquet the same table, in row groups of ~65k rows, except that ``encap``'s
     categories come back in order of appearance rather than sorted. Written atomically (temp
     file + rename). Returns one :class:`~pktkit.capture.read.ReadStats` per capture; a cut
     capture also warns, as in read_packets. Parquet output does not import pandas.
