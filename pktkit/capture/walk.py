@@ -46,7 +46,7 @@ from pktkit.capture.formats import (
     PCAP_RECORD_HEADER_BYTES,
 )
 
-RECORDS_PER_CHAIN = 48  # average records one chain walks: fewer chains cost more steps
+RECORDS_PER_CHAIN = 24  # average records one chain walks: fewer chains cost more steps
 MAX_CHAINS = 1024
 RESYNC_ROUNDS, RESYNC_WIDTH = 8, 256  # rounds per cut; bytes a round (or the average record)
 PLAUSIBLE_AHEAD = 2  # a resync candidate's next records that must look plausible too
