@@ -178,13 +178,21 @@ class Frames:
             parts.append([rows[fast], *(x[fast] for x in fields)])
         rows, starts, l4_len, proto, field, pseudo, checkable = (
             np.concatenate(column) for column in zip(*parts, strict=True))
-        status = checksums.l4_statuses(self.buf, starts, l4_len, proto, field, pseudo, checkable)
-        # a row may have two regions (VXLAN: outer UDP, inner L4): fold them one at a time
+        # a row may have two regions (VXLAN: the outer UDP's, noted first, holds the inner L4's)
         first = np.ones(len(rows), bool)
+        inside = None
         if len(parts) > 1:
-            _, where = np.unique(rows, return_index=True)
-            first[:] = False
-            first[where] = True
+            order = np.argsort(rows, kind="stable")
+            second = order[1:][rows[order[1:]] == rows[order[:-1]]]
+            outer = order[:-1][rows[order[1:]] == rows[order[:-1]]]
+            first[second] = False
+            inside = np.full(len(rows), -1, np.int64)
+            within = ((starts[second] >= starts[outer])
+                      & (starts[second] + l4_len[second] <= starts[outer] + l4_len[outer]))
+            inside[outer[within]] = second[within]
+        status = checksums.l4_statuses(self.buf, starts, l4_len, proto, field, pseudo, checkable,
+                                       inside)
+        # fold a row's statuses one at a time
         self.check(rows[first], status[first])
         if not first.all():
             self.check(rows[~first], status[~first])
