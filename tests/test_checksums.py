@@ -75,7 +75,8 @@ def test_nested_region_sums_equal_rfc1071(data: bytes, regions: list) -> None:
             inside.append(-1)
     buf = np.frombuffer(data, np.uint8)
     got = cs.nested_region_sums(buf, np.array(at), np.array(length), np.array(inside))
-    assert got.tolist() == [ones_complement_sum(data[a:a + n]) for a, n in zip(at, length)]
+    assert got.tolist() == [ones_complement_sum(data[a:a + n])
+                            for a, n in zip(at, length, strict=True)]
 
 
 # -- crafted packets: both engines, every status ----------------------------------------------
