@@ -24,6 +24,7 @@ Usage: python bench/run.py [--packets N] [--scapy-packets N] [--rebuild]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -76,15 +77,18 @@ class Run:
     seconds: float
     peak_mb: float
     note: str = ""
+    cpu: float = 0.0  # user + system seconds of the whole process tree
 
     @property
     def pps(self) -> float:
         return self.packets / self.seconds
 
 
-def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """Run a whole process: (wall seconds, peak RSS in MB, stdout). The peak comes from
-    ``wait4``: the largest resident set of the process and its waited-for children."""
+def measured(command: list[str], env: dict[str, str] | None = None
+             ) -> tuple[float, float, str, float]:
+    """Run a whole process: (wall seconds, peak RSS in MB, stdout, CPU seconds). The peak and
+    the CPU time (user + system, the process and its waited-for children) come from
+    ``wait4``; on a machine shared with other work, CPU time is the steadier figure."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True)
@@ -96,7 +100,7 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[flo
         if process.returncode:
             sys.exit(f"bench: {' '.join(command[:4])} ... failed ({process.returncode}):\n"
                      f"{err.read()}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+        return wall, usage.ru_maxrss / 1024, out.read(), usage.ru_utime + usage.ru_stime
 
 
 def build_captures(packets: int, rebuild: bool) -> tuple[Path, list[Path]]:
@@ -141,10 +145,11 @@ def run_pktkit(capture: Path, packets: int, repeats: int) -> Run:
     rows = _parquet_rows(out)
     if rows != packets:
         sys.exit(f"bench: pktkit wrote {rows} rows for {packets} packets")
-    walls = [wall for wall, _, _ in runs]
+    walls = [wall for wall, _, _, _ in runs]
     note = "runs " + ", ".join(f"{w:.2f}" for w in walls) + " s" if repeats > 1 else ""
     return Run("pktkit packets -o .parquet", packets, statistics.median(walls),
-               max(rss for _, rss, _ in runs), note)
+               max(rss for _, rss, _, _ in runs), note,
+               statistics.median(cpu for _, _, _, cpu in runs))
 
 
 def _parquet_rows(path: Path) -> int:
@@ -161,15 +166,17 @@ def run_tshark(capture: Path, packets: int) -> Run:
         disabled = [n for n in names if n not in TSHARK_KEEP and not n.startswith("_ws.")]
         Path(profile, "disabled_protos").write_text("\n".join(disabled) + "\n")
         env = dict(os.environ, WIRESHARK_CONFIG_DIR=profile)
-        wall, rss, out = measured([PYTHON, __file__, "--worker", "tshark", str(capture)], env)
+        wall, rss, out, cpu = measured([PYTHON, __file__, "--worker", "tshark", str(capture)],
+                                       env)
     rows, vnis = (int(x) for x in out.split())
     if rows != packets or not vnis:
         sys.exit(f"bench: tshark gave {rows} rows ({vnis} with a VNI) for {packets} packets")
-    return Run("tshark -T fields → pandas", packets, wall, rss)
+    return Run("tshark -T fields → pandas", packets, wall, rss, cpu=cpu)
 
 
 def run_scapy(capture: Path, subset: int) -> Run:
-    wall, rss, out = measured([PYTHON, __file__, "--worker", "scapy", str(capture), str(subset)])
+    wall, rss, out, _ = measured([PYTHON, __file__, "--worker", "scapy", str(capture),
+                                  str(subset)])
     rows, import_s, decode_s = out.split()
     packets = int(rows)
     return Run("Scapy PcapReader → pandas", packets, float(decode_s), rss,
@@ -230,15 +237,85 @@ def scapy_worker(capture: str, subset: int) -> None:
     print(len(df), imported - started, time.perf_counter() - imported)
 
 
+def floors_worker(capture: str, table: str) -> None:
+    """CPU seconds of the parts no pktkit run can skip, each alone in this process: Parquet
+    encoding of the 1M table (the writer's settings: one thread writes one file), the checksum
+    arithmetic over every byte of the capture, the record walk."""
+    import mmap
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from pktkit.capture import checksums, output
+    from pktkit.capture.formats import PCAP_MAGICS
+    from pktkit.capture.walk import pcap_walk
+
+    arrow = pq.read_table(table, schema=None)
+    started = time.process_time()
+    with tempfile.TemporaryDirectory(dir=OUT) as scratch, pq.ParquetWriter(
+            Path(scratch) / "floor.parquet", arrow.schema,
+            use_dictionary=output._DICTIONARY_COLUMNS, column_encoding=output._SPLIT_COLUMNS,
+            write_statistics=output._STATISTICS_COLUMNS) as writer:
+        for start in range(0, arrow.num_rows, output.ROW_GROUP_ROWS):
+            writer.write_table(arrow.slice(start, output.ROW_GROUP_ROWS))
+    parquet = time.process_time() - started
+    del arrow
+    with open(capture, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    data = np.frombuffer(mapped, np.uint8)
+    started = time.process_time()
+    step = 1 << 24
+    for at in range(24, len(data), step):  # (mapping the pages counts: every run maps them)
+        checksums.region_sums(data, np.array([at]), np.array([min(step, len(data) - at)]))
+    summed = time.process_time() - started
+    order, ticks = PCAP_MAGICS[mapped[:4]]
+    walk = pcap_walk(data, order, ticks, 262144, mapped)
+    started = time.process_time()
+    pos = 24
+    while len(offsets := walk.walk(pos, 1 << 16)):
+        last = int(offsets[-1])
+        pos = last + 16 + int(data[last + 8:last + 12].view(order + "u4")[0])
+    walked = time.process_time() - started
+    print(json.dumps({"parquet": parquet, "checksums": summed, "walk": walked}))
+
+
+def run_floors(capture: Path) -> dict[str, float]:
+    """The floors of one pktkit run on ``capture`` (see floors_worker), and the interpreter
+    with the imports of ``pktkit packets -o``, as a process of its own."""
+    _, _, _, imports = measured([PYTHON, "-c", "import pktkit.cli, pyarrow.parquet; "
+                                 "from pktkit.capture.output import write_packets"])
+    _, _, out, _ = measured([PYTHON, __file__, "--worker", "floors", str(capture),
+                             str(OUT / "out.parquet")])
+    return {"imports": imports, **json.loads(out)}
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
-def report(runs: list[Run], tshark: Run, small: Run, larger: list[Run]) -> bool:
+def print_floors(floors: dict[str, float], small: Run, tshark: Run) -> None:
+    """What the ratio to tshark can reach at best on this machine: after the interpreter and
+    the imports (one core), two cores have 2 × (target − imports) CPU seconds for everything
+    else, and the floors below are only part of that everything."""
+    target = small.packets / (RATIO_TARGET * tshark.pps)
+    budget = 2 * (target - floors["imports"])
+    floor = floors["parquet"] + floors["checksums"] + floors["walk"]
+    print(f"floors: CPU seconds, each alone on {_count(small.packets)}: interpreter and imports "
+          f"{floors['imports']:.2f}, Parquet encoding of the table {floors['parquet']:.2f}, "
+          f"checksum arithmetic over every byte {floors['checksums']:.2f}, record walk "
+          f"{floors['walk']:.2f}; pktkit's whole run {small.cpu:.2f}")
+    print(f"        {RATIO_TARGET}x tshark = {target:.2f} s for the whole process: after the "
+          f"imports, 2 cores give {budget:.2f} CPU s, and encoding + checksums + walk alone take "
+          f"{floor:.2f} (before decoding, flow ids, payload hashes, Arrow)")
+
+
+def report(runs: list[Run], tshark: Run, small: Run, larger: list[Run],
+           floors: dict[str, float]) -> bool:
     print()
-    print(f"{'tool':<28} {'packets':>9} {'seconds':>8} {'packets/s':>10} {'vs tshark':>9} "
-          f"{'peak RSS':>9}")
+    print(f"{'tool':<28} {'packets':>9} {'seconds':>8} {'CPU s':>7} {'packets/s':>10} "
+          f"{'vs tshark':>9} {'peak RSS':>9}")
     for run in runs:
-        print(f"{run.tool:<28} {run.packets:>9} {run.seconds:>8.2f} {run.pps:>10,.0f} "
+        cpu = f"{run.cpu:>7.2f}" if run.cpu else f"{'':>7}"
+        print(f"{run.tool:<28} {run.packets:>9} {run.seconds:>8.2f} {cpu} {run.pps:>10,.0f} "
               f"{run.pps / tshark.pps:>8.2f}x {run.peak_mb:>6.0f} MB"
               + (f"   ({run.note})" if run.note else ""))
     ratio = small.pps / tshark.pps
@@ -254,6 +331,7 @@ def report(runs: list[Run], tshark: Run, small: Run, larger: list[Run]) -> bool:
     print(f"rate:   pktkit {rate.pps:,.0f} packets/s on {_count(rate.packets)}, the whole process "
           f"(target >= {RATE_TARGET:,}): {'PASS' if rate_ok else 'FAIL'}")
     sizes = ", ".join(f"{_count(r.packets)} {r.peak_mb:.0f} MB" for r in [small, *larger])
+    print_floors(floors, small, tshark)
     print(f"memory: {sizes} (x{flat:.2f} from {_count(small.packets)} to "
           f"{_count(largest.packets)}; target flat, < {MEMORY_TARGET_MB} MB): "
           f"{'PASS' if memory_ok else 'FAIL'}")
@@ -271,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         if args.worker[0] == "tshark":
             tshark_worker(args.worker[1])
+        elif args.worker[0] == "floors":
+            floors_worker(args.worker[1], args.worker[2])
         else:
             scapy_worker(args.worker[1], int(args.worker[2]))
         return 0
@@ -284,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
           f"protocol but {', '.join(sorted(TSHARK_KEEP))}>")
     warm(small_capture)
     small = run_pktkit(small_capture, args.packets, args.repeats)
+    floors = run_floors(small_capture)
     tshark = run_tshark(small_capture, args.packets)
     scapy = run_scapy(small_capture, args.scapy_packets)
     larger = []
@@ -292,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         run = run_pktkit(capture, times * args.packets, 1)
         run.tool = f"pktkit, {_count(times * args.packets)} capture"
         larger.append(run)
-    return 0 if report([small, tshark, scapy, *larger], tshark, small, larger) else 1
+    return 0 if report([small, tshark, scapy, *larger], tshark, small, larger, floors) else 1
 
 
 if __name__ == "__main__":

@@ -52,6 +52,33 @@ def test_region_sums_equal_rfc1071(data: bytes, cuts: list, lead: int) -> None:
         assert cs.block_sums(block).tolist() == [ones_complement_sum(even)]
 
 
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(min_size=2, max_size=3000),
+       regions=st.lists(st.tuples(st.integers(0, 2999), st.integers(1, 1600), st.integers(0, 99),
+                                  st.integers(0, 99), st.booleans()), min_size=1, max_size=20))
+def test_nested_region_sums_equal_rfc1071(data: bytes, regions: list) -> None:
+    """Outer regions holding an inner one at any offset, odd or even, with bytes after it or
+    not (``inside``): each outer region's sum is still RFC 1071's over all its bytes."""
+    at, length, inside = [], [], []
+    for a, n, into, tail, nested in regions:
+        a %= len(data)
+        n = min(n, len(data) - a)
+        outer = len(at)
+        at.append(a)
+        length.append(n)
+        inside.append(-1)
+        skip, keep = min(into, n), max(n - min(into, n) - min(tail, n), 0)
+        if nested:  # the inner region: after ``skip`` bytes, ``keep`` long
+            inside[outer] = len(at)
+            at.append(a + skip)
+            length.append(keep)
+            inside.append(-1)
+    buf = np.frombuffer(data, np.uint8)
+    got = cs.nested_region_sums(buf, np.array(at), np.array(length), np.array(inside))
+    assert got.tolist() == [ones_complement_sum(data[a:a + n])
+                            for a, n in zip(at, length, strict=True)]
+
+
 # -- crafted packets: both engines, every status ----------------------------------------------
 
 V4 = (b"\x0a\x00\x00\x01", b"\xc0\xa8\x01\x02")
@@ -105,6 +132,12 @@ def crafted() -> dict[str, tuple[bytes, int, str | None]]:
     v6_udp = ipv6(udp(), 17)
     vxlan = ipv4(udp(struct.pack(">II", 0x08000000, 77 << 8) + ether(good), 4789), 17)
     vxlan = set16(vxlan, 20 + 6, 0)  # Linux sends VXLAN without a UDP checksum
+
+    def summed_vxlan(inner: bytes) -> bytes:  # the outer UDP checksum filled in (dpkt)
+        return ipv4(udp(struct.pack(">II", 0x08000000, 77 << 8) + inner, 4789), 17)
+
+    bad_inner = good[:-1] + bytes([good[-1] ^ 1])
+    vxlan_summed = summed_vxlan(ether(good))
     frames = {
         "tcp-good": (ether(good), "ok"),
         "udp-good-odd-length": (ether(ipv4(udp(b"odd"), 17)), "ok"),
@@ -123,6 +156,14 @@ def crafted() -> dict[str, tuple[bytes, int, str | None]]:
         "icmp-pseudo-sum-is-bad": (ether(set16(echo, 22, pseudo_sum(good, 6))), "bad"),
         "vxlan-outer-zero-inner-good": (ether(vxlan), "ok"),
         "vxlan-inner-bad": (ether(vxlan[:-1] + bytes([vxlan[-1] ^ 1])), "bad"),
+        # the outer UDP checksum covers the inner packet (summed once for both, see checksums)
+        "vxlan-outer-good-inner-good": (ether(vxlan_summed), "ok"),
+        "vxlan-outer-bad-inner-good": (ether(set16(vxlan_summed, 20 + 6, 0x1234)), "bad"),
+        "vxlan-outer-good-inner-bad": (ether(summed_vxlan(ether(bad_inner))), "bad"),
+        "vxlan-both-bad": (ether(vxlan_summed[:-1] + bytes([vxlan_summed[-1] ^ 1])), "bad"),
+        "vxlan-vni-flipped": (ether(vxlan_summed[:33] + bytes([vxlan_summed[33] ^ 1])
+                                    + vxlan_summed[34:]), "bad"),
+        "vxlan-inner-padded": (ether(summed_vxlan(ether(good) + b"\x00pad")), "ok"),
         "gre-not-checked": (ether(ipv4(b"\x00\x00\x00\x00", 47)), "ok"),  # only its IP header
         "arp-nothing-checked": (ETHER + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x01"
                                 + bytes(20), None),

@@ -28,10 +28,10 @@ from pktkit.capture.tunnel_ports import (
     PortCounts,
     describe,
 )
-from pktkit.capture.vectorized import Frames
+from pktkit.capture.vectorized import Frames, port_kinds
 from pktkit.errors import UsageError
 
-_NONE = np.zeros(0, np.int64)
+_NO_TUNNELS = port_kinds((), (), ())  # every UDP port plain: the payloads are judged here
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def find_tunnel_ports(paths: Sequence[str | os.PathLike[str]],
     for path in paths:
         _, raws = raw_batches(path, batch_size)
         for raw in raws:
-            f = Frames(raw, _NONE, _NONE, _NONE)
+            f = Frames(raw, _NO_TUNNELS)
             f.decode(raw)
             rows = np.flatnonzero(f.fast & (f.proto == IPPROTO_UDP) & (f.encap == 0)
                                   & (f.payload_at >= 0))

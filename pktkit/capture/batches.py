@@ -2,10 +2,10 @@
 
 The fast path's input (:class:`RawBatch`). A classic uncompressed pcap is mapped into memory
 (no copy; the pages of each consumed batch are dropped again, so memory stays flat however large
-the file) and walked record header by record header: the one per-packet Python loop, a
-``memoryview`` index and an add per record. One gather then copies every record header together
-with the first ``HEAD`` bytes of its frame into a 2-D uint8 array. pcapng is walked the same way
-for its runs of plain Enhanced Packet Blocks; every other block, and gzip, goes through the
+the file) and its records are found many at a time by :mod:`~pktkit.capture.walk` (chains in
+lock step, proven exact). One gather then copies every record header together with the first
+``HEAD`` bytes of its frame into a 2-D uint8 array. pcapng is walked the same way for its runs
+of plain Enhanced Packet Blocks; every other block, and gzip, goes through the
 reference :class:`~pktkit.capture.read.CaptureReader`'s own parsers, so its rules (cuts,
 interfaces, resolutions) live in one place.
 
@@ -44,9 +44,10 @@ from pktkit.capture.formats import (
     PCAPNG_SHB_MAGIC,
 )
 from pktkit.capture.read import CaptureReader, PcapngInterface, RawFrame, ReadStats, RecordCut
+from pktkit.capture.walk import ChainWalk, epb_walk, pcap_walk
 
 HEAD = 128  # bytes of each frame the vectorized path looks at; a stack reaching past: fallback
-DEFAULT_BATCH = 32768  # frames per batch: bigger batches cost memory and gain no speed
+DEFAULT_BATCH = 16384  # frames per batch: bigger ones cost memory (pages in flight), gain no speed
 DIRECTION_CODE = {name: code for code, name in enumerate(DIRECTIONS)}
 _LITTLE_ENDIAN_HOST = sys.byteorder == "little"
 _REC, _EPB = PCAP_RECORD_HEADER_BYTES, EPB_HEADER_BYTES
@@ -113,18 +114,19 @@ def _mapped_pcap_batches(
 ) -> Iterator[RawBatch]:
     order, ticks_per_second = PCAP_MAGICS[mapped[:4]]
     ns_per_tick = 1_000_000_000 // ticks_per_second
-    linktype = struct.unpack(order + "I", mapped[20:24])[0] & 0xFFFF
+    snaplen, network = struct.unpack(order + "II", mapped[16:24])
+    linktype = network & 0xFFFF
     u32 = struct.Struct(order + "I").unpack_from
     fields = np.dtype(order + "u4")
     data = np.frombuffer(mapped, np.uint8)
+    walk = pcap_walk(data, order, ticks_per_second, snaplen, mapped)
     begin, released = PCAP_HEADER_BYTES, 0  # first record not handed out yet; pages dropped below
     previous = begin  # the batch before the last one handed out ends here
     frames = 0
     stats.bytes_read = begin
-    while positions := _walk_pcap_records(mapped, begin, size, batch_size, order):
-        pos = np.array(positions, np.int64)
+    while len(pos := walk.walk(begin, batch_size)):
         n = len(pos)
-        last = positions[-1]
+        last = int(pos[-1])
         end = last + _REC + u32(mapped, last + 8)[0]
         buf, at = data, pos
         if last + _REC + HEAD > size:  # the file's last frames: pad a copy (RawBatch.buf)
@@ -156,41 +158,6 @@ def _mapped_pcap_batches(
             stats.reason = f"corrupt record header (captured length {cap_len})"
         else:
             stats.reason = "file ends inside a packet record"
-
-
-def _walk_pcap_records(
-    buf: mmap.mmap | np.ndarray, pos: int, have: int, limit: int, order: str
-) -> list[int]:
-    """Offsets of the whole records in ``buf[pos:have]``, from ``pos``, at most ``limit``.
-
-    The one per-packet Python loop of the fast path (~0.3 µs a record: each offset depends on
-    every length before it, so it cannot be vectorized). Little-endian files read the captured
-    length through four pre-cast ``memoryview``s, one per alignment, which is cheaper than
-    ``struct.unpack_from``."""
-    out: list[int] = []
-    append = out.append
-    # No "pos + _REC <= have" test per record: past it, nxt > have anyway (or the read fails).
-    if order == "<" and _LITTLE_ENDIAN_HOST:
-        raw = memoryview(buf)
-        size = len(raw)
-        views = tuple(raw[k:k + (size - k) // 4 * 4].cast("I") for k in range(4))
-        with contextlib.suppress(IndexError):
-            for _ in range(limit):
-                nxt = pos + _REC + views[pos & 3][(pos + 8) >> 2]
-                if nxt > have:
-                    break
-                append(pos)
-                pos = nxt
-        return out
-    u32 = struct.Struct(order + "I").unpack_from
-    with contextlib.suppress(struct.error):
-        for _ in range(limit):
-            nxt = pos + _REC + u32(buf, pos + 8)[0]
-            if nxt > have:
-                break
-            append(pos)
-            pos = nxt
-    return out
 
 
 def _drop_pages(mapped: mmap.mmap, released: int, upto: int) -> int:
@@ -274,6 +241,8 @@ class _PcapngWalk:
         self.frames = 0  # frames handed out or pending
         self.names: dict[str, int] = {}  # interface name → code (RawBatch.interface_code)
         self.specials: list[RawFrame] = []  # frames read the reference way, not yet handed out
+        self.walk: ChainWalk | None = None  # EPB runs of the current section's interfaces
+        self.walk_interfaces = 0
 
     def batches(self) -> Iterator[RawBatch]:
         pos = released = previous = 0
@@ -307,22 +276,12 @@ class _PcapngWalk:
         options, lengths that agree, a described interface, a timestamp that fits int64."""
         if self.order != "<" or not _LITTLE_ENDIAN_HOST or not self.interfaces:
             return None
-        positions: list[int] = []
-        append, size = positions.append, self.size
-        raw = memoryview(self.mapped)
-        views = tuple(raw[k:k + (len(raw) - k) // 4 * 4].cast("I") for k in range(4))
-        with contextlib.suppress(IndexError):  # (a block header past the end: stop)
-            for _ in range(self.batch_size):
-                view = views[pos & 3]
-                q = pos >> 2
-                length = view[q + 1]
-                if view[q] != BLOCK_EPB or length < 32 or length & 3 or pos + length > size:
-                    break
-                append(pos)
-                pos += length
-        if not positions:
+        if self.walk is None or self.walk_interfaces != len(self.interfaces):
+            self.walk = epb_walk(self.data, len(self.interfaces), self.mapped)
+            self.walk_interfaces = len(self.interfaces)
+        pos_arr = self.walk.walk(pos, self.batch_size)
+        if not len(pos_arr):
             return None
-        pos_arr = np.array(positions, np.int64)
         fields = sliding_window_view(self.data, _EPB)[pos_arr].view("<u4").astype(np.int64)
         length, local_id, cap = fields[:, 1], fields[:, 2], fields[:, 5]
         trailer = sliding_window_view(self.data, 4)[pos_arr + length - 4].view("<u4")[:, 0]

@@ -78,6 +78,38 @@ def _widened(words: np.ndarray) -> np.ndarray:
     return out
 
 
+def nested_region_sums(buf: np.ndarray, at: np.ndarray, length: np.ndarray,
+                       inside: np.ndarray) -> np.ndarray:
+    """:func:`region_sums`, where ``inside[i]`` names another region lying within region i
+    (-1: none; a named region holds none itself): region i is then summed as its bytes before
+    and after that one, plus that one's sum, so the shared bytes are read once (VXLAN: the
+    outer UDP checksum covers the inner packet, whose own L4 checksum is summed anyway). A
+    piece at an odd offset in region i counts byte-swapped (× 256)."""
+    nest = np.flatnonzero(inside >= 0)
+    if not len(nest):
+        return region_sums(buf, at, length)
+    inner = inside[nest]
+    outer_at, outer_end = at[nest], at[nest] + length[nest]
+    after = at[inner] + length[inner]
+    plain = np.ones(len(at), bool)
+    plain[nest] = False
+    sums = region_sums(buf, np.concatenate([at[plain], outer_at, after]),
+                       np.concatenate([length[plain], at[inner] - outer_at, outer_end - after]))
+    out = np.zeros(len(at), np.int64)
+    k, m = int(plain.sum()), len(nest)
+    out[plain] = sums[:k]
+    before, rest = sums[k:k + m], sums[k + m:]
+    middle = out[inner]
+    out[nest] = (before + _at_odd(middle, at[inner] - outer_at)
+                 + _at_odd(rest, after - outer_at)) % _M
+    return out
+
+
+def _at_odd(sums: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Sums of pieces that start ``offset`` bytes into their region: byte-swapped when odd."""
+    return np.where(offset & 1, (sums << 8) % _M, sums)
+
+
 def region_sums(buf: np.ndarray, at: np.ndarray, length: np.ndarray) -> np.ndarray:
     """Σ of the big-endian 16-bit words of ``buf[at:at + length]`` (an odd last byte padded
     with zero), mod 65535, per row; words aligned to each row's own start.
@@ -152,18 +184,27 @@ def ipv4_statuses(total: np.ndarray, field: np.ndarray) -> np.ndarray:
 
 def l4_statuses(
     buf: np.ndarray, at: np.ndarray, l4_len: np.ndarray, proto: np.ndarray, field: np.ndarray,
-    pseudo: np.ndarray, checkable: np.ndarray,
+    pseudo: np.ndarray, checkable: np.ndarray, inside: np.ndarray | None = None,
 ) -> np.ndarray:
     """TCP/UDP/ICMP/ICMPv6 statuses of the ``l4_len`` bytes at ``at`` in ``buf`` (``field``:
     their checksum field, ``pseudo``: the word sum of the IP addresses; ``checkable``: the
-    bytes were captured and the packet is no fragment), as :func:`l4_status` gives them."""
+    bytes were captured and the packet is no fragment), as :func:`l4_status` gives them.
+    ``inside``: see :func:`nested_region_sums` (a region whose L4 region lies within)."""
     status = np.full(len(at), UNCHECKED, np.int8)
     zero = checkable & (proto == IPPROTO_UDP) & (field == 0)
     status[zero] = ZERO
-    rows = np.flatnonzero(checkable & ~zero)
+    summed = checkable & ~zero
+    rows = np.flatnonzero(summed)
     if not len(rows):
         return status
-    data = region_sums(buf, at[rows], l4_len[rows])
+    if inside is None:
+        data = region_sums(buf, at[rows], l4_len[rows])
+    else:  # (nested regions that are summed too, renumbered among the summed rows)
+        renumber = np.cumsum(summed) - 1
+        nested = inside[rows]
+        nested = np.where((nested >= 0) & summed[np.maximum(nested, 0)],
+                          renumber[np.maximum(nested, 0)], -1)
+        data = nested_region_sums(buf, at[rows], l4_len[rows], nested)
     p = proto[rows].astype(np.int64)
     header = np.where(p == IPPROTO_ICMP, 0, (pseudo[rows] + p + l4_len[rows]) % _M)
     ok = (data + header) % _M == 0

@@ -30,7 +30,7 @@ from pktkit.capture.flows import FlowIds, HashIndex
 from pktkit.capture.read import ReadStats
 from pktkit.capture.reasons import ERROR_REASONS
 from pktkit.capture.schema import ADDRESS_COLUMNS, CATEGORY_COLUMNS, INT_COLUMNS
-from pktkit.capture.vectorized import ALL, Frames, payload_hashes
+from pktkit.capture.vectorized import ALL, Frames, payload_hashes, port_kinds
 from pktkit.dpkt import VXLAN
 
 DecodeEngine = Literal["fast", "reference"]  # which decoder builds the table
@@ -161,11 +161,11 @@ class BatchDecoder:
     ) -> None:
         self.decoder = Decoder(vxlan_ports, geneve_ports=geneve_ports)
         tunnels = self.decoder.udp_tunnels
-        self._vxlan_ports = np.array(sorted(p for p, c in tunnels.items() if c is VXLAN))
         # other tunnels (by destination port; Teredo's by either): the reference decoder's
-        self._other_ports = np.array(sorted(p for p, c in tunnels.items() if c is not VXLAN))
-        self._source_ports = np.array(sorted(
-            p for p, c in tunnels.items() if getattr(c, "match_source_port", False)))
+        self._ports = port_kinds(
+            [p for p, c in tunnels.items() if c is VXLAN],
+            [p for p, c in tunnels.items() if c is not VXLAN],
+            [p for p, c in tunnels.items() if getattr(c, "match_source_port", False)])
         self.ifnames = dict(ifnames or {})
         self.batch_size = batch_size
         self.stats: list[ReadStats] = []
@@ -208,7 +208,7 @@ class BatchDecoder:
     def _start(self, raw: RawBatch, ifnames: Mapping[int, str]) -> _Started:
         """The vectorized layers, and the reference decoder for every row they leave."""
         n = len(raw)
-        f = Frames(raw, self._vxlan_ports, self._other_ports, self._source_ports)
+        f = Frames(raw, self._ports)
         f.decode(raw)
         fragment = np.zeros(n, bool)
         error = np.full(n, -1, np.int32)

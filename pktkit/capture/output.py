@@ -25,15 +25,19 @@ from pktkit.capture.autoports import PortsArg, resolve_ports
 from pktkit.capture.batches import DEFAULT_BATCH
 from pktkit.capture.columns import BatchDecoder, ColumnBatch
 from pktkit.capture.read import ReadStats, warn_if_cut
-from pktkit.capture.schema import CATEGORY_COLUMNS, COLUMNS, STRING_COLUMNS
+from pktkit.capture.schema import CATEGORY_COLUMNS, COLUMNS, INT_COLUMNS, STRING_COLUMNS
 from pktkit.errors import UsageError
 from pktkit.files import atomic_path
 
 TABLE_SUFFIXES = (".csv", ".parquet")
-ROW_GROUP_ROWS = 131072  # Parquet row groups gather whole batches up to this many rows
-# Parquet: dictionary pages only where values repeat (strings, categories: the integer columns
-# encode faster plainly), min/max statistics only for the columns readers filter row groups by.
+ROW_GROUP_ROWS = 65536  # Parquet row groups gather whole batches up to this many rows (memory)
+# Parquet: dictionary pages only where values repeat (strings, categories); the integer columns
+# byte-stream-split (each value's bytes in separate streams: snappy then finds the repeats in the
+# high bytes; measured on mixed-1M: 0.39 µs a row and 30 bytes against 0.45 µs and 47 bytes
+# plain, pyarrow >= 17 and so pandas and dask read it); min/max statistics only for the columns
+# readers filter row groups by. Snappy: lz4 is no faster here, zstd level 1 a third slower.
 _DICTIONARY_COLUMNS = [*STRING_COLUMNS, *CATEGORY_COLUMNS]
+_SPLIT_COLUMNS = {name: "BYTE_STREAM_SPLIT" for name in INT_COLUMNS}
 _STATISTICS_COLUMNS = ["frame", "ts_ns", "flow_id"]
 
 PathArg = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
@@ -95,7 +99,7 @@ def write_packets(
     """Decode captures straight into a CSV or Parquet file, batch by batch, in flat memory.
 
     The file holds what ``write_table(read_packets(paths, ...), out)`` would write: the same
-    CSV text; in Parquet the same table, in row groups of ~131k rows, except that ``encap``'s
+    CSV text; in Parquet the same table, in row groups of ~65k rows, except that ``encap``'s
     categories come back in order of appearance rather than sorted. Written atomically (temp
     file + rename). Returns one :class:`~pktkit.capture.read.ReadStats` per capture; a cut
     capture also warns, as in read_packets. Parquet output does not import pandas.
@@ -141,6 +145,7 @@ def _write_parquet(path: Path, schema: pa.Schema, batches: Iterator[ColumnBatch]
     def write() -> None:
         try:
             with pq.ParquetWriter(path, schema, use_dictionary=_DICTIONARY_COLUMNS,
+                                  column_encoding=_SPLIT_COLUMNS,
                                   write_statistics=_STATISTICS_COLUMNS) as writer:
                 group: list[pa.RecordBatch] = []
                 while (batch := pending.get()) is not None or group:

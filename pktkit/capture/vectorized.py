@@ -13,6 +13,8 @@ link types, ...) is left to the reference decoder, which computes nothing differ
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -63,6 +65,10 @@ MAX_VLAN_TAGS = 3  # more tags (never seen in practice): the reference decoder
 ENCAP_VXLAN = 1  # encap codes: 0 "none", 1 "vxlan", then as fallback rows meet others
 _IP_TUNNEL_PROTOS = (IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_GRE)  # left to the reference decoder
 _V6_NOT_FAST = np.array(sorted({*IPV6_EXTENSIONS, IPPROTO_FRAGMENT}), np.int64)
+_IP_TUNNEL = np.zeros(256, bool)  # by protocol number
+_IP_TUNNEL[list(_IP_TUNNEL_PROTOS)] = True
+# UDP port kinds (bits of a table indexed by port number, see port_kinds)
+PORT_VXLAN, PORT_OTHER_TUNNEL, PORT_SOURCE_TUNNEL = 1, 2, 4
 _PKTTYPE_CODE = np.full(65536, -1, np.int8)  # SLL/SLL2 packet type → direction code
 for _pkttype, _name in PKTTYPE_DIRECTION.items():
     _PKTTYPE_CODE[_pkttype] = DIRECTION_CODE[_name]
@@ -122,8 +128,7 @@ class Frames:
     ``fast`` and goes to the reference decoder.
     """
 
-    def __init__(self, raw: RawBatch, vxlan_ports: np.ndarray, other_ports: np.ndarray,
-                 source_ports: np.ndarray) -> None:
+    def __init__(self, raw: RawBatch, ports: np.ndarray) -> None:
         n = self.n = len(raw)
         if raw.head is None:
             # One extra row so that a block read up to HEAD bytes past a row stays in bounds.
@@ -133,8 +138,7 @@ class Frames:
             self.head, self.skip = raw.head, raw.head_skip
         self.width = self.head.shape[1]  # the row stride of flat
         self.flat = self.head.reshape(-1)
-        self.vxlan_ports, self.other_ports = vxlan_ports, other_ports
-        self.source_ports = source_ports
+        self.ports = ports  # port_kinds(): what each UDP port number carries
         self.fast = np.zeros(n, bool)
         minus = np.full(n, -1, np.int64)
         self.ifindex, self.pktdir, self.ethertype = minus.copy(), minus.copy(), minus.copy()
@@ -175,13 +179,21 @@ class Frames:
             parts.append([rows[fast], *(x[fast] for x in fields)])
         rows, starts, l4_len, proto, field, pseudo, checkable = (
             np.concatenate(column) for column in zip(*parts, strict=True))
-        status = checksums.l4_statuses(self.buf, starts, l4_len, proto, field, pseudo, checkable)
-        # a row may have two regions (VXLAN: outer UDP, inner L4): fold them one at a time
+        # a row may have two regions (VXLAN: the outer UDP's, noted first, holds the inner L4's)
         first = np.ones(len(rows), bool)
+        inside = None
         if len(parts) > 1:
-            _, where = np.unique(rows, return_index=True)
-            first[:] = False
-            first[where] = True
+            order = np.argsort(rows, kind="stable")
+            second = order[1:][rows[order[1:]] == rows[order[:-1]]]
+            outer = order[:-1][rows[order[1:]] == rows[order[:-1]]]
+            first[second] = False
+            inside = np.full(len(rows), -1, np.int64)
+            within = ((starts[second] >= starts[outer])
+                      & (starts[second] + l4_len[second] <= starts[outer] + l4_len[outer]))
+            inside[outer[within]] = second[within]
+        status = checksums.l4_statuses(self.buf, starts, l4_len, proto, field, pseudo, checkable,
+                                       inside)
+        # fold a row's statuses one at a time
         self.check(rows[first], status[first])
         if not first.all():
             self.check(rows[~first], status[~first])
@@ -373,10 +385,12 @@ class Frames:
         ok = np.where(
             tcp, (o + TCP.size <= lim) & (data_offset >= TCP.size) & (o + data_offset <= end),
             np.where(udp, (o + UDP.size <= lim) & (udp_len >= UDP.size) & (udp_fits | clipped),
-                     np.where(icmp, icmp_ok, ~np.isin(proto, _IP_TUNNEL_PROTOS))))
-        vxlan = udp & np.isin(dport, self.vxlan_ports)
+                     np.where(icmp, icmp_ok, ~_IP_TUNNEL[proto])))
+        to = self.ports[dport]
+        vxlan = udp & ((to & PORT_VXLAN) != 0)
         # other UDP tunnels (Geneve, VXLAN-GPE, GRE/MPLS in UDP, Teredo): the reference decoder
-        ok &= ~(udp & (np.isin(dport, self.other_ports) | np.isin(sport, self.source_ports)))
+        ok &= ~(udp & (((to & PORT_OTHER_TUNNEL) | (self.ports[sport] & PORT_SOURCE_TUNNEL))
+                       != 0))
         if not outer:
             ok &= ~vxlan  # nested tunnels: fallback
         self.sport[rows] = np.where(ports, sport, -1)
@@ -406,7 +420,8 @@ class Frames:
             l4_len = wire_end - o
             own = udp & (udp_len >= UDP.size) & (udp_len <= l4_len)  # UDP: its own length
             l4_len = np.where(own, udp_len, l4_len)
-            field = _be16(header, 0, np.where(tcp, _TCP_SUM, np.where(udp, _UDP_SUM, _ICMP_SUM)))
+            field = np.where(tcp, _be16(header, _TCP_SUM),
+                             np.where(udp, _be16(header, _UDP_SUM), _be16(header, _ICMP_SUM)))
             sub, (o_, l4_len, p_, field, pseudo) = self.keep(checked, rows, o, l4_len, proto,
                                                              field, pseudo)
             starts = self.start[sub] + o_
@@ -443,6 +458,17 @@ class Frames:
                 target[rows] = source[rows]
         self.ethertype_(rows, o + _VXLAN_ETHER, end, clipped,
                         _be16(header, VXLAN.size + _ETH_TYPE), outer=False)
+
+
+def port_kinds(vxlan: Iterable[int], other: Iterable[int], source: Iterable[int]) -> np.ndarray:
+    """A table by UDP port number: PORT_VXLAN (destination port decoded as VXLAN here),
+    PORT_OTHER_TUNNEL (another tunnel's destination port), PORT_SOURCE_TUNNEL (a tunnel
+    recognised by either port, such as Teredo), as bits; one gather per layer, not a search."""
+    table = np.zeros(65536, np.uint8)
+    for ports, bit in ((vxlan, PORT_VXLAN), (other, PORT_OTHER_TUNNEL),
+                       (source, PORT_SOURCE_TUNNEL)):
+        table[list(ports)] |= bit
+    return table
 
 
 def payload_hashes(raw: RawBatch, f: Frames) -> None:
