@@ -38,8 +38,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from pktkit.analysis.percentiles import (
+    SampleCounts,
+    Sampled,
+    WantedBins,
+    count_samples,
+    percentile_table,
+    values_in_bins,
+    wanted_bins,
+)
 from pktkit.analysis.rows import (
-    FEW_VALUES,
     NO_VALUE,
     combinations,
     int_column,
@@ -60,23 +68,8 @@ HANDSHAKES_SCHEMA: dict[str, str] = {
 }
 LATENCY_METRICS = ("hop", "node_pair", "nat", "handshake_rtt", "pod_pair", "service")
 PERCENTILES = (("p50_ns", 50), ("p90_ns", 90), ("p99_ns", 99))
+_HOP_BITS = 20  # a sample's order: packet_id above, hop below
 _ICMP_REQUESTS = ((1, 8), (58, 128))  # (proto, type) of echo requests: the id is the source's
-
-
-def _stats(metric: str, group: np.ndarray, labels: Sequence[str],
-           values: np.ndarray) -> pd.DataFrame:
-    """count, min, percentiles and max of ``values`` per ``group`` code (scope
-    ``labels[code]``), scopes in order of their first sample."""
-    rows = []
-    _, in_order_seen = pd.factorize(group, size_hint=FEW_VALUES)  # the codes, as they come
-    for code in in_order_seen.tolist():
-        v = values[group == code]
-        q = np.percentile(v, [p for _, p in PERCENTILES])
-        rows.append({"metric": metric, "scope": labels[code], "count": len(v),
-                     "min_ns": int(v.min()),
-                     **{col: round(x) for (col, _), x in zip(PERCENTILES, q, strict=True)},
-                     "max_ns": int(v.max())})
-    return pd.DataFrame(rows, columns=list(LATENCY_SCHEMA))
 
 
 def _pairs(a: np.ndarray, b: np.ndarray, names: Sequence[str], template: str,
@@ -136,45 +129,82 @@ def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
             ) -> pd.DataFrame:
     """The latency table (see the module docstring) from the hops (``hop_rows``: each hop's
     representative packet-table row), the handshakes and, for the ``pod_pair`` and
-    ``service`` metrics, the packet table's name columns and the named NAT flows."""
-    parts = []
-    if len(hops):
-        # first, while little else is alive: where addresses or ports were rewritten
-        src_changed, dst_changed, whole = _rewrites(packets, hop_rows)
-        point, points = _points(hops)
-        before = np.roll(point, 1)
-        before[0] = 0
-        delay = hops["delay_ns"].to_numpy(dtype=np.int64, na_value=0)
-        later = hops["delay_ns"].notna().to_numpy()
-        node = hops["node"].array.codes
-        from_node = np.roll(node, 1)
-        from_node[0] = -1
-        same = later & (node == from_node)
-        group, labels = _pairs(before[same], point[same], points, "{a} → {b}")
-        parts.append(_stats("hop", group, labels, delay[same]))
-        cross = later & ~same
-        group, labels = _pairs(from_node[cross], node[cross],
-                               list(hops["node"].cat.categories), "{a} → {b}")
-        parts.append(_stats("node_pair", group, labels, delay[cross]))
-        nat = later & (src_changed | dst_changed)
-        nat[1:] &= whole[1:] & whole[:-1]
-        what = np.where(src_changed & dst_changed, 2, np.where(src_changed, 0, 1))
-        group, labels = _pairs(before[nat], point[nat], points, "{a} → {b} ({c} rewritten)",
-                               ("src", "dst", "src+dst"), what[nat])
-        parts.append(_stats("nat", group, labels, delay[nat]))
-    if handshakes is not None and len(handshakes):
-        scope = (handshakes["node"].astype("string") + "/"
-                 + handshakes["interface"].astype("string").fillna(
-                     handshakes["capture"].astype("string")))
-        codes, labels = pd.factorize(scope)
-        parts.append(_stats("handshake_rtt", codes, list(labels),
-                            handshakes["rtt_ns"].to_numpy(np.int64)))
-    if len(hops) and "src_name" in packets:
-        parts += _end_to_end(packets, hops, hop_rows, nat_flows)
-    parts = [p for p in parts if len(p)]
-    if not parts:
+    ``service`` metrics, the packet table's name columns and the named NAT flows: the two
+    passes of :mod:`~pktkit.analysis.percentiles` on one partition."""
+    samples = [*latency_samples(packets, hops, hop_rows, nat_flows),
+               *handshake_samples(handshakes)]
+    wanted = latency_bins([count_samples(samples)])
+    return latency_table(wanted, [values_in_bins(samples, wanted)])
+
+
+def latency_samples(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
+                    nat_flows: pd.DataFrame | None = None) -> list[Sampled]:
+    """The samples of every metric but ``handshake_rtt`` in one partition of whole packets
+    (its hops rows in (packet_id, hop) order; ``hop_rows``: their rows among the partition's
+    packets). Each sample's order is its hops row's (packet_id, hop)."""
+    parts: list[Sampled] = []
+    if not len(hops):
+        return parts
+    # first, while little else is alive: where addresses or ports were rewritten
+    src_changed, dst_changed, whole = _rewrites(packets, hop_rows)
+    point, points = _points(hops)
+    before = np.roll(point, 1)
+    before[0] = 0
+    delay = hops["delay_ns"].to_numpy(dtype=np.int64, na_value=0)
+    later = hops["delay_ns"].notna().to_numpy()
+    order = (hops["packet_id"].to_numpy(np.int64) << _HOP_BITS) | hops["hop"].to_numpy(np.int64)
+    node = hops["node"].array.codes
+    from_node = np.roll(node, 1)
+    from_node[0] = -1
+    same = later & (node == from_node)
+    group, labels = _pairs(before[same], point[same], points, "{a} → {b}")
+    parts.append(Sampled("hop", group, labels, delay[same], order[same]))
+    cross = later & ~same
+    group, labels = _pairs(from_node[cross], node[cross],
+                           list(hops["node"].cat.categories), "{a} → {b}")
+    parts.append(Sampled("node_pair", group, labels, delay[cross], order[cross]))
+    nat = later & (src_changed | dst_changed)
+    nat[1:] &= whole[1:] & whole[:-1]
+    what = np.where(src_changed & dst_changed, 2, np.where(src_changed, 0, 1))
+    group, labels = _pairs(before[nat], point[nat], points, "{a} → {b} ({c} rewritten)",
+                           ("src", "dst", "src+dst"), what[nat])
+    parts.append(Sampled("nat", group, labels, delay[nat], order[nat]))
+    if "src_name" in packets:
+        parts += _end_to_end(packets, hops, hop_rows, nat_flows, order)
+    return parts
+
+
+def handshake_samples(handshakes: pd.DataFrame | None) -> list[Sampled]:
+    """The ``handshake_rtt`` samples of the (merged) handshakes table, in its order."""
+    if handshakes is None or not len(handshakes):
+        return []
+    scope = (handshakes["node"].astype("string") + "/"
+             + handshakes["interface"].astype("string").fillna(
+                 handshakes["capture"].astype("string")))
+    codes, labels = pd.factorize(scope)
+    return [Sampled("handshake_rtt", codes, list(labels),
+                    handshakes["rtt_ns"].to_numpy(np.int64), np.arange(len(handshakes)))]
+
+
+def latency_bins(parts: Sequence[SampleCounts]) -> WantedBins:
+    """Pass 1 of the latency percentiles merged (:func:`~pktkit.analysis.percentiles
+    .wanted_bins`)."""
+    return wanted_bins(parts, [p for _, p in PERCENTILES])
+
+
+def latency_table(wanted: WantedBins, parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The latency table from pass 1 merged and every partition's pass 2: metrics in
+    ``LATENCY_METRICS`` order, scopes in order of their first sample."""
+    table = percentile_table(wanted, parts, PERCENTILES)
+    if not len(table):
         return empty_frame(LATENCY_SCHEMA)
-    return typed_frame(pd.concat(parts, ignore_index=True), LATENCY_SCHEMA)
+    rank = table["metric"].map({m: i for i, m in enumerate(LATENCY_METRICS)})
+    table = table.iloc[np.argsort(rank.to_numpy(), kind="stable")]
+    rows = {"metric": table["metric"], "scope": table["scope"], "count": table["count"],
+            "min_ns": table["min"],
+            **{col: [round(x) for x in table[col].tolist()] for col, _ in PERCENTILES},
+            "max_ns": table["max"]}
+    return typed_frame(pd.DataFrame({k: list(v) for k, v in rows.items()}), LATENCY_SCHEMA)
 
 
 def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
@@ -241,7 +271,7 @@ def _name_codes(packets: pd.DataFrame, column: str, rows: np.ndarray) -> tuple[n
 
 
 def _end_to_end(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
-                nat_flows: pd.DataFrame | None) -> list[pd.DataFrame]:
+                nat_flows: pd.DataFrame | None, order: np.ndarray) -> list[Sampled]:
     """The ``pod_pair`` and ``service`` rows: each packet's first-to-last sighting delay."""
     first = np.flatnonzero(hops["hop"].to_numpy(np.int64, na_value=-1) == 0)
     last = np.append(first[1:] - 1, len(hops) - 1)
@@ -260,7 +290,7 @@ def _end_to_end(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
     pod = (sender >= 0) & (receiver >= 0) & (is_pod[sender] | is_pod[receiver])
     if pod.any():
         group, labels = _pairs(sender[pod], receiver[pod], names, "{a} → {b}")
-        parts.append(_stats("pod_pair", group, labels, delay[pod]))
+        parts.append(Sampled("pod_pair", group, labels, delay[pod], order[first][pod]))
     if nat_flows is not None and len(nat_flows) and "service" in nat_flows \
             and "nat_flow_id" in packets:
         flow = int_column(packets, "nat_flow_id", hop_rows[first])
@@ -277,5 +307,6 @@ def _end_to_end(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
             group = lookup[np.where(flow >= 0, flow, -1)]
             chosen = group >= 0
             if chosen.any():
-                parts.append(_stats("service", group[chosen], labels, delay[chosen]))
+                parts.append(Sampled("service", group[chosen], labels, delay[chosen],
+                                     order[first][chosen]))
     return parts

@@ -1,0 +1,216 @@
+"""Exact percentiles of samples spread over partitions: two passes over histograms.
+
+Each partition holds some samples of each (metric, scope) group. The percentiles are exact,
+the same numbers as ``np.percentile`` (method ``linear``) of all the samples together, found
+in two passes without bringing the samples to one place:
+
+1. :func:`count_samples` (per partition): per group its count, minimum, maximum and first
+   sample (``order``), and a histogram of its values in fixed bins (:func:`value_bins`: the
+   sign, the binary exponent and the top 10 bits of the mantissa, so a bin spans 1/1024 of
+   its values' magnitude or one integer; bins are the same in every partition and ordered
+   like their values). Its size: groups × occupied bins, not samples.
+2. :func:`wanted_bins` (client): the merged counts; for each percentile, the ranks it needs
+   (the two order statistics around its position) and the bin holding each rank.
+3. :func:`values_in_bins` (per partition): each wanted bin's distinct values with their
+   counts. Its size: at most the samples in those bins, and at most the distinct integers a
+   bin spans (1 + value/1024); in practice a few values each.
+4. :func:`percentile_table` (client): each rank's value (the bin's values in order, counted
+   from the samples below the bin), interpolated as numpy interpolates.
+
+With one partition this is the single-process computation; :func:`pktkit.analysis.latency
+.latency` runs it so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+GROUP = ["metric", "scope"]
+_MANTISSA_BITS = 10  # bins per octave: 2**10
+
+
+@dataclass
+class Sampled:
+    """One metric's samples in one partition: per sample its scope (``group`` codes into
+    ``labels``), value (int64) and ``order`` (its place in the whole input: groups are listed
+    in order of their first sample)."""
+
+    metric: str
+    group: np.ndarray
+    labels: Sequence[str]
+    values: np.ndarray
+    order: np.ndarray
+
+
+@dataclass
+class SampleCounts:
+    """Pass 1 of one partition: ``groups`` (metric, scope, count, min, max, first) and
+    ``bins`` (metric, scope, bin, count)."""
+
+    groups: pd.DataFrame
+    bins: pd.DataFrame
+
+
+@dataclass
+class WantedBins:
+    """The merged pass 1: ``groups`` (metric, scope, count, min, max, first; in order of
+    first sample) and ``ranks`` (metric, scope, rank, bin, below: the samples of the group in
+    lower bins)."""
+
+    groups: pd.DataFrame
+    ranks: pd.DataFrame
+
+
+def value_bins(values: np.ndarray) -> np.ndarray:
+    """A bin number per int64 value, ordered like the values (a larger value never has a
+    smaller bin): 0 for 0; ± (exponent · 1024 + the mantissa's top 10 bits) otherwise."""
+    magnitude = np.abs(values).astype(np.float64)  # monotone rounding: the order is kept
+    mantissa, exponent = np.frexp(magnitude)
+    sub = ((mantissa - 0.5) * (2 << _MANTISSA_BITS)).astype(np.int64)  # 0 .. 1023
+    bins = exponent.astype(np.int64) * (1 << _MANTISSA_BITS) + sub
+    return np.where(values == 0, 0, np.where(values < 0, -bins, bins))
+
+
+def _frame(sampled: Sampled, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    labels = np.asarray(list(sampled.labels), dtype=object)
+    group = columns.pop("group")
+    return pd.DataFrame({"metric": sampled.metric, "scope": labels[group], **columns})
+
+
+def count_samples(samples: Iterable[Sampled]) -> SampleCounts:
+    """Pass 1 over one partition's samples (module docstring)."""
+    groups, bins = [], []
+    for s in samples:
+        if not len(s.values):
+            continue
+        frame = pd.DataFrame({"group": s.group, "value": s.values, "order": s.order,
+                              "bin": value_bins(s.values)})
+        per = frame.groupby("group", sort=True).agg(
+            count=("value", "size"), min=("value", "min"), max=("value", "max"),
+            first=("order", "min"))
+        groups.append(_frame(s, {"group": per.index.to_numpy(), **{
+            c: per[c].to_numpy(np.int64) for c in per}}))
+        hist = frame.groupby(["group", "bin"], sort=True).size()
+        bins.append(_frame(s, {"group": hist.index.get_level_values(0).to_numpy(),
+                               "bin": hist.index.get_level_values(1).to_numpy(),
+                               "count": hist.to_numpy(np.int64)}))
+    empty_groups = pd.DataFrame({c: [] for c in [*GROUP, "count", "min", "max", "first"]})
+    empty_bins = pd.DataFrame({c: [] for c in [*GROUP, "bin", "count"]})
+    return SampleCounts(pd.concat(groups, ignore_index=True) if groups else empty_groups,
+                        pd.concat(bins, ignore_index=True) if bins else empty_bins)
+
+
+def _virtual_index(count: np.ndarray, quantile: float) -> np.ndarray:
+    """numpy's position of a quantile among ``count`` sorted samples (method ``linear``),
+    computed as numpy computes it: (n − 1) · q."""
+    return (count - 1).astype(np.float64) * np.float64(quantile)
+
+
+def _ranks(count: np.ndarray, percent: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two ranks around a percentile's position and the weight of the upper one."""
+    index = _virtual_index(count, np.true_divide(percent, 100))
+    below = np.floor(index)
+    gamma = index - below
+    low = below.astype(np.int64)
+    high = low + 1
+    top = index >= count - 1
+    low[top], high[top] = count[top] - 1, count[top] - 1
+    return low, high, gamma
+
+
+def wanted_bins(parts: Sequence[SampleCounts], percents: Sequence[float]) -> WantedBins:
+    """Pass 1 merged (module docstring): the groups' totals and the bin of every rank the
+    percentiles need."""
+    groups = pd.concat([p.groups for p in parts], ignore_index=True)
+    groups = groups.groupby(GROUP, sort=False).agg(
+        count=("count", "sum"), min=("min", "min"), max=("max", "max"),
+        first=("first", "min")).reset_index()
+    groups = groups.sort_values("first", kind="stable").reset_index(drop=True)
+    hist = pd.concat([p.bins for p in parts], ignore_index=True)
+    hist = hist.groupby([*GROUP, "bin"], sort=True)["count"].sum().reset_index()
+    hist["below"] = hist.groupby(GROUP, sort=False)["count"].cumsum() - hist["count"]
+    count = groups["count"].to_numpy(np.int64)
+    needed = []
+    for percent in percents:
+        low, high, _ = _ranks(count, percent)
+        for rank in (low, high):
+            needed.append(groups[GROUP].assign(rank=rank))
+    ranks = pd.concat(needed, ignore_index=True).drop_duplicates() if needed else \
+        pd.DataFrame({c: [] for c in [*GROUP, "rank"]})
+    # each rank's bin: the last bin of its group whose samples below it are at most the rank
+    located = []
+    for key, wanted in ranks.groupby(GROUP, sort=False):
+        of = hist[(hist["metric"] == key[0]) & (hist["scope"] == key[1])]
+        at = np.searchsorted(of["below"].to_numpy(), wanted["rank"].to_numpy(),
+                             side="right") - 1
+        located.append(wanted.assign(bin=of["bin"].to_numpy()[at],
+                                     below=of["below"].to_numpy()[at]))
+    ranks = pd.concat(located, ignore_index=True) if located else \
+        pd.DataFrame({c: [] for c in [*GROUP, "rank", "bin", "below"]})
+    return WantedBins(groups, ranks)
+
+
+def values_in_bins(samples: Iterable[Sampled], wanted: WantedBins) -> pd.DataFrame:
+    """Pass 2 over one partition's samples: (metric, scope, bin, value, count) of every
+    distinct value in a wanted bin."""
+    found = []
+    bins = wanted.ranks[[*GROUP, "bin"]].drop_duplicates()
+    for s in samples:
+        of = bins[bins["metric"] == s.metric]
+        if not len(s.values) or not len(of):
+            continue
+        code = {label: i for i, label in enumerate(s.labels)}
+        keys = [(code[scope], b) for scope, b in zip(of["scope"], of["bin"], strict=True)
+                if scope in code]
+        if not keys:
+            continue
+        frame = pd.DataFrame({"group": s.group, "bin": value_bins(s.values),
+                              "value": s.values})
+        index = pd.MultiIndex.from_frame(frame[["group", "bin"]])
+        frame = frame[index.isin(keys)]
+        per = frame.groupby(["group", "bin", "value"], sort=True).size()
+        found.append(_frame(s, {"group": per.index.get_level_values(0).to_numpy(),
+                                "bin": per.index.get_level_values(1).to_numpy(),
+                                "value": per.index.get_level_values(2).to_numpy(),
+                                "count": per.to_numpy(np.int64)}))
+    return pd.concat(found, ignore_index=True) if found else \
+        pd.DataFrame({c: [] for c in [*GROUP, "bin", "value", "count"]})
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy's linear interpolation of quantiles (``numpy.lib._function_base_impl._lerp``)."""
+    diff_b_a = b - a
+    out = np.add(a, diff_b_a * t)
+    np.subtract(b, diff_b_a * (1 - t), out=out, where=t >= 0.5, casting="unsafe",
+                dtype=out.dtype)
+    return out
+
+
+def percentile_table(wanted: WantedBins, parts: Sequence[pd.DataFrame],
+                     percents: Sequence[tuple[str, float]]) -> pd.DataFrame:
+    """Per group (in order of first sample): metric, scope, count, min, the percentiles
+    (float, as ``np.percentile``; columns named by ``percents``) and max."""
+    values = pd.concat(list(parts), ignore_index=True)
+    values = values.groupby([*GROUP, "bin", "value"], sort=True)["count"].sum().reset_index()
+    # each value's rank range within its group: below its bin, then the bin's values in order
+    values["end"] = values.groupby([*GROUP, "bin"], sort=False)["count"].cumsum()
+    ranks = wanted.ranks.merge(values, on=[*GROUP, "bin"], how="left")
+    ranks = ranks[ranks["rank"] < ranks["below"] + ranks["end"]]
+    ranks = ranks.sort_values("end", kind="stable").drop_duplicates([*GROUP, "rank"])
+    value_at = dict(zip(zip(ranks["metric"], ranks["scope"], ranks["rank"], strict=True),
+                        ranks["value"].astype(np.int64), strict=True))
+    groups = wanted.groups
+    count = groups["count"].to_numpy(np.int64)
+    table = groups[GROUP].assign(count=count, min=groups["min"].to_numpy(np.int64))
+    keys = list(zip(groups["metric"], groups["scope"], strict=True))
+    for column, percent in percents:
+        low, high, gamma = _ranks(count, percent)
+        a = np.array([value_at[(*k, r)] for k, r in zip(keys, low, strict=True)], np.int64)
+        b = np.array([value_at[(*k, r)] for k, r in zip(keys, high, strict=True)], np.int64)
+        table[column] = _lerp(a, b, gamma) if len(keys) else np.zeros(0)
+    table["max"] = groups["max"].to_numpy(np.int64)
+    return table

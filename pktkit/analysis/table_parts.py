@@ -1,0 +1,87 @@
+"""The tables after correlation from partitions of whole packets: map, merge, apply.
+
+A partition (:class:`PacketPart`) holds every sighting of each packet it touches: the packet
+table's rows with ``packet_id``, ``hop`` and ``ts_ref_ns`` set (its index: each row's place
+in the whole table, the row-order key), its hops rows in (packet_id, hop) order and, per hops
+row, its representative row among the partition's packets. Each table is a map per partition
+(a small partial), a merge on the client and, where rows gain a column, an apply per
+partition:
+
+- ``overlay_encap``/``overlay_vni``: per packet, so per partition alone
+  (:func:`~pktkit.analysis.overlays.overlay_columns`);
+- ``flow_id``: :func:`~pktkit.analysis.overlays.conversation_keys` (map: the partition's
+  conversation keys, the groups its packets join, their first row),
+  :func:`~pktkit.analysis.overlays.merge_conversations`,
+  :func:`~pktkit.analysis.overlays.apply_conversations`;
+- ``latency``: exact percentiles in two passes (:mod:`~pktkit.analysis.percentiles`):
+  :func:`~pktkit.analysis.latency.latency_samples` → ``count_samples`` per partition,
+  :func:`~pktkit.analysis.latency.latency_bins`, ``values_in_bins`` per partition,
+  :func:`~pktkit.analysis.latency.latency_table`.
+
+:func:`pktkit.analysis.pipeline.analyze` runs the same functions on one partition (the whole
+table). Every partial's size is bounded by the conversations, scopes and occupied histogram
+bins it describes, never by its rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pktkit.analysis.latency import (
+    handshake_samples,
+    latency_bins,
+    latency_samples,
+    latency_table,
+)
+from pktkit.analysis.overlays import (
+    apply_conversations,
+    conversation_keys,
+    merge_conversations,
+    overlay_columns,
+)
+from pktkit.analysis.percentiles import count_samples, values_in_bins
+
+
+@dataclass
+class PacketPart:
+    """One partition of whole packets (module docstring)."""
+
+    packets: pd.DataFrame
+    hops: pd.DataFrame
+    hop_rows: np.ndarray
+
+
+def add_overlays_and_flows(parts: Sequence[PacketPart]) -> pd.DataFrame:
+    """Each partition's packets gain ``overlay_encap`` and ``overlay_vni`` after ``vni``, and
+    ``flow_id`` (replaced): one conversation numbering over all partitions. Returns the
+    merged conversations (their keys and ids)."""
+    keys = []
+    for part in parts:
+        packets = part.packets
+        packet_id = packets["packet_id"].to_numpy(np.int64)
+        encap, vni = overlay_columns(packets, packet_id)
+        keys.append(conversation_keys(packets, packet_id, encap, vni))
+        for name, column in (("overlay_encap", encap), ("overlay_vni", vni)):
+            if name in packets:
+                packets[name] = column
+            else:
+                after = "vni" if name == "overlay_encap" else "overlay_encap"
+                packets.insert(packets.columns.get_loc(after) + 1, name, column)
+    conversations = merge_conversations([k.partial for k in keys])
+    for part, k in zip(parts, keys, strict=True):
+        part.packets["flow_id"] = apply_conversations(k, conversations)
+    return conversations
+
+
+def latency_in_parts(parts: Sequence[PacketPart], handshakes: pd.DataFrame | None,
+                     nat_flows: pd.DataFrame | None) -> pd.DataFrame:
+    """The latency table over all partitions, exact (two passes); ``handshakes`` and
+    ``nat_flows``: the merged tables (the handshakes' samples are taken on the client)."""
+    samples = [latency_samples(p.packets, p.hops, p.hop_rows, nat_flows) for p in parts]
+    samples.append(handshake_samples(handshakes))
+    wanted = latency_bins([count_samples(s) for s in samples])
+    return latency_table(wanted, [values_in_bins(s, wanted) for s in samples])
