@@ -15,13 +15,18 @@ import pytest
 
 import pktkit
 from pktkit.analysis.latency import latency_bins, latency_samples
+from pktkit.analysis.naming import HANDSHAKE_NAMES, add_names
 from pktkit.analysis.overlays import conversation_keys, overlay_columns
 from pktkit.analysis.percentiles import count_samples, values_in_bins
 from pktkit.analysis.pipeline import Analysis
 from pktkit.analysis.rows import row_digest
-from pktkit.analysis.table_parts import PacketPart, add_overlays_and_flows, latency_in_parts
+from pktkit.analysis.table_parts import (
+    PacketPart,
+    add_overlays_and_flows,
+    handshakes_in_parts,
+    latency_in_parts,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 IMPAIR = ["queue=5ms", "loss=0.02", "reorder=0.02", "duplicate=0.02"]
 SCENARIOS = {  # name: (scenario, flows, impaired)
     "docker-snat": ("docker-snat", None, False),
@@ -115,6 +120,19 @@ def test_latency_in_parts_is_exact(analyses: dict[str, Analysis], k: int) -> Non
         got = latency_in_parts(parts, analysis.handshakes, analysis.nat_flows)
         assert len(got) == len(analysis.latency) > 0, name
         pd.testing.assert_frame_equal(got, analysis.latency, obj=name)
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+def test_handshakes_in_parts(analyses: dict[str, Analysis], k: int) -> None:
+    """A handshake's SYN, SYN-ACK and ACK are three packets, mostly in three partitions: the
+    table (then named on the client, as analyze() names it) equals the single process's."""
+    for name, analysis in analyses.items():
+        parts = split(analysis, k)
+        add_overlays_and_flows(parts)
+        got = handshakes_in_parts(parts)
+        add_names(got, analysis.names, HANDSHAKE_NAMES, "syn_ts_ns", proto=6, after=True)
+        assert len(got) > 0, name
+        pd.testing.assert_frame_equal(got, analysis.handshakes, obj=name)
 
 
 def test_the_impaired_scenarios_have_what_is_tested(analyses: dict[str, Analysis]) -> None:

@@ -34,6 +34,7 @@ ack_ts_ns (capture clock), rtt_ns (ack − syn). The SYN is the last one before 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -54,7 +55,6 @@ from pktkit.analysis.rows import (
     row_digest,
     string_codes,
 )
-from pktkit.analysis.sightings import point_words
 from pktkit.capture.frame import empty_frame, typed_frame
 
 LATENCY_SCHEMA: dict[str, str] = {
@@ -208,58 +208,139 @@ def latency_table(wanted: WantedBins, parts: Sequence[pd.DataFrame]) -> pd.DataF
 
 
 def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
-    """One row per TCP handshake per capture point (see the module docstring)."""
+    """One row per TCP handshake per capture point (see the module docstring): the two
+    passes of :func:`handshake_openings`, :func:`pending_handshakes`,
+    :func:`handshake_acks` and :func:`handshake_table` on one partition."""
+    order = np.arange(len(packets))
+    pending = pending_handshakes([handshake_openings(packets, order=order)])
+    return handshake_table(pending, [handshake_acks(packets, pending, order=order)])
+
+
+@dataclass
+class Openings:
+    """Pass 1 of the handshakes over one partition: its SYNs (with the columns of the
+    handshakes table and ``row``, their place in the whole table) and its SYN-ACKs, each
+    keyed by its capture point and conversation (capture, interface, flow_id) and the
+    client's ISN. Its size: the partition's SYNs and SYN-ACKs, not its other packets."""
+
+    syns: pd.DataFrame
+    synacks: pd.DataFrame
+
+
+_POINT = ["capture", "interface_key", "flow_key"]  # a conversation at a capture point
+_KEY = [*_POINT, "isn"]
+_NO_INTERFACE = "\0"  # the interface key of a file that names none
+_WRAP = 1 << 32
+
+
+def _tcp_rows(packets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The TCP flags of every row (−1: none) and which rows can take part in a handshake
+    (flags, a sequence number, a time, no error)."""
     flags = int_column(packets, "tcp_flags")
     ok = ((flags >= 0) & (int_column(packets, "tcp_seq") >= 0)
           & (int_column(packets, "ts_ns") != NO_VALUE))
     if "error" in packets:
         ok &= packets["error"].isna().to_numpy()
+    return flags, ok
+
+
+def _points_at(packets: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The point key columns of some rows, as text and integers (the same in every
+    partition)."""
+    return {"capture": packets["capture"].astype("string").to_numpy(object, na_value="")[rows],
+            "interface_key": packets["interface"].astype("string").to_numpy(
+                object, na_value=_NO_INTERFACE)[rows],
+            "flow_key": int_column(packets, "flow_id", rows)}
+
+
+def handshake_openings(packets: pd.DataFrame, *, order: np.ndarray | None = None) -> Openings:
+    """Pass 1 (map): the SYNs and SYN-ACKs of one partition. ``order``: each row's place in
+    the whole table (default: the partition's index)."""
+    flags, ok = _tcp_rows(packets)
     syn = np.flatnonzero(ok & ((flags & 0x16) == 0x02))
     synack = np.flatnonzero(ok & ((flags & 0x16) == 0x12))
-    if not len(syn) or not len(synack):
-        return empty_frame(HANDSHAKES_SCHEMA)
-    ack_rows = np.flatnonzero(ok & ((flags & 0x17) == 0x10))
-    del flags, ok
-    point = row_digest(point_words(packets, "flow_id"), len(packets))  # a flow at a point
-    ack_rows = ack_rows[np.isin(point[ack_rows], point[synack])]
-    syn_point, synack_point, ack_point = point[syn], point[synack], point[ack_rows]
-    del point
+    order = packets.index.to_numpy(np.int64) if order is None else order
 
-    # from here on only the rows of the SYNs, SYN-ACKs and ACKs are read
     def column(name: str, rows: np.ndarray) -> np.ndarray:
         return int_column(packets, name, rows)
 
-    wrap = 1 << 32
-    syns = pd.DataFrame({"point": syn_point, "isn": column("tcp_seq", syn),
-                         "syn_ts_ns": column("ts_ns", syn), "row": syn})
-    synacks = pd.DataFrame({"point": synack_point,
-                            "isn": (column("tcp_ack", synack) - 1) % wrap,
+    syns = pd.DataFrame({**_points_at(packets, syn), "isn": column("tcp_seq", syn),
+                         "syn_ts_ns": column("ts_ns", syn), "row": order[syn]})
+    columns = packets[["capture", "node", "interface", "flow_id", "src", "sport", "dst",
+                       "dport"]].iloc[syn].reset_index(drop=True)
+    syns = pd.concat([syns, columns.add_prefix("table_")], axis=1)
+    synacks = pd.DataFrame({**_points_at(packets, synack),
+                            "isn": (column("tcp_ack", synack) - 1) % _WRAP,
                             "synack_seq": column("tcp_seq", synack),
-                            "synack_ts_ns": column("ts_ns", synack)})
-    key = ["point", "isn"]
-    synacks = synacks.sort_values("synack_ts_ns", kind="stable").drop_duplicates(key)
-    found = syns.merge(synacks, on=key)
+                            "synack_ts_ns": column("ts_ns", synack),
+                            "row": order[synack]})
+    return Openings(syns, synacks)
+
+
+def pending_handshakes(parts: Sequence[Openings]) -> pd.DataFrame:
+    """Pass 1 merged (client): per (point, ISN), the last SYN before the first SYN-ACK that
+    answers it; the ACK that completes it is pass 2's to find."""
+    syns = pd.concat([p.syns for p in parts], ignore_index=True)
+    synacks = pd.concat([p.synacks for p in parts], ignore_index=True)
+    # as one table in row order would have them
+    syns = syns.sort_values("row", kind="stable")
+    synacks = synacks.sort_values(["synack_ts_ns", "row"], kind="stable")
+    synacks = synacks.drop_duplicates(_KEY).drop(columns="row")
+    found = syns.merge(synacks, on=_KEY)
     found = found[found["syn_ts_ns"] <= found["synack_ts_ns"]]
-    found = found.sort_values("syn_ts_ns", kind="stable").drop_duplicates(key, keep="last")
-    # Only the ACKs that may complete one of these handshakes (their digests match; the
-    # merge decides): the others are many and are left out before it.
-    ack_isn = (column("tcp_seq", ack_rows) - 1) % wrap
-    ack_synack_seq = (column("tcp_ack", ack_rows) - 1) % wrap
-    wanted = np.isin(row_digest([ack_point, ack_isn, ack_synack_seq]),
-                     row_digest([found[name].to_numpy() for name in (*key, "synack_seq")]))
-    acks = pd.DataFrame({"point": ack_point[wanted], "isn": ack_isn[wanted],
-                         "synack_seq": ack_synack_seq[wanted],
-                         "ack_ts_ns": column("ts_ns", ack_rows[wanted])})
-    del ack_point, ack_isn, ack_synack_seq, wanted
-    found = found.merge(acks, on=[*key, "synack_seq"])
+    found = found.sort_values(["syn_ts_ns", "row"], kind="stable")
+    return found.drop_duplicates(_KEY, keep="last").reset_index(drop=True)
+
+
+def handshake_acks(packets: pd.DataFrame, pending: pd.DataFrame, *,
+                   order: np.ndarray | None = None) -> pd.DataFrame:
+    """Pass 2 (map): per pending handshake (its key and SYN-ACK sequence number), the
+    earliest ACK of the partition that completes it (not before its SYN-ACK). Its size: at
+    most the pending handshakes."""
+    flags, ok = _tcp_rows(packets)
+    ack_rows = np.flatnonzero(ok & ((flags & 0x17) == 0x10))
+    del flags, ok
+    ack_rows = ack_rows[np.isin(_local_points(packets, ack_rows),
+                                _local_points(packets, None, pending))]
+    acks = pd.DataFrame({**_points_at(packets, ack_rows),
+                         "isn": (int_column(packets, "tcp_seq", ack_rows) - 1) % _WRAP,
+                         "synack_seq": (int_column(packets, "tcp_ack", ack_rows) - 1) % _WRAP,
+                         "ack_ts_ns": int_column(packets, "ts_ns", ack_rows)})
+    found = pending[[*_KEY, "synack_seq", "synack_ts_ns"]].merge(acks,
+                                                                 on=[*_KEY, "synack_seq"])
     found = found[found["ack_ts_ns"] >= found["synack_ts_ns"]]
-    found = found.sort_values("ack_ts_ns", kind="stable").drop_duplicates(key)
+    return found.groupby(_KEY, sort=False)["ack_ts_ns"].min().reset_index()
+
+
+def _local_points(packets: pd.DataFrame, rows: np.ndarray | None,
+                  pending: pd.DataFrame | None = None) -> np.ndarray:
+    """A digest of the capture point and conversation of some rows of the partition, or of
+    the pending handshakes (in the partition's codes; −1: a point the partition lacks):
+    which of its many ACKs can complete a pending handshake, before any text is made."""
+    capture, captures = string_codes(packets["capture"])
+    interface, interfaces = string_codes(packets["interface"])
+    if pending is None:
+        return row_digest([capture[rows], interface[rows], int_column(packets, "flow_id", rows)])
+    capture_code = {label: i for i, label in enumerate(captures)}
+    interface_code = {label: i for i, label in enumerate(interfaces)} | {_NO_INTERFACE: -1}
+    local_capture = np.array([capture_code.get(c, -2) for c in pending["capture"]], np.int32)
+    local_interface = np.array([interface_code.get(i, -2) for i in pending["interface_key"]],
+                               np.int32)
+    return row_digest([local_capture, local_interface, pending["flow_key"].to_numpy(np.int64)])
+
+
+def handshake_table(pending: pd.DataFrame, parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The handshakes table from pass 1 merged and every partition's pass 2."""
+    acks = pd.concat(list(parts), ignore_index=True).groupby(_KEY, sort=False)[
+        "ack_ts_ns"].min().reset_index()
+    found = pending.merge(acks, on=_KEY)
+    if not len(found):
+        return empty_frame(HANDSHAKES_SCHEMA)
     found = found.sort_values(["syn_ts_ns", "row"], kind="stable").reset_index(drop=True)
-    rows = found["row"].to_numpy()
-    table = packets[["capture", "node", "interface", "flow_id", "src", "sport", "dst",
-                     "dport"]].iloc[rows].reset_index(drop=True)
+    table = found[[c for c in found if c.startswith("table_")]]
+    table = table.rename(columns=lambda c: c.removeprefix("table_"))
     for name in ("syn_ts_ns", "synack_ts_ns", "ack_ts_ns"):
-        table[name] = found[name].to_numpy()
+        table[name] = found[name].to_numpy(np.int64)
     table["rtt_ns"] = table["ack_ts_ns"] - table["syn_ts_ns"]
     return typed_frame(table, HANDSHAKES_SCHEMA)
 

@@ -13,6 +13,11 @@ partition:
   conversation keys, the groups its packets join, their first row),
   :func:`~pktkit.analysis.overlays.merge_conversations`,
   :func:`~pktkit.analysis.overlays.apply_conversations`;
+- ``handshakes`` (a TCP handshake's SYN, SYN-ACK and ACK are three packets, so maybe three
+  partitions): :func:`~pktkit.analysis.latency.handshake_openings` (map: the SYNs and
+  SYN-ACKs), :func:`~pktkit.analysis.latency.pending_handshakes` (merge: each SYN and its
+  SYN-ACK), :func:`~pktkit.analysis.latency.handshake_acks` (map: the earliest completing ACK
+  of each), :func:`~pktkit.analysis.latency.handshake_table`;
 - ``latency``: exact percentiles in two passes (:mod:`~pktkit.analysis.percentiles`):
   :func:`~pktkit.analysis.latency.latency_samples` → ``count_samples`` per partition,
   :func:`~pktkit.analysis.latency.latency_bins`, ``values_in_bins`` per partition,
@@ -32,10 +37,14 @@ import numpy as np
 import pandas as pd
 
 from pktkit.analysis.latency import (
+    handshake_acks,
+    handshake_openings,
     handshake_samples,
+    handshake_table,
     latency_bins,
     latency_samples,
     latency_table,
+    pending_handshakes,
 )
 from pktkit.analysis.overlays import (
     apply_conversations,
@@ -85,3 +94,9 @@ def latency_in_parts(parts: Sequence[PacketPart], handshakes: pd.DataFrame | Non
     samples.append(handshake_samples(handshakes))
     wanted = latency_bins([count_samples(s) for s in samples])
     return latency_table(wanted, [values_in_bins(s, wanted) for s in samples])
+
+
+def handshakes_in_parts(parts: Sequence[PacketPart]) -> pd.DataFrame:
+    """The handshakes table over all partitions (their packets with ``flow_id``)."""
+    pending = pending_handshakes([handshake_openings(p.packets) for p in parts])
+    return handshake_table(pending, [handshake_acks(p.packets, pending) for p in parts])
