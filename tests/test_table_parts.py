@@ -12,10 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_nat_flows import dump, entry
 
 import pktkit
+from pktkit.analysis.conntrack import read_conntrack
 from pktkit.analysis.latency import latency_bins, latency_samples
-from pktkit.analysis.naming import HANDSHAKE_NAMES, add_names
+from pktkit.analysis.naming import HANDSHAKE_NAMES, add_names, name_packets
+from pktkit.analysis.nat import (
+    NAT_FLOWS_COLUMNS,
+    count_connections,
+    merge_translations,
+    nat_flows,
+    observe_translations,
+)
 from pktkit.analysis.overlays import conversation_keys, overlay_columns
 from pktkit.analysis.percentiles import count_samples, values_in_bins
 from pktkit.analysis.pipeline import Analysis
@@ -25,18 +34,22 @@ from pktkit.analysis.table_parts import (
     add_overlays_and_flows,
     handshakes_in_parts,
     latency_in_parts,
+    nat_in_parts,
 )
 
 IMPAIR = ["queue=5ms", "loss=0.02", "reorder=0.02", "duplicate=0.02"]
 SCENARIOS = {  # name: (scenario, flows, impaired)
     "docker-snat": ("docker-snat", None, False),
     "docker-portmap": ("docker-portmap", None, False),
+    "flat-routed": ("flat-routed", None, False),  # no NAT: a dump it contradicts
     "k8s-nodeport": ("k8s-nodeport", None, False),
     "vxlan-overlay": ("vxlan-overlay", None, False),  # two tenants sharing pod addresses
     "vxlan-overlay-impaired": ("vxlan-overlay", 30, True),
     "k8s-nodeport-impaired": ("k8s-nodeport", 30, True),
 }
-COMPUTED = ["overlay_encap", "overlay_vni"]
+COMPUTED = ["overlay_encap", "overlay_vni", "nat_flow_id", "src_name", "dst_name",
+            "outer_src_name", "outer_dst_name"]
+NAMES = ["src_name", "dst_name", "outer_src_name", "outer_dst_name"]
 
 
 def _generate(tmp: Path, scenario: str, flows: int | None, impaired: bool) -> Path:
@@ -103,12 +116,11 @@ def test_overlays_and_conversations_in_parts(analyses: dict[str, Analysis], k: i
         parts = split(analysis, k)
         add_overlays_and_flows(parts)
         got, want = _joined(parts), analysis.packets
-        for column in COMPUTED:
+        for column in ("overlay_encap", "overlay_vni"):
             pd.testing.assert_series_equal(got[column], want[column], obj=f"{name} {column}")
         _same_ids(got["flow_id"], want["flow_id"])
         # numbered by the first row of each conversation, as in one process: the same ids
         pd.testing.assert_series_equal(got["flow_id"], want["flow_id"], obj=name)
-        assert list(got.columns) == list(want.columns)
 
 
 @pytest.mark.parametrize("k", [2, 3, 7])
@@ -117,6 +129,11 @@ def test_latency_in_parts_is_exact(analyses: dict[str, Analysis], k: int) -> Non
     no partition saw them all."""
     for name, analysis in analyses.items():
         parts = split(analysis, k)
+        add_overlays_and_flows(parts)
+        nat_in_parts(parts, None)
+        for part in parts:
+            name_packets(part.packets, analysis.names)
+        # the merged tables, named on the client (their equality: the tests above)
         got = latency_in_parts(parts, analysis.handshakes, analysis.nat_flows)
         assert len(got) == len(analysis.latency) > 0, name
         pd.testing.assert_frame_equal(got, analysis.latency, obj=name)
@@ -135,7 +152,58 @@ def test_handshakes_in_parts(analyses: dict[str, Analysis], k: int) -> None:
         pd.testing.assert_frame_equal(got, analysis.handshakes, obj=name)
 
 
-def test_the_impaired_scenarios_have_what_is_tested(analyses: dict[str, Analysis]) -> None:
+def _dump(analysis: Analysis, tmp: Path) -> pd.DataFrame | None:
+    """A conntrack dump of the analysis's node: every NAT flow as captured but the first
+    (its translated port changed: contradicted), and a NATed entry for a TCP connection the
+    captures show crossing a node untranslated."""
+    flows, packets = analysis.nat_flows, analysis.packets
+    on_node = packets.groupby(["packet_id", "node"], observed=True)["frame"].transform("size")
+    plain = packets[(packets["proto"] == 6) & (packets["tcp_flags"] == 0x02)
+                    & packets["nat_flow_id"].isna() & (on_node >= 2)]  # crossed a node
+    if not len(flows) and not len(plain):
+        return None
+    records = [dict(zip(NAT_FLOWS_COLUMNS, r, strict=False)) for r in
+               flows[NAT_FLOWS_COLUMNS].itertuples(index=False, name=None)]
+    lines = [entry("plain", f, xlat={"xlat_sport": 60001} if i == 0 else None)
+             for i, f in enumerate(records) if f["proto"] in (1, 6, 17)]
+    if len(plain):
+        syn = plain.iloc[0]
+        lines.append(entry("plain", {
+            "proto": 6, "orig_src": syn["src"], "orig_sport": int(syn["sport"]),
+            "orig_dst": syn["dst"], "orig_dport": int(syn["dport"]), "xlat_src": "192.0.2.1",
+            "xlat_sport": 40000, "xlat_dst": syn["dst"], "xlat_dport": int(syn["dport"])}))
+    tmp.mkdir(parents=True, exist_ok=True)
+    return read_conntrack(dump(tmp, lines))
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+def test_nat_flows_and_names_in_parts(analyses: dict[str, Analysis], k: int,
+                                      tmp_path: Path) -> None:
+    """nat_flows, nat_disagreements (against a dump that confirms, contradicts and is
+    contradicted) and every row's nat_flow_id equal one process's; names applied per
+    partition equal the single table's."""
+    for name, analysis in analyses.items():
+        dumps = _dump(analysis, tmp_path / name)
+        one = nat_flows(analysis.packets, conntrack=dumps)
+        parts = split(analysis, k)
+        add_overlays_and_flows(parts)
+        got = nat_in_parts(parts, dumps)
+        pd.testing.assert_frame_equal(got.flows, one.flows, obj=name)
+        pd.testing.assert_frame_equal(got.disagreements, one.disagreements, obj=name)
+        for part in parts:
+            name_packets(part.packets, analysis.names)
+        joined, want = _joined(parts), analysis.packets
+        pd.testing.assert_series_equal(joined["nat_flow_id"], want["nat_flow_id"], obj=name)
+        for column in NAMES:  # categoricals per partition: their values equal
+            pd.testing.assert_series_equal(joined[column].astype("string"),
+                                           want[column].astype("string"), obj=name)
+        assert list(joined.columns) == list(want.columns)
+        if len(one.flows):
+            assert set(one.flows["conntrack"]) >= {"confirmed", "contradicted"}, name
+
+
+def test_the_impaired_scenarios_have_what_is_tested(analyses: dict[str, Analysis],
+                                                    tmp_path: Path) -> None:
     """The reference set exercises NAT, two tenants and every latency metric the parts
     compute (not a vacuous comparison)."""
     metrics = set().union(*(set(a.latency["metric"]) for a in analyses.values()))
@@ -143,11 +211,17 @@ def test_the_impaired_scenarios_have_what_is_tested(analyses: dict[str, Analysis
     vxlan = analyses["vxlan-overlay"].packets
     assert vxlan["overlay_vni"].dropna().nunique() == 2
     assert len(analyses["docker-snat"].nat_flows) > 0
+    assert any("captures show it untranslated" in set(
+        nat_flows(a.packets, conntrack=_dump(a, tmp_path / n)).disagreements["reason"])
+        for n, a in analyses.items())
 
 
 def _partial_sizes(analysis: Analysis, k: int) -> tuple[int, int, int]:
     """Rows of every partition's partials: conversations, latency pass 1, latency pass 2."""
     parts = split(analysis, k)
+    for part in parts:
+        name_packets(part.packets, analysis.names)
+        part.packets["nat_flow_id"] = analysis.packets["nat_flow_id"]
     conversation = latency_1 = latency_2 = 0
     samples = []
     for part in parts:
@@ -181,3 +255,18 @@ def test_partials_do_not_grow_with_frames(tmp_path: Path) -> None:
                  zip(analysis.latency["min_ns"], analysis.latency["max_ns"], strict=True)]
         assert latency_1 <= 3 * sum(min(1024 * s + 1, n) + 1 for s, n in
                                     zip(spans, analysis.latency["count"], strict=True))
+
+
+def test_nat_partials_are_per_connection(tmp_path: Path) -> None:
+    """docker-snat with 10 and 40 flows: each partition's NAT partials hold a row per
+    translation pair and per connection it touches, not per packet."""
+    for flows in (10, 40):
+        analysis = pktkit.analyze(_generate(tmp_path, "docker-snat", flows, False))
+        parts = split(analysis, 3)
+        seen = [observe_translations(p.packets) for p in parts]
+        connections = merge_translations([s.partial for s in seen])
+        counted = [count_connections(s, connections, []) for s in seen]
+        k = len(analysis.nat_flows)
+        assert len(connections.orig) == k > 0
+        assert sum(len(s.partial) for s in seen) <= 3 * 2 * k < len(analysis.packets)
+        assert sum(len(c.partial.per_connection) for c in counted) <= 3 * k

@@ -13,6 +13,17 @@ partition:
   conversation keys, the groups its packets join, their first row),
   :func:`~pktkit.analysis.overlays.merge_conversations`,
   :func:`~pktkit.analysis.overlays.apply_conversations`;
+- ``nat_flows``, ``nat_disagreements`` and ``nat_flow_id``:
+  :func:`~pktkit.analysis.nat.observe_translations` (map: each (node, pre-NAT tuple,
+  post-NAT tuple) the partition's packets show, its earliest time, opener, answer and first
+  place in path order), :func:`~pktkit.analysis.nat.merge_translations` (merge: the
+  connections, oriented), :func:`~pktkit.analysis.nat.count_connections` (map: each row's
+  connection; per connection packets, bytes, first and last time; the conntrack dumps'
+  tuples its packets carried untranslated), :func:`~pktkit.analysis.nat.nat_flow_table`
+  (merge: the table, numbered, and the dumps' verdicts),
+  :func:`~pktkit.analysis.nat.apply_nat_flow_ids` (apply);
+- names (``src_name`` ...): per row from the identity map, broadcast
+  (:func:`~pktkit.analysis.naming.name_packets` on each partition);
 - ``handshakes`` (a TCP handshake's SYN, SYN-ACK and ACK are three packets, so maybe three
   partitions): :func:`~pktkit.analysis.latency.handshake_openings` (map: the SYNs and
   SYN-ACKs), :func:`~pktkit.analysis.latency.pending_handshakes` (merge: each SYN and its
@@ -45,6 +56,15 @@ from pktkit.analysis.latency import (
     latency_samples,
     latency_table,
     pending_handshakes,
+)
+from pktkit.analysis.nat import (
+    NatFlows,
+    apply_nat_flow_ids,
+    count_connections,
+    dump_tuples,
+    merge_translations,
+    nat_flow_table,
+    observe_translations,
 )
 from pktkit.analysis.overlays import (
     apply_conversations,
@@ -100,3 +120,19 @@ def handshakes_in_parts(parts: Sequence[PacketPart]) -> pd.DataFrame:
     """The handshakes table over all partitions (their packets with ``flow_id``)."""
     pending = pending_handshakes([handshake_openings(p.packets) for p in parts])
     return handshake_table(pending, [handshake_acks(p.packets, pending) for p in parts])
+
+
+def nat_in_parts(parts: Sequence[PacketPart], dumps: pd.DataFrame | None) -> NatFlows:
+    """The NAT flows over all partitions; each partition's packets gain ``nat_flow_id``.
+    ``dumps``: the conntrack dumps as one table (:func:`~pktkit.analysis.conntrack
+    .read_conntrack`), or None. ``packet_nat_flow_id`` of the result is empty: the ids are
+    the partitions' own column."""
+    seen = [observe_translations(p.packets) for p in parts]
+    connections = merge_translations([s.partial for s in seen])
+    check = dump_tuples(connections, dumps)
+    counted = [count_connections(s, connections, check) for s in seen]
+    del seen
+    table = nat_flow_table([c.partial for c in counted], connections, dumps)
+    for part, c in zip(parts, counted, strict=True):
+        part.packets["nat_flow_id"] = apply_nat_flow_ids(c, table)
+    return NatFlows(table.flows, pd.Series([], dtype="Int64"), table.disagreements)
