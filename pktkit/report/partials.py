@@ -11,7 +11,8 @@ keeps, × at most ``HEAD`` for a ``head``), never its rows.
 Aggregates (:class:`Agg`): ``sum`` (of integers; the valid rows), ``min``/``max`` (NA when no
 row is valid), ``first`` (the value of the group's first valid row in row order; its order
 kept beside it as ``<name>@``), ``head`` (the first ``HEAD`` values in row order, a list),
-``distinct`` (the set of distinct values).
+``distinct`` (the set of distinct values). ``first`` and ``head`` of a DataFrame take a
+tuple of its columns.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def aggregate(keys: dict[str, pd.Series], order: np.ndarray, aggs: dict[str, Agg
         elif agg.kind in ("first", "head"):
             take = 1 if agg.kind == "first" else HEAD
             g, rows = _first_rows(group, order, np.flatnonzero(valid), count, take)
-            values = pd.Series(agg.values).take(rows).tolist()
+            values = (list(agg.values.take(rows).itertuples(index=False, name=None))
+                      if isinstance(agg.values, pd.DataFrame)  # several columns: a tuple
+                      else pd.Series(agg.values).take(rows).tolist())
             if agg.kind == "first":
                 at = np.full(count, -1, np.int64)
                 at[g] = order[rows]
