@@ -7,6 +7,7 @@ leaves them), the columns and tables under test are dropped and computed again i
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,10 @@ from pktkit.analysis.table_parts import (
     latency_in_parts,
     nat_in_parts,
 )
+from pktkit.report.digest import summary
+from pktkit.report.tables import build_tables, report_partial, report_tables
 
+REPO = Path(__file__).resolve().parent.parent
 IMPAIR = ["queue=5ms", "loss=0.02", "reorder=0.02", "duplicate=0.02"]
 SCENARIOS = {  # name: (scenario, flows, impaired)
     "docker-snat": ("docker-snat", None, False),
@@ -270,3 +274,44 @@ def test_nat_partials_are_per_connection(tmp_path: Path) -> None:
         assert len(connections.orig) == k > 0
         assert sum(len(s.partial) for s in seen) <= 3 * 2 * k < len(analysis.packets)
         assert sum(len(c.partial.per_connection) for c in counted) <= 3 * k
+
+
+CORPUS_FILES = ["zeek__tcp-truncated-snaplen68.pcap", "ndpi__dns-fragmented.pcap"]
+
+
+@pytest.fixture(scope="module")
+def with_corpus(analyses: dict[str, Analysis]) -> dict[str, Analysis]:
+    """The scenarios, plus (when the corpus is there) real captures with snaplen-cut and
+    truncated frames (the errors table) and IP fragments."""
+    corpus = Path(os.environ.get("PKTKIT_CORPUS", REPO.parent / "shared" / "corpus"))
+    if not (corpus / "MANIFEST.tsv").is_file():
+        return analyses
+    return {**analyses, **{name: pktkit.analyze(corpus / name) for name in CORPUS_FILES}}
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+def test_report_tables_in_parts(with_corpus: dict[str, Analysis], k: int) -> None:
+    """Every report table (captures, overlays, overhead, flows, errors, checksums) merged
+    from partitions' partials equals build_tables of the whole table; so does the summary
+    made from them."""
+    for name, analysis in with_corpus.items():
+        packets = analysis.packets
+        part_of = row_digest([packets["packet_id"].to_numpy(np.int64)]).view(np.uint64) % k
+        given = {"underlay_mtu": analysis.underlay_mtu, "nat_flows": analysis.nat_flows,
+                 "hops": analysis.hops, "latency": analysis.latency,
+                 "clock_offsets": analysis.clock_offsets}
+        partials = [report_partial(packets[part_of == i], underlay_mtu=analysis.underlay_mtu)
+                    for i in range(k)]
+        got = report_tables(partials, read_stats=packets.attrs.get("read_stats", []),
+                            payload_estimated="l4_payload_len" not in packets, **given)
+        want = build_tables(packets, **given)
+        assert list(got) == list(want)
+        for table in want:
+            pd.testing.assert_frame_equal(got[table], want[table], obj=f"{name} {table}")
+            assert got[table].attrs == want[table].attrs
+        assert summary(got) == summary(want)
+    if CORPUS_FILES[0] not in with_corpus:
+        return
+    errors = build_tables(with_corpus[CORPUS_FILES[0]].packets)["errors"]
+    assert set(errors["reason"]) >= {"snaplen-cut", "truncated"}
+    assert errors["frames"].str.endswith("…").any()  # more than HEAD - 1 frames
