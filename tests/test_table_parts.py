@@ -27,7 +27,7 @@ from pktkit.analysis.nat import (
     observe_translations,
 )
 from pktkit.analysis.overlays import conversation_keys, overlay_columns
-from pktkit.analysis.percentiles import count_samples, values_in_bins
+from pktkit.analysis.percentiles import count_samples, merge_counts, values_in_bins
 from pktkit.analysis.pipeline import Analysis
 from pktkit.analysis.rows import row_digest
 from pktkit.analysis.table_parts import (
@@ -38,6 +38,7 @@ from pktkit.analysis.table_parts import (
     nat_in_parts,
 )
 from pktkit.report.digest import summary
+from pktkit.report.plot import CDF_POINTS, cdf_curves, cdf_ranks, cdf_samples, latency_cdf
 from pktkit.report.tables import build_tables, report_partial, report_tables
 
 REPO = Path(__file__).resolve().parent.parent
@@ -315,3 +316,39 @@ def test_report_tables_in_parts(with_corpus: dict[str, Analysis], k: int) -> Non
     errors = build_tables(with_corpus[CORPUS_FILES[0]].packets)["errors"]
     assert set(errors["reason"]) >= {"snaplen-cut", "truncated"}
     assert errors["frames"].str.endswith("…").any()  # more than HEAD - 1 frames
+
+
+def _cdf_in_parts(hops: pd.DataFrame, k: int, by: str) -> tuple[list, int]:
+    part_of = row_digest([hops["packet_id"].to_numpy(np.int64)]).view(np.uint64) % k \
+        if "packet_id" in hops else np.arange(len(hops)) % k
+    samples = [cdf_samples(hops[part_of == i], by) for i in range(k)]
+    wanted, scopes = cdf_ranks(merge_counts([count_samples(s) for s in samples]), 10)
+    return cdf_curves(wanted, [values_in_bins(s, wanted) for s in samples]), scopes
+
+
+def _lines(figure: object) -> list:
+    return [(line.get_label(), line.get_xdata().tolist(), line.get_ydata().tolist())
+            for line in figure.axes[0].lines]
+
+
+@pytest.mark.parametrize("k", [2, 7])
+def test_latency_cdf_in_parts(analyses: dict[str, Analysis], k: int) -> None:
+    """The latency CDF figures drawn from partitions' partials have the lines of the single
+    table's; with 20,000 samples a scope is drawn through CDF_POINTS ranks, each the exact
+    sorted sample."""
+    for analysis in analyses.values():
+        for by in ("hop", "node_pair"):
+            want = _lines(latency_cdf(analysis.hops, by=by))
+            assert _lines(latency_cdf(None, by=by, curves=_cdf_in_parts(analysis.hops, k, by))) \
+                == want
+    rng = np.random.default_rng(5)
+    delays = (40_000 + rng.pareto(1.5, 20_000) * 5_000).astype(np.int64)
+    table = pd.DataFrame({"scope": np.where(rng.random(20_000) < 0.7, "a → b", "b → a"),
+                          "delay_ns": pd.array(delays, dtype="Int64")})
+    (curves, scopes) = _cdf_in_parts(table, k, "hop")
+    assert scopes == 2
+    for label, xs, ys, count in curves:
+        mine = np.sort(delays[table["scope"] == label])
+        ranks = np.unique(np.linspace(0, count - 1, CDF_POINTS).round().astype(np.int64))
+        assert np.array_equal(xs, mine[ranks].astype(float)) and len(xs) <= CDF_POINTS
+        assert np.array_equal(ys, (ranks + 1) / count)

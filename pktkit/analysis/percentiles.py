@@ -9,13 +9,15 @@ in two passes without bringing the samples to one place:
    sign, the binary exponent and the top 10 bits of the mantissa, so a bin spans 1/1024 of
    its values' magnitude or one integer; bins are the same in every partition and ordered
    like their values). Its size: groups × occupied bins, not samples.
-2. :func:`wanted_bins` (client): the merged counts; for each percentile, the ranks it needs
-   (the two order statistics around its position) and the bin holding each rank.
+2. :func:`wanted_bins` (client): the merged counts (:func:`merge_counts`); for each
+   percentile, the ranks it needs (the two order statistics around its position) and the bin
+   holding each rank (:func:`locate_ranks`, which takes any ranks: a CDF's).
 3. :func:`values_in_bins` (per partition): each wanted bin's distinct values with their
    counts. Its size: at most the samples in those bins, and at most the distinct integers a
    bin spans (1 + value/1024); in practice a few values each.
-4. :func:`percentile_table` (client): each rank's value (the bin's values in order, counted
-   from the samples below the bin), interpolated as numpy interpolates.
+4. :func:`percentile_table` (client): each rank's value (:func:`rank_values`: the bin's
+   values in order, counted from the samples below the bin), interpolated as numpy
+   interpolates.
 
 With one partition this is the single-process computation; :func:`pktkit.analysis.latency
 .latency` runs it so.
@@ -122,9 +124,18 @@ def _ranks(count: np.ndarray, percent: float) -> tuple[np.ndarray, np.ndarray, n
     return low, high, gamma
 
 
-def wanted_bins(parts: Sequence[SampleCounts], percents: Sequence[float]) -> WantedBins:
-    """Pass 1 merged (module docstring): the groups' totals and the bin of every rank the
-    percentiles need."""
+@dataclass
+class MergedCounts:
+    """Pass 1 of all partitions merged: ``groups`` (metric, scope, count, min, max, first;
+    in order of first sample) and ``hist`` (metric, scope, bin, count, below: the group's
+    samples in lower bins)."""
+
+    groups: pd.DataFrame
+    hist: pd.DataFrame
+
+
+def merge_counts(parts: Sequence[SampleCounts]) -> MergedCounts:
+    """Pass 1 merged (client): each group's totals and its histogram."""
     groups = pd.concat([p.groups for p in parts], ignore_index=True)
     groups = groups.groupby(GROUP, sort=False).agg(
         count=("count", "sum"), min=("min", "min"), max=("max", "max"),
@@ -133,25 +144,37 @@ def wanted_bins(parts: Sequence[SampleCounts], percents: Sequence[float]) -> Wan
     hist = pd.concat([p.bins for p in parts], ignore_index=True)
     hist = hist.groupby([*GROUP, "bin"], sort=True)["count"].sum().reset_index()
     hist["below"] = hist.groupby(GROUP, sort=False)["count"].cumsum() - hist["count"]
-    count = groups["count"].to_numpy(np.int64)
-    needed = []
-    for percent in percents:
-        low, high, _ = _ranks(count, percent)
-        for rank in (low, high):
-            needed.append(groups[GROUP].assign(rank=rank))
-    ranks = pd.concat(needed, ignore_index=True).drop_duplicates() if needed else \
-        pd.DataFrame({c: [] for c in [*GROUP, "rank"]})
-    # each rank's bin: the last bin of its group whose samples below it are at most the rank
+    return MergedCounts(groups, hist)
+
+
+def locate_ranks(counts: MergedCounts, ranks: pd.DataFrame) -> WantedBins:
+    """The bin holding each wanted rank (``ranks``: metric, scope, rank; 0-based among the
+    group's samples in order)."""
+    hist = counts.hist
     located = []
-    for key, wanted in ranks.groupby(GROUP, sort=False):
+    for key, wanted in ranks.drop_duplicates().groupby(GROUP, sort=False):
         of = hist[(hist["metric"] == key[0]) & (hist["scope"] == key[1])]
+        # the last bin whose samples below it are at most the rank
         at = np.searchsorted(of["below"].to_numpy(), wanted["rank"].to_numpy(),
                              side="right") - 1
         located.append(wanted.assign(bin=of["bin"].to_numpy()[at],
                                      below=of["below"].to_numpy()[at]))
-    ranks = pd.concat(located, ignore_index=True) if located else \
+    found = pd.concat(located, ignore_index=True) if located else \
         pd.DataFrame({c: [] for c in [*GROUP, "rank", "bin", "below"]})
-    return WantedBins(groups, ranks)
+    return WantedBins(counts.groups, found)
+
+
+def wanted_bins(parts: Sequence[SampleCounts], percents: Sequence[float]) -> WantedBins:
+    """Pass 1 merged (module docstring): the groups' totals and the bin of every rank the
+    percentiles need."""
+    counts = merge_counts(parts)
+    groups = counts.groups
+    count = groups["count"].to_numpy(np.int64)
+    needed = [groups[GROUP].assign(rank=rank) for percent in percents
+              for rank in _ranks(count, percent)[:2]]
+    ranks = pd.concat(needed, ignore_index=True) if needed else \
+        pd.DataFrame({c: [] for c in [*GROUP, "rank"]})
+    return locate_ranks(counts, ranks)
 
 
 def values_in_bins(samples: Iterable[Sampled], wanted: WantedBins) -> pd.DataFrame:
@@ -190,10 +213,9 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     return out
 
 
-def percentile_table(wanted: WantedBins, parts: Sequence[pd.DataFrame],
-                     percents: Sequence[tuple[str, float]]) -> pd.DataFrame:
-    """Per group (in order of first sample): metric, scope, count, min, the percentiles
-    (float, as ``np.percentile``; columns named by ``percents``) and max."""
+def rank_values(wanted: WantedBins, parts: Sequence[pd.DataFrame]
+                ) -> dict[tuple[str, str, int], int]:
+    """(metric, scope, rank) → the sample at that rank, from every partition's pass 2."""
     values = pd.concat(list(parts), ignore_index=True)
     values = values.groupby([*GROUP, "bin", "value"], sort=True)["count"].sum().reset_index()
     # each value's rank range within its group: below its bin, then the bin's values in order
@@ -201,16 +223,26 @@ def percentile_table(wanted: WantedBins, parts: Sequence[pd.DataFrame],
     ranks = wanted.ranks.merge(values, on=[*GROUP, "bin"], how="left")
     ranks = ranks[ranks["rank"] < ranks["below"] + ranks["end"]]
     ranks = ranks.sort_values("end", kind="stable").drop_duplicates([*GROUP, "rank"])
-    value_at = dict(zip(zip(ranks["metric"], ranks["scope"], ranks["rank"], strict=True),
-                        ranks["value"].astype(np.int64), strict=True))
+    return dict(zip(zip(ranks["metric"], ranks["scope"], ranks["rank"].astype(np.int64),
+                        strict=True),
+                    ranks["value"].astype(np.int64).tolist(), strict=True))
+
+
+def percentile_table(wanted: WantedBins, parts: Sequence[pd.DataFrame],
+                     percents: Sequence[tuple[str, float]]) -> pd.DataFrame:
+    """Per group (in order of first sample): metric, scope, count, min, the percentiles
+    (float, as ``np.percentile``; columns named by ``percents``) and max."""
+    value_at = rank_values(wanted, parts)
     groups = wanted.groups
     count = groups["count"].to_numpy(np.int64)
     table = groups[GROUP].assign(count=count, min=groups["min"].to_numpy(np.int64))
     keys = list(zip(groups["metric"], groups["scope"], strict=True))
     for column, percent in percents:
         low, high, gamma = _ranks(count, percent)
-        a = np.array([value_at[(*k, r)] for k, r in zip(keys, low, strict=True)], np.int64)
-        b = np.array([value_at[(*k, r)] for k, r in zip(keys, high, strict=True)], np.int64)
+        a = np.array([value_at[(*k, r)] for k, r in zip(keys, low.tolist(), strict=True)],
+                     np.int64)
+        b = np.array([value_at[(*k, r)] for k, r in zip(keys, high.tolist(), strict=True)],
+                     np.int64)
         table[column] = _lerp(a, b, gamma) if len(keys) else np.zeros(0)
     table["max"] = groups["max"].to_numpy(np.int64)
     return table

@@ -12,7 +12,7 @@ below them, so that they hide no data.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import ScaledTranslation
 
+from pktkit.analysis.percentiles import (
+    MergedCounts,
+    Sampled,
+    WantedBins,
+    count_samples,
+    locate_ranks,
+    merge_counts,
+    rank_values,
+    values_in_bins,
+)
 from pktkit.analysis.rows import Rows, group_rows, group_sum, tunnel_rows
 from pktkit.report.labels import nat_tuple, overlay_label
 
@@ -111,15 +121,59 @@ def _delay_scopes(data: pd.DataFrame, by: str) -> tuple[list[str], np.ndarray, n
 CDF_POINTS = 4096  # a CDF drawn through this many ranks differs by < 1 pixel from all of them
 
 
-def _cdf_points(sorted_delays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The empirical CDF of sorted delays as (x, fraction ≤ x): every sample up to CDF_POINTS,
-    else CDF_POINTS evenly spaced ranks including the first and the last (a line of 400k
-    steps would cost tens of MB to draw and look the same)."""
-    count = len(sorted_delays)
+def _cdf_ranks(count: int) -> np.ndarray:
+    """The ranks a CDF of ``count`` sorted delays is drawn through: every sample up to
+    CDF_POINTS, else CDF_POINTS evenly spaced ranks including the first and the last (a line
+    of 400k steps would cost tens of MB to draw and look the same)."""
     ranks = np.arange(count)
     if count > CDF_POINTS:
         ranks = np.unique(np.linspace(0, count - 1, CDF_POINTS).round().astype(np.int64))
-    return sorted_delays[ranks], (ranks + 1) / count
+    return ranks
+
+
+Curve = tuple[str, np.ndarray, np.ndarray, int]  # label, x (ns), fraction ≤ x, samples
+
+
+def cdf_samples(data: pd.DataFrame, by: str) -> list[Sampled]:
+    """The delays of one partition of the hops table (or of any table with ``scope`` and
+    ``delay_ns``) per scope, for :func:`cdf_ranks`; each sample's order is its hops row's
+    (packet_id, hop), else its index."""
+    scopes, scope_of_row, delay_ns = _delay_scopes(data, by)
+    with_delay = np.flatnonzero(~Rows(data).isna("delay_ns"))
+    if {"packet_id", "hop"} <= set(data):
+        order = ((data["packet_id"].to_numpy(np.int64)[with_delay] << 20)
+                 | data["hop"].to_numpy(np.int64)[with_delay])
+    else:
+        order = data.index.to_numpy(np.int64)[with_delay]
+    scoped = scope_of_row >= 0
+    return [Sampled(by, scope_of_row[scoped], scopes, delay_ns[scoped].astype(np.int64),
+                    order[scoped])]
+
+
+def cdf_ranks(counts: MergedCounts, max_lines: int) -> tuple[WantedBins, int]:
+    """The ranks the ``max_lines`` busiest scopes' CDFs need (ties: the first seen), located
+    in the merged histograms; and how many scopes there are."""
+    groups = counts.groups
+    busiest = sorted(range(len(groups)), key=lambda i: -groups["count"].iloc[i])[:max_lines]
+    ranks = [pd.DataFrame({"metric": groups["metric"].iloc[i], "scope": groups["scope"].iloc[i],
+                           "rank": _cdf_ranks(int(groups["count"].iloc[i]))}) for i in busiest]
+    wanted = locate_ranks(counts, pd.concat(ranks, ignore_index=True) if ranks
+                          else pd.DataFrame({"metric": [], "scope": [], "rank": []}))
+    wanted.groups = groups.iloc[busiest].reset_index(drop=True)
+    return wanted, len(groups)
+
+
+def cdf_curves(wanted: WantedBins, parts: Sequence[pd.DataFrame]) -> list[Curve]:
+    """The busiest scopes' CDF curves, exact at their ranks, from every partition's pass 2
+    (:func:`pktkit.analysis.percentiles.values_in_bins`)."""
+    value_at = rank_values(wanted, parts)
+    curves = []
+    for metric, scope, count in zip(wanted.groups["metric"], wanted.groups["scope"],
+                                    wanted.groups["count"].astype(int), strict=True):
+        ranks = _cdf_ranks(count)
+        xs = np.array([value_at[(metric, scope, r)] for r in ranks.tolist()], np.float64)
+        curves.append((scope, xs, (ranks + 1) / count, count))
+    return curves
 
 
 def latency_cdf(
@@ -128,44 +182,46 @@ def latency_cdf(
     *,
     by: str = "hop",
     max_lines: int = 10,
+    curves: tuple[list[Curve], int] | None = None,
 ) -> Figure:
     """CDF of delays per hop (``by="hop"``) or per node pair (``by="node_pair"``).
 
     ``data`` is the correlation's hops table (``delay_ns`` per sighting, ``from_node``,
     ``from_interface``, ``node``, ``interface``) or any table with ``scope`` and
-    ``delay_ns``: one step curve per scope from every sample. Given the latency table
-    (``metric``, ``scope``, ``min_ns`` … ``max_ns``) it draws each scope's percentiles of
-    that metric, joined, as an approximate CDF. The ``max_lines`` busiest scopes are shown.
+    ``delay_ns``: one step curve per scope from every sample (exact at up to CDF_POINTS
+    ranks: :func:`cdf_samples`, :func:`cdf_ranks`, :func:`cdf_curves` on one partition).
+    Given the latency table (``metric``, ``scope``, ``min_ns`` … ``max_ns``) it draws each
+    scope's percentiles of that metric, joined, as an approximate CDF. The ``max_lines``
+    busiest scopes are shown. ``curves``: the busiest curves and the number of scopes,
+    already made from partitions (then ``data`` is not read).
     """
     if by not in LATENCY_SCOPES:
         raise ValueError(f"by={by!r}: choose one of {', '.join(LATENCY_SCOPES)}")
     fig, ax = _canvas(ax, (FIGSIZE[0], FIGSIZE[1] + _legend_height(max_lines)))
     title = f"Latency CDF per {LATENCY_SCOPES[by]}"
-    curves: list[tuple[str, np.ndarray, np.ndarray, int]] = []  # label, x (ns), y, samples
-    if data is not None and "delay_ns" in data:
-        scopes, scope_of_row, delay_ns = _delay_scopes(data, by)
-        samples = np.bincount(scope_of_row[scope_of_row >= 0], minlength=len(scopes))
-        scope_count = len(scopes)
-        # the samples of the busiest scopes only (ties: the first seen): those are drawn
-        for number in sorted(range(scope_count), key=lambda i: -samples[i])[:max_lines]:
-            delays = np.sort(delay_ns[scope_of_row == number])
-            curves.append((scopes[number], *_cdf_points(delays), len(delays)))
-        del scope_of_row, delay_ns
+    found: list[Curve] = []
+    if curves is not None:
+        found, scope_count = curves
+    elif data is not None and "delay_ns" in data:
+        samples = cdf_samples(data, by)
+        wanted, scope_count = cdf_ranks(merge_counts([count_samples(samples)]), max_lines)
+        found = cdf_curves(wanted, [values_in_bins(samples, wanted)])
+        del samples
     elif data is not None and "p50_ns" in data:
         for row in data[data["metric"] == by].itertuples(index=False):
             points = [(getattr(row, col), q) for col, q in PERCENTILES]
             points = [(float(x), q) for x, q in points if not pd.isna(x)]
             if points:
                 xs, ys = zip(*points, strict=True)
-                curves.append((f"{row.scope} (percentiles)", np.array(xs), np.array(ys),
-                               int(row.count)))
-        scope_count = len(curves)
+                found.append((f"{row.scope} (percentiles)", np.array(xs), np.array(ys),
+                              int(row.count)))
+        scope_count = len(found)
     else:
         scope_count = 0
     if not scope_count:
         return _no_data(fig, ax, title, f"no {LATENCY_SCOPES[by]} delays (run the correlation)")
-    curves.sort(key=lambda c: -c[3])
-    shown = curves[:max_lines]
+    found.sort(key=lambda c: -c[3])
+    shown = found[:max_lines]
     lowest = min(float(xs.min()) for _, xs, _, _ in shown)
     highest = max(float(xs.max()) for _, xs, _, _ in shown)
     # the scale before the lines: a line made on a linear axis keeps a second copy of its
