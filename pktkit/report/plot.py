@@ -131,6 +131,12 @@ def _cdf_ranks(count: int) -> np.ndarray:
     return ranks
 
 
+def _cdf_points(sorted_delays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The empirical CDF of sorted delays as (x, fraction ≤ x) at :func:`_cdf_ranks`."""
+    ranks = _cdf_ranks(len(sorted_delays))
+    return sorted_delays[ranks], (ranks + 1) / len(sorted_delays)
+
+
 Curve = tuple[str, np.ndarray, np.ndarray, int]  # label, x (ns), fraction ≤ x, samples
 
 
