@@ -38,7 +38,16 @@ from pktkit.analysis.table_parts import (
     nat_in_parts,
 )
 from pktkit.report.digest import summary
-from pktkit.report.plot import CDF_POINTS, cdf_curves, cdf_ranks, cdf_samples, latency_cdf
+from pktkit.report.plot import (
+    CDF_POINTS,
+    cdf_curves,
+    cdf_ranks,
+    cdf_samples,
+    latency_cdf,
+    throughput,
+    throughput_partial,
+    throughput_window,
+)
 from pktkit.report.tables import build_tables, report_partial, report_tables
 
 REPO = Path(__file__).resolve().parent.parent
@@ -352,3 +361,23 @@ def test_latency_cdf_in_parts(analyses: dict[str, Analysis], k: int) -> None:
         ranks = np.unique(np.linspace(0, count - 1, CDF_POINTS).round().astype(np.int64))
         assert np.array_equal(xs, mine[ranks].astype(float)) and len(xs) <= CDF_POINTS
         assert np.array_equal(ys, (ranks + 1) / count)
+
+
+@pytest.mark.parametrize("k", [2, 7])
+def test_throughput_in_parts(analyses: dict[str, Analysis], k: int) -> None:
+    """The throughput figure from partitions' binned bits (start and bin width from the
+    merged captures and overlays tables) has the single table's lines."""
+    drawn = 0
+    for analysis in analyses.values():
+        packets = analysis.packets
+        window = throughput_window(build_tables(packets))
+        want = _lines(throughput(packets))
+        if window is None:
+            assert want == []
+            continue
+        start, width = window
+        part_of = row_digest([packets["packet_id"].to_numpy(np.int64)]).view(np.uint64) % k
+        partials = [throughput_partial(packets[part_of == i], start, width) for i in range(k)]
+        assert _lines(throughput(None, partials=(partials, width))) == want
+        drawn += len(want)
+    assert drawn >= 4

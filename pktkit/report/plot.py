@@ -30,8 +30,9 @@ from pktkit.analysis.percentiles import (
     rank_values,
     values_in_bins,
 )
-from pktkit.analysis.rows import Rows, group_rows, group_sum, tunnel_rows
+from pktkit.analysis.rows import Rows, group_rows, tunnel_rows
 from pktkit.report.labels import nat_tuple, overlay_label
+from pktkit.report.partials import Agg, aggregate, merge
 
 FIGSIZE = (8.0, 4.5)
 SMALL = 7  # legend and annotation font size
@@ -304,12 +305,16 @@ def _rate_axis(peak_bps: float) -> tuple[float, str]:
     return 1.0, "bit/s"
 
 
+THROUGHPUT_KINDS = {"bits": "sum", "overlay": "first"}
+
+
 def throughput(
     packets: pd.DataFrame | None,
     ax: Axes | None = None,
     *,
     bin_ns: int | None = None,
     max_lines: int = 8,
+    partials: tuple[Sequence[pd.DataFrame], int] | None = None,
 ) -> Figure:
     """Tunnelled throughput over time, one line per (encap, VNI) and capture.
 
@@ -317,52 +322,43 @@ def throughput(
     points (eth0 of both nodes): summing them would count it twice. One colour per VNI;
     its first capture a wide pale band, the others thin lines inside it. Wire bytes per bin of
     ``bin_ns`` (default: about 60 bins over the span), as bit/s; time in seconds since the
-    first packet of the table. The ``max_lines`` heaviest lines are shown.
+    first packet of the table. The ``max_lines`` heaviest lines are shown. ``partials``:
+    every partition's :func:`throughput_partial` and the bin width they used (then
+    ``packets`` is not read; :func:`throughput_window` gives the start and the width).
     """
     fig, ax = _canvas(ax, (FIGSIZE[0], FIGSIZE[1] + _legend_height(max_lines)))
     title = "Throughput per VNI over time"
-    if packets is None or packets.empty:
-        return _no_data(fig, ax, title, "no packets")
-    start = packets["ts_ns"].min()
-    encap, names = Rows(packets).encap_codes()
-    tunnelled = np.flatnonzero(tunnel_rows(encap, names) & packets["ts_ns"].notna().to_numpy())
-    if not len(tunnelled):
+    if partials is None:
+        if packets is None or packets.empty:
+            return _no_data(fig, ax, title, "no packets")
+        start = packets["ts_ns"].min()
+        encap, names = Rows(packets).encap_codes()
+        tunnelled = tunnel_rows(encap, names) & packets["ts_ns"].notna().to_numpy()
+        if not tunnelled.any():
+            return _no_data(fig, ax, title, "no tunnelled traffic")
+        last = int(packets["ts_ns"].to_numpy("int64", na_value=0)[tunnelled].max())
+        width = bin_ns or _nice_bin_ns(float(last - start))
+        partials = ([throughput_partial(packets, int(start), width,
+                                        order=np.arange(len(packets)))], width)
+    merged = merge(list(partials[0]), ["series", "bin"], THROUGHPUT_KINDS)
+    width = partials[1]
+    if not len(merged):
         return _no_data(fig, ax, title, "no tunnelled traffic")
-    rows = Rows(packets, tunnelled)
-    offset_ns = rows.values("ts_ns", "int64", 0) - start
-    width = bin_ns or _nice_bin_ns(float(offset_ns.max()))
-    time_bin = offset_ns // width
-    del offset_ns
-    # a line per (overlay, capture): labelled once per distinct (encap, vni, capture)
-    encap = encap[tunnelled]
-    combination, first = group_rows(encap, rows.codes("vni"), rows.codes("capture"))
-    series_of: dict[str, int] = {}  # label → its number
-    overlay_of: dict[str, str] = {}  # label → its overlay, from the label's first row
-    numbers = np.empty(len(first), dtype=np.int64)  # per combination
-    for index, (encap_name, vni, capture) in enumerate(zip(
-            [names[code] for code in encap[first].tolist()], rows.take("vni", first).tolist(),
-            rows.take("capture", first).tolist(), strict=True)):
-        overlay = overlay_label(encap_name, vni)
-        series = f"{overlay} · {capture}"
-        overlay_of.setdefault(series, overlay)
-        numbers[index] = series_of.setdefault(series, len(series_of))
-    series_of_row = numbers[combination]
-    del combination, encap
-    bits = rows.values("wire_len", "int64", 0) * 8
-    labels = sorted(series_of)  # as groupby orders them
-    heaviest = pd.Series(group_sum(series_of_row, len(series_of), bits)[
-        [series_of[label] for label in labels]], index=pd.Index(labels)).sort_values(
+    # a line per (overlay, capture); its overlay from its first row
+    first_bin = merged.sort_values("order", kind="stable").drop_duplicates("series")
+    overlay_of = dict(zip(first_bin["series"], first_bin["overlay"], strict=True))
+    labels = sorted(overlay_of)  # as groupby orders them
+    bits = merged.groupby("series", sort=True)["bits"].sum()
+    heaviest = pd.Series(bits[labels].to_numpy(), index=pd.Index(labels)).sort_values(
         ascending=False)
     shown = list(heaviest.index[:max_lines])
     # bits per time bin (rows) and shown line (columns, in label order, as pivot_table has them)
     columns = sorted(shown)
-    column_of = np.full(len(series_of), -1, dtype=np.int64)
-    column_of[[series_of[label] for label in columns]] = np.arange(len(columns))
-    column = column_of[series_of_row]
-    drawn = column >= 0
-    binned = np.zeros((int(time_bin.max()) + 1, len(columns)), dtype=np.int64)
-    np.add.at(binned, (time_bin[drawn], column[drawn]), bits[drawn])
-    del time_bin, column, drawn, bits, series_of_row
+    binned = np.zeros((int(merged["bin"].max()) + 1, len(columns)), dtype=np.int64)
+    drawn = merged[merged["series"].isin(columns)]
+    np.add.at(binned, (drawn["bin"].to_numpy(np.int64),
+                       [columns.index(series) for series in drawn["series"]]),
+              drawn["bits"].to_numpy(np.int64))
     rate = pd.DataFrame(binned, columns=pd.Index(columns)) * (1e9 / width)
     scale, unit = _rate_axis(float(rate.to_numpy().max()))
     seconds = rate.index.to_numpy() * width / 1e9
@@ -382,6 +378,46 @@ def throughput(
     ax.set_ylabel(f"throughput ({unit})")
     return _finish_lines(fig, ax, title, f"the {max_lines} heaviest",
                          len(heaviest) > max_lines, len(heaviest))
+
+
+def throughput_window(tables: Mapping[str, pd.DataFrame],
+                      bin_ns: int | None = None) -> tuple[int, int] | None:
+    """The throughput plot's start (the first packet) and bin width from the merged report
+    tables (captures' first time, overlays' last), as :func:`throughput` finds them in the
+    packet table; None without tunnelled traffic."""
+    captures, overlays = tables.get("captures"), tables.get("overlays")
+    if captures is None or overlays is None or not len(overlays) \
+            or overlays["last_ts_ns"].isna().all():
+        return None
+    start = int(captures["first_ts_ns"].min())
+    return start, bin_ns or _nice_bin_ns(float(int(overlays["last_ts_ns"].max()) - start))
+
+
+def throughput_partial(packets: pd.DataFrame, start: int, width: int, *,
+                       order: np.ndarray | None = None) -> pd.DataFrame:
+    """One partition's tunnelled wire bits per (line, time bin of ``width`` from ``start``),
+    and each line's overlay from its first row: at most lines × bins rows."""
+    order = packets.index.to_numpy(np.int64) if order is None else order
+    encap, names = Rows(packets).encap_codes()
+    tunnelled = np.flatnonzero(tunnel_rows(encap, names) & packets["ts_ns"].notna().to_numpy())
+    rows = Rows(packets, tunnelled)
+    time_bin = (rows.values("ts_ns", "int64", 0) - start) // width
+    # a line per (overlay, capture): labelled once per distinct (encap, vni, capture)
+    encap = encap[tunnelled]
+    combination, first = group_rows(encap, rows.codes("vni"), rows.codes("capture"))
+    series, overlay = [], []
+    for encap_name, vni, capture in zip(
+            [names[code] for code in encap[first].tolist()], rows.take("vni", first).tolist(),
+            rows.take("capture", first).tolist(), strict=True):
+        overlay.append(overlay_label(encap_name, vni))
+        series.append(f"{overlay[-1]} · {capture}")
+    labels = list(dict.fromkeys(series))
+    code = np.array([labels.index(label) for label in series], np.int64)
+    return aggregate(
+        {"series": pd.Series(pd.Categorical.from_codes(code[combination], labels)),
+         "bin": pd.Series(time_bin)}, order[tunnelled],
+        {"bits": Agg("sum", rows.values("wire_len", "int64", 0) * 8),
+         "overlay": Agg("first", np.array(overlay, dtype=object)[combination])})
 
 
 # -- NAT -----------------------------------------------------------------------------------
