@@ -213,7 +213,7 @@ def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
     :func:`handshake_acks` and :func:`handshake_table` on one partition."""
     order = np.arange(len(packets))
     pending = pending_handshakes([handshake_openings(packets, order=order)])
-    return handshake_table(pending, [handshake_acks(packets, pending, order=order)])
+    return handshake_table(pending, [handshake_acks(packets, pending)])
 
 
 @dataclass
@@ -247,9 +247,11 @@ def _tcp_rows(packets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def _points_at(packets: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
     """The point key columns of some rows, as text and integers (the same in every
     partition)."""
-    return {"capture": packets["capture"].astype("string").to_numpy(object, na_value="")[rows],
-            "interface_key": packets["interface"].astype("string").to_numpy(
-                object, na_value=_NO_INTERFACE)[rows],
+    def text(name: str, na: str) -> np.ndarray:
+        return pd.Series(packets[name].array[rows]).astype("string").to_numpy(object,
+                                                                               na_value=na)
+
+    return {"capture": text("capture", ""), "interface_key": text("interface", _NO_INTERFACE),
             "flow_key": int_column(packets, "flow_id", rows)}
 
 
@@ -292,19 +294,23 @@ def pending_handshakes(parts: Sequence[Openings]) -> pd.DataFrame:
     return found.drop_duplicates(_KEY, keep="last").reset_index(drop=True)
 
 
-def handshake_acks(packets: pd.DataFrame, pending: pd.DataFrame, *,
-                   order: np.ndarray | None = None) -> pd.DataFrame:
+def handshake_acks(packets: pd.DataFrame, pending: pd.DataFrame) -> pd.DataFrame:
     """Pass 2 (map): per pending handshake (its key and SYN-ACK sequence number), the
     earliest ACK of the partition that completes it (not before its SYN-ACK). Its size: at
     most the pending handshakes."""
     flags, ok = _tcp_rows(packets)
     ack_rows = np.flatnonzero(ok & ((flags & 0x17) == 0x10))
     del flags, ok
-    ack_rows = ack_rows[np.isin(_local_points(packets, ack_rows),
-                                _local_points(packets, None, pending))]
-    acks = pd.DataFrame({**_points_at(packets, ack_rows),
-                         "isn": (int_column(packets, "tcp_seq", ack_rows) - 1) % _WRAP,
-                         "synack_seq": (int_column(packets, "tcp_ack", ack_rows) - 1) % _WRAP,
+    # Only the ACKs that may complete a pending handshake (their digests match; the merge
+    # decides): the others are many and are left out before any text is made.
+    isn = (int_column(packets, "tcp_seq", ack_rows) - 1) % _WRAP
+    synack_seq = (int_column(packets, "tcp_ack", ack_rows) - 1) % _WRAP
+    wanted = np.isin(row_digest([_local_points(packets, ack_rows), isn, synack_seq]),
+                     row_digest([_local_points(packets, None, pending),
+                                 pending["isn"].to_numpy(np.int64),
+                                 pending["synack_seq"].to_numpy(np.int64)]))
+    ack_rows, isn, synack_seq = ack_rows[wanted], isn[wanted], synack_seq[wanted]
+    acks = pd.DataFrame({**_points_at(packets, ack_rows), "isn": isn, "synack_seq": synack_seq,
                          "ack_ts_ns": int_column(packets, "ts_ns", ack_rows)})
     found = pending[[*_KEY, "synack_seq", "synack_ts_ns"]].merge(acks,
                                                                  on=[*_KEY, "synack_seq"])

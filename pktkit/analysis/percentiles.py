@@ -151,16 +151,22 @@ def locate_ranks(counts: MergedCounts, ranks: pd.DataFrame) -> WantedBins:
     """The bin holding each wanted rank (``ranks``: metric, scope, rank; 0-based among the
     group's samples in order)."""
     hist = counts.hist
-    located = []
-    for key, wanted in ranks.drop_duplicates().groupby(GROUP, sort=False):
-        of = hist[(hist["metric"] == key[0]) & (hist["scope"] == key[1])]
-        # the last bin whose samples below it are at most the rank
-        at = np.searchsorted(of["below"].to_numpy(), wanted["rank"].to_numpy(),
-                             side="right") - 1
-        located.append(wanted.assign(bin=of["bin"].to_numpy()[at],
-                                     below=of["below"].to_numpy()[at]))
-    found = pd.concat(located, ignore_index=True) if located else \
-        pd.DataFrame({c: [] for c in [*GROUP, "rank", "bin", "below"]})
+    ranks = ranks.drop_duplicates().reset_index(drop=True)
+    if not len(ranks):
+        return WantedBins(counts.groups, pd.DataFrame({c: [] for c in [*GROUP, "rank", "bin",
+                                                                        "below"]}))
+    # one sorted key for all groups: the group's number, then the samples below the bin
+    number = hist.groupby(GROUP, sort=False).ngroup().to_numpy(np.int64)
+    of = hist[GROUP].drop_duplicates().reset_index(drop=True).assign(
+        number=np.arange(int(number.max(initial=-1)) + 1))
+    wanted_number = ranks[GROUP].merge(of, on=GROUP, how="left")["number"].to_numpy(np.int64)
+    span = int(hist["below"].max()) + int(hist["count"].max()) + 1
+    below = hist["below"].to_numpy(np.int64)
+    # the last bin of the rank's group whose samples below it are at most the rank
+    at = np.searchsorted(number * span + below,
+                         wanted_number * span + ranks["rank"].to_numpy(np.int64),
+                         side="right") - 1
+    found = ranks.assign(bin=hist["bin"].to_numpy()[at], below=below[at])
     return WantedBins(counts.groups, found)
 
 
