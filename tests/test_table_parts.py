@@ -381,3 +381,27 @@ def test_throughput_in_parts(analyses: dict[str, Analysis], k: int) -> None:
         assert _lines(throughput(None, partials=(partials, width))) == want
         drawn += len(want)
     assert drawn >= 4
+
+
+def test_report_partials_grow_with_groups_not_frames(tmp_path: Path) -> None:
+    """vxlan-overlay with 10 and 40 flows (4× the frames): the partials of the per-capture,
+    per-interface and per-overlay tables keep their size; the flows partial has a row per
+    flow per capture (and per direction), never per frame."""
+    sizes = []
+    for flows in (10, 40):
+        analysis = pktkit.analyze(_generate(tmp_path, "vxlan-overlay", flows, True))
+        packets = analysis.packets
+        part_of = row_digest([packets["packet_id"].to_numpy(np.int64)]).view(np.uint64) % 3
+        partials = [report_partial(packets[part_of == i]) for i in range(3)]
+        fixed = sum(len(p.captures) + len(p.checksums) + len(p.overhead) + len(p.overlays)
+                    + len(p.errors) for p in partials)
+        tables = build_tables(packets)
+        # at most each partition's share of every group: captures, interfaces, overlays
+        assert fixed <= 3 * sum(len(tables[name]) for name in
+                                ("captures", "checksums", "overhead", "overlays", "errors"))
+        flow_rows = len(tables["flows"])
+        assert sum(len(p.flows.flows) for p in partials) <= 3 * flow_rows
+        assert sum(len(p.flows.directions) for p in partials) <= 3 * 2 * flow_rows
+        sizes.append((fixed, len(packets)))
+    (small, small_frames), (large, large_frames) = sizes
+    assert large_frames > 3 * small_frames and large < 1.2 * small

@@ -34,9 +34,21 @@ partition:
   :func:`~pktkit.analysis.latency.latency_bins`, ``values_in_bins`` per partition,
   :func:`~pktkit.analysis.latency.latency_table`.
 
+The report's tables and plots from the same partitions are in :mod:`pktkit.report.tables`
+(``report_partial``, ``report_tables``) and :mod:`pktkit.report.plot` (``cdf_samples``,
+``cdf_ranks``, ``cdf_curves``; ``throughput_partial``, ``throughput_window``).
+
 :func:`pktkit.analysis.pipeline.analyze` runs the same functions on one partition (the whole
-table). Every partial's size is bounded by the conversations, scopes and occupied histogram
-bins it describes, never by its rows.
+table). Every partial's size is bounded by the conversations, NAT connections, scopes and
+occupied histogram bins it describes, never by its rows.
+
+Orders: what one table numbers or lists in order of appearance takes that order from each
+row's index (conversations: their first row; handshakes: the SYN's row) and from
+``packet_id`` (latency scopes: their first sample's (packet_id, hop); NAT connections: their
+first translation's packet_id and place along its path, which decides only ties: nat_flow_id
+is numbered by first time and tuple). A run whose packet ids are numbered otherwise than one
+process numbers them gets the same tables with latency scopes listed, and the rare ties
+between NAT connections broken, in its own numbering's order.
 """
 
 from __future__ import annotations
