@@ -405,3 +405,20 @@ def test_report_partials_grow_with_groups_not_frames(tmp_path: Path) -> None:
         sizes.append((fixed, len(packets)))
     (small, small_frames), (large, large_frames) = sizes
     assert large_frames > 3 * small_frames and large < 1.2 * small
+
+
+def test_latency_scopes_alike_stay_apart() -> None:
+    """One interface in two capture files (an any-device file and the interface's own, as a
+    lab bundle holds them): their hops have alike scope labels and stay separate rows, as in
+    one process, when computed in parts."""
+    analysis = pktkit.analyze([REPO / "captures" / "vxlan-overlay",
+                               REPO / "captures" / "vxlan-overlay-any"])
+    assert analysis.latency.duplicated(["metric", "scope"]).any()
+    for k in (2, 3):
+        parts = split(analysis, k)
+        add_overlays_and_flows(parts)
+        nat_in_parts(parts, None)
+        for part in parts:
+            name_packets(part.packets, analysis.names)
+        got = latency_in_parts(parts, analysis.handshakes, analysis.nat_flows)
+        pd.testing.assert_frame_equal(got, analysis.latency)

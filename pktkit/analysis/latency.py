@@ -74,12 +74,17 @@ _ICMP_REQUESTS = ((1, 8), (58, 128))  # (proto, type) of echo requests: the id i
 
 def _pairs(a: np.ndarray, b: np.ndarray, names: Sequence[str], template: str,
            extra: Sequence[str] = ("",), c: np.ndarray | None = None,
-           ) -> tuple[np.ndarray, list[str]]:
-    """Group codes of (a, b[, c]) samples and their scope labels, e.g. "A → B"."""
+           keys: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+    """Group codes of (a, b[, c]) samples, their scope labels, e.g. "A → B", and their keys
+    (from ``keys`` of the names when given: two points may share a label)."""
     combos, group = combinations(a, b) if c is None else combinations(a, b, c)
     labels = [template.format(a=names[combo[0]], b=names[combo[1]],
                               c=extra[combo[2] if c is not None else 0]) for combo in combos]
-    return group, labels
+    if keys is None:
+        return group, labels, labels
+    return group, labels, ["\x1e".join((keys[combo[0]], keys[combo[1]],
+                                         extra[combo[2] if c is not None else 0]))
+                           for combo in combos]
 
 
 def _rewrites(packets: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -111,9 +116,10 @@ def _changed(values: np.ndarray) -> np.ndarray:
     return changed
 
 
-def _points(hops: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def _points(hops: pd.DataFrame) -> tuple[np.ndarray, list[str], list[str]]:
     """A code per hops row for its capture point "node/interface" (the capture file when
-    the interface is unknown)."""
+    the interface is unknown), the labels, and keys that tell apart points whose labels are
+    alike (one interface in two capture files: an any-device file and its own)."""
     node, interface, capture = (hops[name].array.codes for name in ("node", "interface",
                                                                      "capture"))
     combos, point = combinations(node, interface, capture)
@@ -121,7 +127,10 @@ def _points(hops: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     captures = list(hops["capture"].cat.categories)
     labels = [f"{nodes[n] if n >= 0 else '?'}/{interfaces[i] if i >= 0 else captures[c]}"
               for n, i, c in combos]
-    return point, labels
+    keys = ["\x1f".join(names[code] if code >= 0 else "\x00"
+                         for names, code in ((nodes, n), (interfaces, i), (captures, c)))
+            for n, i, c in combos]
+    return point, labels, keys
 
 
 def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
@@ -147,7 +156,7 @@ def latency_samples(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndar
         return parts
     # first, while little else is alive: where addresses or ports were rewritten
     src_changed, dst_changed, whole = _rewrites(packets, hop_rows)
-    point, points = _points(hops)
+    point, points, point_keys = _points(hops)
     before = np.roll(point, 1)
     before[0] = 0
     delay = hops["delay_ns"].to_numpy(dtype=np.int64, na_value=0)
@@ -157,18 +166,20 @@ def latency_samples(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndar
     from_node = np.roll(node, 1)
     from_node[0] = -1
     same = later & (node == from_node)
-    group, labels = _pairs(before[same], point[same], points, "{a} → {b}")
-    parts.append(Sampled("hop", group, labels, delay[same], order[same]))
+    group, labels, keys = _pairs(before[same], point[same], points, "{a} → {b}",
+                                 keys=point_keys)
+    parts.append(Sampled("hop", group, labels, delay[same], order[same], keys))
     cross = later & ~same
-    group, labels = _pairs(from_node[cross], node[cross],
-                           list(hops["node"].cat.categories), "{a} → {b}")
+    group, labels, _ = _pairs(from_node[cross], node[cross],
+                              list(hops["node"].cat.categories), "{a} → {b}")
     parts.append(Sampled("node_pair", group, labels, delay[cross], order[cross]))
     nat = later & (src_changed | dst_changed)
     nat[1:] &= whole[1:] & whole[:-1]
     what = np.where(src_changed & dst_changed, 2, np.where(src_changed, 0, 1))
-    group, labels = _pairs(before[nat], point[nat], points, "{a} → {b} ({c} rewritten)",
-                           ("src", "dst", "src+dst"), what[nat])
-    parts.append(Sampled("nat", group, labels, delay[nat], order[nat]))
+    group, labels, keys = _pairs(before[nat], point[nat], points,
+                                 "{a} → {b} ({c} rewritten)", ("src", "dst", "src+dst"),
+                                 what[nat], keys=point_keys)
+    parts.append(Sampled("nat", group, labels, delay[nat], order[nat], keys))
     if "src_name" in packets:
         parts += _end_to_end(packets, hops, hop_rows, nat_flows, order)
     return parts
@@ -376,7 +387,7 @@ def _end_to_end(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
     parts = []
     pod = (sender >= 0) & (receiver >= 0) & (is_pod[sender] | is_pod[receiver])
     if pod.any():
-        group, labels = _pairs(sender[pod], receiver[pod], names, "{a} → {b}")
+        group, labels, _ = _pairs(sender[pod], receiver[pod], names, "{a} → {b}")
         parts.append(Sampled("pod_pair", group, labels, delay[pod], order[first][pod]))
     if nat_flows is not None and len(nat_flows) and "service" in nat_flows \
             and "nat_flow_id" in packets:

@@ -31,21 +31,23 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-GROUP = ["metric", "scope"]
+GROUP = ["metric", "key"]  # a group: its metric and its key (the scope, unless told)
 _MANTISSA_BITS = 10  # bins per octave: 2**10
 
 
 @dataclass
 class Sampled:
     """One metric's samples in one partition: per sample its scope (``group`` codes into
-    ``labels``), value (int64) and ``order`` (its place in the whole input: groups are listed
-    in order of their first sample)."""
+    ``labels``; ``keys`` tell apart groups whose labels are alike), value (int64) and
+    ``order`` (its place in the whole input: groups are listed in order of their first
+    sample)."""
 
     metric: str
     group: np.ndarray
     labels: Sequence[str]
     values: np.ndarray
     order: np.ndarray
+    keys: Sequence[str] | None = None  # per code, what tells groups apart (default: labels)
 
 
 @dataclass
@@ -77,10 +79,15 @@ def value_bins(values: np.ndarray) -> np.ndarray:
     return np.where(values == 0, 0, np.where(values < 0, -bins, bins))
 
 
-def _frame(sampled: Sampled, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+def _frame(sampled: Sampled, columns: dict[str, np.ndarray], scope: bool = False
+           ) -> pd.DataFrame:
+    """Rows of a partial: the group's metric and key (and its scope label), then
+    ``columns``."""
     labels = np.asarray(list(sampled.labels), dtype=object)
+    keys = labels if sampled.keys is None else np.asarray(list(sampled.keys), dtype=object)
     group = columns.pop("group")
-    return pd.DataFrame({"metric": sampled.metric, "scope": labels[group], **columns})
+    return pd.DataFrame({"metric": sampled.metric, "key": keys[group],
+                         **({"scope": labels[group]} if scope else {}), **columns})
 
 
 def count_samples(samples: Iterable[Sampled]) -> SampleCounts:
@@ -95,12 +102,13 @@ def count_samples(samples: Iterable[Sampled]) -> SampleCounts:
             count=("value", "size"), min=("value", "min"), max=("value", "max"),
             first=("order", "min"))
         groups.append(_frame(s, {"group": per.index.to_numpy(), **{
-            c: per[c].to_numpy(np.int64) for c in per}}))
+            c: per[c].to_numpy(np.int64) for c in per}}, scope=True))
         hist = frame.groupby(["group", "bin"], sort=True).size()
         bins.append(_frame(s, {"group": hist.index.get_level_values(0).to_numpy(),
                                "bin": hist.index.get_level_values(1).to_numpy(),
                                "count": hist.to_numpy(np.int64)}))
-    empty_groups = pd.DataFrame({c: [] for c in [*GROUP, "count", "min", "max", "first"]})
+    empty_groups = pd.DataFrame({c: [] for c in [*GROUP, "scope", "count", "min", "max",
+                                                  "first"]})
     empty_bins = pd.DataFrame({c: [] for c in [*GROUP, "bin", "count"]})
     return SampleCounts(pd.concat(groups, ignore_index=True) if groups else empty_groups,
                         pd.concat(bins, ignore_index=True) if bins else empty_bins)
@@ -138,7 +146,7 @@ def merge_counts(parts: Sequence[SampleCounts]) -> MergedCounts:
     """Pass 1 merged (client): each group's totals and its histogram."""
     groups = pd.concat([p.groups for p in parts], ignore_index=True)
     groups = groups.groupby(GROUP, sort=False).agg(
-        count=("count", "sum"), min=("min", "min"), max=("max", "max"),
+        scope=("scope", "first"), count=("count", "sum"), min=("min", "min"), max=("max", "max"),
         first=("first", "min")).reset_index()
     groups = groups.sort_values("first", kind="stable").reset_index(drop=True)
     hist = pd.concat([p.bins for p in parts], ignore_index=True)
@@ -192,9 +200,9 @@ def values_in_bins(samples: Iterable[Sampled], wanted: WantedBins) -> pd.DataFra
         of = bins[bins["metric"] == s.metric]
         if not len(s.values) or not len(of):
             continue
-        code = {label: i for i, label in enumerate(s.labels)}
-        keys = [(code[scope], b) for scope, b in zip(of["scope"], of["bin"], strict=True)
-                if scope in code]
+        code = {key: i for i, key in enumerate(s.labels if s.keys is None else s.keys)}
+        keys = [(code[key], b) for key, b in zip(of["key"], of["bin"], strict=True)
+                if key in code]
         if not keys:
             continue
         frame = pd.DataFrame({"group": s.group, "bin": value_bins(s.values),
@@ -221,7 +229,7 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def rank_values(wanted: WantedBins, parts: Sequence[pd.DataFrame]
                 ) -> dict[tuple[str, str, int], int]:
-    """(metric, scope, rank) → the sample at that rank, from every partition's pass 2."""
+    """(metric, key, rank) → the sample at that rank, from every partition's pass 2."""
     values = pd.concat(list(parts), ignore_index=True)
     values = values.groupby([*GROUP, "bin", "value"], sort=True)["count"].sum().reset_index()
     # each value's rank range within its group: below its bin, then the bin's values in order
@@ -229,7 +237,7 @@ def rank_values(wanted: WantedBins, parts: Sequence[pd.DataFrame]
     ranks = wanted.ranks.merge(values, on=[*GROUP, "bin"], how="left")
     ranks = ranks[ranks["rank"] < ranks["below"] + ranks["end"]]
     ranks = ranks.sort_values("end", kind="stable").drop_duplicates([*GROUP, "rank"])
-    return dict(zip(zip(ranks["metric"], ranks["scope"], ranks["rank"].astype(np.int64),
+    return dict(zip(zip(ranks["metric"], ranks["key"], ranks["rank"].astype(np.int64),
                         strict=True),
                     ranks["value"].astype(np.int64).tolist(), strict=True))
 
@@ -241,8 +249,9 @@ def percentile_table(wanted: WantedBins, parts: Sequence[pd.DataFrame],
     value_at = rank_values(wanted, parts)
     groups = wanted.groups
     count = groups["count"].to_numpy(np.int64)
-    table = groups[GROUP].assign(count=count, min=groups["min"].to_numpy(np.int64))
-    keys = list(zip(groups["metric"], groups["scope"], strict=True))
+    table = groups[["metric", "scope"]].assign(count=count,
+                                               min=groups["min"].to_numpy(np.int64))
+    keys = list(zip(groups["metric"], groups["key"], strict=True))
     for column, percent in percents:
         low, high, gamma = _ranks(count, percent)
         a = np.array([value_at[(*k, r)] for k, r in zip(keys, low.tolist(), strict=True)],

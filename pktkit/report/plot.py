@@ -162,10 +162,10 @@ def cdf_ranks(counts: MergedCounts, max_lines: int) -> tuple[WantedBins, int]:
     in the merged histograms; and how many scopes there are."""
     groups = counts.groups
     busiest = sorted(range(len(groups)), key=lambda i: -groups["count"].iloc[i])[:max_lines]
-    ranks = [pd.DataFrame({"metric": groups["metric"].iloc[i], "scope": groups["scope"].iloc[i],
+    ranks = [pd.DataFrame({"metric": groups["metric"].iloc[i], "key": groups["key"].iloc[i],
                            "rank": _cdf_ranks(int(groups["count"].iloc[i]))}) for i in busiest]
     wanted = locate_ranks(counts, pd.concat(ranks, ignore_index=True) if ranks
-                          else pd.DataFrame({"metric": [], "scope": [], "rank": []}))
+                          else pd.DataFrame({"metric": [], "key": [], "rank": []}))
     wanted.groups = groups.iloc[busiest].reset_index(drop=True)
     return wanted, len(groups)
 
@@ -175,10 +175,11 @@ def cdf_curves(wanted: WantedBins, parts: Sequence[pd.DataFrame]) -> list[Curve]
     (:func:`pktkit.analysis.percentiles.values_in_bins`)."""
     value_at = rank_values(wanted, parts)
     curves = []
-    for metric, scope, count in zip(wanted.groups["metric"], wanted.groups["scope"],
-                                    wanted.groups["count"].astype(int), strict=True):
+    for metric, key, scope, count in zip(wanted.groups["metric"], wanted.groups["key"],
+                                         wanted.groups["scope"],
+                                         wanted.groups["count"].astype(int), strict=True):
         ranks = _cdf_ranks(count)
-        xs = np.array([value_at[(metric, scope, r)] for r in ranks.tolist()], np.float64)
+        xs = np.array([value_at[(metric, key, r)] for r in ranks.tolist()], np.float64)
         curves.append((scope, xs, (ranks + 1) / count, count))
     return curves
 
