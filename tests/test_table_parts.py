@@ -137,18 +137,24 @@ def test_overlays_and_conversations_in_parts(analyses: dict[str, Analysis], k: i
         pd.testing.assert_series_equal(got["flow_id"], want["flow_id"], obj=name)
 
 
+def _latency_from_parts(analysis: Analysis, k: int) -> pd.DataFrame:
+    """The latency table from ``k`` partitions, after their flow ids, NAT flow ids and
+    names (the merged handshakes and NAT flows named on the client: their equality is
+    tested above)."""
+    parts = split(analysis, k)
+    add_overlays_and_flows(parts)
+    nat_in_parts(parts, None)
+    for part in parts:
+        name_packets(part.packets, analysis.names)
+    return latency_in_parts(parts, analysis.handshakes, analysis.nat_flows)
+
+
 @pytest.mark.parametrize("k", [2, 3, 7])
 def test_latency_in_parts_is_exact(analyses: dict[str, Analysis], k: int) -> None:
     """Every percentile equal to np.percentile over all samples (the single process), though
     no partition saw them all."""
     for name, analysis in analyses.items():
-        parts = split(analysis, k)
-        add_overlays_and_flows(parts)
-        nat_in_parts(parts, None)
-        for part in parts:
-            name_packets(part.packets, analysis.names)
-        # the merged tables, named on the client (their equality: the tests above)
-        got = latency_in_parts(parts, analysis.handshakes, analysis.nat_flows)
+        got = _latency_from_parts(analysis, k)
         assert len(got) == len(analysis.latency) > 0, name
         pd.testing.assert_frame_equal(got, analysis.latency, obj=name)
 
@@ -415,10 +421,4 @@ def test_latency_scopes_alike_stay_apart() -> None:
                                REPO / "captures" / "vxlan-overlay-any"])
     assert analysis.latency.duplicated(["metric", "scope"]).any()
     for k in (2, 3):
-        parts = split(analysis, k)
-        add_overlays_and_flows(parts)
-        nat_in_parts(parts, None)
-        for part in parts:
-            name_packets(part.packets, analysis.names)
-        got = latency_in_parts(parts, analysis.handshakes, analysis.nat_flows)
-        pd.testing.assert_frame_equal(got, analysis.latency)
+        pd.testing.assert_frame_equal(_latency_from_parts(analysis, k), analysis.latency)
