@@ -78,6 +78,8 @@ def histogram_medians(code: np.ndarray, value: np.ndarray,
                       count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The codes present (ascending) and the median of each code's histogram (rows sorted by
     code, then value), computed as :func:`group_medians` does from the values themselves."""
+    if not len(code):
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
     start = np.flatnonzero(run_starts(code))
     end = np.append(start[1:], len(code))
     cum = np.cumsum(count)
