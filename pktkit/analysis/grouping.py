@@ -188,11 +188,13 @@ def learn_paths(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.nda
 
 
 def tight_groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
-                 slots: int, window_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`clean_groups` cut at every gap beyond the learnt limits, known transition or
-    not: groups of sightings close in time (within one node, where no link's queue holds a
-    packet, all of a packet's sightings are)."""
-    limits = gap_limits(key, slot, ts, order, slots, window_ns)
+                 slots: int, window_ns: int, limits: np.ndarray | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`clean_groups` cut at every gap beyond the learnt limits (``limits``, when
+    given), known transition or not: groups of sightings close in time (within one node,
+    where no link's queue holds a packet, all of a packet's sightings are)."""
+    if limits is None:
+        limits = gap_limits(key, slot, ts, order, slots, window_ns)
     return _groups(key, slot, ts, order, _tight_cut(slot, ts, order, limits))
 
 

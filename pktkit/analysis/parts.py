@@ -1,0 +1,435 @@
+"""Correlation in parts: :func:`~pktkit.analysis.correlate.correlate`'s steps on partitions of
+whole packets, in rounds of survey → merge → settle, then assign.
+
+A *part* is a set of packet-table rows holding every row of each packet it touches (the rows
+of a partition by :func:`~pktkit.analysis.sightings.partition_keys`, or the whole table). The
+global steps of the correlation (gap limits, the clock models, the known transitions) reduce
+what every part holds; everything else is per part. Each global step needs the one before it,
+so a part is surveyed in four rounds, each settled (on one process) before the next:
+
+=====  ===========================================  =========================================
+round  each part surveys                            settled into
+=====  ===========================================  =========================================
+1      gaps of each (node, signature)'s units on    the node-local gap limits (per slot)
+       the node clocks (per slot: a histogram)
+2      crossings of node-local groups cut at those  owners, orientation, pair fits, the chain:
+       limits; evidence of address ownership        the clock models and ``clock_offsets``
+3      gaps of each signature's units on the        the path gap limits (per slot)
+       reference clock (per slot: a histogram)
+4      steps of the tight groups (per transition:   the known transitions (median delays)
+       a histogram)
+=====  ===========================================  =========================================
+
+then :func:`assign` numbers each part's packets and hops with the settled models:
+partition-local packet ids 0..k-1 (a global numbering adds an offset per part), ``hop``,
+``ts_ref_ns`` and the part's ``hops`` rows. :func:`correlate` runs the same rounds on one
+part: the whole table.
+
+What crosses a process boundary (all picklable): :class:`Scope` (node names and capture
+order, known before the run), :class:`Survey` and :class:`Settled`. Their sizes: histograms
+per slot (rounds 1, 3) and per transition (round 4) hold one row per distinct gap value, so
+they are bounded by the values a capture's resolution allows (µs pcap: the window's µs), not
+by frames; round 2 holds **one row per crossing** (the fields of
+:data:`~pktkit.analysis.crossings.CROSSING_COLUMNS`), because the pair fit
+(:func:`~pktkit.analysis.clockfit.fit_pair`) reads every sample: the median delay each way
+(its frame), the robust regression of the tail test, the random halves behind the drift's
+standard error and the rejection rounds (which reach below the hulls). Only its linear
+program would do with counts, sums and the lower hulls. The ownership evidence is a count per
+(node, address). :class:`Part` (the units of a part) stays where it was made.
+
+Slots are told apart by what they are (capture, interface, direction, TTL), so every part
+numbers them alike once the first round is settled; nodes by :attr:`Scope.node_names`,
+captures by :attr:`Scope.captures` (the tie-breaker of equal times is the capture's place in
+the table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pktkit.analysis.clocks import (
+    CLOCK_CORRECTIONS,
+    NodeClock,
+    applied,
+    chain,
+    clock_table,
+    fit_pairs,
+    on_reference_clock,
+)
+from pktkit.analysis.crossings import (
+    crossings,
+    emitted,
+    node_groups,
+    node_keys,
+    node_order,
+    samples,
+)
+from pktkit.analysis.grouping import (
+    DEFAULT_WINDOW_NS,
+    GapStats,
+    PathModel,
+    StepStats,
+    gap_stats,
+    limits_of,
+    step_stats,
+    transitions_of,
+    value_counts,
+)
+from pktkit.analysis.hops import hops_table, number_hops
+from pktkit.analysis.ownership import orient_by_owner, orient_by_timing, owners
+from pktkit.analysis.packets import number_packets, signature_order
+from pktkit.analysis.rows import int_column, string_codes
+from pktkit.analysis.sightings import Units, find_units
+from pktkit.errors import UsageError
+
+SlotId = tuple[str, str, str, int]  # capture, interface, direction ("" for NA), TTL (-1)
+ROUNDS = 4  # surveys before assign (see the module docstring)
+_EVIDENCE_COLUMNS = ["node", "address", "count"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What every part must agree on before the first survey: the node names (codes: their
+    place here; the first is the reference clock), the captures in the table's order (the
+    tie-breaker of equal times) and the window."""
+
+    node_names: tuple[str, ...]
+    captures: tuple[str, ...]
+    window_ns: int = DEFAULT_WINDOW_NS
+
+    @classmethod
+    def of(cls, packets: pd.DataFrame, node_order: Sequence[str] = (),
+           window_ns: int = DEFAULT_WINDOW_NS) -> Scope:
+        """The scope of a whole table: ``node_order`` first, then the nodes and captures in
+        order of first appearance."""
+        return cls(tuple(string_codes(packets["node"], node_order)[1]),
+                   tuple(string_codes(packets["capture"])[1]), window_ns)
+
+
+def _codes_in(values: pd.Series, names: Sequence[str], what: str) -> np.ndarray:
+    """Per row, the place of its label in ``names`` (-1: NA)."""
+    codes, labels = string_codes(values)
+    index = {name: i for i, name in enumerate(names)}
+    unknown = [label for label in labels if label not in index]
+    if unknown:
+        raise UsageError(f"correlation in parts: {what} {unknown[0]!r} is not in the scope "
+                         f"(give every {what} of the run to Scope)")
+    return np.append(np.array([index[label] for label in labels], np.int64), -1)[codes]
+
+
+class Part:
+    """One part of whole packets, its units formed (:func:`find_units`) and kept for the
+    rounds; it stays in the process that made it. ``packets``: the part's rows with the
+    columns :func:`~pktkit.analysis.correlate.correlate` needs. Its rows are worked on in
+    the table's order (by capture, then frame); ``in_order``: they are in it already (the
+    whole table's own order is taken as it is)."""
+
+    def __init__(self, packets: pd.DataFrame, scope: Scope, *, in_order: bool = False) -> None:
+        self.scope = scope
+        self.positions: np.ndarray | None = None  # the sorted rows' places in ``packets``
+        if not in_order and len(packets):
+            capture = _codes_in(packets["capture"], scope.captures, "capture")
+            order = np.lexsort((int_column(packets, "frame"), capture))
+            if (order != np.arange(len(order))).any():
+                self.positions = order
+                packets = packets.take(order).reset_index(drop=True)
+        self.packets = packets
+        self.node = _codes_in(packets["node"], scope.node_names, "node").astype(np.int32)
+        self.units: Units = find_units(packets, self.node, scope.window_ns)
+        first = self.units.first_row
+        self.ucap = _codes_in(packets["capture"], scope.captures, "capture")[first]
+        self.uframe = int_column(packets, "frame", first)
+        dtype = packets["direction"].dtype if "direction" in packets else None
+        directions = list(dtype.categories) if isinstance(dtype, pd.CategoricalDtype) else []
+        self.out_code = directions.index("out") if "out" in directions else -2  # -2: never
+        self.in_code = directions.index("in") if "in" in directions else -2
+        self.slot_ids = _slot_ids(packets, self.units)
+        self.renumbered = False  # slots numbered as the settled ones
+        self.uts: np.ndarray | None = None  # unit times on the reference clock (round 3 on)
+        self.order: np.ndarray | None = None  # their signature order
+
+    def number_slots(self, settled: Settled) -> None:
+        """The units' slots numbered as every part's (after round 1)."""
+        if self.renumbered:
+            return
+        index = {slot: i for i, slot in enumerate(settled.slots)}
+        remap = np.array([index[slot] for slot in self.slot_ids], np.int32)
+        self.units.slot = remap[self.units.slot] if len(remap) else self.units.slot
+        self.units.slots = len(settled.slots)
+        self.slot_ids = list(settled.slots)
+        self.renumbered = True
+
+    def on_reference_clock(self, settled: Settled) -> None:
+        """The units' times on the reference clock, and their signature order (round 3 on)."""
+        if self.uts is None:
+            self.uts = on_reference_clock(self.units.ts.copy(), self.units.node, settled.used)
+            self.order = signature_order(self.units, self.uts, self.ucap, self.uframe)
+
+
+def _slot_ids(packets: pd.DataFrame, units: Units) -> list[SlotId]:
+    """What each slot code of ``units`` stands for."""
+    _, first = np.unique(units.slot, return_index=True)
+    rows = units.first_row[first]
+
+    def labels(name: str) -> list[str]:
+        if name not in packets:
+            return [""] * len(rows)
+        return [str(x) for x in packets[name].take(rows).astype("string").fillna("")]
+
+    return list(zip(labels("capture"), labels("interface"), labels("direction"),
+                    int_column(packets, "ttl", rows).tolist(), strict=True))
+
+
+@dataclass
+class Survey:
+    """What one part (or several, merged) found in one round; see the module docstring.
+
+    ``slots``: what the slot codes below stand for; ``gaps`` (rounds 1, 3), ``steps``
+    (round 4: codes ``before * len(slots) + after``); ``crossings`` (round 2: one row per
+    crossing, :data:`~pktkit.analysis.crossings.CROSSING_COLUMNS`, sender codes into
+    ``addresses``) and ``evidence`` (node, address code, count)."""
+
+    round: int
+    scope: Scope
+    slots: list[SlotId]
+    gaps: GapStats | None = None
+    steps: StepStats | None = None
+    crossings: pd.DataFrame | None = None
+    evidence: pd.DataFrame | None = None
+    addresses: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def merge(surveys: Iterable[Survey]) -> Survey:
+        """One survey of everything ``surveys`` (of one round) found."""
+        surveys = list(surveys)
+        if not surveys:
+            raise ValueError("Survey.merge: no surveys")
+        first = surveys[0]
+        if any(s.round != first.round or s.scope != first.scope for s in surveys):
+            raise ValueError("Survey.merge: surveys of different rounds or scopes")
+        slots = list(dict.fromkeys(slot for s in surveys for slot in s.slots))
+        index = {slot: i for i, slot in enumerate(slots)}
+        remaps = [np.array([index[slot] for slot in s.slots], np.int64) for s in surveys]
+        merged = Survey(first.round, first.scope, slots)
+        if first.gaps is not None:
+            units = np.zeros(len(slots), np.int64)
+            for s, remap in zip(surveys, remaps, strict=True):
+                assert s.gaps is not None
+                np.add.at(units, remap, s.gaps.units[:len(remap)])
+            parts = [(remap[s.gaps.slot], s.gaps.value, s.gaps.count)
+                     for s, remap in zip(surveys, remaps, strict=True) if s.gaps is not None]
+            merged.gaps = GapStats(units, *value_counts(*_joined(parts)))
+        if first.steps is not None:
+            parts = []
+            for s, remap in zip(surveys, remaps, strict=True):
+                assert s.steps is not None
+                before, after = np.divmod(s.steps.code, max(1, len(s.slots)))
+                parts.append((remap[before] * len(slots) + remap[after], s.steps.value,
+                              s.steps.count))
+            merged.steps = StepStats(*value_counts(*_joined(parts)))
+        if first.crossings is not None:
+            addresses = list(dict.fromkeys(a for s in surveys for a in s.addresses))
+            where = {a: i for i, a in enumerate(addresses)}
+            found, evidence = [], []
+            for s in surveys:
+                assert s.crossings is not None and s.evidence is not None
+                remap = np.append(np.array([where[a] for a in s.addresses], np.int64), -1)
+                c = s.crossings.copy()
+                for name in ("a_sender", "b_sender", "a_receiver", "b_receiver"):
+                    c[name] = remap[c[name].to_numpy()].astype(np.int32)
+                found.append(c)
+                e = s.evidence.copy()
+                e["address"] = remap[e["address"].to_numpy()]
+                evidence.append(e)
+            merged.addresses = addresses
+            merged.crossings = pd.concat(found, ignore_index=True)
+            both = pd.concat(evidence, ignore_index=True)
+            merged.evidence = both.groupby(["node", "address"], as_index=False)["count"].sum()
+        return merged
+
+
+def _joined(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(code, value, count) histograms concatenated, as value_counts takes them."""
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    code, value, count = (np.concatenate([p[i] for p in parts]).astype(np.int64)
+                          for i in range(3))
+    return code, value, count
+
+
+@dataclass
+class Settled:
+    """What the rounds settled so far (``round``: the last one); :func:`assign` needs all
+    :data:`ROUNDS`. Small: per slot and per node."""
+
+    round: int
+    scope: Scope
+    slots: list[SlotId]
+    clock_correction: str = "auto"
+    node_limits: np.ndarray | None = None  # round 1: gap limit per slot, node clocks
+    clocks: list[NodeClock | None] = field(default_factory=list)  # round 2: per node
+    used: list[NodeClock | None] = field(default_factory=list)  # the models applied
+    clock_offsets: pd.DataFrame | None = None
+    path_limits: np.ndarray | None = None  # round 3: gap limit per slot, reference clock
+    transitions: dict[tuple[int, int], float] | None = None  # round 4
+
+    @property
+    def ready(self) -> bool:
+        """Whether :func:`assign` can run."""
+        return self.round >= ROUNDS
+
+    @property
+    def paths(self) -> PathModel:
+        assert self.path_limits is not None and self.transitions is not None
+        return PathModel(self.path_limits, self.transitions, len(self.slots))
+
+
+def survey(part: Part, settled: Settled | None = None) -> Survey:
+    """What ``part`` contributes to the next round (the first: ``settled`` None)."""
+    units = part.units
+    if settled is None:  # round 1: gaps of (node, signature) on the node clocks
+        order = node_order(units)
+        return Survey(1, part.scope, list(part.slot_ids),
+                      gaps=gap_stats(node_keys(units), units.slot, units.ts, order,
+                                     len(part.slot_ids)))
+    if settled.ready:
+        raise ValueError("survey: every round is settled already; assign")
+    part.number_slots(settled)
+    slots = list(settled.slots)
+    if settled.round == 1:  # round 2: crossings and ownership evidence
+        groups = node_groups(units, part.packets, part.scope.window_ns, settled.node_limits)
+        found = crossings(groups, units, part.out_code, part.in_code)
+        evidence = emitted(groups, units, part.packets, part.out_code)
+        return Survey(2, part.scope, slots, crossings=found,
+                      evidence=evidence[_EVIDENCE_COLUMNS], addresses=list(units.addresses))
+    part.on_reference_clock(settled)
+    assert part.uts is not None and part.order is not None
+    if settled.round == 2:  # round 3: gaps of signatures on the reference clock
+        return Survey(3, part.scope, slots, gaps=gap_stats(units.sig, units.slot, part.uts,
+                                                           part.order, len(slots)))
+    assert settled.path_limits is not None  # round 4: the steps of the tight groups
+    return Survey(4, part.scope, slots, steps=step_stats(units.sig, units.slot, part.uts,
+                                                         part.order, len(slots),
+                                                         settled.path_limits))
+
+
+def settle(survey: Survey, *, clock_correction: str = "auto",
+           node_addresses: Mapping[str, Iterable[str]] | None = None,
+           previous: Settled | None = None) -> Settled:
+    """The round ``survey`` (every part's, merged) completes, on top of ``previous``. Round 2
+    uses ``clock_correction`` and ``node_addresses`` (as :func:`correlate` does); the node
+    names are the scope's."""
+    if clock_correction not in CLOCK_CORRECTIONS:
+        raise UsageError(f"clock correction {clock_correction!r}: choose one of "
+                         f"{', '.join(CLOCK_CORRECTIONS)}")
+    expected = 1 if previous is None else previous.round + 1
+    if survey.round != expected:
+        raise ValueError(f"settle: a survey of round {survey.round}, expected {expected}")
+    scope, window = survey.scope, survey.scope.window_ns
+    if previous is None:
+        # the slots in an order every part can reproduce: sorted by what they are
+        slots = sorted(survey.slots)
+        remap = np.array([slots.index(slot) for slot in survey.slots], np.int64)
+        assert survey.gaps is not None
+        units = np.zeros(len(slots), np.int64)
+        units[remap] = survey.gaps.units[:len(remap)]
+        gaps = GapStats(units, *value_counts(remap[survey.gaps.slot] if len(remap)
+                                             else survey.gaps.slot, survey.gaps.value,
+                                             survey.gaps.count))
+        return Settled(1, scope, slots, clock_correction,
+                       node_limits=limits_of(gaps, len(slots), window))
+    settled = Settled(**{name: getattr(previous, name) for name in (
+        "scope", "slots", "node_limits", "clocks", "used", "clock_offsets", "path_limits",
+        "transitions")}, round=expected, clock_correction=previous.clock_correction)
+    if expected == 2:
+        settled.clock_correction = clock_correction
+        _settle_clocks(settled, survey, node_addresses)
+    elif expected == 3:
+        assert survey.gaps is not None
+        settled.path_limits = limits_of(survey.gaps, len(settled.slots), window)
+    else:
+        assert survey.steps is not None
+        settled.transitions = transitions_of(survey.steps, len(settled.slots))
+    return settled
+
+
+def _settle_clocks(settled: Settled, survey: Survey,
+                   node_addresses: Mapping[str, Iterable[str]] | None) -> None:
+    """Round 2: owners, the crossings' ways, the pair fits and the chain."""
+    assert survey.crossings is not None and survey.evidence is not None
+    node_names = list(settled.scope.node_names)
+    # every part's crossings in the order one table gives them: by (a, signature, b)
+    found = survey.crossings.sort_values(["a", "sig", "b"], kind="stable",
+                                         ignore_index=True)
+    owner = owners(survey.addresses, survey.evidence, node_names, node_addresses)
+    found = orient_by_timing(orient_by_owner(found, owner))
+    models = chain(fit_pairs(samples(found)), len(node_names)) if node_names else []
+    settled.clocks = models
+    settled.used = applied(models, settled.clock_correction)
+    settled.clock_offsets = clock_table(node_names, models, settled.used)
+
+
+def settle_all(parts: Sequence[Part], *, clock_correction: str = "auto",
+               node_addresses: Mapping[str, Iterable[str]] | None = None) -> Settled:
+    """Every round over ``parts`` (in one process: for tests and one table)."""
+    settled: Settled | None = None
+    while settled is None or not settled.ready:
+        merged = Survey.merge([survey(part, settled) for part in parts])
+        settled = settle(merged, clock_correction=clock_correction,
+                         node_addresses=node_addresses, previous=settled)
+    return settled
+
+
+@dataclass
+class PartCorrelation:
+    """What :func:`assign` found for one part: per row of the part as given, and its hops."""
+
+    packet_id: np.ndarray  # int64 per row: 0..k-1 within the part
+    hop: np.ndarray  # int64 per row
+    ts_ref_ns: np.ndarray  # int64 per row: capture time on the reference clock (-1: none)
+    hops: pd.DataFrame  # the part's rows of the ``hops`` table (packet ids as above)
+    hop_rows: np.ndarray  # per hops row: the representative row (place in the part as given)
+
+
+def assign(part: Part, settled: Settled) -> PartCorrelation:
+    """Packets, hops and reference-clock times of ``part`` with the settled models."""
+    if not settled.ready:
+        raise ValueError(f"assign: round {settled.round} of {ROUNDS} settled; survey on")
+    part.number_slots(settled)
+    part.on_reference_clock(settled)
+    units, uts, packets = part.units, part.uts, part.packets
+    assert uts is not None
+    n = len(packets)
+    packet_of, _ = number_packets(units, uts, part.ucap, part.uframe, part.scope.window_ns,
+                                  settled.paths, part.order)
+    hop_order = number_hops(packet_of, uts, part.ucap, part.uframe)
+    del packet_of
+    packet_id = hop_order.packet[units.of_row] if n else np.zeros(0, np.int64)
+    hop = hop_order.hop[units.of_row] if n else np.zeros(0, np.int64)
+    order = hop_order.order
+    hop_rows = units.row[order]
+    rows = units.first_row[order]
+    unit_packet, unit_hop = hop_order.packet[order], hop_order.hop[order]
+    del hop_order
+    hops = hops_table(packets, rows, unit_packet, unit_hop, uts[order])
+    del rows, unit_packet, unit_hop, order
+    # a copy: int_column may hand out the table's own buffer
+    ts_ref = on_reference_clock(int_column(packets, "ts_ns").copy(), part.node, settled.used)
+    if part.positions is not None:  # back to the rows as given
+        back = part.positions
+        packet_id, hop, ts_ref = (_unsorted(x, back) for x in (packet_id, hop, ts_ref))
+        hop_rows = back[hop_rows]
+    return PartCorrelation(packet_id=packet_id, hop=hop, ts_ref_ns=ts_ref, hops=hops,
+                           hop_rows=hop_rows)
+
+
+def _unsorted(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    out = np.empty_like(values)
+    out[positions] = values
+    return out
+
