@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pktkit.analysis.medians import exact_medians
 from pktkit.analysis.rows import run_ids, run_starts
 
 DEFAULT_WINDOW_NS = 1_000_000_000  # longest gap between two sightings of one packet
@@ -34,22 +35,15 @@ MIN_GAP_LIMIT_NS = 1_000_000
 SMALL_GROUP = 8  # units in a group checked for a repeated slot without sorting
 
 
-@dataclass
-class GapStats:
-    """What the gap limits are made of, mergeable across partitions of whole keys: per slot,
-    the units seen there and a histogram of the gaps after them to the next sighting of the
-    same key (rows sorted by slot, then value)."""
-
-    units: np.ndarray  # per slot: units of a key in the sorted order (int64)
-    slot: np.ndarray  # per histogram row: the slot the gap follows (int64)
-    value: np.ndarray  # the gap (ns, int64)
-    count: np.ndarray  # how many gaps of that value (int64)
+ALL_SLOTS = -1  # the group of every slot's gaps, beside each slot's own
 
 
-def gap_stats(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
-              slots: int) -> GapStats:
-    """The :class:`GapStats` of the consecutive sightings of equal ``key`` in ``order``
-    (sorted by key, then time)."""
+def gap_values(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+               slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The units of each slot in ``order`` (sorted by key, then time), and the gaps between
+    consecutive sightings of equal ``key``: (the slot each gap follows, the gap), grouped for
+    :func:`~pktkit.analysis.medians.exact_medians` (each gap twice: its slot's and
+    ALL_SLOTS')."""
     k = key[order]
     same = k[1:] == k[:-1]
     del k
@@ -59,51 +53,26 @@ def gap_stats(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarr
     gaps = (t[1:] - t[:-1])[same]
     del t
     gap_slot = s[:-1][same].astype(np.int64)
-    return GapStats(units, *value_counts(gap_slot, gaps))
+    return units, np.r_[gap_slot, np.full(len(gaps), ALL_SLOTS)], np.r_[gaps, gaps]
 
 
-def value_counts(code: np.ndarray, values: np.ndarray,
-                 weight: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-    """(code, value, count) rows, sorted by code then value, of the (code, value) pairs (each
-    counted ``weight`` times; default once)."""
-    order = np.lexsort((values, code))
-    c, v = code[order], values[order]
-    start = np.flatnonzero(run_starts(c, v))
-    w = np.ones(len(order), np.int64) if weight is None else weight[order]
-    counts = np.add.reduceat(w, start) if len(start) else np.zeros(0, np.int64)
-    return c[start], v[start], counts
-
-
-def histogram_medians(code: np.ndarray, value: np.ndarray,
-                      count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The codes present (ascending) and the median of each code's histogram (rows sorted by
-    code, then value), computed as :func:`group_medians` does from the values themselves."""
-    if not len(code):
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    start = np.flatnonzero(run_starts(code))
-    end = np.append(start[1:], len(code))
-    cum = np.cumsum(count)
-    before = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
-    total = cum[end - 1] - before
-    lower = value[np.searchsorted(cum, before + (total - 1) // 2, "right")]
-    upper = value[np.searchsorted(cum, before + total // 2, "right")]
-    return code[start], (lower.astype(np.float64) + upper.astype(np.float64)) / 2
-
-
-def limits_of(stats: GapStats, slots: int, window_ns: int) -> np.ndarray:
-    """The longest plausible gap after each slot (see GAP_FACTOR) from its :class:`GapStats`;
-    capped by the window. A slot that is mostly the last of its packets (a pod's veth on
-    delivery) has only look-alikes after it: it uses the median over all slots."""
+def limits_of(units: np.ndarray, groups: np.ndarray, sizes: np.ndarray, medians: np.ndarray,
+              slots: int, window_ns: int) -> np.ndarray:
+    """The longest plausible gap after each slot (see GAP_FACTOR), capped by the window:
+    from the units per slot and, per group of gaps (a slot, or ALL_SLOTS; ascending), how
+    many there are and their median. A slot that is mostly the last of its packets (a pod's
+    veth on delivery) has only look-alikes after it: it uses the median over all slots."""
     limits = np.full(slots, window_ns, np.int64)
-    if not len(stats.count):
+    if not len(groups):
         return limits
-    followed = np.bincount(stats.slot, stats.count, minlength=slots) * 2 \
-        >= stats.units[:slots]
-    index, medians = histogram_medians(stats.slot, stats.value, stats.count)
-    _, v, c = value_counts(np.zeros(len(stats.value), np.int64), stats.value, stats.count)
-    typical = np.full(slots, float(histogram_medians(np.zeros(len(v), np.int64), v, c)[1][0]))
+    own = groups != ALL_SLOTS
+    index = groups[own]
+    gapped = np.zeros(slots, np.int64)
+    gapped[index] = sizes[own]
+    followed = gapped * 2 >= units[:slots]
+    typical = np.full(slots, float(medians[~own][0]))
     keep = followed[index]
-    typical[index[keep]] = medians[keep]
+    typical[index[keep]] = medians[own][keep]
     return np.clip(GAP_FACTOR * typical, MIN_GAP_LIMIT_NS, window_ns).astype(np.int64)
 
 
@@ -111,8 +80,11 @@ def gap_limits(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndar
                slots: int, window_ns: int) -> np.ndarray:
     """The longest plausible gap after each slot (see GAP_FACTOR), from the consecutive
     sightings of equal ``key`` in ``order`` (sorted by key, then time); capped by the window
-    (:func:`limits_of` of :func:`gap_stats`)."""
-    return limits_of(gap_stats(key, slot, ts, order, slots), slots, window_ns)
+    (:func:`limits_of` of :func:`gap_values`)."""
+    units, group, gaps = gap_values(key, slot, ts, order, slots)
+    groups, middle = exact_medians(group, gaps)
+    sizes = np.bincount(np.searchsorted(groups, group), minlength=len(groups))
+    return limits_of(units, groups, sizes, middle, slots, window_ns)
 
 
 def group_medians(values: np.ndarray, code: np.ndarray,
@@ -147,33 +119,22 @@ class PathModel:
             if len(keys) else np.zeros(len(step), bool)
 
 
-@dataclass
-class StepStats:
-    """What the known transitions are made of, mergeable across partitions of whole keys: a
-    histogram of the steps of the tight groups per transition (rows sorted by transition
-    code ``before * slots + after``, then delay)."""
-
-    code: np.ndarray  # int64
-    value: np.ndarray  # the step's delay (ns, int64)
-    count: np.ndarray  # int64
-
-
-def step_stats(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
-               slots: int, limits: np.ndarray) -> StepStats:
-    """The :class:`StepStats` of units in ``order`` (sorted by key, then time), cut into
-    tight groups at the gap ``limits``: every step of a clean one. (All of them: a subsample
-    taken in the order of a whole capture could not be taken in its partitions.)"""
+def step_values(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+                slots: int, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The steps of units in ``order`` (sorted by key, then time) cut into tight groups at
+    the gap ``limits``: every step of a clean group, as (transition code ``slot * slots +
+    next slot``, delay). (All of them: a subsample taken in the order of a whole capture
+    could not be taken in its partitions.)"""
     group, _, clean = _groups(key, slot, ts, order, _tight_cut(slot, ts, order, limits))
     same = (group[1:] == group[:-1]) & clean[group[1:]]
     steps = np.flatnonzero(same)
     before, after = order[:-1][steps], order[1:][steps]
-    return StepStats(*value_counts(slot[before].astype(np.int64) * slots + slot[after],
-                                   ts[after] - ts[before]))
+    return slot[before].astype(np.int64) * slots + slot[after], ts[after] - ts[before]
 
 
-def transitions_of(stats: StepStats, slots: int) -> dict[tuple[int, int], float]:
-    """(slot, next slot) → median delay of the steps in ``stats``."""
-    codes, medians = histogram_medians(stats.code, stats.value, stats.count)
+def transitions_of(codes: np.ndarray, medians: np.ndarray,
+                   slots: int) -> dict[tuple[int, int], float]:
+    """(slot, next slot) → median delay, from the transition codes and their medians."""
     return {divmod(code, slots): median  # type: ignore[misc]
             for code, median in zip(codes.tolist(), medians.tolist(), strict=True)}
 
@@ -183,8 +144,8 @@ def learn_paths(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.nda
     """The gap limits and known transitions of units in ``order`` (sorted by key, then
     time)."""
     limits = gap_limits(key, slot, ts, order, slots, window_ns)
-    return PathModel(limits, transitions_of(step_stats(key, slot, ts, order, slots, limits),
-                                            slots), slots)
+    codes, medians = exact_medians(*step_values(key, slot, ts, order, slots, limits))
+    return PathModel(limits, transitions_of(codes, medians, slots), slots)
 
 
 def tight_groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,

@@ -69,17 +69,23 @@ from pktkit.analysis.crossings import (
     samples,
 )
 from pktkit.analysis.grouping import (
+    ALL_SLOTS,
     DEFAULT_WINDOW_NS,
-    GapStats,
     PathModel,
-    StepStats,
-    gap_stats,
+    gap_values,
     limits_of,
-    step_stats,
+    step_values,
     transitions_of,
-    value_counts,
 )
 from pktkit.analysis.hops import hops_table, number_hops
+from pktkit.analysis.medians import (
+    Counts,
+    Selection,
+    coarse_counts,
+    fine_counts,
+    medians,
+    select,
+)
 from pktkit.analysis.ownership import orient_by_owner, orient_by_timing, owners
 from pktkit.analysis.packets import number_packets, signature_order
 from pktkit.analysis.rows import int_column, string_codes
@@ -87,7 +93,6 @@ from pktkit.analysis.sightings import Units, find_units
 from pktkit.errors import UsageError
 
 SlotId = tuple[str, str, str, int]  # capture, interface, direction ("" for NA), TTL (-1)
-ROUNDS = 4  # surveys before assign (see the module docstring)
 _EVIDENCE_COLUMNS = ["node", "address", "count"]
 
 
@@ -184,20 +189,27 @@ def _slot_ids(packets: pd.DataFrame, units: Units) -> list[SlotId]:
                     int_column(packets, "ttl", rows).tolist(), strict=True))
 
 
+# The rounds: what each part surveys (see the module docstring)
+NODE_GAPS, NODE_GAPS_EXACT, CROSSINGS, PATH_GAPS, PATH_GAPS_EXACT, STEPS, STEPS_EXACT = range(1, 8)
+ROUNDS = STEPS_EXACT  # surveys before assign
+
+
 @dataclass
 class Survey:
     """What one part (or several, merged) found in one round; see the module docstring.
 
-    ``slots``: what the slot codes below stand for; ``gaps`` (rounds 1, 3), ``steps``
-    (round 4: codes ``before * len(slots) + after``); ``crossings`` (round 2: one row per
-    crossing, :data:`~pktkit.analysis.crossings.CROSSING_COLUMNS`, sender codes into
-    ``addresses``) and ``evidence`` (node, address code, count)."""
+    ``slots``: what the slot codes stand for (round 1: the part's own; later: the settled
+    ones). Median rounds: ``counts`` (:class:`~pktkit.analysis.medians.Counts`, groups: slot
+    codes and ALL_SLOTS for gaps, transition codes ``slot * len(slots) + next`` for steps),
+    and, for gaps, ``units`` per slot. Round 3: ``crossings`` (one row per crossing,
+    :data:`~pktkit.analysis.crossings.CROSSING_COLUMNS`, sender codes into ``addresses``)
+    and ``evidence`` (node, address code, count)."""
 
     round: int
     scope: Scope
     slots: list[SlotId]
-    gaps: GapStats | None = None
-    steps: StepStats | None = None
+    counts: Counts | None = None
+    units: np.ndarray | None = None
     crossings: pd.DataFrame | None = None
     evidence: pd.DataFrame | None = None
     addresses: list[str] = field(default_factory=list)
@@ -214,69 +226,68 @@ class Survey:
         slots = list(dict.fromkeys(slot for s in surveys for slot in s.slots))
         index = {slot: i for i, slot in enumerate(slots)}
         remaps = [np.array([index[slot] for slot in s.slots], np.int64) for s in surveys]
+        if first.round != NODE_GAPS and any(s.slots != slots for s in surveys):
+            raise ValueError("Survey.merge: parts numbering the slots differently")
         merged = Survey(first.round, first.scope, slots)
-        if first.gaps is not None:
-            units = np.zeros(len(slots), np.int64)
+        if first.units is not None:
+            merged.units = np.zeros(len(slots), np.int64)
             for s, remap in zip(surveys, remaps, strict=True):
-                assert s.gaps is not None
-                np.add.at(units, remap, s.gaps.units[:len(remap)])
-            parts = [(remap[s.gaps.slot], s.gaps.value, s.gaps.count)
-                     for s, remap in zip(surveys, remaps, strict=True) if s.gaps is not None]
-            merged.gaps = GapStats(units, *value_counts(*_joined(parts)))
-        if first.steps is not None:
-            parts = []
+                assert s.units is not None
+                np.add.at(merged.units, remap, s.units[:len(remap)])
+        if first.counts is not None:
+            counts = []
             for s, remap in zip(surveys, remaps, strict=True):
-                assert s.steps is not None
-                before, after = np.divmod(s.steps.code, max(1, len(s.slots)))
-                parts.append((remap[before] * len(slots) + remap[after], s.steps.value,
-                              s.steps.count))
-            merged.steps = StepStats(*value_counts(*_joined(parts)))
+                assert s.counts is not None
+                group = s.counts.group
+                if first.round == NODE_GAPS:  # the part's own slot codes to the merged ones
+                    mine = group != ALL_SLOTS
+                    group = np.where(mine, remap[np.where(mine, group, 0)], ALL_SLOTS) \
+                        if len(remap) else group
+                counts.append(Counts(group, s.counts.key, s.counts.count))
+            merged.counts = Counts.merge(counts)
         if first.crossings is not None:
-            addresses = list(dict.fromkeys(a for s in surveys for a in s.addresses))
-            where = {a: i for i, a in enumerate(addresses)}
-            found, evidence = [], []
-            for s in surveys:
-                assert s.crossings is not None and s.evidence is not None
-                remap = np.append(np.array([where[a] for a in s.addresses], np.int64), -1)
-                c = s.crossings.copy()
-                for name in ("a_sender", "b_sender", "a_receiver", "b_receiver"):
-                    c[name] = remap[c[name].to_numpy()].astype(np.int32)
-                found.append(c)
-                e = s.evidence.copy()
-                e["address"] = remap[e["address"].to_numpy()]
-                evidence.append(e)
-            merged.addresses = addresses
-            merged.crossings = pd.concat(found, ignore_index=True)
-            both = pd.concat(evidence, ignore_index=True)
-            merged.evidence = both.groupby(["node", "address"], as_index=False)["count"].sum()
+            _merge_crossings(merged, surveys)
         return merged
 
 
-def _joined(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(code, value, count) histograms concatenated, as value_counts takes them."""
-    if not parts:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty
-    code, value, count = (np.concatenate([p[i] for p in parts]).astype(np.int64)
-                          for i in range(3))
-    return code, value, count
+def _merge_crossings(merged: Survey, surveys: list[Survey]) -> None:
+    """Round 3's crossings and evidence, their addresses coded alike."""
+    addresses = list(dict.fromkeys(a for s in surveys for a in s.addresses))
+    where = {a: i for i, a in enumerate(addresses)}
+    found, evidence = [], []
+    for s in surveys:
+        assert s.crossings is not None and s.evidence is not None
+        remap = np.append(np.array([where[a] for a in s.addresses], np.int64), -1)
+        c = s.crossings.copy()
+        for name in ("a_sender", "b_sender", "a_receiver", "b_receiver"):
+            c[name] = remap[c[name].to_numpy()].astype(np.int32)
+        found.append(c)
+        e = s.evidence.copy()
+        e["address"] = remap[e["address"].to_numpy()]
+        evidence.append(e)
+    merged.addresses = addresses
+    merged.crossings = pd.concat(found, ignore_index=True)
+    both = pd.concat(evidence, ignore_index=True)
+    merged.evidence = both.groupby(["node", "address"], as_index=False)["count"].sum()
 
 
 @dataclass
 class Settled:
     """What the rounds settled so far (``round``: the last one); :func:`assign` needs all
-    :data:`ROUNDS`. Small: per slot and per node."""
+    :data:`ROUNDS`. Small: per slot, per transition and per node."""
 
     round: int
     scope: Scope
     slots: list[SlotId]
     clock_correction: str = "auto"
-    node_limits: np.ndarray | None = None  # round 1: gap limit per slot, node clocks
-    clocks: list[NodeClock | None] = field(default_factory=list)  # round 2: per node
+    selection: Selection | None = None  # after a first median pass: the buckets to count
+    units: np.ndarray | None = None  # ... and, for gaps, the units per slot
+    node_limits: np.ndarray | None = None  # gap limit per slot, node clocks
+    clocks: list[NodeClock | None] = field(default_factory=list)  # per node
     used: list[NodeClock | None] = field(default_factory=list)  # the models applied
     clock_offsets: pd.DataFrame | None = None
-    path_limits: np.ndarray | None = None  # round 3: gap limit per slot, reference clock
-    transitions: dict[tuple[int, int], float] | None = None  # round 4
+    path_limits: np.ndarray | None = None  # gap limit per slot, reference clock
+    transitions: dict[tuple[int, int], float] | None = None
 
     @property
     def ready(self) -> bool:
@@ -292,69 +303,100 @@ class Settled:
 def survey(part: Part, settled: Settled | None = None) -> Survey:
     """What ``part`` contributes to the next round (the first: ``settled`` None)."""
     units = part.units
-    if settled is None:  # round 1: gaps of (node, signature) on the node clocks
-        order = node_order(units)
-        return Survey(1, part.scope, list(part.slot_ids),
-                      gaps=gap_stats(node_keys(units), units.slot, units.ts, order,
-                                     len(part.slot_ids)))
+    if settled is None:  # the node-local gaps, first pass (the part's own slot codes)
+        slots = len(part.slot_ids)
+        count, group, gaps = gap_values(node_keys(units), units.slot, units.ts,
+                                        node_order(units), slots)
+        return Survey(NODE_GAPS, part.scope, list(part.slot_ids),
+                      counts=coarse_counts(group, gaps), units=count)
     if settled.ready:
         raise ValueError("survey: every round is settled already; assign")
     part.number_slots(settled)
-    slots = list(settled.slots)
-    if settled.round == 1:  # round 2: crossings and ownership evidence
+    now, slots = settled.round + 1, list(settled.slots)
+    if now == NODE_GAPS_EXACT:
+        assert settled.selection is not None
+        _, group, gaps = gap_values(node_keys(units), units.slot, units.ts, node_order(units),
+                                    len(slots))
+        return Survey(now, part.scope, slots, counts=fine_counts(group, gaps,
+                                                                 settled.selection))
+    if now == CROSSINGS:
         groups = node_groups(units, part.packets, part.scope.window_ns, settled.node_limits)
         found = crossings(groups, units, part.out_code, part.in_code)
         evidence = emitted(groups, units, part.packets, part.out_code)
-        return Survey(2, part.scope, slots, crossings=found,
+        return Survey(now, part.scope, slots, crossings=found,
                       evidence=evidence[_EVIDENCE_COLUMNS], addresses=list(units.addresses))
     part.on_reference_clock(settled)
-    assert part.uts is not None and part.order is not None
-    if settled.round == 2:  # round 3: gaps of signatures on the reference clock
-        return Survey(3, part.scope, slots, gaps=gap_stats(units.sig, units.slot, part.uts,
-                                                           part.order, len(slots)))
-    assert settled.path_limits is not None  # round 4: the steps of the tight groups
-    return Survey(4, part.scope, slots, steps=step_stats(units.sig, units.slot, part.uts,
-                                                         part.order, len(slots),
-                                                         settled.path_limits))
+    uts, order = part.uts, part.order
+    assert uts is not None and order is not None
+    if now in (PATH_GAPS, PATH_GAPS_EXACT):
+        count, group, gaps = gap_values(units.sig, units.slot, uts, order, len(slots))
+        if now == PATH_GAPS:
+            return Survey(now, part.scope, slots, counts=coarse_counts(group, gaps),
+                          units=count)
+        assert settled.selection is not None
+        return Survey(now, part.scope, slots, counts=fine_counts(group, gaps,
+                                                                 settled.selection))
+    assert settled.path_limits is not None
+    code, delay = step_values(units.sig, units.slot, uts, order, len(slots),
+                              settled.path_limits)
+    if now == STEPS:
+        return Survey(now, part.scope, slots, counts=coarse_counts(code, delay))
+    assert settled.selection is not None
+    return Survey(now, part.scope, slots, counts=fine_counts(code, delay, settled.selection))
 
 
 def settle(survey: Survey, *, clock_correction: str = "auto",
            node_addresses: Mapping[str, Iterable[str]] | None = None,
            previous: Settled | None = None) -> Settled:
-    """The round ``survey`` (every part's, merged) completes, on top of ``previous``. Round 2
-    uses ``clock_correction`` and ``node_addresses`` (as :func:`correlate` does); the node
-    names are the scope's."""
+    """The round ``survey`` (every part's, merged) completes, on top of ``previous``. The
+    crossings' round uses ``clock_correction`` and ``node_addresses`` (as :func:`correlate`
+    does); the node names are the scope's."""
     if clock_correction not in CLOCK_CORRECTIONS:
         raise UsageError(f"clock correction {clock_correction!r}: choose one of "
                          f"{', '.join(CLOCK_CORRECTIONS)}")
-    expected = 1 if previous is None else previous.round + 1
-    if survey.round != expected:
-        raise ValueError(f"settle: a survey of round {survey.round}, expected {expected}")
-    scope, window = survey.scope, survey.scope.window_ns
+    now = 1 if previous is None else previous.round + 1
+    if survey.round != now:
+        raise ValueError(f"settle: a survey of round {survey.round}, expected {now}")
+    counts = survey.counts
     if previous is None:
         # the slots in an order every part can reproduce: sorted by what they are
+        assert counts is not None and survey.units is not None
         slots = sorted(survey.slots)
         remap = np.array([slots.index(slot) for slot in survey.slots], np.int64)
-        assert survey.gaps is not None
         units = np.zeros(len(slots), np.int64)
-        units[remap] = survey.gaps.units[:len(remap)]
-        gaps = GapStats(units, *value_counts(remap[survey.gaps.slot] if len(remap)
-                                             else survey.gaps.slot, survey.gaps.value,
-                                             survey.gaps.count))
-        return Settled(1, scope, slots, clock_correction,
-                       node_limits=limits_of(gaps, len(slots), window))
+        units[remap] = survey.units[:len(remap)]
+        mine = counts.group != ALL_SLOTS
+        group = np.where(mine, remap[np.where(mine, counts.group, 0)], ALL_SLOTS) \
+            if len(remap) else counts.group
+        return Settled(now, survey.scope, slots, clock_correction,
+                       selection=select(Counts.merge([Counts(group, counts.key,
+                                                             counts.count)])), units=units)
     settled = Settled(**{name: getattr(previous, name) for name in (
-        "scope", "slots", "node_limits", "clocks", "used", "clock_offsets", "path_limits",
-        "transitions")}, round=expected, clock_correction=previous.clock_correction)
-    if expected == 2:
+        "scope", "slots", "clock_correction", "units", "node_limits", "clocks", "used",
+        "clock_offsets", "path_limits", "transitions")}, round=now)
+    slots, window = len(settled.slots), survey.scope.window_ns
+    if now in (PATH_GAPS, STEPS):
+        assert counts is not None
+        settled.selection = select(counts)
+        settled.units = survey.units
+    elif now in (NODE_GAPS_EXACT, PATH_GAPS_EXACT, STEPS_EXACT):
+        selection = previous.selection
+        assert counts is not None and selection is not None
+        middle = medians(counts, selection)
+        if now == STEPS_EXACT:
+            settled.transitions = transitions_of(selection.group, middle, slots)
+        else:
+            assert settled.units is not None
+            limits = limits_of(settled.units, selection.group, selection.size, middle, slots,
+                               window)
+            if now == NODE_GAPS_EXACT:
+                settled.node_limits = limits
+            else:
+                settled.path_limits = limits
+        settled.selection = settled.units = None
+    else:
         settled.clock_correction = clock_correction
         _settle_clocks(settled, survey, node_addresses)
-    elif expected == 3:
-        assert survey.gaps is not None
-        settled.path_limits = limits_of(survey.gaps, len(settled.slots), window)
-    else:
-        assert survey.steps is not None
-        settled.transitions = transitions_of(survey.steps, len(settled.slots))
     return settled
 
 
