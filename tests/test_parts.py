@@ -27,7 +27,6 @@ from pktkit.analysis.parts import (
     Survey,
     assign,
     settle,
-    settle_all,
     survey,
 )
 from pktkit.analysis.sightings import partition_keys
@@ -121,11 +120,18 @@ def assert_bijection(whole: np.ndarray, split: np.ndarray) -> None:
 def test_parts_give_what_one_table_gives(root: Path, case: tuple, k: int) -> None:
     packets, node_order = table(generated(root, *case))
     whole = correlate(packets, node_order=node_order)
-    scope = Scope.of(packets, node_order)
+    captures = packets[["capture", "node"]].astype(str).drop_duplicates()
+    scope = Scope.of_captures(list(captures.itertuples(index=False)), node_order)
+    assert scope == Scope.of(packets, node_order)
     rows = parts_of(packets, keys_per_file(packets), k, shuffle=k == 3)
     assert len(rows) > 1
     parts = [Part(packets.take(r).reset_index(drop=True), scope) for r in rows]
-    settled = settle_all(parts)
+    # every survey and settlement through pickle, as between processes
+    settled = None
+    while settled is None or not settled.ready:
+        surveys = [pickle.loads(pickle.dumps(survey(part, settled))) for part in parts]
+        settled = pickle.loads(pickle.dumps(settle(Survey.merge(surveys), previous=settled)))
+    assert settled.clock_offsets is not None
     pd.testing.assert_frame_equal(settled.clock_offsets, whole.clock_offsets)
     packet = np.full(len(packets), -1, np.int64)
     hop, ts_ref = packet.copy(), packet.copy()

@@ -114,6 +114,16 @@ class Scope:
         return cls(tuple(string_codes(packets["node"], node_order)[1]),
                    tuple(string_codes(packets["capture"])[1]), window_ns)
 
+    @classmethod
+    def of_captures(cls, captures: Sequence[tuple[str, str]], node_order: Sequence[str] = (),
+                    window_ns: int = DEFAULT_WINDOW_NS) -> Scope:
+        """The scope of a table of ``captures`` ((capture, node) in the table's order, as
+        :func:`~pktkit.analysis.inputs.read_table` reads them), without the table: the same
+        as :meth:`of` gives for it."""
+        seen = list(dict.fromkeys(node for _, node in captures))
+        nodes = [n for n in node_order if n in seen] + [n for n in seen if n not in node_order]
+        return cls(tuple(nodes), tuple(dict.fromkeys(c for c, _ in captures)), window_ns)
+
 
 def _codes_in(values: pd.Series, names: Sequence[str], what: str) -> np.ndarray:
     """Per row, the place of its label in ``names`` (-1: NA)."""
