@@ -24,10 +24,11 @@ each a module of its own:
 
 Step 0 needs only the rows of one capture file (a slot is in one file: a datagram's fragments
 and a tunnel packet's pieces there, a duplicate record and its original); steps 1 and 3 need
-only the units of their signatures (plus, for 3, the clock models and the path statistics):
-a partition by signature can run them apart (a whole datagram's units have the signature of
-its whole copies, so they fall in one partition); step 2 and the path statistics reduce what
-every partition found.
+only the units of their signatures (plus, for 3, the clock models and the path statistics);
+step 2 and the path statistics reduce what every part found. :mod:`~pktkit.analysis.parts`
+runs them so, on parts of whole packets (a partition by
+:func:`~pktkit.analysis.sightings.partition_keys`), in rounds of survey, merge and settle, then
+assign; :func:`correlate` is those rounds on one part, the whole table.
 
 Known limits: a payload cut by the snaplen before ``PAYLOAD_HASH_BYTES`` changes the UDP/ICMP
 signature, and so does a first fragment carrying fewer payload bytes than that; a datagram

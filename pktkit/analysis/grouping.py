@@ -14,8 +14,11 @@ The gap limit after a slot is GAP_FACTOR times the median gap from that slot to 
 sighting of the same signature (at least MIN_GAP_LIMIT_NS, at most ``window_ns``); a slot that
 is mostly the last of its packets (a pod's veth on delivery) uses the median over all slots.
 The known transitions (:class:`PathModel`) are those of the *tight* groups: runs with no gap
-beyond the limits and every slot once. Both are learnt from the data, so an uncorrected clock
-offset between two nodes is not mistaken for look-alikes.
+beyond the limits and every slot once, with the median delay of their steps. The medians are
+exact, taken in two mergeable passes (:mod:`~pktkit.analysis.medians`), so that parts of a
+capture (:mod:`~pktkit.analysis.parts`) find the limits and transitions of the whole. Both
+are learnt from the data, so an uncorrected clock offset between two nodes is not mistaken
+for look-alikes.
 """
 
 from __future__ import annotations
