@@ -126,7 +126,9 @@ def test_parts_give_what_one_table_gives(root: Path, case: tuple, k: int) -> Non
     rows = parts_of(packets, keys_per_file(packets), k, shuffle=k == 3)
     assert len(rows) > 1
     parts = [Part(packets.take(r).reset_index(drop=True), scope) for r in rows]
-    # every survey and settlement through pickle, as between processes
+    # the parts, every survey and settlement through pickle, as between processes (a worker
+    # that spills its parts to disk)
+    parts = [pickle.loads(pickle.dumps(part)) for part in parts]
     settled = None
     while settled is None or not settled.ready:
         surveys = [pickle.loads(pickle.dumps(survey(part, settled))) for part in parts]
