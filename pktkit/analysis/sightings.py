@@ -344,7 +344,9 @@ def partition_keys(packets: pd.DataFrame, window_ns: int = DEFAULT_WINDOW_NS) ->
     packet of that key); any other unit: its signature (a partial IPv6 datagram: its datagram
     key). A frame that matches nothing (no IP, no time, a decode error) is a packet of its own:
     its key is its capture and frame. Needs the columns :func:`find_units` reads (``node``
-    optional: one file is one node).
+    optional: one file is one node), and all of the file's rows: a chunk of a file alone can
+    cut a unit (a fragmented tunnel packet's pieces, an IPv6 datagram's fragments) at its
+    edge.
 
     Known limit: an IPv6 datagram missing fragments at one point joins the packet before it
     with its datagram key, but the whole copies of that packet carry no fragment id: their
