@@ -5,37 +5,49 @@ A *part* is a set of packet-table rows holding every row of each packet it touch
 of a partition by :func:`~pktkit.analysis.sightings.partition_keys`, or the whole table). The
 global steps of the correlation (gap limits, the clock models, the known transitions) reduce
 what every part holds; everything else is per part. Each global step needs the one before it,
-so a part is surveyed in four rounds, each settled (on one process) before the next:
+and an exact median two passes (:mod:`~pktkit.analysis.medians`), so a part is surveyed in
+seven rounds, each settled (in one process) before the next:
 
 =====  ===========================================  =========================================
 round  each part surveys                            settled into
 =====  ===========================================  =========================================
-1      gaps of each (node, signature)'s units on    the node-local gap limits (per slot)
-       the node clocks (per slot: a histogram)
-2      crossings of node-local groups cut at those  owners, orientation, pair fits, the chain:
+1, 2   gaps between each (node, signature)'s units  the node-local gap limits (per slot)
+       on the node clocks: counts per bucket, then
+       the values of the middle buckets (per slot)
+3      crossings of node-local groups cut at those  owners, orientation, pair fits, the chain:
        limits; evidence of address ownership        the clock models and ``clock_offsets``
-3      gaps of each signature's units on the        the path gap limits (per slot)
-       reference clock (per slot: a histogram)
-4      steps of the tight groups (per transition:   the known transitions (median delays)
-       a histogram)
+4, 5   gaps between each signature's units on the   the path gap limits (per slot)
+       reference clock (likewise)
+6, 7   steps of the tight groups cut at those       the known transitions (median delays)
+       limits (likewise, per transition)
 =====  ===========================================  =========================================
 
 then :func:`assign` numbers each part's packets and hops with the settled models:
 partition-local packet ids 0..k-1 (a global numbering adds an offset per part), ``hop``,
 ``ts_ref_ns`` and the part's ``hops`` rows. :func:`correlate` runs the same rounds on one
-part: the whole table.
+part: the whole table. A caller across processes::
+
+    scope = Scope.of_captures([(capture, node), ...], node_order, window_ns)
+    parts = [Part(rows, scope) for rows in partitions]          # on the workers, kept
+    settled = None
+    while settled is None or not settled.ready:
+        surveys = [survey(part, settled) for part in parts]     # on the workers
+        settled = settle(Survey.merge(surveys), previous=settled)   # on the client
+    found = [assign(part, settled) for part in parts]            # on the workers
 
 What crosses a process boundary (all picklable): :class:`Scope` (node names and capture
-order, known before the run), :class:`Survey` and :class:`Settled`. Their sizes: histograms
-per slot (rounds 1, 3) and per transition (round 4) hold one row per distinct gap value, so
-they are bounded by the values a capture's resolution allows (µs pcap: the window's µs), not
-by frames; round 2 holds **one row per crossing** (the fields of
+order, known before the run), :class:`Survey` and :class:`Settled`. Their sizes: the median
+rounds hold counts per slot or transition and bucket (128 buckets per octave), then the
+values of two buckets per slot or transition: bounded by slots, transitions and what a bucket
+can hold, not by frames. The crossings' round holds **one row per crossing** (the fields of
 :data:`~pktkit.analysis.crossings.CROSSING_COLUMNS`), because the pair fit
-(:func:`~pktkit.analysis.clockfit.fit_pair`) reads every sample: the median delay each way
-(its frame), the robust regression of the tail test, the random halves behind the drift's
-standard error and the rejection rounds (which reach below the hulls). Only its linear
-program would do with counts, sums and the lower hulls. The ownership evidence is a count per
-(node, address). :class:`Part` (the units of a part) stays where it was made.
+(:func:`~pktkit.analysis.clockfit.fit_pair`) reads every sample in the one table's order: the
+median delay each way (its frame), the robust regression of the tail test and the random
+halves behind the drift's standard error (each on an even subsample of that order), and the
+rejection rounds (which reach below the hulls). Only its linear program would do with counts,
+sums and the lower hulls. The ownership evidence is a count per (node, address). A
+:class:`Part` (the part's rows and units) is built once and kept for every round (it pickles,
+so a worker may spill it).
 
 Slots are told apart by what they are (capture, interface, direction, TTL), so every part
 numbers them alike once the first round is settled; nodes by :attr:`Scope.node_names`,
