@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from pktkit.analysis.medians import bucket_of
 from pktkit.analysis.percentiles import (
     Sampled,
     count_samples,
     percentile_table,
-    value_bins,
     values_in_bins,
     wanted_bins,
 )
@@ -52,7 +52,7 @@ def test_groups_in_order_of_first_sample() -> None:
 def test_bins_keep_the_order_of_values() -> None:
     values = np.unique(np.concatenate([np.arange(-3000, 3000), 2 ** np.arange(62),
                                        -(2 ** np.arange(62)), 10 ** np.arange(19)]))
-    assert (np.diff(value_bins(np.sort(values))) >= 0).all()
+    assert (np.diff(bucket_of(np.sort(values))) >= 0).all()  # the bins percentiles use
 
 
 def test_partials_are_bounded_by_bins_not_samples() -> None:

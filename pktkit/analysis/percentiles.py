@@ -5,16 +5,17 @@ the same numbers as ``np.percentile`` (method ``linear``) of all the samples tog
 in two passes without bringing the samples to one place:
 
 1. :func:`count_samples` (per partition): per group its count, minimum, maximum and first
-   sample (``order``), and a histogram of its values in fixed bins (:func:`value_bins`: the
-   sign, the binary exponent and the top 10 bits of the mantissa, so a bin spans 1/1024 of
-   its values' magnitude or one integer; bins are the same in every partition and ordered
-   like their values). Its size: groups × occupied bins, not samples.
+   sample (``order``), and a histogram of its values in fixed bins (the buckets of
+   :func:`pktkit.analysis.medians.bucket_of`, the correlation's medians' too: SUB_BUCKETS
+   per octave, so a bin spans at most 1/SUB_BUCKETS of its values' magnitude, one integer
+   below 2 × SUB_BUCKETS; the same in every partition and ordered like their values). Its
+   size: groups × occupied bins, not samples.
 2. :func:`wanted_bins` (client): the merged counts (:func:`merge_counts`); for each
    percentile, the ranks it needs (the two order statistics around its position) and the bin
    holding each rank (:func:`locate_ranks`, which takes any ranks: a CDF's).
 3. :func:`values_in_bins` (per partition): each wanted bin's distinct values with their
    counts. Its size: at most the samples in those bins, and at most the distinct integers a
-   bin spans (1 + value/1024); in practice a few values each.
+   bin spans (1 + value/SUB_BUCKETS); in practice a few values each (µs timestamps).
 4. :func:`percentile_table` (client): each rank's value (:func:`rank_values`: the bin's
    values in order, counted from the samples below the bin), interpolated as numpy
    interpolates.
@@ -31,8 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pktkit.analysis.medians import bucket_of
+
 GROUP = ["metric", "key"]  # a group: its metric and its key (the scope, unless told)
-_MANTISSA_BITS = 10  # bins per octave: 2**10
 
 
 @dataclass
@@ -69,16 +71,6 @@ class WantedBins:
     ranks: pd.DataFrame
 
 
-def value_bins(values: np.ndarray) -> np.ndarray:
-    """A bin number per int64 value, ordered like the values (a larger value never has a
-    smaller bin): 0 for 0; ± (exponent · 1024 + the mantissa's top 10 bits) otherwise."""
-    magnitude = np.abs(values).astype(np.float64)  # monotone rounding: the order is kept
-    mantissa, exponent = np.frexp(magnitude)
-    sub = ((mantissa - 0.5) * (2 << _MANTISSA_BITS)).astype(np.int64)  # 0 .. 1023
-    bins = exponent.astype(np.int64) * (1 << _MANTISSA_BITS) + sub
-    return np.where(values == 0, 0, np.where(values < 0, -bins, bins))
-
-
 def _frame(sampled: Sampled, columns: dict[str, np.ndarray], scope: bool = False
            ) -> pd.DataFrame:
     """Rows of a partial: the group's metric and key (and its scope label), then
@@ -97,7 +89,7 @@ def count_samples(samples: Iterable[Sampled]) -> SampleCounts:
         if not len(s.values):
             continue
         frame = pd.DataFrame({"group": s.group, "value": s.values, "order": s.order,
-                              "bin": value_bins(s.values)})
+                              "bin": bucket_of(s.values)})
         per = frame.groupby("group", sort=True).agg(
             count=("value", "size"), min=("value", "min"), max=("value", "max"),
             first=("order", "min"))
@@ -205,7 +197,7 @@ def values_in_bins(samples: Iterable[Sampled], wanted: WantedBins) -> pd.DataFra
                 if key in code]
         if not keys:
             continue
-        frame = pd.DataFrame({"group": s.group, "bin": value_bins(s.values),
+        frame = pd.DataFrame({"group": s.group, "bin": bucket_of(s.values),
                               "value": s.values})
         index = pd.MultiIndex.from_frame(frame[["group", "bin"]])
         frame = frame[index.isin(keys)]
