@@ -18,6 +18,9 @@ all sightings and files (:mod:`~pktkit.analysis.overlays`). See the modules abov
 after translation, packets, bytes, time span, the conntrack dump's verdict, the translating
 node) and ``nat_disagreements`` (captures against conntrack dumps; empty without a dump).
 
+Every stage after the correlation runs as the map, merge and apply of a run over partitions
+of whole packets, on one partition (:mod:`~pktkit.analysis.table_parts`).
+
 Names: the packet table gains ``src_name``, ``dst_name``, ``outer_src_name`` and
 ``outer_dst_name``; nat_flows ``orig_src_name``, ``orig_dst_name``, ``xlat_src_name``,
 ``xlat_dst_name`` and ``service``; handshakes ``src_name`` and ``dst_name``; latency the
