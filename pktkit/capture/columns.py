@@ -201,6 +201,10 @@ class BatchDecoder:
             if waiting is not None:
                 yield waiting.result()
 
+    def flow_keys(self) -> np.ndarray:
+        """The flow keys numbered so far, row = flow id (see :meth:`FlowIds.key_table`)."""
+        return self._flows.key_table()
+
     def decode(self, raw: RawBatch, ifnames: Mapping[int, str] | None = None) -> ColumnBatch:
         """One batch, in this thread."""
         return self._finish(self._start(raw, self.ifnames if ifnames is None else ifnames))
