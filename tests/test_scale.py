@@ -1,0 +1,181 @@
+"""pktkit.scale: a LocalCluster of 2 workers gives what one process gives — the dataset's rows
+(captures cut into chunks, a cut capture, pcap and pcapng) and the analysis — also when a
+worker is killed in the middle of the run (Dask runs its task again); bad cluster arguments are
+one-line errors with exit 2; every cluster is closed with no process left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pktkit import cli
+from pktkit.analysis.inputs import resolve_inputs
+from pktkit.analysis.pipeline import analyze
+from pktkit.capture.autoports import resolve_ports
+from pktkit.capture.dataset import DatasetCapture, read_manifest, write_dataset
+from pktkit.craft.generation import generate, make_scenario
+from pktkit.report.folder import write_analysis
+from pktkit.scale import cluster as scale_cluster
+from pktkit.scale.analyze import analyze_on_cluster
+from pktkit.scale.cluster import dask_client
+from pktkit.scale.decode import write_dataset as write_on_cluster
+
+CHUNK = 20_000  # bytes: the test captures (30-90 kB) are cut into 2-5 chunks
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    with dask_client(2, dashboard_address=":0") as connected:
+        yield connected
+    assert not multiprocessing.active_children()  # the workers and nannies are gone
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """An impaired two-node overlay as per-interface pcap files and as -i any pcapng files,
+    and a pcap cut inside a record (the last chunk must stop where the whole file's reader
+    stops)."""
+    root = tmp_path_factory.mktemp("scale")
+    impairments = ["queue=5ms", "loss=0.02", "reorder=0.05", "duplicate=0.05"]
+    generate(make_scenario("vxlan-overlay", seed=4, impairments=impairments), root / "ether")
+    generate(make_scenario("geneve-overlay", seed=5, impairments=impairments), root / "any",
+             fmt="pcapng", linktype="sll2")
+    ether = sorted((root / "ether").glob("*.pcap"))
+    biggest = max(ether, key=lambda p: p.stat().st_size)
+    cut = root / "ether" / "cut-copy.pcap"
+    data = biggest.read_bytes()
+    cut.write_bytes(data[:len(data) - 37])
+    return [*ether, cut, *sorted((root / "any").glob("*.pcapng"))]
+
+
+def dataset_inputs(captures: list[Path]) -> list[DatasetCapture]:
+    return [DatasetCapture(i.path, i.node, i.label, dict(i.interfaces), i.interface)
+            for i in resolve_inputs(captures)]
+
+
+def assert_same_dataset(got: Path, want: Path) -> None:
+    """Equal rows (pandas' reading) and equal manifests but for the parts' names."""
+    pd.testing.assert_frame_equal(pd.read_parquet(got), pd.read_parquet(want))
+    got_manifest, want_manifest = read_manifest(got), read_manifest(want)
+    for entry in [*got_manifest["captures"], *want_manifest["captures"]]:
+        entry.pop("parts")
+    assert got_manifest == want_manifest
+
+
+def test_two_workers_write_the_rows_of_one_process(client: object, captures: list[Path],
+                                                   tmp_path: Path) -> None:
+    inputs = dataset_inputs(captures)
+    ports = resolve_ports(captures, "auto")  # (Geneve and VXLAN ports found in the packets)
+    one = write_dataset(inputs, tmp_path / "one", ports)
+    steps: list[tuple[int, int]] = []
+    many = write_on_cluster(client, inputs, tmp_path / "many", ports, chunk_bytes=CHUNK,
+                            progress=lambda done, total: steps.append((done, total)))
+    assert many == one  # each capture's frames, bytes read, and where a cut one stopped
+    assert one[captures.index(captures[-3])].stopped_at is not None  # the cut copy
+    parts = [len(c["parts"]) for c in read_manifest(tmp_path / "many")["captures"]]
+    assert max(parts) >= 3 and sum(parts) == len(steps) == steps[-1][1]
+    assert_same_dataset(tmp_path / "many", tmp_path / "one")
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
+
+
+def test_a_worker_killed_mid_run_is_retried(client: object, captures: list[Path],
+                                            tmp_path: Path) -> None:
+    from distributed import WorkerPlugin
+
+    marker = tmp_path / "killed-once"
+
+    class KillOnce(WorkerPlugin):  # (defined here: pickled by value to the workers)
+        """SIGKILLs the worker process as it starts a decoding task, once (the marker)."""
+
+        def __init__(self, marker: str) -> None:
+            self.marker = marker
+
+        def transition(self, key: object, start: str, finish: str, **kwargs: object) -> None:
+            if finish == "executing" and "pktkit-decode" in str(key):
+                try:
+                    os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    return
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    inputs = dataset_inputs(captures)
+    ports = resolve_ports(captures, "auto")
+    write_dataset(inputs, tmp_path / "one", ports)
+    client.register_plugin(KillOnce(str(marker)), name="pktkit-kill-once")  # type: ignore[attr-defined]
+    try:
+        write_on_cluster(client, inputs, tmp_path / "many", ports, chunk_bytes=CHUNK)
+    finally:
+        client.unregister_worker_plugin("pktkit-kill-once")  # type: ignore[attr-defined]
+    assert marker.exists()  # a worker did die in the run
+    assert_same_dataset(tmp_path / "many", tmp_path / "one")
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
+    client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]  # (the nanny's restart)
+
+
+def test_analyze_on_the_cluster_is_the_single_process(client: object, captures: list[Path],
+                                                      tmp_path: Path) -> None:
+    pcapng = [p for p in captures if p.suffix == ".pcapng"]
+    write_analysis(analyze(pcapng), tmp_path / "one")
+    summary, notes = analyze_on_cluster(client, pcapng, tmp_path / "many")
+    assert summary["correlation"]["packets"] > 0 and notes == []
+    tables = sorted(p.name for p in (tmp_path / "one").glob("*.parquet"))
+    assert "hops.parquet" in tables and "clock_offsets.parquet" in tables
+    assert tables == sorted(p.name for p in (tmp_path / "many").glob("*.parquet"))
+    for name in tables:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "many" / name),
+                                      pd.read_parquet(tmp_path / "one" / name), obj=name)
+
+
+def main(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_bad_cluster_arguments_are_one_line_errors(captures: list[Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scale_cluster, "CONNECT_TIMEOUT_S", 1)
+    capture, out = str(captures[0]), f"{tmp_path / 'ds'}/"
+    for args, says in (
+        (["packets", capture, "-o", out, "--workers", "0"], "invalid workers_arg value: '0'"),
+        (["analyze", capture, "-o", str(tmp_path / "r"), "--workers", "many"], "'many'"),
+        (["packets", capture, "-o", out, "--scheduler", "tcp://127.0.0.1:9"],
+         "--scheduler tcp://127.0.0.1:9: cannot connect"),
+        (["analyze", capture, "-o", str(tmp_path / "r"), "--scheduler", "tcp://127.0.0.1:9"],
+         "--scheduler tcp://127.0.0.1:9: cannot connect"),
+        (["packets", capture, "-o", str(tmp_path / "t.parquet"), "--workers", "2"],
+         "give -o DIR/"),
+        (["packets", capture, "--workers", "2"], "give -o DIR/"),
+        (["packets", capture, "-o", out, "--workers", "2", "--scheduler", "tcp://x:1"],
+         "give it without --workers"),
+    ):
+        code, stdout, stderr = main(*args)
+        assert (code, stdout) == (2, ""), args
+        assert stderr.count("\n") == 1 and says in stderr, (args, stderr)
+    assert not list(tmp_path.iterdir())  # nothing written, nothing left
+
+
+def test_cli_packets_on_two_workers(captures: list[Path], tmp_path: Path) -> None:
+    before = set(multiprocessing.active_children())  # (the module's cluster, if it runs)
+    code, _, err = main("packets", *map(str, captures[:4]), "-o", str(tmp_path / "one") + "/",
+                        "-q")
+    assert code == 0 and err == ""
+    code, out, err = main("packets", *map(str, captures[:4]), "-o", str(tmp_path / "two") + "/",
+                          "--workers", "2")
+    assert code == 0, err
+    assert err.startswith("pktkit: Dask cluster: 2 workers of 1 thread; dashboard http")
+    assert out.strip().endswith(f"from 4 captures written to {tmp_path / 'two'}/")
+    assert_same_dataset(tmp_path / "two", tmp_path / "one")
+    assert set(multiprocessing.active_children()) <= before  # its cluster is gone
