@@ -142,16 +142,20 @@ def _write_dataset(args: argparse.Namespace, ports: object) -> list:
     if not _scaled(args):
         stats = write_dataset(captures, args.out, ports)  # type: ignore[arg-type]
     else:
+        from pktkit.capture.dataset import staged_dataset
         from pktkit.progress import ProgressBar
         from pktkit.scale.cluster import dask_client
-        from pktkit.scale.decode import write_dataset as write_on_cluster
+        from pktkit.scale.decode import decode_into
 
         bar = ProgressBar(not args.quiet and sys.stderr.isatty())
+        # the cluster inside the staging: stopped early, its workers are gone before the
+        # staged folder is removed (none can write into it after)
         try:
-            with dask_client(args.workers, args.scheduler,
-                             announce=None if args.quiet else _announce) as client:
-                stats = write_on_cluster(
-                    client, captures, args.out, ports,  # type: ignore[arg-type]
+            with staged_dataset(args.out) as folder, dask_client(
+                    args.workers, args.scheduler,
+                    announce=None if args.quiet else _announce) as client:
+                stats = decode_into(
+                    client, captures, folder, ports,  # type: ignore[arg-type]
                     progress=lambda done, total: bar(f"decode {done}/{total}", done / total))
         finally:
             bar.close()

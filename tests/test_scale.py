@@ -179,3 +179,52 @@ def test_cli_packets_on_two_workers(captures: list[Path], tmp_path: Path) -> Non
     assert out.strip().endswith(f"from 4 captures written to {tmp_path / 'two'}/")
     assert_same_dataset(tmp_path / "two", tmp_path / "one")
     assert set(multiprocessing.active_children()) <= before  # its cluster is gone
+
+
+@pytest.mark.parametrize(("signum", "delay"), [(signal.SIGINT, 1.0), (signal.SIGTERM, 3.0)])
+def test_a_stopped_run_leaves_nothing(captures: list[Path], tmp_path: Path, signum: int,
+                                      delay: float) -> None:
+    """Stopped while the cluster starts or while it decodes: one line, the signal's exit
+    code, no worker process left, no staged folder left (the cluster is closed before the
+    staging goes, so no worker writes into it after)."""
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    many = tmp_path / "in"
+    many.mkdir()
+    for i in range(150):
+        (many / f"copy-{i}.pcap").write_bytes(captures[0].read_bytes())
+    token = uuid.uuid4().hex
+    run = subprocess.Popen([sys.executable, "-m", "pktkit.cli", "packets", str(many), "-o",
+                            f"{tmp_path / 'out'}/", "--workers", "2"], text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env={**os.environ, "PKTKIT_TEST_RUN": token})
+    time.sleep(delay)
+    run.send_signal(signum)
+    _, err = run.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if not line.startswith("pktkit: Dask cluster")]
+    if run.returncode == 0:  # (a fast machine finished first: then the dataset is whole)
+        assert read_manifest(tmp_path / "out")["captures"]
+    else:
+        assert run.returncode == 128 + signum
+        assert len(lines) == 1 and lines[0].startswith("pktkit: "), err
+        assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+    deadline = time.monotonic() + 30
+    while _processes_with(token):  # (a worker's nanny may take a moment to see it go)
+        assert time.monotonic() < deadline, "worker processes left behind"
+        time.sleep(0.2)
+
+
+def _processes_with(token: str) -> list[str]:
+    """The processes whose environment holds ``token`` (the run's and its children's)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if token.encode() in environ.read_bytes():
+                found.append(environ.parent.name)
+        except OSError:
+            continue
+    return found

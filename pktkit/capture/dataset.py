@@ -180,7 +180,10 @@ def decode_part(capture: DatasetCapture, chunk: Chunk | None, index: int,
     capture's."""
     decoder = BatchDecoder(ports.vxlan, None, batch_size, geneve_ports=ports.geneve)
     target = Path(folder) / capture.part(index)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # never the staged folder itself: a task still running after the run was stopped (and
+    # its folder removed) fails instead of leaving a folder behind
+    target.parent.parent.mkdir(exist_ok=True)
+    target.parent.mkdir(exist_ok=True)
     with _chunk_file(capture.path, chunk, last) as (path, shift):
         first = chunk.first_frame - 1 if chunk is not None else 0
         batches = decoder.batches(path, capture.interfaces or None)

@@ -2,11 +2,13 @@
 
 :func:`dask_client` yields a connected :class:`distributed.Client` and closes everything it
 started when the block ends, however it ends (an error, Ctrl-C, SIGTERM raised as an
-exception). A local cluster has ``workers`` processes of one thread each (the decoders and the
-analysis hold the GIL: threads would not add up), a memory limit per worker (Dask spills
-to disk at 70 % of it, pauses at 80 %, restarts the worker at 95 %) and its spill files in a
-temporary folder removed at the end. With ``scheduler`` an existing cluster is used as it is:
-its workers must see the inputs and the output folder at the same paths as this process.
+exception; a signal that arrives while a local cluster starts takes effect once it has
+started, so that it can be closed). A local cluster has ``workers`` processes of one
+thread each (the decoders and the analysis hold the GIL: threads would not add up), a memory
+limit per worker (Dask spills to disk at 70 % of it, pauses at 80 %, restarts the worker at
+95 %) and its spill files in a temporary folder removed at the end. With ``scheduler`` an
+existing cluster is used as it is: its workers must see the inputs and the output folder at
+the same paths as this process.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -76,13 +80,38 @@ def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
         return
     spill = tempfile.mkdtemp(prefix="pktkit-dask-")
     try:
-        with LocalCluster(n_workers=worker_total(workers), threads_per_worker=1,
-                          processes=True, memory_limit=memory_limit, local_directory=spill,
-                          dashboard_address=dashboard_address,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with contextlib.ExitStack() as stack:
+            with _signals_deferred():  # (a cluster half started cannot be closed cleanly)
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=worker_total(workers), threads_per_worker=1, processes=True,
+                    memory_limit=memory_limit, local_directory=spill,
+                    dashboard_address=dashboard_address, silence_logs=logging.ERROR))
+                client = stack.enter_context(Client(cluster))
             if announce:
                 announce(f"Dask cluster: {len(cluster.workers)} workers of 1 thread; "
                          f"dashboard {client.dashboard_link}")
             yield client
     finally:
         shutil.rmtree(spill, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP held while the block runs and raised again after it (in
+    the main thread; elsewhere the block runs as it is). A local cluster interrupted while it
+    starts leaves its nannies half made: Dask's exit hook then fails on them with
+    tracebacks. Held, the signal stops the run once the cluster can be closed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    kinds = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {kind: signal.signal(kind, lambda signum, frame: caught.append(signum))
+                for kind in kinds}
+    try:
+        yield
+    finally:
+        for kind, handler in previous.items():
+            signal.signal(kind, handler)
+        if caught:
+            signal.raise_signal(caught[0])

@@ -68,37 +68,47 @@ def write_dataset(client: Client, captures: Sequence[DatasetCapture],
                   chunk_bytes: int = CHUNK_BYTES, progress: Progress | None = None
                   ) -> list[ReadStats]:
     """Decode ``captures`` on the cluster into a dataset at ``out`` (see the module
-    docstring); returns each capture's :class:`ReadStats` (the caller warns of cut ones)."""
+    docstring); returns each capture's :class:`ReadStats` (the caller warns of cut ones).
+    Staged beside ``out``: stopped early, the tasks still running on a cluster that goes on
+    (``--scheduler``) fail for want of the folder; close a local cluster before the staging
+    goes, as the CLI does with :func:`decode_into`."""
+    with staged_dataset(out) as folder:
+        return decode_into(client, captures, folder, ports, chunk_bytes=chunk_bytes,
+                           progress=progress)
+
+
+def decode_into(client: Client, captures: Sequence[DatasetCapture], folder: Path,
+                ports: TunnelPorts, *, chunk_bytes: int = CHUNK_BYTES,
+                progress: Progress | None = None) -> list[ReadStats]:
+    """:func:`write_dataset` into a staged dataset ``folder``
+    (:func:`~pktkit.capture.dataset.staged_dataset`), manifest included."""
     run = secrets.token_hex(4)
-    with staged_dataset(out) as tmp:
-        folder = str(tmp)
-        pieces = {i: chunk_count(c.path, chunk_bytes) for i, c in enumerate(captures)}
-        cuts = {i: client.submit(split, str(captures[i].path), n, key=f"pktkit-split-{run}-{i}")
-                for i, n in pieces.items() if n > 1}
-        chunks: dict[int, list[Chunk | None]] = {i: [None] for i in pieces}
-        chunks.update({i: list(found) or [None]
-                       for i, found in zip(cuts, client.gather(list(cuts.values())),
-                                           strict=True)})
-        tasks: list[Future] = []
-        owner: list[int] = []
-        for i, capture in enumerate(captures):
-            for k, chunk in enumerate(chunks[i]):
-                tasks.append(client.submit(
-                    decode_part, capture, chunk, k, folder, ports,
-                    last=k == len(chunks[i]) - 1, key=f"pktkit-decode-{run}-{i}-{k}"))
-                owner.append(i)
-        results: list[PartResult] = _gather(client, tasks, progress)
-        mappings = global_flow_ids([r.flow_keys for r in results])
-        rewrites = [client.submit(renumber_flows, folder, r.part, m,
-                                  key=f"pktkit-flows-{run}-{j}")
-                    for j, (r, m) in enumerate(zip(results, mappings, strict=True))
-                    if not np.array_equal(m, np.arange(len(m)))]
-        client.gather(rewrites)
-        parts = [[r.part for r, o in zip(results, owner, strict=True) if o == i]
-                 for i in range(len(captures))]
-        stats = [merged_stats([r.stats for r, o in zip(results, owner, strict=True) if o == i])
-                 for i in range(len(captures))]
-        write_manifest(tmp, captures, parts, stats, ports)
+    where = str(folder)
+    pieces = {i: chunk_count(c.path, chunk_bytes) for i, c in enumerate(captures)}
+    cuts = {i: client.submit(split, str(captures[i].path), n, key=f"pktkit-split-{run}-{i}")
+            for i, n in pieces.items() if n > 1}
+    chunks: dict[int, list[Chunk | None]] = {i: [None] for i in pieces}
+    chunks.update({i: list(found) or [None]
+                   for i, found in zip(cuts, client.gather(list(cuts.values())), strict=True)})
+    tasks: list[Future] = []
+    owner: list[int] = []
+    for i, capture in enumerate(captures):
+        for k, chunk in enumerate(chunks[i]):
+            tasks.append(client.submit(
+                decode_part, capture, chunk, k, where, ports,
+                last=k == len(chunks[i]) - 1, key=f"pktkit-decode-{run}-{i}-{k}"))
+            owner.append(i)
+    results: list[PartResult] = _gather(client, tasks, progress)
+    mappings = global_flow_ids([r.flow_keys for r in results])
+    rewrites = [client.submit(renumber_flows, where, r.part, m, key=f"pktkit-flows-{run}-{j}")
+                for j, (r, m) in enumerate(zip(results, mappings, strict=True))
+                if not np.array_equal(m, np.arange(len(m)))]
+    client.gather(rewrites)
+    parts = [[r.part for r, o in zip(results, owner, strict=True) if o == i]
+             for i in range(len(captures))]
+    stats = [merged_stats([r.stats for r, o in zip(results, owner, strict=True) if o == i])
+             for i in range(len(captures))]
+    write_manifest(folder, captures, parts, stats, ports)
     return stats
 
 
