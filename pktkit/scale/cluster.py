@@ -74,7 +74,8 @@ def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
                 count = len(client.scheduler_info(n_workers=-1).get("workers", {}))
                 announce(f"Dask cluster at {scheduler}: {count} workers; dashboard "
                          f"{client.dashboard_link}")
-            yield client
+            with _quiet_when_stopped():
+                yield client
         finally:
             client.close()
         return
@@ -90,9 +91,26 @@ def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
             if announce:
                 announce(f"Dask cluster: {len(cluster.workers)} workers of 1 thread; "
                          f"dashboard {client.dashboard_link}")
-            yield client
+            with _quiet_when_stopped():
+                yield client
     finally:
         shutil.rmtree(spill, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet_when_stopped() -> Iterator[None]:
+    """When the block is left by Ctrl-C or a signal (not an Exception), Dask's and asyncio's
+    loggers are silenced for good, before the cluster closes: the client's calls cut short
+    would be reported by them as tracebacks ("Task exception was never retrieved", closed
+    connections) around the program's one line."""
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:
+        for name in ("asyncio", "distributed", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        raise
 
 
 @contextlib.contextmanager
