@@ -235,7 +235,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from pktkit.analysis.inputs import check_inputs
     from pktkit.analysis.metadata import read_metadata
     from pktkit.analysis.pipeline import STAGES, analyze, return_memory_eagerly
-    from pktkit.files import check_output_folder
+    from pktkit.files import check_output_folder, scratch_folder
     from pktkit.progress import terminal_bar
     from pktkit.report.folder import write_analysis, write_collection
 
@@ -286,12 +286,17 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                 from pktkit.scale.analyze import analyze_on_cluster
                 from pktkit.scale.cluster import dask_client
 
-                bar("analyze on the cluster", 0.0)
-                with dask_client(args.workers, args.scheduler,
-                                 announce=None if args.quiet or args.json else _announce
-                                 ) as client:
-                    output, notes = analyze_on_cluster(client, args.captures, args.out,
-                                                       nodes=nodes, options=options)
+                bar("start the cluster", 0.0)
+                # the cluster inside the scratch folder: closed before it is removed
+                Path(args.out).absolute().parent.mkdir(parents=True, exist_ok=True)
+                with scratch_folder(args.out) as scratch, dask_client(
+                        args.workers, args.scheduler,
+                        announce=None if args.quiet or args.json else _announce) as client:
+                    output, notes = analyze_on_cluster(
+                        client, args.captures, args.out, nodes=nodes, options=options,
+                        scratch=scratch, progress=lambda stage, done, total: bar(
+                            f"{stage} {done}/{total}" if stage == "decode" else stage,
+                            done / total))
                 results = {"analysis": output}
             elif single:
                 found = analyze(args.captures, nodes=nodes, **options,
