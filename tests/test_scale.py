@@ -178,6 +178,23 @@ def test_a_worker_killed_in_the_correlation_is_retried(client: object, analysis_
     client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]
 
 
+def test_bundles_on_the_cluster_are_one_task_of_the_single_process(
+        client: object, analysis_set: tuple, tmp_path: Path) -> None:
+    """Bundles (their node addresses and links belong to the reading of their captures): the
+    single-process analysis as one task, its report moved into place by the client."""
+    from bundle_checks import make_bundles
+
+    files, _ = analysis_set
+    bundles = list(make_bundles(files[0].parent, tmp_path / "bundles", addresses={
+        "node-a": ["192.168.50.11"], "node-b": ["192.168.50.12"]}).values())
+    alone = analyze(bundles)
+    write_analysis(alone, tmp_path / "one")
+    summary, notes = analyze_on_cluster(client, bundles, tmp_path / "many")
+    assert summary["correlation"]["packets"] > 50 and notes == alone.notes
+    assert_same_report(tmp_path / "many", tmp_path / "one")
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
+
+
 def main(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
