@@ -57,3 +57,34 @@ def test_a_repeated_slot_is_found_in_small_and_large_groups() -> None:
     slot = rng.integers(0, 25, len(group))
     want = pd.Series(slot).groupby(group).apply(lambda s: s.duplicated().any()).to_numpy()
     assert np.array_equal(grouping._repeats_slot(group, slot, sizes), want)
+
+
+def test_gap_limits_follow_their_rule() -> None:
+    """The gap limit after each slot, computed here from its definition with pandas: GAP_FACTOR
+    times the median gap after the slot to the next sighting of the key (the median over all
+    slots for a slot that is mostly last, or has no gap), within MIN_GAP_LIMIT_NS and the
+    window; the whole window when no key is seen twice."""
+    rng = np.random.default_rng(3)
+    window = 10**9
+    for trial in range(100):
+        n = int(rng.integers(2, 600))
+        slots = int(rng.integers(1, 6))
+        key = rng.integers(0, max(1, n // 4), n)
+        slot = rng.integers(0, slots, n).astype(np.int32)
+        scale = 10 ** int(rng.integers(2, 9))
+        ts = rng.integers(0, scale, n) if trial % 2 else rng.integers(0, 5, n) * scale
+        order = np.lexsort((ts, key))
+        k, s, t = key[order], slot[order], ts[order]
+        steps = pd.DataFrame({"slot": s[:-1], "gap": t[1:] - t[:-1]})[k[1:] == k[:-1]]
+        if steps.empty:
+            want = np.full(slots, window)
+        else:
+            typical = np.full(slots, float(steps["gap"].median()))
+            per_slot = steps.groupby("slot")["gap"]
+            for code, median in per_slot.median().items():
+                if per_slot.size()[code] * 2 >= (s == code).sum():
+                    typical[code] = median
+            want = np.clip(grouping.GAP_FACTOR * typical, grouping.MIN_GAP_LIMIT_NS,
+                           window).astype(np.int64)
+        got = grouping.gap_limits(key, slot, ts, order, slots, window)
+        assert np.array_equal(got, want), trial

@@ -24,10 +24,11 @@ each a module of its own:
 
 Step 0 needs only the rows of one capture file (a slot is in one file: a datagram's fragments
 and a tunnel packet's pieces there, a duplicate record and its original); steps 1 and 3 need
-only the units of their signatures (plus, for 3, the clock models and the path statistics):
-a partition by signature can run them apart (a whole datagram's units have the signature of
-its whole copies, so they fall in one partition); step 2 and the path statistics reduce what
-every partition found.
+only the units of their signatures (plus, for 3, the clock models and the path statistics);
+step 2 and the path statistics reduce what every part found. :mod:`~pktkit.analysis.parts`
+runs them so, on parts of whole packets (a partition by
+:func:`~pktkit.analysis.sightings.partition_keys`), in rounds of survey, merge and settle, then
+assign; :func:`correlate` is those rounds on one part, the whole table.
 
 Known limits: a payload cut by the snaplen before ``PAYLOAD_HASH_BYTES`` changes the UDP/ICMP
 signature, and so does a first fragment carrying fewer payload bytes than that; a datagram
@@ -47,22 +48,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pktkit.analysis.clocks import (
-    CLOCK_CORRECTIONS,
-    NodeClock,
-    applied,
-    chain,
-    clock_table,
-    fit_pairs,
-    on_reference_clock,
-)
-from pktkit.analysis.crossings import crossings, emitted, node_groups, samples
+from pktkit.analysis.clocks import CLOCK_CORRECTIONS, NodeClock
 from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
-from pktkit.analysis.hops import hops_table, number_hops
-from pktkit.analysis.ownership import orient_by_owner, orient_by_timing, owners
-from pktkit.analysis.packets import number_packets
-from pktkit.analysis.rows import int_column, string_codes
-from pktkit.analysis.sightings import MATCH_COLUMNS, find_units
+from pktkit.analysis.parts import Part, Scope, assign, settle_all
+from pktkit.analysis.sightings import MATCH_COLUMNS
 from pktkit.errors import UsageError
 
 
@@ -100,52 +89,14 @@ def correlate(
     if clock_correction not in CLOCK_CORRECTIONS:
         raise UsageError(f"clock correction {clock_correction!r}: choose one of "
                          f"{', '.join(CLOCK_CORRECTIONS)}")
-    n = len(packets)
-    node, node_names = string_codes(packets["node"], node_order)
-    units = find_units(packets, node, window_ns)
-    dtype = packets["direction"].dtype if "direction" in packets else None
-    directions = list(dtype.categories) if isinstance(dtype, pd.CategoricalDtype) else []
-    out_code = directions.index("out") if "out" in directions else -2  # -2: never matches
-    in_code = directions.index("in") if "in" in directions else -2
-
-    # 1. crossings and who owns which address (per signature)
-    groups = node_groups(units, packets, window_ns)
-    found = crossings(groups, units, out_code, in_code)
-    evidence = emitted(groups, units, packets, out_code)
-    del groups
-    # 2. clocks (global)
-    owner = owners(units.addresses, evidence, node_names, node_addresses)
-    found = orient_by_timing(orient_by_owner(found, owner))
-    models = chain(fit_pairs(samples(found)), len(node_names)) if node_names else []
-    del found
-    used = applied(models, clock_correction)
-    clock_offsets = clock_table(node_names, models, used)
-
-    # 3. packets: signature groups on the reference clock
-    uts = on_reference_clock(units.ts, units.node, used)  # units.ts from here on too
-    ucap = string_codes(packets["capture"])[0][units.first_row]
-    uframe = int_column(packets, "frame", units.first_row)
-    packet_of, _ = number_packets(units, uts, ucap, uframe, window_ns)
-    of_row, unit_rows, first_row = units.of_row, units.row, units.first_row
-    del units  # the rest of it is no longer needed
-
-    # 4. hops; packet ids renumbered in order of first sighting
-    hop_order = number_hops(packet_of, uts, ucap, uframe)
-    del packet_of, ucap, uframe
-    packet_id = hop_order.packet[of_row] if n else np.zeros(0, np.int64)
-    hop = hop_order.hop[of_row] if n else np.zeros(0, np.int64)
-    del of_row
-    order = hop_order.order
-    hop_rows = unit_rows[order]
-    del unit_rows
-    # each array is taken in hops order, then its unit-order original dropped
-    rows = first_row[order]
-    del first_row
-    unit_packet, unit_hop, uts = hop_order.packet[order], hop_order.hop[order], uts[order]
-    del order, hop_order
-    hops = hops_table(packets, rows, unit_packet, unit_hop, uts)
-    del rows, unit_packet, unit_hop, uts
-    # a copy: int_column may hand out the table's own buffer
-    ts_ref = on_reference_clock(int_column(packets, "ts_ns").copy(), node, used)
-    return Correlation(packet_id=packet_id, hop=hop, ts_ref_ns=ts_ref, hops=hops,
-                       hop_rows=hop_rows, clock_offsets=clock_offsets, clocks=models)
+    # one part, the whole table in its own order: the rounds of the parts (parts.py)
+    scope = Scope.of(packets, node_order, window_ns)
+    part = Part(packets, scope, in_order=True)
+    settled = settle_all([part], clock_correction=clock_correction,
+                         node_addresses=node_addresses)
+    found = assign(part, settled)
+    del part
+    assert settled.clock_offsets is not None
+    return Correlation(packet_id=found.packet_id, hop=found.hop, ts_ref_ns=found.ts_ref_ns,
+                       hops=found.hops, hop_rows=found.hop_rows,
+                       clock_offsets=settled.clock_offsets, clocks=settled.clocks)

@@ -19,6 +19,7 @@ gives its own crossings; the clock fit (:mod:`~pktkit.analysis.clocks`) reduces 
 ============  ======  ===================================================================
 a, b          int32   the two nodes (codes), a < b
 way           int8    1: a → b, -1: b → a, 0: not yet known
+sig           int64   the signature (crossings are in (a, sig, b) order)
 a_first,      int64   the group on a: first and last capture time (a's clock)
 a_last
 b_first,      int64   the group on b (b's clock)
@@ -39,23 +40,38 @@ from pktkit.analysis.grouping import tight_groups
 from pktkit.analysis.rows import NO_VALUE, int_column, row_digest, run_starts
 from pktkit.analysis.sightings import Units
 
-CROSSING_COLUMNS = ("a", "b", "way", "a_first", "a_last", "b_first", "b_last", "a_sender",
+CROSSING_COLUMNS = ("a", "b", "way", "sig", "a_first", "a_last", "b_first", "b_last", "a_sender",
                     "b_sender", "a_receiver", "b_receiver")
 
 
-def node_groups(units: Units, packets: pd.DataFrame, window_ns: int) -> pd.DataFrame:
+def node_order(units: Units) -> np.ndarray:
+    """The matched units sorted by node, signature and time (of ties: unit order): the order
+    node-local groups are cut in."""
+    # all units sorted, then the matched ones kept: no copies of the sort keys
+    order = np.lexsort((units.ts, units.sig, units.node))
+    return order[units.sig[order] != NO_VALUE]
+
+
+def node_keys(units: Units) -> np.ndarray:
+    """Per unit, the key of its node-local groups: (node, signature)."""
+    return row_digest([units.node, units.sig])
+
+
+def node_groups(units: Units, packets: pd.DataFrame, window_ns: int,
+                limits: np.ndarray | None = None) -> pd.DataFrame:
     """One row per clean node-local sighting group that is its signature's only one on its
     node: node, sig, first/last time and unit, TTL range, directions of the first and last
-    sighting."""
+    sighting. ``limits``: the gap limit per slot (default: learnt from ``units``, as
+    :func:`~pktkit.analysis.grouping.gap_limits` of :func:`node_keys` in :func:`node_order`;
+    a partition gets those of every partition)."""
     columns = ["node", "sig", "first", "last", "first_unit", "last_unit", "ttl_min",
                "ttl_max", "dir_first", "dir_last"]
     if (units.sig == NO_VALUE).all():
         return pd.DataFrame(columns=columns, dtype=np.int64)
-    # all units sorted, then the matched ones kept: no copies of the sort keys
-    order = np.lexsort((units.ts, units.sig, units.node))
-    order = order[units.sig[order] != NO_VALUE]
-    key = row_digest([units.node, units.sig])
-    starts, clean = tight_groups(key, units.slot, units.ts, order, units.slots, window_ns)[1:]
+    order = node_order(units)
+    key = node_keys(units)
+    starts, clean = tight_groups(key, units.slot, units.ts, order, units.slots, window_ns,
+                                 limits)[1:]
     del key
     group_ttl = int_column(packets, "ttl", units.row[order])
     lo, hi = np.minimum.reduceat(group_ttl, starts), np.maximum.reduceat(group_ttl, starts)
@@ -100,6 +116,7 @@ def crossings(groups: pd.DataFrame, units: Units, out_code: int, in_code: int) -
     first_unit, last_unit = groups["first_unit"].to_numpy(), groups["last_unit"].to_numpy()
     return pd.DataFrame({
         "a": node[a].astype(np.int32), "b": node[b].astype(np.int32), "way": way,
+        "sig": groups["sig"].to_numpy()[a],
         "a_first": first[a], "a_last": last[a], "b_first": first[b], "b_last": last[b],
         "a_sender": units.sender[last_unit[a]], "b_sender": units.sender[last_unit[b]],
         "a_receiver": units.sender[first_unit[a]], "b_receiver": units.sender[first_unit[b]],

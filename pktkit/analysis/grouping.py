@@ -14,8 +14,11 @@ The gap limit after a slot is GAP_FACTOR times the median gap from that slot to 
 sighting of the same signature (at least MIN_GAP_LIMIT_NS, at most ``window_ns``); a slot that
 is mostly the last of its packets (a pod's veth on delivery) uses the median over all slots.
 The known transitions (:class:`PathModel`) are those of the *tight* groups: runs with no gap
-beyond the limits and every slot once. Both are learnt from the data, so an uncorrected clock
-offset between two nodes is not mistaken for look-alikes.
+beyond the limits and every slot once, with the median delay of their steps. The medians are
+exact, taken in two mergeable passes (:mod:`~pktkit.analysis.medians`), so that parts of a
+capture (:mod:`~pktkit.analysis.parts`) find the limits and transitions of the whole. Both
+are learnt from the data, so an uncorrected clock offset between two nodes is not mistaken
+for look-alikes.
 """
 
 from __future__ import annotations
@@ -23,42 +26,68 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from pktkit.analysis.rows import FEW_VALUES, run_ids, run_starts
+from pktkit.analysis.medians import exact_medians
+from pktkit.analysis.rows import run_ids, run_starts
 
 DEFAULT_WINDOW_NS = 1_000_000_000  # longest gap between two sightings of one packet
 # A gap after a slot longer than GAP_FACTOR × that slot's median gap to the next sighting (and
 # than MIN_GAP_LIMIT_NS) is no hop but two packets that happen to look alike.
 GAP_FACTOR = 100
 MIN_GAP_LIMIT_NS = 1_000_000
-TRANSITION_SAMPLES = 100_000  # steps the transitions' medians are taken over, at most
 SMALL_GROUP = 8  # units in a group checked for a repeated slot without sorting
 
 
-def gap_limits(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
-                slots: int, window_ns: int) -> np.ndarray:
-    """The longest plausible gap after each slot (see GAP_FACTOR), from the consecutive
-    sightings of equal ``key`` in ``order`` (sorted by key, then time); capped by the window.
-    A slot that is mostly the last of its packets (a pod's veth on delivery) has only
-    look-alikes after it: it uses the median over all slots."""
+ALL_SLOTS = -1  # the group of every slot's gaps, beside each slot's own
+
+
+def gap_values(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+               slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The units of each slot in ``order`` (sorted by key, then time), and the gaps between
+    consecutive sightings of equal ``key``: (the slot each gap follows, the gap), grouped for
+    :func:`~pktkit.analysis.medians.exact_medians` (each gap twice: its slot's and
+    ALL_SLOTS')."""
     k = key[order]
     same = k[1:] == k[:-1]
     del k
-    limits = np.full(slots, window_ns, np.int64)
-    if not same.any():
-        return limits
-    s, t = slot[order], ts[order]
+    s = slot[order]
+    units = np.bincount(s, minlength=slots).astype(np.int64)
+    t = ts[order]
     gaps = (t[1:] - t[:-1])[same]
     del t
-    gap_slot = s[:-1][same]
-    followed = np.bincount(gap_slot, minlength=slots) * 2 >= np.bincount(s, minlength=slots)
-    del s
-    index, medians = group_medians(gaps, gap_slot, slots)
-    typical = np.full(slots, float(np.median(gaps)))
+    gap_slot = s[:-1][same].astype(np.int64)
+    return units, np.r_[gap_slot, np.full(len(gaps), ALL_SLOTS)], np.r_[gaps, gaps]
+
+
+def limits_of(units: np.ndarray, groups: np.ndarray, sizes: np.ndarray, medians: np.ndarray,
+              slots: int, window_ns: int) -> np.ndarray:
+    """The longest plausible gap after each slot (see GAP_FACTOR), capped by the window:
+    from the units per slot and, per group of gaps (a slot, or ALL_SLOTS; ascending), how
+    many there are and their median. A slot that is mostly the last of its packets (a pod's
+    veth on delivery) has only look-alikes after it: it uses the median over all slots."""
+    limits = np.full(slots, window_ns, np.int64)
+    if not len(groups):
+        return limits
+    own = groups != ALL_SLOTS
+    index = groups[own]
+    gapped = np.zeros(slots, np.int64)
+    gapped[index] = sizes[own]
+    followed = gapped * 2 >= units[:slots]
+    typical = np.full(slots, float(medians[~own][0]))
     keep = followed[index]
-    typical[index[keep]] = medians[keep]
+    typical[index[keep]] = medians[own][keep]
     return np.clip(GAP_FACTOR * typical, MIN_GAP_LIMIT_NS, window_ns).astype(np.int64)
+
+
+def gap_limits(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+               slots: int, window_ns: int) -> np.ndarray:
+    """The longest plausible gap after each slot (see GAP_FACTOR), from the consecutive
+    sightings of equal ``key`` in ``order`` (sorted by key, then time); capped by the window
+    (:func:`limits_of` of :func:`gap_values`)."""
+    units, group, gaps = gap_values(key, slot, ts, order, slots)
+    groups, middle = exact_medians(group, gaps)
+    sizes = np.bincount(np.searchsorted(groups, group), minlength=len(groups))
+    return limits_of(units, groups, sizes, middle, slots, window_ns)
 
 
 def group_medians(values: np.ndarray, code: np.ndarray,
@@ -93,33 +122,43 @@ class PathModel:
             if len(keys) else np.zeros(len(step), bool)
 
 
+def step_values(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
+                slots: int, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The steps of units in ``order`` (sorted by key, then time) cut into tight groups at
+    the gap ``limits``: every step of a clean group, as (transition code ``slot * slots +
+    next slot``, delay). (All of them: a subsample taken in the order of a whole capture
+    could not be taken in its partitions.)"""
+    group, _, clean = _groups(key, slot, ts, order, _tight_cut(slot, ts, order, limits))
+    same = (group[1:] == group[:-1]) & clean[group[1:]]
+    steps = np.flatnonzero(same)
+    before, after = order[:-1][steps], order[1:][steps]
+    return slot[before].astype(np.int64) * slots + slot[after], ts[after] - ts[before]
+
+
+def transitions_of(codes: np.ndarray, medians: np.ndarray,
+                   slots: int) -> dict[tuple[int, int], float]:
+    """(slot, next slot) → median delay, from the transition codes and their medians."""
+    return {divmod(code, slots): median  # type: ignore[misc]
+            for code, median in zip(codes.tolist(), medians.tolist(), strict=True)}
+
+
 def learn_paths(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
                 slots: int, window_ns: int) -> PathModel:
     """The gap limits and known transitions of units in ``order`` (sorted by key, then
     time)."""
     limits = gap_limits(key, slot, ts, order, slots, window_ns)
-    group, _, clean = _groups(key, slot, ts, order, _tight_cut(slot, ts, order, limits))
-    same = (group[1:] == group[:-1]) & clean[group[1:]]
-    transitions: dict[tuple[int, int], float] = {}
-    if same.any():
-        steps = np.flatnonzero(same)
-        # the medians need no more than an even subsample of a large capture's steps
-        steps = steps[::max(1, len(steps) // TRANSITION_SAMPLES)]
-        before, after = order[:-1][steps], order[1:][steps]
-        step, steps = pd.factorize(slot[before].astype(np.int64) * slots + slot[after],
-                                   size_hint=FEW_VALUES)
-        codes, medians = group_medians(ts[after] - ts[before], step, len(steps))
-        for code, median in zip(steps[codes].tolist(), medians.tolist(), strict=True):
-            transitions[divmod(code, slots)] = median  # type: ignore[index]
-    return PathModel(limits, transitions, slots)
+    codes, medians = exact_medians(*step_values(key, slot, ts, order, slots, limits))
+    return PathModel(limits, transitions_of(codes, medians, slots), slots)
 
 
 def tight_groups(key: np.ndarray, slot: np.ndarray, ts: np.ndarray, order: np.ndarray,
-                 slots: int, window_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`clean_groups` cut at every gap beyond the learnt limits, known transition or
-    not: groups of sightings close in time (within one node, where no link's queue holds a
-    packet, all of a packet's sightings are)."""
-    limits = gap_limits(key, slot, ts, order, slots, window_ns)
+                 slots: int, window_ns: int, limits: np.ndarray | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`clean_groups` cut at every gap beyond the learnt limits (``limits``, when
+    given), known transition or not: groups of sightings close in time (within one node,
+    where no link's queue holds a packet, all of a packet's sightings are)."""
+    if limits is None:
+        limits = gap_limits(key, slot, ts, order, slots, window_ns)
     return _groups(key, slot, ts, order, _tight_cut(slot, ts, order, limits))
 
 

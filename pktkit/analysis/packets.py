@@ -127,16 +127,28 @@ def split_group(slot: list[int], ts: list[int], paths: PathModel, window_ns: int
     return numbers
 
 
-def number_packets(units: Units, uts: np.ndarray, ucap: np.ndarray, uframe: np.ndarray,
-                   window_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """A packet number per unit (units that match nothing: one each), and the gap limit of
-    each slot. ``uts``: the units' times on the reference clock; ``ucap``/``uframe``: their
-    capture code and frame, the tie-breakers."""
-    m = len(units.row)
+def signature_order(units: Units, uts: np.ndarray, ucap: np.ndarray,
+                    uframe: np.ndarray) -> np.ndarray:
+    """The matched units sorted by signature, then reference-clock time (ties: capture code,
+    frame): the order packets are cut in."""
     # all units sorted, then the matched ones kept: no copies of the sort keys
     order = np.lexsort((uframe, ucap, uts, units.sig))
-    order = order[units.sig[order] != NO_VALUE]
-    paths = learn_paths(units.sig, units.slot, uts, order, units.slots, window_ns)
+    return order[units.sig[order] != NO_VALUE]
+
+
+def number_packets(units: Units, uts: np.ndarray, ucap: np.ndarray, uframe: np.ndarray,
+                   window_ns: int, paths: PathModel | None = None,
+                   order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A packet number per unit (units that match nothing: one each), and the gap limit of
+    each slot. ``uts``: the units' times on the reference clock; ``ucap``/``uframe``: their
+    capture code and frame, the tie-breakers. ``paths``: the path model (default: learnt from
+    ``units``; a partition gets the one of every partition); ``order``: the
+    :func:`signature_order`, when at hand."""
+    m = len(units.row)
+    if order is None:
+        order = signature_order(units, uts, ucap, uframe)
+    if paths is None:
+        paths = learn_paths(units.sig, units.slot, uts, order, units.slots, window_ns)
     group, starts, clean = clean_groups(units.sig, units.slot, uts, order, paths, window_ns)
     packet_of = np.full(m, NO_VALUE)
     packet_of[order] = group

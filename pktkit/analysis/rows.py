@@ -8,6 +8,7 @@ distinct value.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -221,6 +222,19 @@ def shared_codes(*columns: pd.Series | tuple[np.ndarray, list[str]],
         remap = np.array([*(index[label] for label in found), -1], np.int32)
         out.append(remap[codes])
     return out, labels
+
+
+def text_words(labels: Sequence[str]) -> np.ndarray:
+    """A 64-bit word per label from its text alone (BLAKE2b), the same in every process and
+    every table: for digests that must agree between partitions of the rows."""
+    return np.array([int.from_bytes(hashlib.blake2b(str(x).encode(), digest_size=8).digest(),
+                                    "little", signed=True) for x in labels], np.int64)
+
+
+def address_words(codes: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Per row, :func:`text_words` of its label (``codes`` into ``labels``; -1: NA, -1)."""
+    words = np.append(text_words(labels), np.int64(-1))
+    return words[codes]
 
 
 def row_digest(words: Iterable[np.ndarray], n: int | None = None) -> np.ndarray:

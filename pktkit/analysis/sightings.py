@@ -45,9 +45,11 @@ import numpy as np
 import pandas as pd
 
 from pktkit.analysis.fragments import fragment_units, tie_outer_pieces, whole_datagrams
+from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
 from pktkit.analysis.rows import (
     FEW_VALUES,
     NO_VALUE,
+    address_words,
     int_column,
     row_digest,
     run_starts,
@@ -61,6 +63,7 @@ MATCH_COLUMNS = ("ip_version", "proto", "ip_id", "ttl", "tcp_flags", "tcp_seq", 
                  "payload_hash", "frag_offset", "more_fragments")
 _TCP = 6
 _KIND_PACKET, _KIND_DATAGRAM = 1, 2  # signature kinds: whole packet, fragmented datagram
+_KIND_ID, _KIND_SINGLE = 3, 4  # partition key kinds: IPv4 (version, proto, id); a lone frame
 DUPLICATE_GAP_NS = 10_000  # a second record of the same frame at one point, this close
 NEIGHBOUR_NS = 1_000_000  # where a node's other points see a packet around one sighting
 NEIGHBOURS = 16  # records back in a file where a duplicate's original is looked for
@@ -98,15 +101,18 @@ def find_units(packets: pd.DataFrame, node: np.ndarray, window_ns: int) -> Units
     ts = int_column(packets, "ts_ns")
     version, proto, ip_id = (int_column(packets, c) for c in ("ip_version", "proto", "ip_id"))
     src, src_labels = string_codes(packets["src"])
-    dst, _ = string_codes(packets["dst"])
+    dst, dst_labels = string_codes(packets["dst"])
     matchable = (src >= 0) & (ts != NO_VALUE) & (version > 0)
     if "error" in packets:
         matchable &= packets["error"].isna().to_numpy()
     has_datagram = matchable & (ip_id != NO_VALUE)
     frag_offset = int_column(packets, "frag_offset")
     fragment = matchable & ((frag_offset > 0) | (int_column(packets, "more_fragments") == 1))
-    datagram = row_digest([np.full(n, _KIND_DATAGRAM), version, proto, ip_id, src, dst])
-    del dst
+    # the addresses as words of their own text, not codes of this table: a datagram key
+    # (and the order of keys) is then the same in any partition of the rows
+    datagram = row_digest([np.full(n, _KIND_DATAGRAM), version, proto, ip_id,
+                           address_words(src, src_labels), address_words(dst, dst_labels)])
+    del dst, dst_labels
     sig = _signatures(packets, None, version, proto, ip_id)
     del version, proto, ip_id
     # a fragment row's signature is its datagram key (its unit's: set below); rows that
@@ -222,15 +228,21 @@ def _duplicate_of(packets: pd.DataFrame, slot: np.ndarray, sig: np.ndarray,
     # each record's nearest earlier one with its key, within the gap
     matched = np.zeros(n, bool)
     earlier_parts, later_parts = [], []
+    # in a file's time order, NEIGHBOURS records back are NEIGHBOURS frames back: said so,
+    # the same pairs are found in any subset of the file's rows holding each key's records
+    # (a partition of the table by partition_keys)
+    o_frame = int_column(packets, "frame") if order is None else None
     for k in range(1, min(NEIGHBOURS, n - 1) + 1):
         same = o_key[k:] == o_key[:-k]
         same &= o_ts[k:] - o_ts[:-k] <= DUPLICATE_GAP_NS
+        if o_frame is not None:
+            same &= o_frame[k:] - o_frame[:-k] <= NEIGHBOURS
         same &= ~matched[k:]
         matched[k:] |= same
         at = np.flatnonzero(same)
         earlier_parts.append(at)
         later_parts.append(at + k)
-    del o_key, o_ts, matched
+    del o_key, o_ts, o_frame, matched
     if not earlier_parts or not sum(len(part) for part in earlier_parts):
         return original
     earlier, later = np.concatenate(earlier_parts), np.concatenate(later_parts)
@@ -320,3 +332,42 @@ def point_words(packets: pd.DataFrame, *more: str) -> Iterator[np.ndarray]:
     yield string_codes(packets["interface"])[0]
     for name in more:
         yield int_column(packets, name)
+
+
+def partition_keys(packets: pd.DataFrame, window_ns: int = DEFAULT_WINDOW_NS) -> np.ndarray:
+    """A uint64 key per row of one capture file's rows (any whole files will do) such that
+    every row that can belong to one packet has the same key, in whichever file it is: the
+    rows of one unit (a datagram's fragments, a tunnel packet's pieces, a duplicate record and
+    its original) share their unit's key, and a unit's key is what its signature refines. An
+    IPv4 unit with an id: (version, protocol, IP id), which also holds the datagram key of a
+    unit missing fragments (:func:`pktkit.analysis.packets.join_fragments` ties it to the
+    packet of that key); any other unit: its signature (a partial IPv6 datagram: its datagram
+    key). A frame that matches nothing (no IP, no time, a decode error) is a packet of its own:
+    its key is its capture and frame. Needs the columns :func:`find_units` reads (``node``
+    optional: one file is one node), and all of the file's rows: a chunk of a file alone can
+    cut a unit (a fragmented tunnel packet's pieces, an IPv6 datagram's fragments) at its
+    edge.
+
+    Known limit: an IPv6 datagram missing fragments at one point joins the packet before it
+    with its datagram key, but the whole copies of that packet carry no fragment id: their
+    key is their signature, so the two can land in different partitions (IPv4 keeps its id
+    in every copy)."""
+    n = len(packets)
+    if not n:
+        return np.zeros(0, np.uint64)
+    node = string_codes(packets["node"])[0] if "node" in packets else np.zeros(n, np.int32)
+    units = find_units(packets, node, window_ns)
+    rep = units.row
+    version, proto, ip_id = (int_column(packets, c, rep) for c in ("ip_version", "proto",
+                                                                     "ip_id"))
+    key = units.sig.copy()
+    by_id = (version == 4) & (ip_id != NO_VALUE) & (key != NO_VALUE)
+    key[by_id] = row_digest([np.full(int(by_id.sum()), _KIND_ID), version[by_id],
+                             proto[by_id], ip_id[by_id]])
+    single = np.flatnonzero(key == NO_VALUE)
+    if len(single):
+        capture, labels = string_codes(packets["capture"].take(rep[single]))
+        key[single] = row_digest([np.full(len(single), _KIND_SINGLE),
+                                  address_words(capture, labels),
+                                  int_column(packets, "frame", rep[single])])
+    return key[units.of_row].view(np.uint64)
