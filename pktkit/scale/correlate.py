@@ -131,8 +131,8 @@ def correlate_on_cluster(
     total = sum(int(c.entry["frames"]) for c in captures)
     if total != rows:
         raise ValueError(f"correlate_on_cluster: the datasets hold {total} rows, not {rows}")
-    nodes = list(dict.fromkeys([*node_order, *(str(c.entry["node"]) for c in captures)]))
-    scope = Scope(tuple(nodes), tuple(str(c.entry["capture"]) for c in captures), window_ns)
+    scope = Scope.of_captures([(str(c.entry["capture"]), str(c.entry["node"]))
+                               for c in captures], node_order, window_ns)
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {})) or 1
     count = partitions or max(1, 2 * workers)
     keyed = dd.from_map(keyed_rows, captures, window_ns=window_ns, meta=_meta(),
