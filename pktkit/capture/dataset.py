@@ -53,7 +53,7 @@ from pktkit.capture.batches import DEFAULT_BATCH
 from pktkit.capture.chunks import Chunk
 from pktkit.capture.columns import BatchDecoder, ColumnBatch
 from pktkit.capture.flows import FLOW_KEY_WORDS, FlowIds
-from pktkit.capture.formats import PCAP_HEADER_BYTES, PCAP_MAGICS
+from pktkit.capture.formats import PCAP_MAGICS
 from pktkit.capture.output import parquet_writer, write_parquet_batches
 from pktkit.capture.read import ReadStats
 from pktkit.errors import CaptureError, UsageError
@@ -174,19 +174,19 @@ def decode_part(capture: DatasetCapture, chunk: Chunk | None, index: int,
                 batch_size: int = DEFAULT_BATCH) -> PartResult:
     """Decode one capture (``chunk`` None) or one chunk of it alone into part ``index`` under
     the staged dataset ``folder``; flow ids are this part's own (see :func:`renumber_flows`).
-    A chunk is read from a copy of its records behind the capture's header (in a temporary
-    folder; the ``last`` chunk's copy runs to the end of the file, so that a cut capture stops
-    where the whole file's reader stops); its frame numbers and stats are the whole
-    capture's."""
+    A pcap chunk is read in place (its records' span of the mapped file); a pcapng chunk from
+    a copy of its records behind the section and interface blocks before it (in a temporary
+    folder). The ``last`` chunk runs to the end of the file, so that a cut capture stops where
+    the whole file's reader stops. Its frame numbers and stats are the whole capture's."""
     decoder = BatchDecoder(ports.vxlan, None, batch_size, geneve_ports=ports.geneve)
     target = Path(folder) / capture.part(index)
     # never the staged folder itself: a task still running after the run was stopped (and
     # its folder removed) fails instead of leaving a folder behind
     target.parent.parent.mkdir(exist_ok=True)
     target.parent.mkdir(exist_ok=True)
-    with _chunk_file(capture.path, chunk, last) as (path, shift):
-        first = chunk.first_frame - 1 if chunk is not None else 0
-        batches = decoder.batches(path, capture.interfaces or None)
+    first = chunk.first_frame - 1 if chunk is not None else 0
+    with _chunk_file(capture.path, chunk, last) as (path, shift, span):
+        batches = decoder.batches(path, capture.interfaces or None, span)
         _write_part(target, part_schema(), (_placed(b, capture, first) for b in batches))
         stats = decoder.stats[-1]
     stats.capture = capture.path.name
@@ -222,30 +222,32 @@ def _placed(batch: ColumnBatch, capture: DatasetCapture, first_frame: int) -> Co
 
 
 @contextlib.contextmanager
-def _chunk_file(path: Path, chunk: Chunk | None, last: bool) -> Iterator[tuple[Path, int]]:
-    """``path`` itself (no chunk), or a copy of the chunk's records behind the capture's
-    header (pcap) or preamble (pcapng), and how far the records moved (copy offset + shift =
-    capture offset); the ``last`` chunk's copy runs to the end of the file."""
+def _chunk_file(path: Path, chunk: Chunk | None, last: bool
+                ) -> Iterator[tuple[Path, int, tuple[int, int | None] | None]]:
+    """Where to read a chunk: (file, shift, span). No chunk: the capture itself. A pcap: the
+    capture, with the span of the chunk's records (to the file's end for the ``last``). A
+    pcapng: a copy of the chunk's records behind the blocks of its preamble, and how far the
+    records moved (copy offset + shift = capture offset; the ``last`` copy runs to the end)."""
     if chunk is None:
-        yield path, 0
+        yield path, 0, None
         return
-    with open(path, "rb") as source, tempfile.TemporaryDirectory(prefix="pktkit-chunk-") as d:
-        size = os.fstat(source.fileno()).st_size
-        magic = os.pread(source.fileno(), 4, 0)
-        preamble = ([(0, PCAP_HEADER_BYTES)] if magic in PCAP_MAGICS else list(chunk.preamble))
-        head = b"".join(os.pread(source.fileno(), length, at) for at, length in preamble)
-        copy = Path(d) / path.name
-        end = size if last else chunk.end
-        with open(copy, "wb") as target:
-            target.write(head)
-            at = chunk.start
-            while at < end:
-                block = os.pread(source.fileno(), min(1 << 23, end - at), at)
-                if not block:
-                    break
-                target.write(block)
-                at += len(block)
-        yield copy, chunk.start - len(head)
+    with open(path, "rb") as source:
+        if os.pread(source.fileno(), 4, 0) in PCAP_MAGICS:
+            yield path, 0, (chunk.start, None if last else chunk.end)
+            return
+        with tempfile.TemporaryDirectory(prefix="pktkit-chunk-") as folder:
+            head = b"".join(os.pread(source.fileno(), length, at)
+                            for at, length in chunk.preamble)
+            copy = Path(folder) / path.name
+            end = os.fstat(source.fileno()).st_size if last else chunk.end
+            with open(copy, "wb") as target:
+                target.write(head)
+                at = chunk.start
+                while at < end and (block := os.pread(source.fileno(),
+                                                      min(1 << 23, end - at), at)):
+                    target.write(block)
+                    at += len(block)
+            yield copy, chunk.start - len(head), None
 
 
 def global_flow_ids(keys: Sequence[np.ndarray]) -> list[np.ndarray]:
