@@ -72,8 +72,8 @@ def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
         try:
             if announce:
                 count = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-                announce(f"Dask cluster at {scheduler}: {count} workers; dashboard "
-                         f"{client.dashboard_link}")
+                announce(f"Dask cluster at {scheduler}: {count} worker{'s' * (count != 1)}; "
+                         f"dashboard {client.dashboard_link}")
             with _quiet_when_stopped():
                 yield client
         finally:
@@ -89,7 +89,8 @@ def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
                     dashboard_address=dashboard_address, silence_logs=logging.ERROR))
                 client = stack.enter_context(Client(cluster))
             if announce:
-                announce(f"Dask cluster: {len(cluster.workers)} workers of 1 thread; "
+                count = len(cluster.workers)
+                announce(f"Dask cluster: {count} worker{'s' * (count != 1)} of 1 thread; "
                          f"dashboard {client.dashboard_link}")
             with _quiet_when_stopped():
                 yield client
