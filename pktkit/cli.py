@@ -404,10 +404,15 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_scale_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+def workers(text: str) -> int | str:  # (argparse names it: "invalid workers value")
+    """``--workers``: N >= 1 or ``auto``."""
     from pktkit.scale.cluster import workers_arg
 
-    parser.add_argument("--workers", type=workers_arg, default=1, metavar="N|auto",
+    return workers_arg(text)
+
+
+def _add_scale_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--workers", type=workers, default=1, metavar="N|auto",
                         help=f"{what} on a local Dask cluster of N worker processes (auto: one "
                              "per core; default 1: in this process, no cluster)")
     parser.add_argument("--scheduler", metavar="ADDRESS",

@@ -210,7 +210,7 @@ def test_bad_cluster_arguments_are_one_line_errors(captures: list[Path], tmp_pat
     monkeypatch.setattr(scale_cluster, "CONNECT_TIMEOUT_S", 1)
     capture, out = str(captures[0]), f"{tmp_path / 'ds'}/"
     for args, says in (
-        (["packets", capture, "-o", out, "--workers", "0"], "invalid workers_arg value: '0'"),
+        (["packets", capture, "-o", out, "--workers", "0"], "invalid workers value: '0'"),
         (["analyze", capture, "-o", str(tmp_path / "r"), "--workers", "many"], "'many'"),
         (["packets", capture, "-o", out, "--scheduler", "tcp://127.0.0.1:9"],
          "--scheduler tcp://127.0.0.1:9: cannot connect"),

@@ -33,8 +33,8 @@ CONNECT_TIMEOUT_S = 10
 
 
 def workers_arg(text: str) -> int | str:
-    """``--workers``: a number of worker processes >= 1, or ``auto`` (one per core).
-    (argparse names a ValueError: "invalid workers_arg value".)"""
+    """``--workers``: a number of worker processes >= 1, or ``auto`` (one per core); a
+    ValueError otherwise (argparse's one-line error)."""
     if text == AUTO:
         return text
     count = int(text)
