@@ -73,6 +73,29 @@ def _kill_once(marker: str, task: str) -> object:
     return KillOnce()
 
 
+def test_chunks_share_the_workers_by_bytes(tmp_path: Path) -> None:
+    """Few captures: cut to keep every worker busy, by bytes; many: one task each, cut only
+    past the chunk size; never below the least chunk; a compressed file is never cut."""
+    from pktkit.scale.decode import chunk_counts
+
+    sizes = {"big": 3000, "small": 1000, "tiny": 10}
+    paths = []
+    for name, size in sizes.items():
+        path = tmp_path / f"{name}.pcap"
+        path.write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(size - 4))  # (a pcap's magic)
+        paths.append(path)
+    gz = tmp_path / "big.pcap.gz"
+    gz.write_bytes(b"\x1f\x8b" + bytes(5000))
+    assert chunk_counts(paths[:1], 8, chunk_bytes=10_000, min_chunk_bytes=100) == [8]
+    assert chunk_counts(paths[:2], 8, chunk_bytes=10_000, min_chunk_bytes=100) == [6, 2]
+    assert chunk_counts(paths, 8, chunk_bytes=10_000, min_chunk_bytes=100) == [6, 2, 1]
+    assert chunk_counts(paths[:1], 8, chunk_bytes=10_000, min_chunk_bytes=1000) == [3]
+    assert chunk_counts(paths[:1], 1, chunk_bytes=1000, min_chunk_bytes=100) == [3]
+    assert chunk_counts(paths * 3, 2, chunk_bytes=10_000, min_chunk_bytes=100) == [1] * 9
+    assert chunk_counts([gz, tmp_path / "missing.pcap"], 8, chunk_bytes=100,
+                        min_chunk_bytes=1) == [1, 1]
+
+
 def dataset_inputs(captures: list[Path]) -> list[DatasetCapture]:
     return [DatasetCapture(i.path, i.node, i.label, dict(i.interfaces), i.interface)
             for i in resolve_inputs(captures)]
@@ -94,6 +117,7 @@ def test_two_workers_write_the_rows_of_one_process(client: object, captures: lis
     one = write_dataset(inputs, tmp_path / "one", ports)
     steps: list[tuple[int, int]] = []
     many = write_on_cluster(client, inputs, tmp_path / "many", ports, chunk_bytes=CHUNK,
+                            min_chunk_bytes=1,
                             progress=lambda done, total: steps.append((done, total)))
     assert many == one  # each capture's frames, bytes read, and where a cut one stopped
     assert one[captures.index(captures[-3])].stopped_at is not None  # the cut copy
@@ -112,7 +136,8 @@ def test_a_worker_killed_mid_run_is_retried(client: object, captures: list[Path]
     client.register_plugin(_kill_once(str(marker), "pktkit-decode"),  # type: ignore[attr-defined]
                            name="pktkit-kill-once")
     try:
-        write_on_cluster(client, inputs, tmp_path / "many", ports, chunk_bytes=CHUNK)
+        write_on_cluster(client, inputs, tmp_path / "many", ports, chunk_bytes=CHUNK,
+                         min_chunk_bytes=1)
     finally:
         client.unregister_worker_plugin("pktkit-kill-once")  # type: ignore[attr-defined]
     assert marker.exists()  # a worker did die in the run

@@ -1,7 +1,8 @@
 """Captures decoded in parallel into a packet dataset: one task per capture, or per chunk.
 
-A capture larger than ``chunk_bytes`` (uncompressed pcap or pcapng on a file) is cut into
-chunks at proven record boundaries (:func:`pktkit.capture.chunks.split`, itself a task: it
+A capture larger than ``chunk_bytes`` (uncompressed pcap or pcapng on a file), or one of
+fewer captures than workers, is cut into chunks (:func:`chunk_counts`) at proven record
+boundaries (:func:`pktkit.capture.chunks.split`, itself a task: it
 walks the whole file); every capture or chunk is then one task that decodes it and writes its
 part of the dataset (:func:`pktkit.capture.dataset.decode_part`) on the worker. The client
 gets back only each part's frame count, stats and flow keys (bounded by its flows, not its
@@ -44,29 +45,45 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 CHUNK_BYTES = 256 << 20  # a capture larger than this is decoded in chunks of about this size
+MIN_CHUNK_BYTES = 16 << 20  # no smaller chunks (each costs a task and a walk of its file)
 
 Progress = Callable[[int, int], None]  # (tasks done, tasks in all)
 
 
-def chunk_count(path: Path, chunk_bytes: int) -> int:
-    """How many chunks to cut ``path`` into: 1 for a small file, a compressed one or a pipe
-    (only an uncompressed pcap or pcapng on a file can be cut)."""
+def chunk_counts(paths: Sequence[Path], workers: int, chunk_bytes: int = CHUNK_BYTES,
+                 min_chunk_bytes: int = MIN_CHUNK_BYTES) -> list[int]:
+    """How many chunks to cut each capture into: at most ``chunk_bytes`` each, and, while
+    there are fewer captures than workers, a share of the workers by bytes (a single large
+    capture keeps every worker busy), never chunks below ``min_chunk_bytes``. 1 for a
+    compressed file, a pipe or anything else that cannot be cut (only an uncompressed pcap or
+    pcapng on a file can)."""
+    sizes = [_cuttable_size(path) for path in paths]
+    total = sum(sizes) or 1
+    counts = []
+    for size in sizes:
+        share = -(-workers * size // total) if len(paths) < workers else 1
+        counts.append(max(1, min(max(-(-size // chunk_bytes), share),
+                                 max(1, size // min_chunk_bytes))))
+    return counts
+
+
+def _cuttable_size(path: Path) -> int:
+    """The size of an uncompressed pcap or pcapng file, else 0."""
     try:
-        if not path.is_file() or (size := path.stat().st_size) <= chunk_bytes:
-            return 1
+        if not path.is_file():
+            return 0
         with open(path, "rb") as f:
             magic = f.read(4)
+            size = os.fstat(f.fileno()).st_size
     except OSError:
-        return 1  # (the decoding task names the problem)
-    if magic not in PCAP_MAGICS and magic != PCAPNG_SHB_MAGIC:
-        return 1
-    return -(-size // chunk_bytes)
+        return 0  # (the decoding task names the problem)
+    return size if magic in PCAP_MAGICS or magic == PCAPNG_SHB_MAGIC else 0
 
 
 def write_dataset(client: Client, captures: Sequence[DatasetCapture],
                   out: str | os.PathLike[str], ports: TunnelPorts, *,
-                  chunk_bytes: int = CHUNK_BYTES, progress: Progress | None = None
-                  ) -> list[ReadStats]:
+                  chunk_bytes: int = CHUNK_BYTES, min_chunk_bytes: int = MIN_CHUNK_BYTES,
+                  progress: Progress | None = None) -> list[ReadStats]:
     """Decode ``captures`` on the cluster into a dataset at ``out`` (see the module
     docstring); returns each capture's :class:`ReadStats` (the caller warns of cut ones).
     Staged beside ``out``: stopped early, the tasks still running on a cluster that goes on
@@ -74,17 +91,20 @@ def write_dataset(client: Client, captures: Sequence[DatasetCapture],
     goes, as the CLI does with :func:`decode_into`."""
     with staged_dataset(out) as folder:
         return decode_into(client, captures, folder, ports, chunk_bytes=chunk_bytes,
-                           progress=progress)
+                           min_chunk_bytes=min_chunk_bytes, progress=progress)
 
 
 def decode_into(client: Client, captures: Sequence[DatasetCapture], folder: Path,
                 ports: TunnelPorts, *, chunk_bytes: int = CHUNK_BYTES,
+                min_chunk_bytes: int = MIN_CHUNK_BYTES,
                 progress: Progress | None = None) -> list[ReadStats]:
     """:func:`write_dataset` into a staged dataset ``folder``
     (:func:`~pktkit.capture.dataset.staged_dataset`), manifest included."""
     run = secrets.token_hex(4)
     where = str(folder)
-    pieces = {i: chunk_count(c.path, chunk_bytes) for i, c in enumerate(captures)}
+    workers = len(client.scheduler_info(n_workers=-1).get("workers", {})) or 1
+    pieces = dict(enumerate(chunk_counts([c.path for c in captures], workers, chunk_bytes,
+                                         min_chunk_bytes)))
     cuts = {i: client.submit(split, str(captures[i].path), n, key=f"pktkit-split-{run}-{i}")
             for i, n in pieces.items() if n > 1}
     chunks: dict[int, list[Chunk | None]] = {i: [None] for i in pieces}
