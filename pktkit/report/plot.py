@@ -467,17 +467,19 @@ def nat_timeline(
 
 
 def build_figures(
-    tables: Mapping[str, pd.DataFrame], packets: pd.DataFrame | None = None
+    tables: Mapping[str, pd.DataFrame], packets: pd.DataFrame | None = None, *,
+    throughput_partials: tuple[Sequence[pd.DataFrame], int] | None = None,
 ) -> dict[str, Figure]:
     """Every plot of the report, by file stem, from :func:`pktkit.report.tables.build_tables`'s
-    tables (and the packet table for throughput). Missing inputs give "no data" figures, so
-    the page always has the same plots."""
+    tables (and the packet table for throughput, or its partitions' ``throughput_partials``
+    as :func:`throughput` takes them). Missing inputs give "no data" figures, so the page
+    always has the same plots."""
     delays = tables.get("hops")
     if delays is None:
         delays = tables.get("latency")
     return {
         "overhead_share": overhead_share(tables.get("overhead")),
-        "throughput": throughput(packets),
+        "throughput": throughput(packets, partials=throughput_partials),
         "latency_hop": latency_cdf(delays, by="hop"),
         "latency_node_pair": latency_cdf(delays, by="node_pair"),
         "nat_timeline": nat_timeline(tables.get("nat_flows")),

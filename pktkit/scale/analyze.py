@@ -20,7 +20,7 @@ the cluster is closed. Paths are made absolute here: the workers may run in anot
 from __future__ import annotations
 
 import contextlib
-import functools
+import json
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -29,17 +29,36 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from pktkit.analysis.conntrack import read_conntrack
 from pktkit.analysis.correlate import Correlation
+from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
+from pktkit.analysis.identities import IdentityMap, service_backends
 from pktkit.analysis.inputs import metadata_beside, opened_inputs
-from pktkit.analysis.pipeline import analyze
+from pktkit.analysis.metadata import read_metadata
+from pktkit.analysis.naming import HANDSHAKE_NAMES, add_names, name_nat_flows
+from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
+from pktkit.analysis.pipeline import STAGES, analyze, merged_addresses, owned_by_one
 from pktkit.analysis.rows import string_codes
 from pktkit.capture.autoports import resolve_ports
-from pktkit.capture.dataset import DatasetCapture
+from pktkit.capture.dataset import DatasetCapture, read_manifest
+from pktkit.capture.frame import SCHEMA
+from pktkit.capture.headers import IPPROTO_TCP
 from pktkit.files import StagingFolder, output_error, scratch_folder
 from pktkit.progress import Progress
+from pktkit.report.digest import summary
 from pktkit.report.folder import write_analysis
-from pktkit.scale.correlate import correlate_on_cluster
+from pktkit.report.render import write_report
+from pktkit.report.tables import NAT_NAME_COLUMNS, named_tables, report_tables
+from pktkit.scale.correlate import (
+    KEY,
+    ROW,
+    concat_hops,
+    correlate_on_cluster,
+    settled_parts,
+    table_captures,
+)
 from pktkit.scale.decode import write_dataset
+from pktkit.scale.tables import PACKETS_FOLDER, tables_on_cluster
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -92,9 +111,92 @@ def analyze_on_cluster(client: Client, captures: Sequence[str | os.PathLike[str]
                           progress=(lambda done, total: progress("decode", done, total))
                           if progress else None)
             datasets = [work]
-        result = analyze(datasets, **given, progress=progress,
-                         correlation=functools.partial(_correlation, client, datasets))
-        return write_analysis(result, out), result.notes
+        return analyze_in_parts(client, datasets, out, **given, progress=progress), []
+
+
+def analyze_in_parts(
+    client: Client, datasets: Sequence[Path], out: Path, *,
+    conntrack: Sequence[tuple[str | None, str]] = (), underlay_mtu: int = 1500,
+    window_ns: int = DEFAULT_WINDOW_NS, clock_correction: str = "auto",
+    k8s: Sequence[str] = (), docker: Sequence[str] = (),
+    node_addresses: Mapping[str, Sequence[str]] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The analysis of the packet ``datasets`` in parts on the cluster, written to ``out``:
+    the packet table by the workers as the dataset ``out/packets/``, every other table, the
+    plots and the page by the client from the merged partials
+    (:mod:`~pktkit.scale.tables`); returns the summary."""
+    report = progress or (lambda stage, done, total: None)
+    captures = table_captures(datasets)
+    manifests = [read_manifest(d) for d in datasets]
+    metadata = read_metadata(k8s, docker)
+    dumps = [read_conntrack({node: path}) for node, path in conntrack]
+    dump = pd.concat(dumps, ignore_index=True) if dumps else None
+    owned = owned_by_one(merged_addresses(node_addresses or {}, {n.name: n.addresses
+                                                                 for n in metadata.nodes}))
+    node_order = list(dict.fromkeys(str(c.entry["node"]) for c in captures))
+    report("read", 1, len(STAGES))
+    parts, settled = settled_parts(client, datasets, node_order=node_order,
+                                   window_ns=window_ns, clock_correction=clock_correction,
+                                   node_addresses=owned)
+    report("correlate", 2, len(STAGES))
+    backends = service_backends(metadata)
+
+    def name_tables(nat: Any, handshakes: pd.DataFrame, names: IdentityMap) -> None:
+        name_nat_flows(nat.flows, names, backends)
+        add_names(handshakes, names, HANDSHAKE_NAMES, "syn_ts_ns", proto=IPPROTO_TCP,
+                  after=True)
+
+    def window(partials: list[Any]) -> tuple[int, int] | None:
+        from pktkit.report.plot import throughput_window  # (matplotlib: when there is a plot)
+
+        merged = report_tables(partials, underlay_mtu=underlay_mtu)
+        return throughput_window(merged)
+
+    stats = [c.entry["read_stats"] for c in captures]
+    with StagingFolder(out) as staged:
+        found = tables_on_cluster(
+            client, parts, settled, drop=(KEY, ROW), row=ROW, dumps=dump,
+            names=lambda flows: IdentityMap.from_metadata(metadata).with_published(flows),
+            name_tables=name_tables, underlay_mtu=underlay_mtu, window=window,
+            folder=staged / PACKETS_FOLDER, categories={},
+            hop_categories=lambda tables: concat_hops(tables, {}))
+        del parts
+        report("nat", 3, len(STAGES))
+        names = IdentityMap.from_metadata(metadata).with_published(found.nat.flows)
+        nat = found.nat.flows
+        nat = nat[[*NAT_FLOWS_COLUMNS, *(c for c in NAT_NAME_COLUMNS if c in nat)]]
+        assert settled.clock_offsets is not None
+        tables = named_tables(
+            report_tables(found.report, read_stats=stats,
+                          payload_estimated="l4_payload_len" not in SCHEMA,
+                          underlay_mtu=underlay_mtu, nat_flows=nat, hops=found.hops,
+                          latency=found.latency, clock_offsets=settled.clock_offsets),
+            names, found.handshakes, found.nat.disagreements if dump is not None else None,
+            names.table())
+        result = summary(tables)
+        hops = found.hops
+        result["correlation"] = {
+            "packets": found.packets, "sightings": len(hops),
+            "frames": sum(int(c.entry["frames"]) for c in captures), "nodes": node_order,
+            "packets_seen_twice_or_more": int((hops["hop"] == 1).sum()) if len(hops) else 0,
+            "clock_offsets": json.loads(settled.clock_offsets.to_json(orient="records"))}
+        ports = [p for m in manifests for p in m.get("tunnel_ports") or []]
+        if ports:
+            result["tunnel_ports"] = list({json.dumps(p, sort_keys=True): p
+                                           for p in ports}.values())
+        report("latency", 4, len(STAGES))
+        from pktkit.report.plot import build_figures
+
+        plots = build_figures(tables, throughput_partials=found.throughput)
+        try:
+            write_report(staged, tables, plots, result)
+        finally:
+            import matplotlib.pyplot as plt
+
+            for figure in plots.values():
+                plt.close(figure)
+    return result
 
 
 def publish(folder: Path, out: Path) -> None:

@@ -112,25 +112,20 @@ def assigned(part: Part, settled: Settled) -> tuple[np.ndarray, PartCorrelation]
     return part.packets[ROW].to_numpy(np.int64), assign(part, settled)
 
 
-def correlate_on_cluster(
-    client: Client, datasets: Sequence[str | os.PathLike[str]], rows: int, *,
+def settled_parts(
+    client: Client, datasets: Sequence[str | os.PathLike[str]], *,
     node_order: Sequence[str] = (), window_ns: int, clock_correction: str = "auto",
     node_addresses: Mapping[str, Iterable[str]] | None = None,
-    partitions: int | None = None, categories: Mapping[str, Sequence[str]] | None = None,
-) -> Correlation:
-    """The correlation of the table of ``datasets`` (``rows`` rows), on the cluster (see the
-    module docstring). ``partitions``: how many (default: two per worker, at least one).
-    ``categories``: the categories of the hops table's categorical columns (one process
-    takes them from the whole table: its labels in order of first appearance); default:
-    those of the parts, in the parts' order."""
+    partitions: int | None = None,
+) -> tuple[list[Future], Settled]:
+    """Steps 1-3 of the module docstring over the table of ``datasets``: the parts (futures:
+    they stay on the workers) and the settled state of the last round. ``partitions``: how
+    many (default: two per worker, at least one)."""
     import dask
     import dask.dataframe as dd
     from distributed import futures_of
 
     captures = table_captures(datasets)
-    total = sum(int(c.entry["frames"]) for c in captures)
-    if total != rows:
-        raise ValueError(f"correlate_on_cluster: the datasets hold {total} rows, not {rows}")
     scope = Scope.of_captures([(str(c.entry["capture"]), str(c.entry["node"]))
                                for c in captures], node_order, window_ns)
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {})) or 1
@@ -150,6 +145,26 @@ def correlate_on_cluster(
         merged = Survey.merge(client.gather(surveys))
         settled = settle(merged, clock_correction=clock_correction,
                          node_addresses=node_addresses, previous=settled)
+    return parts, settled
+
+
+def correlate_on_cluster(
+    client: Client, datasets: Sequence[str | os.PathLike[str]], rows: int, *,
+    node_order: Sequence[str] = (), window_ns: int, clock_correction: str = "auto",
+    node_addresses: Mapping[str, Iterable[str]] | None = None,
+    partitions: int | None = None, categories: Mapping[str, Sequence[str]] | None = None,
+) -> Correlation:
+    """The correlation of the table of ``datasets`` (``rows`` rows), on the cluster, as one
+    table's per-row arrays (see the module docstring). ``categories``: the categories of
+    the hops table's categorical columns (one process takes them from the whole table: its
+    labels in order of first appearance); default: those of the parts, in the parts'
+    order."""
+    total = sum(int(c.entry["frames"]) for c in table_captures(datasets))
+    if total != rows:
+        raise ValueError(f"correlate_on_cluster: the datasets hold {total} rows, not {rows}")
+    parts, settled = settled_parts(client, datasets, node_order=node_order,
+                                   window_ns=window_ns, clock_correction=clock_correction,
+                                   node_addresses=node_addresses, partitions=partitions)
     state = client.scatter(settled, broadcast=True)
     results = client.gather(client.map(assigned, parts, settled=state, pure=False))
     del parts
@@ -180,7 +195,7 @@ def _whole(results: Sequence[tuple[np.ndarray, PartCorrelation]], rows: int,
         return Correlation(packet_id=packet_id, hop=hop, ts_ref_ns=ts_ref,
                            hops=pd.DataFrame(), hop_rows=np.zeros(0, np.int64),
                            clock_offsets=settled.clock_offsets, clocks=settled.clocks)
-    table = _concat(hops, categories)
+    table = concat_hops(hops, categories)
     where = np.concatenate(hop_rows)
     # one process's numbering: by first sighting (hops.number_hops)
     first = np.flatnonzero(table["hop"].to_numpy(np.int64) == 0)
@@ -201,7 +216,7 @@ def _whole(results: Sequence[tuple[np.ndarray, PartCorrelation]], rows: int,
                        clocks=settled.clocks)
 
 
-def _concat(tables: list[pd.DataFrame], categories: Mapping[str, Sequence[str]]
+def concat_hops(tables: list[pd.DataFrame], categories: Mapping[str, Sequence[str]]
             ) -> pd.DataFrame:
     """Tables of the parts as one: each categorical column with ``categories``' list for it,
     else the union of the parts' (in the parts' order)."""
