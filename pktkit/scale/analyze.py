@@ -2,11 +2,11 @@
 
 Captures are decoded by tasks into a packet dataset in a scratch folder beside the output
 (:mod:`~pktkit.scale.decode`; a dataset given as input is used as it is), the correlation runs
-on the cluster by partitions of whole packets (:mod:`~pktkit.scale.correlate`), and the
-single-process pipeline's later stages (overlays, NAT flows, names, latency) and the report
-take its result on the client (:func:`pktkit.analysis.pipeline.analyze` with the cluster's
-correlation). Until those stages work in partitions too, the client reads the packet table
-back from the dataset, as one process holds it.
+on the cluster by partitions of whole packets (:mod:`~pktkit.scale.correlate`), which stay on
+the workers for the later stages (:mod:`~pktkit.scale.tables`: overlays, conversations, NAT
+flows, names, handshakes, latency and the report's partials, merged on the client). The
+workers write the packet table as the dataset ``packets/`` of the output folder; the client
+writes the other tables, the plots and the page (:func:`analyze_in_parts`).
 
 Bundles (their links, addresses and conntrack dumps belong to the reading of their
 captures), and captures given together with datasets, are analyzed as **one task** instead:
@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pktkit.analysis.conntrack import read_conntrack
-from pktkit.analysis.correlate import Correlation
 from pktkit.analysis.grouping import DEFAULT_WINDOW_NS
 from pktkit.analysis.identities import IdentityMap, service_backends
 from pktkit.analysis.inputs import metadata_beside, opened_inputs
@@ -38,7 +37,6 @@ from pktkit.analysis.metadata import read_metadata
 from pktkit.analysis.naming import HANDSHAKE_NAMES, add_names, name_nat_flows
 from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
 from pktkit.analysis.pipeline import STAGES, analyze, merged_addresses, owned_by_one
-from pktkit.analysis.rows import string_codes
 from pktkit.capture.autoports import resolve_ports
 from pktkit.capture.dataset import DatasetCapture, read_manifest
 from pktkit.capture.frame import SCHEMA
@@ -53,7 +51,6 @@ from pktkit.scale.correlate import (
     KEY,
     ROW,
     concat_hops,
-    correlate_on_cluster,
     settled_parts,
     table_captures,
 )
@@ -62,11 +59,6 @@ from pktkit.scale.tables import PACKETS_FOLDER, tables_on_cluster
 
 if TYPE_CHECKING:
     from distributed import Client
-
-# the hops table's categorical columns → the packet table's column whose labels they take
-HOP_CATEGORIES = {"node": "node", "interface": "interface", "capture": "capture",
-                  "direction": "direction", "from_node": "node", "from_interface": "interface"}
-
 
 def analyze_on_cluster(client: Client, captures: Sequence[str | os.PathLike[str]],
                        out: str | os.PathLike[str], *,
@@ -209,16 +201,6 @@ def publish(folder: Path, out: Path) -> None:
                 os.replace(item, staged / item.name)
         except OSError as exc:
             raise output_error(out, "the report", exc) from None
-
-
-def _correlation(client: Client, datasets: Sequence[Path], packets: pd.DataFrame,
-                 **options: Any) -> Correlation:
-    """The pipeline's correlation step, run on the cluster from the datasets' files (the
-    hops' categories as one process takes them from the table)."""
-    categories = {name: string_codes(packets[column])[1]
-                  for name, column in HOP_CATEGORIES.items() if column in packets}
-    return correlate_on_cluster(client, datasets, len(packets), categories=categories,
-                                **options)
 
 
 def _absolute(options: Mapping[str, Any]) -> dict[str, Any]:
