@@ -201,6 +201,11 @@ def assert_same_report(got: Path, want: Path) -> None:
             pd.testing.assert_frame_equal(_sorted(pd.read_parquet(got / name)),
                                           _sorted(pd.read_parquet(want / name)), obj=name)
         assert sorted(got_tables) == sorted([*tables, "packets.parquet", "hops.parquet"])
+        # the same files (CSV, plots, pages), the plots drawn alike
+        assert {p.name for p in got.iterdir()} - {"packets"} == \
+            {p.name for p in want.iterdir()} - {"packets.parquet"}
+        for png in want.glob("*.png"):
+            assert (got / png.name).read_bytes() == png.read_bytes(), png.name
         return
     assert tables == got_tables
     for name in tables:

@@ -50,12 +50,11 @@ from pktkit.report.tables import NAT_NAME_COLUMNS, named_tables, report_tables
 from pktkit.scale.correlate import (
     KEY,
     ROW,
-    concat_hops,
     settled_parts,
     table_captures,
 )
 from pktkit.scale.decode import write_dataset
-from pktkit.scale.tables import PACKETS_FOLDER, tables_on_cluster
+from pktkit.scale.tables import PACKETS_FOLDER, concat_parts, tables_on_cluster
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -103,11 +102,12 @@ def analyze_on_cluster(client: Client, captures: Sequence[str | os.PathLike[str]
                           progress=(lambda done, total: progress("decode", done, total))
                           if progress else None)
             datasets = [work]
-        return analyze_in_parts(client, datasets, out, **given, progress=progress), []
+        return analyze_in_parts(client, datasets, out, scratch, **given,
+                                progress=progress), []
 
 
 def analyze_in_parts(
-    client: Client, datasets: Sequence[Path], out: Path, *,
+    client: Client, datasets: Sequence[Path], out: Path, scratch: Path, *,
     conntrack: Sequence[tuple[str | None, str]] = (), underlay_mtu: int = 1500,
     window_ns: int = DEFAULT_WINDOW_NS, clock_correction: str = "auto",
     k8s: Sequence[str] = (), docker: Sequence[str] = (),
@@ -117,7 +117,8 @@ def analyze_in_parts(
     """The analysis of the packet ``datasets`` in parts on the cluster, written to ``out``:
     the packet table by the workers as the dataset ``out/packets/``, every other table, the
     plots and the page by the client from the merged partials
-    (:mod:`~pktkit.scale.tables`); returns the summary."""
+    (:mod:`~pktkit.scale.tables`; the hops rows pass through ``scratch``); returns the
+    summary."""
     report = progress or (lambda stage, done, total: None)
     captures = table_captures(datasets)
     manifests = [read_manifest(d) for d in datasets]
@@ -151,8 +152,7 @@ def analyze_in_parts(
             client, parts, settled, drop=(KEY, ROW), row=ROW, dumps=dump,
             names=lambda flows: IdentityMap.from_metadata(metadata).with_published(flows),
             name_tables=name_tables, underlay_mtu=underlay_mtu, window=window,
-            folder=staged / PACKETS_FOLDER, categories={},
-            hop_categories=lambda tables: concat_hops(tables, {}))
+            folder=staged / PACKETS_FOLDER, hops_folder=scratch / "hops", categories={})
         del parts
         report("nat", 3, len(STAGES))
         names = IdentityMap.from_metadata(metadata).with_published(found.nat.flows)
@@ -167,11 +167,10 @@ def analyze_in_parts(
             names, found.handshakes, found.nat.disagreements if dump is not None else None,
             names.table())
         result = summary(tables)
-        hops = found.hops
         result["correlation"] = {
-            "packets": found.packets, "sightings": len(hops),
+            "packets": found.packets, "sightings": int(found.hops.attrs["rows"]),
             "frames": sum(int(c.entry["frames"]) for c in captures), "nodes": node_order,
-            "packets_seen_twice_or_more": int((hops["hop"] == 1).sum()) if len(hops) else 0,
+            "packets_seen_twice_or_more": found.second_sightings,
             "clock_offsets": json.loads(settled.clock_offsets.to_json(orient="records"))}
         ports = [p for m in manifests for p in m.get("tunnel_ports") or []]
         if ports:
@@ -180,9 +179,11 @@ def analyze_in_parts(
         report("latency", 4, len(STAGES))
         from pktkit.report.plot import build_figures
 
-        plots = build_figures(tables, throughput_partials=found.throughput)
+        plots = build_figures(tables, throughput_partials=found.throughput,
+                              latency_curves=found.curves)
         try:
-            write_report(staged, tables, plots, result)
+            concat_parts(found.hop_files, staged / "hops.parquet", staged / "hops.csv")
+            write_report(staged, tables, plots, result, written_by_caller=("hops",))
         finally:
             import matplotlib.pyplot as plt
 

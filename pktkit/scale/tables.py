@@ -15,16 +15,19 @@ back (:mod:`pktkit.analysis.table_parts` lists the partials):
 4. ``named`` — ``nat_flow_id`` from the NAT flow table, names from the broadcast identity
    map, the handshakes' SYNs and SYN-ACKs;
 5. ``acked`` — the handshakes' ACKs;
-6. ``sampled`` — latency samples (pass 1: their histograms), the report's partials;
-7. ``binned`` — latency pass 2 (the values in the wanted bins), the throughput plot's bins;
+6. ``sampled`` — latency samples and the hops' delays per CDF scope (pass 1: their
+   histograms), the report's partials, the hops' categories;
+7. ``binned`` — pass 2 (the values in the wanted bins: latency percentiles, the CDF plots'
+   ranks), the throughput plot's bins;
 8. ``written`` — each worker writes its part's packet rows into the output's ``packets/``
-   folder (hive style ``node=…/capture=…/part-NNNNN.parquet``, as a packet dataset) and
-   hands back its hops rows.
+   folder (hive style ``node=…/capture=…/part-NNNNN.parquet``, as a packet dataset) and its
+   hops rows into a scratch folder; the client joins those into ``hops.parquet`` and
+   ``hops.csv`` a batch at a time (:func:`concat_parts`: in packet id order, as the parts'
+   offsets number them) and keeps their first rows for the page.
 
 Packet ids are numbered otherwise than one process numbers them (per part, with offsets);
-everything else is the same. The hops table (one row per sighting) is still assembled on the
-client from the parts' rows to write ``hops.parquet`` and draw the latency CDFs: the one
-per-row object the client holds.
+everything else is the same. The client never holds a part's rows: only partials, the
+parts' counts and the hops' first rows.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from pktkit.analysis.nat import (
 )
 from pktkit.analysis.overlays import apply_conversations, conversation_keys, merge_conversations
 from pktkit.analysis.parts import Part, Settled, assign
-from pktkit.analysis.percentiles import count_samples, values_in_bins
+from pktkit.analysis.percentiles import count_samples, merge_counts, values_in_bins
 from pktkit.analysis.table_parts import PacketPart
 from pktkit.capture.reasons import error_categories
 from pktkit.report.tables import report_partial
@@ -71,6 +74,10 @@ if TYPE_CHECKING:
 
 OPEN_VOCABULARIES = ("encap", "error")  # categories differ by part: the table's are the union
 PACKETS_FOLDER = "packets"  # the cluster run's packet table: a partitioned dataset
+CDF_SCOPES = ("hop", "node_pair")  # the latency CDF plots of the hops
+CDF_LINES = 10  # their busiest scopes shown (latency_cdf's max_lines)
+HEAD_ROWS = 20  # the hops rows the page shows (page.HTML_ROWS)
+BATCH_ROWS = 65_536  # rows per batch when the hops parts are joined into one file
 
 
 @dataclass
@@ -162,28 +169,46 @@ def acked(held: Held, pending: pd.DataFrame) -> Held:
 
 
 def sampled(held: Held, nat_flows: pd.DataFrame, underlay_mtu: int) -> Held:
-    """Task: the latency samples (kept), their counts and the report's partial (``out``)."""
+    """Task: the latency samples and the hops' delays per CDF scope (kept); ``out``: their
+    counts (pass 1), the report's partial and the hops' categories."""
+    from pktkit.report.plot import cdf_samples  # (matplotlib: on the workers only)
+
     part = held.part
     samples = latency_samples(part.packets, part.hops, part.hop_rows, nat_flows)
     partial = report_partial(part.packets, underlay_mtu=underlay_mtu,
                              order=part.packets.index.to_numpy(np.int64))
-    return _next(held, (count_samples(samples), partial), samples)
+    delays = ({by: cdf_samples(part.hops, by) for by in CDF_SCOPES}
+              if "delay_ns" in part.hops else {})
+    vocabulary = {name: [str(c) for c in part.hops[name].cat.categories]
+                  for name in part.hops.columns
+                  if isinstance(part.hops[name].dtype, pd.CategoricalDtype)}
+    return _next(held, (count_samples(samples), partial,
+                        {by: count_samples(d) for by, d in delays.items()}, vocabulary),
+                 (samples, delays))
 
 
-def binned(held: Held, wanted: Any, window: tuple[int, int] | None) -> Held:
-    """Task: latency pass 2 and the throughput plot's bins (``out``)."""
+def binned(held: Held, wanted: Any, window: tuple[int, int] | None,
+           cdf_wanted: Mapping[str, Any]) -> Held:
+    """Task: latency pass 2, the hops' CDF values at the wanted ranks and the throughput
+    plot's bins (``out``)."""
     from pktkit.report.plot import throughput_partial  # (matplotlib: on the workers only)
 
     packets = held.part.packets
+    samples, delays = held.kept
     bins = (throughput_partial(packets, window[0], window[1],
                                order=packets.index.to_numpy(np.int64))
             if window is not None else None)
-    return _next(held, (values_in_bins(held.kept, wanted), bins))
+    curves = {by: values_in_bins(delays[by], wanted_by)
+              for by, wanted_by in cdf_wanted.items() if by in delays}
+    return _next(held, (values_in_bins(samples, wanted), bins, curves))
 
 
-def written(held: Held, folder: str, categories: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+def written(held: Held, folder: str, hops_folder: str,
+            categories: Mapping[str, Sequence[str]],
+            hop_categories: Mapping[str, Sequence[str]]) -> tuple[int, int, pd.DataFrame]:
     """Task: the part's packet rows written into ``folder`` (one file per node and capture
-    of it, hive style); returns its hops rows."""
+    of it, hive style) and its hops rows into ``hops_folder`` (its categories the union's);
+    returns the hops' row count, how many are second sightings, and their first rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -200,7 +225,31 @@ def written(held: Held, folder: str, categories: Mapping[str, Sequence[str]]) ->
         table = pa.Table.from_pandas(rows.drop(columns=["node", "capture"]),
                                      preserve_index=False)
         pq.write_table(table, target)  # (the whole folder is staged: published when done)
-    return held.part.hops
+    hops = held.part.hops.reset_index(drop=True)
+    for name, wanted in hop_categories.items():
+        hops[name] = hops[name].cat.set_categories(list(wanted))
+    target = Path(hops_folder) / f"part-{held.index:05d}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(hops, preserve_index=False), target)
+    second = int((hops["hop"] == 1).sum()) if len(hops) else 0
+    return len(hops), second, hops.head(HEAD_ROWS)
+
+
+def concat_parts(files: Sequence[Path], parquet: Path, csv: Path) -> None:
+    """The tables of ``files`` (one schema) as one Parquet file and one CSV file, a batch at
+    a time: never a whole part in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(files[0])
+    header = True
+    with pq.ParquetWriter(parquet, schema) as writer, csv.open("w", newline="") as text:
+        for path in files:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+                table = pa.Table.from_batches([batch], schema=schema)
+                writer.write_table(table)
+                table.to_pandas().to_csv(text, index=False, header=header)
+                header = False
 
 
 def _step(client: Client, held: list[Future], task: Callable[..., Any], *args: Any,
@@ -228,11 +277,13 @@ class ClusterTables:
     nat: Any
     handshakes: pd.DataFrame
     latency: pd.DataFrame
-    hops: pd.DataFrame
+    hops: pd.DataFrame  # the first rows (for the page); attrs["rows"]: how many in all
+    hop_files: list[Path]  # the parts' hops rows, in packet id order (concat_parts)
+    second_sightings: int  # hops rows with hop 1
     report: list[Any]
     throughput: tuple[list[pd.DataFrame], int] | None
+    curves: dict[str, tuple[list[Any], int]]  # the hops' latency CDFs by scope kind
     packets: int
-    frames: int
 
 
 def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
@@ -240,14 +291,13 @@ def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
                       names: Callable[[pd.DataFrame], IdentityMap],
                       name_tables: Callable[[Any, pd.DataFrame, IdentityMap], None],
                       underlay_mtu: int, window: Callable[[list[Any]], tuple[int, int] | None],
-                      folder: Path, categories: Mapping[str, Sequence[str]],
-                      hop_categories: Callable[[list[pd.DataFrame]], pd.DataFrame]
-                      ) -> ClusterTables:
+                      folder: Path, hops_folder: Path,
+                      categories: Mapping[str, Sequence[str]]) -> ClusterTables:
     """The steps of the module docstring over ``parts`` (after the last round); the packet
     rows written into ``folder`` by the workers. ``names(nat_flows)``: the identity map;
     ``name_tables(nat, handshakes, names)`` names the client's tables in place;
-    ``window(report_partials)``: the throughput plot's start and bin width;
-    ``hop_categories(tables)``: the parts' hops rows as one table."""
+    ``window(report_partials)``: the throughput plot's start and bin width; the parts'
+    hops rows are written into ``hops_folder`` (:func:`concat_parts` joins them)."""
     state = client.scatter(settled, broadcast=True)
     held = [client.submit(packet_part, p, state, i, tuple(drop), row, pure=False)
             for i, p in enumerate(parts)]
@@ -270,20 +320,40 @@ def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
     held, acks = _step(client, held, acked, pending=pending)
     handshakes = handshake_table(pending, acks)
     name_tables(nat, handshakes, identity)
+    from pktkit.report.plot import cdf_curves, cdf_ranks  # (matplotlib: the client plots)
+
     held, found = _step(client, held, sampled, nat_flows=nat.flows, underlay_mtu=underlay_mtu)
     hs_samples = handshake_samples(handshakes)
-    wanted = latency_bins([c for c, _ in found] + [count_samples(hs_samples)])
-    reports = [r for _, r in found]
+    wanted = latency_bins([c for c, _, _, _ in found] + [count_samples(hs_samples)])
+    reports = [r for _, r, _, _ in found]
     plot_window = window(reports)
-    held, values = _step(client, held, binned, wanted=wanted, window=plot_window)
-    latency = latency_table(wanted, [v for v, _ in values]
+    cdf_wanted = {}
+    for by in CDF_SCOPES:
+        counted_by = [d[by] for _, _, d, _ in found if by in d]
+        if counted_by:
+            cdf_wanted[by] = cdf_ranks(merge_counts(counted_by), CDF_LINES)
+    held, values = _step(client, held, binned, wanted=wanted, window=plot_window,
+                         cdf_wanted={by: w for by, (w, _) in cdf_wanted.items()})
+    latency = latency_table(wanted, [v for v, _, _ in values]
                             + [values_in_bins(hs_samples, wanted)])
-    throughput = (([b for _, b in values], plot_window[1]) if plot_window is not None
+    throughput = (([b for _, b, _ in values], plot_window[1]) if plot_window is not None
                   else None)
-    hops = client.gather(client.map(written, held, folder=str(folder),
-                                    categories=dict(categories), pure=False))
-    frames = sum(int(r.captures["frames"].sum()) if "frames" in r.captures else 0
-                 for r in reports)
-    return ClusterTables(nat=nat, handshakes=handshakes, latency=latency,
-                         hops=hop_categories(hops), report=reports, throughput=throughput,
-                         packets=int(sum(counts)), frames=frames)
+    curves = {by: (cdf_curves(w, [c[by] for _, _, c in values]), count)
+              for by, (w, count) in cdf_wanted.items()}
+    vocabulary: dict[str, list[str]] = {}
+    for _, _, _, seen in found:
+        for name, labels in seen.items():
+            known = vocabulary.setdefault(name, [])
+            known += [label for label in labels if label not in known]
+    shape = client.gather(client.map(written, held, folder=str(folder),
+                                     hops_folder=str(hops_folder),
+                                     categories=dict(categories), hop_categories=vocabulary,
+                                     pure=False))
+    del held
+    files = [Path(hops_folder) / f"part-{i:05d}.parquet" for i in range(len(shape))]
+    hops_head = pd.concat([h for _, _, h in shape], ignore_index=True).head(HEAD_ROWS)
+    hops_head.attrs["rows"] = sum(n for n, _, _ in shape)
+    return ClusterTables(nat=nat, handshakes=handshakes, latency=latency, hops=hops_head,
+                         hop_files=files, second_sightings=sum(s for _, s, _ in shape),
+                         report=reports, throughput=throughput, curves=curves,
+                         packets=int(sum(counts)))
