@@ -33,15 +33,22 @@ b_receiver
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from pktkit.analysis.clockfit import OneWay
 from pktkit.analysis.grouping import tight_groups
 from pktkit.analysis.rows import NO_VALUE, int_column, row_digest, run_starts
 from pktkit.analysis.sightings import Units
 
 CROSSING_COLUMNS = ("a", "b", "way", "sig", "a_first", "a_last", "b_first", "b_last", "a_sender",
                     "b_sender", "a_receiver", "b_receiver")
+# what a crossing's group is: its node pair, its way as far as known, its wire addresses (all
+# crossings of a group go the same way: ownership and causality orient whole groups)
+GROUP_COLUMNS = ["a", "b", "way", "a_sender", "b_sender", "a_receiver", "b_receiver"]
 
 
 def node_order(units: Units) -> np.ndarray:
@@ -145,11 +152,95 @@ def undecided(found: pd.DataFrame) -> np.ndarray:
     return (found["way"] == 0).to_numpy()
 
 
-def samples(found: pd.DataFrame) -> pd.DataFrame:
-    """The oriented crossings as one-way samples: ``sender``, ``receiver`` (node codes),
-    ``send`` (the sender's last sighting, its clock), ``recv`` (the receiver's first, its)."""
-    oriented = found[found["way"] != 0]
-    ab = (oriented["way"] == 1).to_numpy()
-    pick = lambda x, y: np.where(ab, oriented[x].to_numpy(), oriented[y].to_numpy())  # noqa: E731
-    return pd.DataFrame({"sender": pick("a", "b"), "receiver": pick("b", "a"),
-                         "send": pick("a_last", "b_last"), "recv": pick("b_first", "a_first")})
+def group_codes(found: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The groups of ``found`` (one row each, :data:`GROUP_COLUMNS` as int64, sorted by them)
+    and each crossing's group."""
+    keys = found[GROUP_COLUMNS].astype(np.int64)
+    order = np.lexsort([keys[c].to_numpy() for c in reversed(GROUP_COLUMNS)])
+    sorted_keys = keys.take(order)
+    new = np.ones(len(order), bool)
+    if len(order):
+        new[1:] = (sorted_keys.to_numpy()[1:] != sorted_keys.to_numpy()[:-1]).any(axis=1)
+    code = np.empty(len(order), np.int64)
+    code[order] = np.cumsum(new) - 1
+    return sorted_keys[new].reset_index(drop=True), code
+
+
+@dataclass
+class CrossingGroups:
+    """The crossings reduced per group (:data:`GROUP_COLUMNS`): for each, its samples as the
+    clock fit reads them (:class:`~pktkit.analysis.clockfit.OneWay`, keyed by signature) both
+    ways it may have gone: ``ab`` as a → b samples (a's last sighting, b's first; None when
+    known to have gone b → a), ``ba`` as b → a samples. Bounded by the groups and the
+    reductions' sizes, not by the crossings; merged exactly (:meth:`merge`), so any partition
+    of the crossings gives the same groups."""
+
+    keys: pd.DataFrame  # one row per group: GROUP_COLUMNS (int64), sorted by them
+    ab: list[OneWay | None]
+    ba: list[OneWay | None]
+
+    @classmethod
+    def of(cls, found: pd.DataFrame) -> CrossingGroups:
+        """The reduction of ``found`` (:func:`crossings`; without ``sig``, the crossings are
+        keyed by their places)."""
+        keys, code = group_codes(found)
+        order = np.argsort(code, kind="stable")
+        starts = np.searchsorted(code[order], np.arange(len(keys) + 1))
+        sig = found["sig"].to_numpy(np.int64) if "sig" in found else np.arange(len(found))
+        a_first, a_last, b_first, b_last = (found[c].to_numpy(np.int64) for c in (
+            "a_first", "a_last", "b_first", "b_last"))
+        ab: list[OneWay | None] = []
+        ba: list[OneWay | None] = []
+        for g, way in enumerate(keys["way"].to_numpy()):
+            rows = order[starts[g]:starts[g + 1]]
+            ab.append(None if way == -1 else OneWay.of(a_last[rows], b_first[rows], True,
+                                                        sig[rows]))
+            ba.append(None if way == 1 else OneWay.of(b_last[rows], a_first[rows], False,
+                                                       sig[rows]))
+        return cls(keys, ab, ba)
+
+    @property
+    def count(self) -> np.ndarray:
+        """Crossings per group."""
+        return np.array([(ab if ab is not None else ba).count  # type: ignore[union-attr]
+                         for ab, ba in zip(self.ab, self.ba, strict=True)], np.int64)
+
+    def recoded(self, remap: np.ndarray) -> CrossingGroups:
+        """The groups with their address codes mapped by ``remap`` (-1 stays -1); groups
+        that become one are not merged yet (:meth:`merge` does)."""
+        keys = self.keys.copy()
+        table = np.append(remap, -1)
+        for name in ("a_sender", "b_sender", "a_receiver", "b_receiver"):
+            keys[name] = table[keys[name].to_numpy()]
+        return CrossingGroups(keys, list(self.ab), list(self.ba))
+
+    @staticmethod
+    def merge(parts: Iterable[CrossingGroups]) -> CrossingGroups:
+        """One reduction of the crossings of all ``parts`` (their address codes alike)."""
+        parts = list(parts)
+        both = pd.concat([p.keys for p in parts], ignore_index=True)
+        ab = [w for p in parts for w in p.ab]
+        ba = [w for p in parts for w in p.ba]
+        keys, code = group_codes(both)
+        members = [np.flatnonzero(code == g) for g in range(len(keys))]
+
+        def merged(ways: list[OneWay | None], at: np.ndarray) -> OneWay | None:
+            found = [ways[i] for i in at if ways[i] is not None]
+            return OneWay.merge(found) if found else None  # type: ignore[arg-type]
+
+        return CrossingGroups(keys, [merged(ab, m) for m in members],
+                              [merged(ba, m) for m in members])
+
+    def directions(self, way: np.ndarray) -> dict[tuple[int, int], tuple[OneWay, OneWay]]:
+        """Per node pair (a, b) crossed both ways, with the groups' ``way``: the a → b and the
+        b → a samples, each merged over its groups."""
+        out: dict[tuple[int, int], tuple[OneWay, OneWay]] = {}
+        pair = self.keys[["a", "b"]].to_numpy()
+        for a, b in sorted(set(map(tuple, pair.tolist()))):
+            at = np.flatnonzero((pair[:, 0] == a) & (pair[:, 1] == b))
+            forward = [self.ab[g] for g in at if way[g] == 1]
+            backward = [self.ba[g] for g in at if way[g] == -1]
+            if forward and backward:
+                out[(int(a), int(b))] = (OneWay.merge(forward),  # type: ignore[arg-type]
+                                         OneWay.merge(backward))  # type: ignore[arg-type]
+        return out

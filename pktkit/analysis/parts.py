@@ -73,12 +73,12 @@ from pktkit.analysis.clocks import (
     on_reference_clock,
 )
 from pktkit.analysis.crossings import (
+    CrossingGroups,
     crossings,
     emitted,
     node_groups,
     node_keys,
     node_order,
-    samples,
 )
 from pktkit.analysis.grouping import (
     ALL_SLOTS,
@@ -98,7 +98,7 @@ from pktkit.analysis.medians import (
     medians,
     select,
 )
-from pktkit.analysis.ownership import orient_by_owner, orient_by_timing, owners
+from pktkit.analysis.ownership import orient_by_owner, orient_groups, owners
 from pktkit.analysis.packets import number_packets, signature_order
 from pktkit.analysis.rows import int_column, string_codes
 from pktkit.analysis.sightings import Units, find_units
@@ -232,7 +232,7 @@ class Survey:
     slots: list[SlotId]
     counts: Counts | None = None
     units: np.ndarray | None = None
-    crossings: pd.DataFrame | None = None
+    crossings: CrossingGroups | None = None
     evidence: pd.DataFrame | None = None
     addresses: list[str] = field(default_factory=list)
 
@@ -279,16 +279,13 @@ def _merge_crossings(merged: Survey, surveys: list[Survey]) -> None:
     found, evidence = [], []
     for s in surveys:
         assert s.crossings is not None and s.evidence is not None
-        remap = np.append(np.array([where[a] for a in s.addresses], np.int64), -1)
-        c = s.crossings.copy()
-        for name in ("a_sender", "b_sender", "a_receiver", "b_receiver"):
-            c[name] = remap[c[name].to_numpy()].astype(np.int32)
-        found.append(c)
+        remap = np.array([where[a] for a in s.addresses], np.int64)
+        found.append(s.crossings.recoded(remap))
         e = s.evidence.copy()
-        e["address"] = remap[e["address"].to_numpy()]
+        e["address"] = np.append(remap, -1)[e["address"].to_numpy()]
         evidence.append(e)
     merged.addresses = addresses
-    merged.crossings = pd.concat(found, ignore_index=True)
+    merged.crossings = CrossingGroups.merge(found)
     both = pd.concat(evidence, ignore_index=True)
     merged.evidence = both.groupby(["node", "address"], as_index=False)["count"].sum()
 
@@ -343,7 +340,7 @@ def survey(part: Part, settled: Settled | None = None) -> Survey:
                                                                  settled.selection))
     if now == CROSSINGS:
         groups = node_groups(units, part.packets, part.scope.window_ns, settled.node_limits)
-        found = crossings(groups, units, part.out_code, part.in_code)
+        found = CrossingGroups.of(crossings(groups, units, part.out_code, part.in_code))
         evidence = emitted(groups, units, part.packets, part.out_code)
         return Survey(now, part.scope, slots, crossings=found,
                       evidence=evidence[_EVIDENCE_COLUMNS], addresses=list(units.addresses))
@@ -427,12 +424,10 @@ def _settle_clocks(settled: Settled, survey: Survey,
     """Round 2: owners, the crossings' ways, the pair fits and the chain."""
     assert survey.crossings is not None and survey.evidence is not None
     node_names = list(settled.scope.node_names)
-    # every part's crossings in the order one table gives them: by (a, signature, b)
-    found = survey.crossings.sort_values(["a", "sig", "b"], kind="stable",
-                                         ignore_index=True)
+    found = survey.crossings
     owner = owners(survey.addresses, survey.evidence, node_names, node_addresses)
-    found = orient_by_timing(orient_by_owner(found, owner))
-    models = chain(fit_pairs(samples(found)), len(node_names)) if node_names else []
+    way = orient_groups(found, orient_by_owner(found.keys, owner)["way"].to_numpy())
+    models = chain(fit_pairs(found.directions(way)), len(node_names)) if node_names else []
     settled.clocks = models
     settled.used = applied(models, settled.clock_correction)
     settled.clock_offsets = clock_table(node_names, models, settled.used)
