@@ -216,18 +216,13 @@ def feasible_polygon(fwd_send: ArrayLike, fwd_recv: ArrayLike, back_send: ArrayL
 
 def binding_rows(send: ArrayLike, recv: ArrayLike, forward: bool,
                  max_drift_ppm: float = MAX_DRIFT_PPM) -> np.ndarray:
-    """The samples (indices) that can bind a line of slope within the drift prior: for
-    ``forward`` samples (a → b) the lower hull of ``(send, recv − send)``, for backward ones
-    the upper hull of ``(recv, send − recv)``. A feasibility test on these alone answers as
-    on all the samples."""
+    """The samples (indices) that can bind a line of slope within the drift prior
+    (:func:`bounding_points`): for ``forward`` samples (a → b) of ``(send, recv − send)``,
+    for backward ones of ``(recv, recv − send)`` (the points ``(recv, send − recv)`` bind
+    from above). A feasibility test on these alone answers as on all the samples."""
     send, recv = np.asarray(send, np.int64), np.asarray(recv, np.int64)
-    if not len(send):
-        return np.zeros(0, np.int64)
-    base = int(send.min()) if forward else int(recv.min())
-    x = ((send if forward else recv) - base).astype(np.float64)
-    y = (recv - send).astype(np.float64)  # a lower hull either way: the backward points
-    # (recv, send − recv) bind from above
-    return _Hull.lower(x, y, np.arange(len(send)), max_drift_ppm * 1e-6).idx
+    return bounding_points(send if forward else recv, recv - send, np.arange(len(send)),
+                           max_drift_ppm)
 
 
 # -- one direction, reduced ------------------------------------------------------------------
