@@ -224,7 +224,8 @@ def synthetic_crossings(n: int, seed: int) -> tuple[pd.DataFrame, Clock, Clock]:
     """n crossings each way between nodes 0 and 1 (b's clock 0.3 s ahead and 80 ppm fast,
     floored and queued delays, µs stamps, a minute): a third oriented (by TTL), the others
     open; a copy on the wire carries its sender's address, a's 0 or 2, b's 1 or 3, so the
-    crossings fall into eight groups, the four open ones for causality to orient."""
+    crossings fall into six groups: one per oriented way, four open ones for causality to
+    orient."""
     rng = np.random.default_rng(seed)
     a, b = Clock(), Clock(300e6, 80e-6)
     (fs, fr, bs, br), _, _ = crossings(rng, a, b, n, 60e9, floored(queued=0.1), US)
@@ -250,13 +251,13 @@ def clock_fits(groups: CrossingGroups) -> dict:
 
 
 def test_a_pair_beyond_the_sample_fits_alike_however_split() -> None:
-    """30,000 crossings each way (eight groups of about 5,000 and 10,000: beyond the sample
-    of 8,000), split into 3 and 7 parts in shuffled order, each reduced on its own and
-    through pickle: merged, the same groups, reductions and pair fit as the whole; every
+    """30,000 crossings each way (six groups of about 10,000; the pair's sample holds
+    16,000), split into 3 and 7 parts in shuffled order, each reduced on its own and through
+    pickle: merged, the same groups, reductions, sample and pair fit as the whole; every
     open group oriented as it went, and the fit holds the true clock within its bound."""
     found, a, b = synthetic_crossings(30_000, 21)
     whole = CrossingGroups.of(found)
-    assert max(whole.count) > clockfit.SAMPLE_SIZE and len(whole.count) == 8
+    assert len(whole.count) == 6 and len(whole.sample) == 2 * clockfit.SAMPLE_SIZE
     fits = clock_fits(whole)
     rng = np.random.default_rng(22)
     for k in (3, 7):
@@ -265,13 +266,17 @@ def test_a_pair_beyond_the_sample_fits_alike_however_split() -> None:
             found.take(rng.permutation(np.flatnonzero(part == i)))))) for i in range(k)]
         merged = CrossingGroups.merge(groups[::-1])
         pd.testing.assert_frame_equal(merged.keys, whole.keys)
+        pd.testing.assert_frame_equal(merged.sample, whole.sample)
         for mine, theirs in zip(merged.ab + merged.ba, whole.ab + whole.ba, strict=True):
             assert (mine is None) == (theirs is None)
             if mine is not None and theirs is not None:
                 assert_same_way(mine, theirs)
         assert clock_fits(merged) == fits
     way = orient_groups(whole)
-    np.testing.assert_array_equal(way, np.where(whole.keys["a_sender"] % 2 == 0, 1, -1))
+    keys = whole.keys
+    np.testing.assert_array_equal(way, np.where(keys["way"] != 0, keys["way"],
+                                                np.where(keys["a_sender"] % 2 == 0, 1, -1)))
+    assert (keys["way"] == 0).sum() == 4
     fit = fits[(0, 1)]
     assert fit.samples_fwd + fit.rejected_fwd == 30_000
     x = np.linspace(*fit.span_ns, 101).astype(np.int64)
@@ -279,9 +284,9 @@ def test_a_pair_beyond_the_sample_fits_alike_however_split() -> None:
 
 
 def test_the_crossings_reduction_of_200k_crossings_is_bounded() -> None:
-    """200,000 crossings reduce to as many bytes (pickled) as 100,000 do, within 10 %:
-    samples of at most 8,000 (the four open groups keep both ways: twelve), a few bounding
-    points each; one row per crossing would be 13 MB."""
+    """200,000 crossings reduce to as many bytes (pickled) as 100,000 do, within 10 %: the
+    pair's sample of 16,000 (44 bytes each) and ten reductions of a few bounding points; one
+    row per crossing would be 13 MB."""
     sizes = [len(pickle.dumps(CrossingGroups.of(synthetic_crossings(n, 23)[0])))
              for n in (50_000, 100_000)]
-    assert sizes[1] < 1.1 * sizes[0] and sizes[1] < 12 * 8_000 * 24 * 1.1, sizes
+    assert sizes[1] < 1.1 * sizes[0] and sizes[1] < 16_000 * 44 * 1.1, sizes

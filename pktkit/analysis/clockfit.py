@@ -70,6 +70,7 @@ and can shrink the bound by as much as it lies below the true envelope.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -316,8 +317,9 @@ class OneWay:
 
     @classmethod
     def of(cls, send: ArrayLike, recv: ArrayLike, forward: bool, key: ArrayLike | None = None,
-           max_drift_ppm: float = MAX_DRIFT_PPM) -> OneWay:
-        """The reduction of the samples (int64 ns; ``key`` default: their positions)."""
+           max_drift_ppm: float = MAX_DRIFT_PPM, size: int | None = None) -> OneWay:
+        """The reduction of the samples (int64 ns; ``key`` default: their positions), with a
+        sample of ``size`` (default :data:`SAMPLE_SIZE`; 0: none, see :meth:`with_sample`)."""
         send, recv = (np.asarray(a, dtype=np.int64).ravel() for a in (send, recv))
         if len(send) != len(recv):
             raise ValueError("send and receive arrays differ in length")
@@ -325,11 +327,12 @@ class OneWay:
         x = send if forward else recv
         whole_us = not ((send % 1000).any() or (recv % 1000).any())
         return cls._reduced(forward, len(send), _exact_sum(x), whole_us, max_drift_ppm, key,
-                            send, recv, key, send, recv)
+                            send, recv, key, send, recv, size)
 
     @staticmethod
-    def merge(ways: Iterable[OneWay]) -> OneWay:
-        """One reduction of all the samples ``ways`` (of one direction, disjoint) reduce."""
+    def merge(ways: Iterable[OneWay], size: int | None = None) -> OneWay:
+        """One reduction of all the samples ``ways`` (of one direction, disjoint) reduce
+        (``size``: as in :meth:`of`)."""
         ways = list(ways)
         first = ways[0]
         if any(w.forward != first.forward or w.max_drift_ppm != first.max_drift_ppm
@@ -342,19 +345,25 @@ class OneWay:
         return OneWay._reduced(first.forward, sum(w.count for w in ways),
                                sum(w.x_sum for w in ways), all(w.whole_us for w in ways),
                                first.max_drift_ppm, cat("hull_key"), cat("hull_send"),
-                               cat("hull_recv"), cat("key"), cat("send"), cat("recv"))
+                               cat("hull_recv"), cat("key"), cat("send"), cat("recv"), size)
 
     @classmethod
     def _reduced(cls, forward: bool, count: int, x_sum: int, whole_us: bool,
                  max_drift_ppm: float, hull_key: np.ndarray, hull_send: np.ndarray,
                  hull_recv: np.ndarray, key: np.ndarray, send: np.ndarray,
-                 recv: np.ndarray) -> OneWay:
+                 recv: np.ndarray, size: int | None) -> OneWay:
         x = hull_send if forward else hull_recv
         h = bounding_points(x, hull_recv - hull_send, hull_key, max_drift_ppm)
         h = h[np.argsort(hull_key[h], kind="stable")]
-        k = _bottom(key, SAMPLE_SIZE)
+        k = _bottom(key, SAMPLE_SIZE if size is None else size)
         return cls(forward, count, x_sum, whole_us, max_drift_ppm, hull_key[h], hull_send[h],
                    hull_recv[h], key[k], send[k], recv[k])
+
+    def with_sample(self, key: np.ndarray, send: np.ndarray, recv: np.ndarray) -> OneWay:
+        """This reduction with the sample ``key``, ``send``, ``recv`` (some of its crossings,
+        chosen by the caller as deterministically), in key order."""
+        order = np.argsort(key, kind="stable")
+        return dataclasses.replace(self, key=key[order], send=send[order], recv=recv[order])
 
     @property
     def complete(self) -> bool:
