@@ -1,4 +1,4 @@
-"""Clock offset and drift of one node pair from one-way packet crossings (numpy only).
+"""Clock offset and drift of one node pair from one-way packet crossings (numpy).
 
 Model
 -----
@@ -39,7 +39,7 @@ move it only through their times, never through their delays: a congestion episo
 every packet of a burst for milliseconds does not tilt it. For a slope the two lines' heights
 are the envelopes ``g`` and ``f``, so the objective is convex and piecewise linear in the
 slope, minimal at a hull edge slope. Its standard error comes from random halves of the
-samples (their spread about the whole sample's fit, over √2), never below the timestamps'
+sample (their spread about the whole fit, over √2), never below the timestamps'
 resolution over the span. With fewer than four samples a way, a Tukey-bisquare regression of
 all one-way observations (common slope, one intercept per direction) stands in; without a
 resolved drift, the middle of the feasible polygon. The estimate is clamped to the feasible
@@ -66,6 +66,31 @@ below its direction's robust regression line (where no sample of a light-tailed 
 is dropped; (2) while the polygon is empty, the samples binding the least-violating line are
 dropped. A wrong match that lands within the jitter's own tail is undetectable by any method
 and can shrink the bound by as much as it lies below the true envelope.
+
+What the fit reads: reductions that do not grow with the crossings
+------------------------------------------------------------------
+Each direction comes as a :class:`OneWay`, whose size is bounded, and which merges exactly
+(one process and any partition of the crossings give the same reduction, hence the same fit):
+
+* for the linear program and the polygon, exact: the count, the sum of the times (a Python
+  int) and the *bounding points* (:func:`bounding_points`): the lower hull's vertices whose
+  neighbouring edge slopes reach into the drift prior, and its two ends, in integer
+  arithmetic, so the bounding points of a union are those of its parts' bounding points;
+* for the statistics (the frame's medians, the robust regression of the tail test, the random
+  halves behind the drift's standard error): a bottom-k sample, the crossings with the
+  smallest hashes of their key (:data:`SAMPLE_SIZE` a way from :func:`fit_pair`; the
+  crossings' round takes each direction's share of a per-pair sample instead,
+  :class:`~pktkit.analysis.crossings.CrossingGroups`), read in key order (signature order;
+  :func:`fit_pair`: the samples' places), so the random halves are the same however the
+  crossings were split.
+
+The points the fit works on are the sample and the bounding points it lacks. Where the sample
+holds every crossing, that is every crossing, and the fit is the unreduced one. Beyond it, the
+linear program still reads every crossing (counts, sums, hulls); the tail test fits its line
+on the sample and drops the points (sample or bounding) below it; a dropped bounding point
+leaves the hull of what is left among the points read, which is never narrower than the truth
+(removing samples only widens the polygon): the bounds stay valid. ``samples_fwd`` counts the
+crossings kept, ``rejected_fwd`` the points dropped among those read.
 """
 
 from __future__ import annotations

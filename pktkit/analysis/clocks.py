@@ -1,7 +1,8 @@
 """Node clocks: each node's offset and drift against the reference node, from the crossings.
 
-The global step of the correlation: the crossing samples of every signature partition
-(:mod:`~pktkit.analysis.crossings`) are reduced per node pair by :func:`fit_pair`
+The global step of the correlation: the crossings of every signature partition, reduced
+and merged per node pair (:class:`~pktkit.analysis.crossings.CrossingGroups`), are fitted per
+node pair by :func:`~pktkit.analysis.clockfit.fit_ways`
 (:mod:`~pktkit.analysis.clockfit`: the lower envelopes of the one-way delays both ways, the
 approach of Paxson's and of Moon, Skelly and Towsley's estimators, with a bound). Each node's
 clock against the reference node (the first node) follows the chain of pair fits with the

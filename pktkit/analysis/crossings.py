@@ -12,7 +12,10 @@ two nodes crossed between them. Which way, first rule that tells:
    sender's address (decided later, over all crossings: see :func:`undecided`).
 
 This is per-signature work: a partition of the units holding all sightings of its signatures
-gives its own crossings; the clock fit (:mod:`~pktkit.analysis.clocks`) reduces them all.
+gives its own crossings, and reduces them (:class:`CrossingGroups`: per group of crossings
+that go one way together, what the clock fit reads exactly, and per node pair a bottom-k
+sample); the reductions of all partitions merge exactly, and the clock fit
+(:mod:`~pktkit.analysis.clocks`) reads the merged one.
 
 ``crossings`` — one row per crossing (a DataFrame)
 

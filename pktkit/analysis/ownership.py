@@ -18,7 +18,9 @@ first:
    above the one and below the other where in truth it passes below and above them; as
    their packets interleave in time, no line does. Groups already oriented by TTL, direction
    or ownership keep their way. A group the possible combinations disagree on stays open and
-   gives no sample.
+   gives no sample. The test reads only each group's bounding points
+   (:class:`~pktkit.analysis.crossings.CrossingGroups`, :func:`orient_groups`): the polygon
+   of all the crossings is the polygon of those.
 
 ARP replies would also name the owner of an address, but the packet table does not carry the
 ARP sender address; the metadata hook takes interface addresses instead.

@@ -39,13 +39,14 @@ What crosses a process boundary (all picklable): :class:`Scope` (node names and 
 order, known before the run), :class:`Survey` and :class:`Settled`. Their sizes: the median
 rounds hold counts per slot or transition and bucket (128 buckets per octave), then the
 values of two buckets per slot or transition: bounded by slots, transitions and what a bucket
-can hold, not by frames. The crossings' round holds **one row per crossing** (the fields of
-:data:`~pktkit.analysis.crossings.CROSSING_COLUMNS`), because the pair fit
-(:func:`~pktkit.analysis.clockfit.fit_pair`) reads every sample in the one table's order: the
-median delay each way (its frame), the robust regression of the tail test and the random
-halves behind the drift's standard error (each on an even subsample of that order), and the
-rejection rounds (which reach below the hulls). Only its linear program would do with counts,
-sums and the lower hulls. The ownership evidence is a count per (node, address). A
+can hold, not by frames. The crossings' round holds
+:class:`~pktkit.analysis.crossings.CrossingGroups`: per group of crossings (node pair, way
+when known, the wire addresses of the open ones) a count, the exact sum of the times and the
+bounding points of the lower hulls (what the pair fit's linear program reads exactly), and per
+node pair a bottom-k sample by signature hash (2 × :data:`~pktkit.analysis.clockfit.
+SAMPLE_SIZE` crossings, 44 bytes each) for the fit's statistics: bounded by pairs and groups,
+not by crossings, and merged exactly, so the clock models do not depend on the split (see
+:mod:`~pktkit.analysis.clockfit`). The ownership evidence is a count per (node, address). A
 :class:`Part` (the part's rows and units) is built once and kept for every round (it pickles,
 so a worker may spill it).
 
@@ -223,9 +224,9 @@ class Survey:
     ``slots``: what the slot codes stand for (round 1: the part's own; later: the settled
     ones). Median rounds: ``counts`` (:class:`~pktkit.analysis.medians.Counts`, groups: slot
     codes and ALL_SLOTS for gaps, transition codes ``slot * len(slots) + next`` for steps),
-    and, for gaps, ``units`` per slot. Round 3: ``crossings`` (one row per crossing,
-    :data:`~pktkit.analysis.crossings.CROSSING_COLUMNS`, sender codes into ``addresses``)
-    and ``evidence`` (node, address code, count)."""
+    and, for gaps, ``units`` per slot. Round 3: ``crossings`` (reduced per group and node
+    pair, :class:`~pktkit.analysis.crossings.CrossingGroups`, sender codes into
+    ``addresses``) and ``evidence`` (node, address code, count)."""
 
     round: int
     scope: Scope
@@ -421,7 +422,7 @@ def settle(survey: Survey, *, clock_correction: str = "auto",
 
 def _settle_clocks(settled: Settled, survey: Survey,
                    node_addresses: Mapping[str, Iterable[str]] | None) -> None:
-    """Round 2: owners, the crossings' ways, the pair fits and the chain."""
+    """Round 3: owners, the ways of the crossings' groups, the pair fits and the chain."""
     assert survey.crossings is not None and survey.evidence is not None
     node_names = list(settled.scope.node_names)
     found = survey.crossings
