@@ -261,7 +261,8 @@ class CrossingGroups:
         first = np.cumsum([0] + [len(p.keys) for p in parts])
         ab = [w for p in parts for w in p.ab]
         ba = [w for p in parts for w in p.ba]
-        members = [np.flatnonzero(code == g) for g in range(len(keys))]
+        order = np.argsort(code, kind="stable")
+        members = np.split(order, np.searchsorted(code[order], np.arange(1, len(keys))))
 
         def merged(ways: list[OneWay | None], at: np.ndarray) -> OneWay | None:
             found = [ways[i] for i in at if ways[i] is not None]
@@ -279,19 +280,24 @@ class CrossingGroups:
         b → a crossings, each merged over its groups, with their share of the pair's sample
         (signature order)."""
         out: dict[tuple[int, int], tuple[OneWay, OneWay]] = {}
-        pair = self.keys[["a", "b"]].to_numpy()
+        a_of, b_of = self.keys["a"].to_numpy(), self.keys["b"].to_numpy()
         group = self.sample["group"].to_numpy()
         sig = self.sample["sig"].to_numpy()
-        for a, b in sorted(set(map(tuple, pair.tolist()))):
-            at = np.flatnonzero((pair[:, 0] == a) & (pair[:, 1] == b))
+        column = {c: self.sample[c].to_numpy() for c in SAMPLE_COLUMNS}
+        # the groups, and the sample, are in (a, b) order: one slice of each per pair
+        starts = np.flatnonzero(run_starts(a_of, b_of))
+        ends = np.r_[starts[1:], len(a_of)]
+        sample_pair = np.searchsorted(starts, group, side="right") - 1
+        cuts = np.searchsorted(sample_pair, np.arange(len(starts) + 1))
+        for p, (first, end) in enumerate(zip(starts, ends, strict=True)):
+            at = np.arange(first, end)
             forward = [self.ab[g] for g in at if way[g] == 1]
             backward = [self.ba[g] for g in at if way[g] == -1]
             if not forward or not backward:
                 continue
-            mine = np.isin(group, at)
-            f, k = mine & (way[group] == 1), mine & (way[group] == -1)
-            column = {c: self.sample[c].to_numpy() for c in SAMPLE_COLUMNS}
-            out[(int(a), int(b))] = (
+            rows = np.arange(cuts[p], cuts[p + 1])
+            f, k = rows[way[group[rows]] == 1], rows[way[group[rows]] == -1]
+            out[(int(a_of[first]), int(b_of[first]))] = (
                 OneWay.merge(forward, size=0).with_sample(  # type: ignore[arg-type]
                     sig[f], column["a_last"][f], column["b_first"][f]),
                 OneWay.merge(backward, size=0).with_sample(  # type: ignore[arg-type]

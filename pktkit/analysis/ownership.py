@@ -36,6 +36,7 @@ import pandas as pd
 
 from pktkit.analysis.clockfit import OneWay, feasible_polygon
 from pktkit.analysis.crossings import CrossingGroups
+from pktkit.analysis.rows import run_starts
 
 _ENUMERATED = 8  # open groups of one node pair tried in every combination (2^8 tests)
 
@@ -102,12 +103,14 @@ def orient_groups(groups: CrossingGroups, way: np.ndarray | None = None) -> np.n
     """Per group of crossings its way from causality where ``way`` (default: the groups' own)
     leaves it open, per node pair: 1, -1, or 0 when still open."""
     way = (groups.keys["way"].to_numpy() if way is None else way).astype(np.int8).copy()
-    pair = groups.keys[["a", "b"]].to_numpy()
-    for a, b in sorted(set(map(tuple, pair.tolist()))):
-        at = np.flatnonzero((pair[:, 0] == a) & (pair[:, 1] == b))
+    count = groups.count
+    # the groups are in (a, b) order: one run per node pair
+    starts = np.flatnonzero(run_starts(groups.keys["a"].to_numpy(), groups.keys["b"].to_numpy()))
+    for first, end in zip(starts, np.r_[starts[1:], len(way)], strict=True):
+        at = np.arange(first, end)
         if (way[at] == 0).any():
             decided = _split([groups.ab[g] for g in at], [groups.ba[g] for g in at], way[at],
-                             groups.count[at])
+                             count[at])
             if decided is not None:
                 way[at] = decided
     return way
