@@ -210,10 +210,11 @@ def test_survey_sizes_do_not_follow_the_frames(root: Path) -> None:
 
 def test_the_crossings_survey_does_not_follow_the_frames(root: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Round 3 reduces the crossings per group (bounding points, counts and sums, a sample of
-    at most SAMPLE_SIZE a way): past the sample size its survey stops growing. With a sample
-    of 32 (these sets' groups hold 12 to 271 crossings; at the default 8,000 the samples
-    hold them all, nothing lost), four times the flows, under 1.25 times the bytes."""
+    """Round 3 reduces the crossings per group (counts, sums, bounding points) and per node
+    pair (a sample of at most 2 × SAMPLE_SIZE): past the sample size its survey stops
+    growing. With SAMPLE_SIZE 32 (a pair sample of 64; these sets' one pair has 132 and 540
+    crossings; at the default 8,000 the sample holds them all, nothing lost), four times the
+    flows, under 1.25 times the bytes."""
     monkeypatch.setattr(clockfit, "SAMPLE_SIZE", 32)
     small = survey_bytes(generated(root, "vxlan-overlay", 7, IMPAIRED, 2, "ether", "pcap"))
     large = survey_bytes(generated(root, "vxlan-overlay", 7, IMPAIRED, 8, "ether", "pcap"))
