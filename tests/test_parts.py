@@ -291,3 +291,11 @@ def test_the_crossings_reduction_of_200k_crossings_is_bounded() -> None:
     sizes = [len(pickle.dumps(CrossingGroups.of(synthetic_crossings(n, 23)[0])))
              for n in (50_000, 100_000)]
     assert sizes[1] < 1.1 * sizes[0] and sizes[1] < 16_000 * 44 * 1.1, sizes
+
+
+def test_no_crossings_reduce_to_no_groups() -> None:
+    """One node, or nothing matched: empty reductions merge, orient and fit to nothing."""
+    found = synthetic_crossings(10, 24)[0].iloc[:0]
+    merged = CrossingGroups.merge([CrossingGroups.of(found), CrossingGroups.of(found)])
+    assert merged.keys.empty and merged.sample.empty and merged.ab == merged.ba == []
+    assert clock_fits(merged) == {}

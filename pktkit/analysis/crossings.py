@@ -262,7 +262,8 @@ class CrossingGroups:
         ab = [w for p in parts for w in p.ab]
         ba = [w for p in parts for w in p.ba]
         order = np.argsort(code, kind="stable")
-        members = np.split(order, np.searchsorted(code[order], np.arange(1, len(keys))))
+        members = np.split(order, np.searchsorted(code[order], np.arange(1, len(keys)))) \
+            if len(keys) else []
 
         def merged(ways: list[OneWay | None], at: np.ndarray) -> OneWay | None:
             found = [ways[i] for i in at if ways[i] is not None]
@@ -286,7 +287,7 @@ class CrossingGroups:
         column = {c: self.sample[c].to_numpy() for c in SAMPLE_COLUMNS}
         # the groups, and the sample, are in (a, b) order: one slice of each per pair
         starts = np.flatnonzero(run_starts(a_of, b_of))
-        ends = np.r_[starts[1:], len(a_of)]
+        ends = np.append(starts[1:], len(a_of))[:len(starts)]
         sample_pair = np.searchsorted(starts, group, side="right") - 1
         cuts = np.searchsorted(sample_pair, np.arange(len(starts) + 1))
         for p, (first, end) in enumerate(zip(starts, ends, strict=True)):

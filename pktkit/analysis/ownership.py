@@ -106,7 +106,7 @@ def orient_groups(groups: CrossingGroups, way: np.ndarray | None = None) -> np.n
     count = groups.count
     # the groups are in (a, b) order: one run per node pair
     starts = np.flatnonzero(run_starts(groups.keys["a"].to_numpy(), groups.keys["b"].to_numpy()))
-    for first, end in zip(starts, np.r_[starts[1:], len(way)], strict=True):
+    for first, end in zip(starts, np.append(starts[1:], len(way))[:len(starts)], strict=True):
         at = np.arange(first, end)
         if (way[at] == 0).any():
             decided = _split([groups.ab[g] for g in at], [groups.ba[g] for g in at], way[at],
