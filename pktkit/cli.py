@@ -85,6 +85,10 @@ def _cut_warnings_as_lines() -> Iterator[None]:
 def _cmd_packets(args: argparse.Namespace) -> int:
     text: str | None = None
     ports = _vxlan_ports(args.vxlan_port)
+    dataset = args.out is not None and _is_dataset_output(args.out)
+    if _scaled(args) and not dataset:
+        raise UsageError("--workers and --scheduler write a dataset: give -o DIR/ (a path "
+                         "ending in / or an existing folder)")
     with _cut_warnings_as_lines():
         if args.out:
             from pktkit.capture.autoports import resolve_ports
@@ -93,7 +97,10 @@ def _cmd_packets(args: argparse.Namespace) -> int:
             resolved = resolve_ports(args.captures, ports)
             if resolved.found is not None and not args.quiet:
                 print(resolved.describe())
-            stats = write_packets(args.captures, args.out, vxlan_ports=resolved)
+            if dataset:
+                stats = _write_dataset(args, resolved)
+            else:
+                stats = write_packets(args.captures, args.out, vxlan_ports=resolved)
         else:
             from pktkit.capture.table import read_packets, summarize
 
@@ -105,6 +112,60 @@ def _cmd_packets(args: argparse.Namespace) -> int:
         print(f"{total} packet{'s' * (total != 1)} from {files} capture{'s' * (files != 1)} "
               f"written to {args.out}")
     return 0
+
+
+def _is_dataset_output(out: str) -> bool:
+    from pktkit.capture.dataset import is_dataset_output
+
+    return is_dataset_output(out)
+
+
+def _scaled(args: argparse.Namespace) -> bool:
+    """Whether the verb runs on a Dask cluster (``--workers`` other than 1, ``--scheduler``)."""
+    if args.scheduler is not None and args.workers != 1:
+        raise UsageError("--scheduler uses that cluster's workers: give it without --workers")
+    return args.scheduler is not None or args.workers != 1
+
+
+def _write_dataset(args: argparse.Namespace, ports: object) -> list:
+    """``packets -o DIR/``: the captures' nodes and labels as analyze names them, decoded
+    here one after the other (``--workers 1``) or by tasks on a Dask cluster."""
+    from pktkit.analysis.inputs import resolve_inputs
+    from pktkit.capture.dataset import DatasetCapture, write_dataset
+    from pktkit.capture.read import ReadStats, warn_if_cut
+    from pktkit.files import check_output_folder
+
+    check_output_folder(args.out)
+    captures = [DatasetCapture(i.path, i.node, i.label, dict(i.interfaces), i.interface)
+                for i in resolve_inputs(args.captures)]
+    stats: list[ReadStats]
+    if not _scaled(args):
+        stats = write_dataset(captures, args.out, ports)  # type: ignore[arg-type]
+    else:
+        from pktkit.capture.dataset import staged_dataset
+        from pktkit.progress import ProgressBar
+        from pktkit.scale.cluster import dask_client
+        from pktkit.scale.decode import decode_into
+
+        bar = ProgressBar(not args.quiet and sys.stderr.isatty())
+        # the cluster inside the staging: stopped early, its workers are gone before the
+        # staged folder is removed (none can write into it after)
+        try:
+            with staged_dataset(args.out) as folder, dask_client(
+                    args.workers, args.scheduler,
+                    announce=None if args.quiet else _announce) as client:
+                stats = decode_into(
+                    client, captures, folder, ports,  # type: ignore[arg-type]
+                    progress=lambda done, total: bar(f"decode {done}/{total}", done / total))
+        finally:
+            bar.close()
+    for one in stats:
+        warn_if_cut(one)
+    return stats
+
+
+def _announce(line: str) -> None:
+    print(f"pktkit: {line}", file=sys.stderr, flush=True)
 
 
 def port(text: str) -> int | str:  # (argparse names it: "invalid port value")
@@ -174,7 +235,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from pktkit.analysis.inputs import check_inputs
     from pktkit.analysis.metadata import read_metadata
     from pktkit.analysis.pipeline import STAGES, analyze, return_memory_eagerly
-    from pktkit.files import check_output_folder
+    from pktkit.files import check_output_folder, scratch_folder
     from pktkit.progress import terminal_bar
     from pktkit.report.folder import write_analysis, write_collection
 
@@ -215,9 +276,29 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         return lambda stage, done, total: bar(f"{label}{stage}", base + share * done / steps)
 
     notes: list[str] = []
+    scaled = _scaled(args)
+    if scaled and not single:
+        raise UsageError("--workers and --scheduler need the CAPTURE, BUNDLE or DATASET "
+                         "paths to analyze")
     with _cut_warnings_as_lines():  # (their lines come after the bar is gone)
         try:
-            if single:
+            if scaled:
+                from pktkit.scale.analyze import analyze_on_cluster
+                from pktkit.scale.cluster import dask_client
+
+                bar("start the cluster", 0.0)
+                # the cluster inside the scratch folder: closed before it is removed
+                Path(args.out).absolute().parent.mkdir(parents=True, exist_ok=True)
+                with scratch_folder(args.out) as scratch, dask_client(
+                        args.workers, args.scheduler,
+                        announce=None if args.quiet or args.json else _announce) as client:
+                    output, notes = analyze_on_cluster(
+                        client, args.captures, args.out, nodes=nodes, options=options,
+                        scratch=scratch, progress=lambda stage, done, total: bar(
+                            f"{stage} {done}/{total}" if stage == "decode" else stage,
+                            done / total))
+                results = {"analysis": output}
+            elif single:
                 found = analyze(args.captures, nodes=nodes, **options,
                                 progress=tracker("", 0.0, 1.0))
                 notes = found.notes
@@ -323,6 +404,22 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def workers(text: str) -> int | str:  # (argparse names it: "invalid workers value")
+    """``--workers``: N >= 1 or ``auto``."""
+    from pktkit.scale.cluster import workers_arg
+
+    return workers_arg(text)
+
+
+def _add_scale_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--workers", type=workers, default=1, metavar="N|auto",
+                        help=f"{what} on a local Dask cluster of N worker processes (auto: one "
+                             "per core; default 1: in this process, no cluster)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help=f"{what} on the existing Dask cluster at ADDRESS (tcp://HOST:PORT); "
+                             "its workers must see the inputs and the output at the same paths")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pktkit", description="Craft and analyze container-network captures.")
     parser.add_argument("--version", action="version", version=f"pktkit {__version__}")
@@ -363,12 +460,17 @@ def build_parser() -> argparse.ArgumentParser:
                                       "print a summary.")
     pkts.add_argument("captures", nargs="+", metavar="CAPTURE",
                       help="pcap/pcapng files (gzip is fine)")
-    pkts.add_argument("-o", "--out", type=Path, metavar="OUT",
-                      help="write the table to OUT.csv or OUT.parquet (default: print a summary)")
+    pkts.add_argument("-o", "--out", metavar="OUT",
+                      help="write the table to OUT.csv or OUT.parquet, or as a dataset to "
+                           "OUT/ (a path ending in / or an existing folder: Parquet parts "
+                           "under node=NODE/capture=CAPTURE/, see README) (default: print a "
+                           "summary)")
     pkts.add_argument("--vxlan-port", type=port, action="append", default=[], metavar="N",
                       help="also decode UDP port N as VXLAN (4789 and 8472 always are; "
                            "repeatable; a port of another tunnel, 6081 say, is refused); "
                            "'auto': find the ports carrying VXLAN or Geneve in the packets")
+    _add_scale_arguments(pkts, "decode the captures (one task per capture, or per chunk "
+                               "of a large one) into the dataset -o DIR/")
     pkts.add_argument("-q", "--quiet", action="store_true")
     pkts.set_defaults(func=_cmd_packets)
 
@@ -417,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--clock-correction", choices=["auto", "always", "never"], default="auto",
                      help="subtract the estimated clock offsets: when significant (auto, the "
                           "default), always, or never")
+    _add_scale_arguments(ana, "run the analysis")
     ana.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     ana.add_argument("-q", "--quiet", action="store_true")
     ana.set_defaults(func=_cmd_analyze)

@@ -94,3 +94,37 @@ def test_not_a_capture_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"hello, world, this is no capture")
     with pytest.raises(CaptureError):
         split(path, 2)
+
+
+def test_pcap_chunks_read_in_place_as_the_whole(corpus_dir: Path, tmp_path: Path) -> None:
+    """A pcap chunk read in place (``raw_batches``' span of the mapped file, as the dataset's
+    decoding tasks read it), frames numbered from its first: the reference reader's frames;
+    the last chunk of a cut file stops where the reader stops, with its stats."""
+    from pktkit.capture.batches import raw_batches
+
+    rng = random.Random(13)
+    files = [p for p in _captures() if p.read_bytes()[:4] in PCAP_MAGICS]
+    cut = tmp_path / "cut.pcap"
+    whole = files[-1].read_bytes()
+    cut.write_bytes(whole[:rng.randrange(len(whole) // 2, len(whole))])
+    several = 0
+    for path in [*files, cut]:
+        reference = CaptureReader(path)
+        expected = [(f.frame, f.ts_ns, f.wire_len, f.data) for f in reference]
+        chunks = split(path, 5)
+        several += len(chunks) > 1
+        got: list[tuple[object, ...]] = []
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            stats, raws = raw_batches(path, 7, (chunk.start, None if last else chunk.end))
+            for raw in raws:
+                got += [(chunk.first_frame + raw.first_frame - 1 + k, int(raw.ts_ns[k]),
+                         int(raw.wire_len[k]), raw.frame_bytes(k)) for k in range(len(raw))]
+            if last:
+                assert (stats.bytes_read, stats.stopped_at, stats.reason) == (
+                    reference.stats.bytes_read, reference.stats.stopped_at,
+                    reference.stats.reason), path.name
+            else:
+                assert stats.complete and stats.bytes_read == chunk.end
+        assert got == expected, path.name
+    assert several > 10

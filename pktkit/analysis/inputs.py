@@ -10,7 +10,10 @@ What a path given to the analysis may be:
   interface and the directions of per-interface captures), the node's own addresses, its
   conntrack dumps and any metadata files (``kubectl.json``, ``docker.json``);
 - a folder of bundles (a folder holding no capture file: its bundle folders and tarballs, e.g.
-  one ``pktkit lab`` run, or the bundles copied off every node of a cluster).
+  one ``pktkit lab`` run, or the bundles copied off every node of a cluster);
+- a packet dataset (``pktkit packets CAPTURE... -o DIR/``, :mod:`pktkit.capture.dataset`):
+  its captures, already decoded, with the nodes and labels it was written with (its rows are
+  read back, not decoded again: ``vxlan_ports`` does not apply to them).
 
 Nodes and interfaces of a capture file, first rule that applies:
 
@@ -52,8 +55,10 @@ from pktkit.analysis.directions import fill_directions
 from pktkit.capture.arrow import string_array
 from pktkit.capture.autoports import PortsArg
 from pktkit.capture.bundle import ANY, Bundle
+from pktkit.capture.dataset import is_dataset, read_capture, read_manifest
 from pktkit.capture.formats import CAPTURE_SET_FILE, DOCKER_FILE, KUBECTL_FILE
 from pktkit.capture.netinfo import NodeLinks
+from pktkit.capture.reasons import error_categories
 from pktkit.capture.table import read_packets
 from pktkit.capture.unpack import is_bundle_folder, is_tarball, open_bundles
 from pktkit.errors import CaptureError, UsageError
@@ -72,6 +77,7 @@ class CaptureInput:
     interface: str | None = None  # the file's only interface, when known
     links: NodeLinks | None = None  # the node's devices, when a bundle says
     source: Path | None = None  # the bundle it came from
+    dataset: Path | None = None  # the packet dataset holding its rows (``path``: its folder)
 
 
 @dataclass
@@ -119,7 +125,9 @@ def _items(captures: Iterable[str | os.PathLike[str]],
     items: list[tuple[str, Path]] = []
     for item in [*captures, *nodes]:
         path = Path(item)
-        if is_bundle_folder(path) or (path.is_file() and is_tarball(path)):
+        if path.is_dir() and is_dataset(path):
+            items.append(("dataset", path))
+        elif is_bundle_folder(path) or (path.is_file() and is_tarball(path)):
             items.append(("bundle", path))
         elif path.is_dir():
             found = _capture_files(path)
@@ -176,8 +184,13 @@ def opened_inputs(
         raise UsageError("no capture given")
     with contextlib.ExitStack() as stack:
         entries: list[tuple[Path, Bundle | None, str | None]] = []  # file, bundle, interface
+        datasets: list[tuple[int, list[CaptureInput]]] = []  # (captures before it, its own)
         found = Inputs([])
         for kind, path in items:
+            if kind == "dataset":
+                datasets.append((len({p.resolve() for p, _, _ in entries}),
+                                 _dataset_inputs(path)))
+                continue
             if kind == "capture":
                 entries.append((path, None, None))
                 continue
@@ -192,9 +205,18 @@ def opened_inputs(
                 entries += [(c.path, bundle, c.interface) for c in bundle.captures]
                 node_of.update({c.path.resolve(): node for c in bundle.captures})
         found.captures = _capture_inputs(entries, node_of)
+        for at, own in reversed(datasets):  # in the order the paths were given
+            found.captures[at:at] = own
         if not found.captures:
             raise UsageError("no capture given")
         yield found
+
+
+def _dataset_inputs(folder: Path) -> list[CaptureInput]:
+    """The captures of a packet dataset, in its table's order."""
+    return [CaptureInput((folder / entry["parts"][0]).parent if entry["parts"] else folder,
+                         str(entry["node"]), str(entry["capture"]), dataset=folder.absolute())
+            for entry in read_manifest(folder)["captures"]]
 
 
 def _add_bundle(found: Inputs, bundle: Bundle, node: str) -> None:
@@ -272,7 +294,9 @@ def read_table(inputs: Sequence[CaptureInput], vxlan_ports: PortsArg = ()) -> pd
     """One packet table for all files, with ``node``, unique ``capture`` labels, each file's
     interface names, and the directions of per-interface captures a bundle's link data tells;
     a cut capture's warning is passed on. ``vxlan_ports``: port numbers, or ``"auto"`` (see
-    :func:`pktkit.read_packets`)."""
+    :func:`pktkit.read_packets`). A dataset's captures are read back from it."""
+    if any(i.dataset is not None for i in inputs):
+        return _read_with_datasets(inputs, vxlan_ports)
     ports = vxlan_ports if isinstance(vxlan_ports, str) else tuple(vxlan_ports)
     packets = read_packets([i.path for i in inputs], vxlan_ports=ports,
                            ifnames=[i.interfaces or None for i in inputs])
@@ -315,3 +339,50 @@ def _name_single_interfaces(packets: pd.DataFrame, inputs: Sequence[CaptureInput
             labels.append(name)
         rows[rows < 0] = labels.index(name)
     packets["interface"] = _strings(codes, labels)
+
+
+def _read_with_datasets(inputs: Sequence[CaptureInput], vxlan_ports: PortsArg) -> pd.DataFrame:
+    """:func:`read_table` of inputs some of which are in datasets: the captures decoded
+    together (runs of them), each dataset capture read back, in the inputs' order."""
+    from pandas.api.types import union_categoricals
+
+    tables: list[pd.DataFrame] = []
+    stats: list[dict[str, Any]] = []
+    ports: list[dict[str, Any]] = []
+    manifests: dict[Path, dict[str, Any]] = {}
+    run: list[CaptureInput] = []
+
+    def flush() -> None:
+        if run:
+            table = read_table(run, vxlan_ports)
+            stats.extend(table.attrs.get("read_stats", []))
+            ports.extend(table.attrs.get("tunnel_ports", []))
+            tables.append(table)
+            run.clear()
+
+    for item in inputs:
+        if item.dataset is None:
+            run.append(item)
+            continue
+        flush()
+        manifest = manifests.setdefault(item.dataset, read_manifest(item.dataset))
+        entry = next(e for e in manifest["captures"]
+                     if e["node"] == item.node and e["capture"] == item.label)
+        table = read_capture(item.dataset, entry)
+        table.insert(table.columns.get_loc("interface"), "node",
+                     pd.array([item.node] * len(table), dtype="string"))
+        stats.append(entry["read_stats"])
+        ports.extend(p for p in manifest.get("tunnel_ports") or [] if p not in ports)
+        tables.append(table)
+    flush()
+    for name in ("encap", "error"):  # open vocabularies: the union of the parts' categories
+        union = union_categoricals([t[name] for t in tables], ignore_order=True)
+        categories = [str(c) for c in union.categories]
+        wanted = sorted(categories) if name == "encap" else error_categories(categories)
+        for t in tables:
+            t[name] = t[name].cat.set_categories(wanted)
+    packets = pd.concat(tables, ignore_index=True)
+    packets.attrs = {"read_stats": stats}
+    if ports:
+        packets.attrs["tunnel_ports"] = ports
+    return packets

@@ -34,19 +34,27 @@ ack_ts_ns (capture clock), rtt_ns (ack − syn). The SYN is the last one before 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from pktkit.analysis.percentiles import (
+    SampleCounts,
+    Sampled,
+    WantedBins,
+    count_samples,
+    percentile_table,
+    values_in_bins,
+    wanted_bins,
+)
 from pktkit.analysis.rows import (
-    FEW_VALUES,
     NO_VALUE,
     combinations,
     int_column,
     row_digest,
     string_codes,
 )
-from pktkit.analysis.sightings import point_words
 from pktkit.capture.frame import empty_frame, typed_frame
 
 LATENCY_SCHEMA: dict[str, str] = {
@@ -60,33 +68,23 @@ HANDSHAKES_SCHEMA: dict[str, str] = {
 }
 LATENCY_METRICS = ("hop", "node_pair", "nat", "handshake_rtt", "pod_pair", "service")
 PERCENTILES = (("p50_ns", 50), ("p90_ns", 90), ("p99_ns", 99))
+_HOP_BITS = 20  # a sample's order: packet_id above, hop below
 _ICMP_REQUESTS = ((1, 8), (58, 128))  # (proto, type) of echo requests: the id is the source's
-
-
-def _stats(metric: str, group: np.ndarray, labels: Sequence[str],
-           values: np.ndarray) -> pd.DataFrame:
-    """count, min, percentiles and max of ``values`` per ``group`` code (scope
-    ``labels[code]``), scopes in order of their first sample."""
-    rows = []
-    _, in_order_seen = pd.factorize(group, size_hint=FEW_VALUES)  # the codes, as they come
-    for code in in_order_seen.tolist():
-        v = values[group == code]
-        q = np.percentile(v, [p for _, p in PERCENTILES])
-        rows.append({"metric": metric, "scope": labels[code], "count": len(v),
-                     "min_ns": int(v.min()),
-                     **{col: round(x) for (col, _), x in zip(PERCENTILES, q, strict=True)},
-                     "max_ns": int(v.max())})
-    return pd.DataFrame(rows, columns=list(LATENCY_SCHEMA))
 
 
 def _pairs(a: np.ndarray, b: np.ndarray, names: Sequence[str], template: str,
            extra: Sequence[str] = ("",), c: np.ndarray | None = None,
-           ) -> tuple[np.ndarray, list[str]]:
-    """Group codes of (a, b[, c]) samples and their scope labels, e.g. "A → B"."""
+           keys: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+    """Group codes of (a, b[, c]) samples, their scope labels, e.g. "A → B", and their keys
+    (from ``keys`` of the names when given: two points may share a label)."""
     combos, group = combinations(a, b) if c is None else combinations(a, b, c)
     labels = [template.format(a=names[combo[0]], b=names[combo[1]],
                               c=extra[combo[2] if c is not None else 0]) for combo in combos]
-    return group, labels
+    if keys is None:
+        return group, labels, labels
+    return group, labels, ["\x1e".join((keys[combo[0]], keys[combo[1]],
+                                         extra[combo[2] if c is not None else 0]))
+                           for combo in combos]
 
 
 def _rewrites(packets: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -118,9 +116,10 @@ def _changed(values: np.ndarray) -> np.ndarray:
     return changed
 
 
-def _points(hops: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def _points(hops: pd.DataFrame) -> tuple[np.ndarray, list[str], list[str]]:
     """A code per hops row for its capture point "node/interface" (the capture file when
-    the interface is unknown)."""
+    the interface is unknown), the labels, and keys that tell apart points whose labels are
+    alike (one interface in two capture files: an any-device file and its own)."""
     node, interface, capture = (hops[name].array.codes for name in ("node", "interface",
                                                                      "capture"))
     combos, point = combinations(node, interface, capture)
@@ -128,7 +127,10 @@ def _points(hops: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     captures = list(hops["capture"].cat.categories)
     labels = [f"{nodes[n] if n >= 0 else '?'}/{interfaces[i] if i >= 0 else captures[c]}"
               for n, i, c in combos]
-    return point, labels
+    keys = ["\x1f".join(names[code] if code >= 0 else "\x00"
+                         for names, code in ((nodes, n), (interfaces, i), (captures, c)))
+            for n, i, c in combos]
+    return point, labels, keys
 
 
 def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
@@ -136,100 +138,226 @@ def latency(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
             ) -> pd.DataFrame:
     """The latency table (see the module docstring) from the hops (``hop_rows``: each hop's
     representative packet-table row), the handshakes and, for the ``pod_pair`` and
-    ``service`` metrics, the packet table's name columns and the named NAT flows."""
-    parts = []
-    if len(hops):
-        # first, while little else is alive: where addresses or ports were rewritten
-        src_changed, dst_changed, whole = _rewrites(packets, hop_rows)
-        point, points = _points(hops)
-        before = np.roll(point, 1)
-        before[0] = 0
-        delay = hops["delay_ns"].to_numpy(dtype=np.int64, na_value=0)
-        later = hops["delay_ns"].notna().to_numpy()
-        node = hops["node"].array.codes
-        from_node = np.roll(node, 1)
-        from_node[0] = -1
-        same = later & (node == from_node)
-        group, labels = _pairs(before[same], point[same], points, "{a} → {b}")
-        parts.append(_stats("hop", group, labels, delay[same]))
-        cross = later & ~same
-        group, labels = _pairs(from_node[cross], node[cross],
-                               list(hops["node"].cat.categories), "{a} → {b}")
-        parts.append(_stats("node_pair", group, labels, delay[cross]))
-        nat = later & (src_changed | dst_changed)
-        nat[1:] &= whole[1:] & whole[:-1]
-        what = np.where(src_changed & dst_changed, 2, np.where(src_changed, 0, 1))
-        group, labels = _pairs(before[nat], point[nat], points, "{a} → {b} ({c} rewritten)",
-                               ("src", "dst", "src+dst"), what[nat])
-        parts.append(_stats("nat", group, labels, delay[nat]))
-    if handshakes is not None and len(handshakes):
-        scope = (handshakes["node"].astype("string") + "/"
-                 + handshakes["interface"].astype("string").fillna(
-                     handshakes["capture"].astype("string")))
-        codes, labels = pd.factorize(scope)
-        parts.append(_stats("handshake_rtt", codes, list(labels),
-                            handshakes["rtt_ns"].to_numpy(np.int64)))
-    if len(hops) and "src_name" in packets:
-        parts += _end_to_end(packets, hops, hop_rows, nat_flows)
-    parts = [p for p in parts if len(p)]
-    if not parts:
+    ``service`` metrics, the packet table's name columns and the named NAT flows: the two
+    passes of :mod:`~pktkit.analysis.percentiles` on one partition."""
+    samples = [*latency_samples(packets, hops, hop_rows, nat_flows),
+               *handshake_samples(handshakes)]
+    wanted = latency_bins([count_samples(samples)])
+    return latency_table(wanted, [values_in_bins(samples, wanted)])
+
+
+def latency_samples(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
+                    nat_flows: pd.DataFrame | None = None) -> list[Sampled]:
+    """The samples of every metric but ``handshake_rtt`` in one partition of whole packets
+    (its hops rows in (packet_id, hop) order; ``hop_rows``: their rows among the partition's
+    packets). Each sample's order is its hops row's (packet_id, hop)."""
+    parts: list[Sampled] = []
+    if not len(hops):
+        return parts
+    # first, while little else is alive: where addresses or ports were rewritten
+    src_changed, dst_changed, whole = _rewrites(packets, hop_rows)
+    point, points, point_keys = _points(hops)
+    before = np.roll(point, 1)
+    before[0] = 0
+    delay = hops["delay_ns"].to_numpy(dtype=np.int64, na_value=0)
+    later = hops["delay_ns"].notna().to_numpy()
+    order = (hops["packet_id"].to_numpy(np.int64) << _HOP_BITS) | hops["hop"].to_numpy(np.int64)
+    node = hops["node"].array.codes
+    from_node = np.roll(node, 1)
+    from_node[0] = -1
+    same = later & (node == from_node)
+    group, labels, keys = _pairs(before[same], point[same], points, "{a} → {b}",
+                                 keys=point_keys)
+    parts.append(Sampled("hop", group, labels, delay[same], order[same], keys))
+    cross = later & ~same
+    group, labels, _ = _pairs(from_node[cross], node[cross],
+                              list(hops["node"].cat.categories), "{a} → {b}")
+    parts.append(Sampled("node_pair", group, labels, delay[cross], order[cross]))
+    nat = later & (src_changed | dst_changed)
+    nat[1:] &= whole[1:] & whole[:-1]
+    what = np.where(src_changed & dst_changed, 2, np.where(src_changed, 0, 1))
+    group, labels, keys = _pairs(before[nat], point[nat], points,
+                                 "{a} → {b} ({c} rewritten)", ("src", "dst", "src+dst"),
+                                 what[nat], keys=point_keys)
+    parts.append(Sampled("nat", group, labels, delay[nat], order[nat], keys))
+    if "src_name" in packets:
+        parts += _end_to_end(packets, hops, hop_rows, nat_flows, order)
+    return parts
+
+
+def handshake_samples(handshakes: pd.DataFrame | None) -> list[Sampled]:
+    """The ``handshake_rtt`` samples of the (merged) handshakes table, in its order."""
+    if handshakes is None or not len(handshakes):
+        return []
+    scope = (handshakes["node"].astype("string") + "/"
+             + handshakes["interface"].astype("string").fillna(
+                 handshakes["capture"].astype("string")))
+    codes, labels = pd.factorize(scope)
+    return [Sampled("handshake_rtt", codes, list(labels),
+                    handshakes["rtt_ns"].to_numpy(np.int64), np.arange(len(handshakes)))]
+
+
+def latency_bins(parts: Sequence[SampleCounts]) -> WantedBins:
+    """Pass 1 of the latency percentiles merged (:func:`~pktkit.analysis.percentiles
+    .wanted_bins`)."""
+    return wanted_bins(parts, [p for _, p in PERCENTILES])
+
+
+def latency_table(wanted: WantedBins, parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The latency table from pass 1 merged and every partition's pass 2: metrics in
+    ``LATENCY_METRICS`` order, scopes in order of their first sample."""
+    table = percentile_table(wanted, parts, PERCENTILES)
+    if not len(table):
         return empty_frame(LATENCY_SCHEMA)
-    return typed_frame(pd.concat(parts, ignore_index=True), LATENCY_SCHEMA)
+    rank = table["metric"].map({m: i for i, m in enumerate(LATENCY_METRICS)})
+    table = table.iloc[np.argsort(rank.to_numpy(), kind="stable")]
+    rows = {"metric": table["metric"], "scope": table["scope"], "count": table["count"],
+            "min_ns": table["min"],
+            **{col: [round(x) for x in table[col].tolist()] for col, _ in PERCENTILES},
+            "max_ns": table["max"]}
+    return typed_frame(pd.DataFrame({k: list(v) for k, v in rows.items()}), LATENCY_SCHEMA)
 
 
 def handshakes(packets: pd.DataFrame) -> pd.DataFrame:
-    """One row per TCP handshake per capture point (see the module docstring)."""
+    """One row per TCP handshake per capture point (see the module docstring): the two
+    passes of :func:`handshake_openings`, :func:`pending_handshakes`,
+    :func:`handshake_acks` and :func:`handshake_table` on one partition."""
+    order = np.arange(len(packets))
+    pending = pending_handshakes([handshake_openings(packets, order=order)])
+    return handshake_table(pending, [handshake_acks(packets, pending)])
+
+
+@dataclass
+class Openings:
+    """Pass 1 of the handshakes over one partition: its SYNs (with the columns of the
+    handshakes table and ``row``, their place in the whole table) and its SYN-ACKs, each
+    keyed by its capture point and conversation (capture, interface, flow_id) and the
+    client's ISN. Its size: the partition's SYNs and SYN-ACKs, not its other packets."""
+
+    syns: pd.DataFrame
+    synacks: pd.DataFrame
+
+
+_POINT = ["capture", "interface_key", "flow_key"]  # a conversation at a capture point
+_KEY = [*_POINT, "isn"]
+_NO_INTERFACE = "\0"  # the interface key of a file that names none
+_WRAP = 1 << 32
+
+
+def _tcp_rows(packets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The TCP flags of every row (−1: none) and which rows can take part in a handshake
+    (flags, a sequence number, a time, no error)."""
     flags = int_column(packets, "tcp_flags")
     ok = ((flags >= 0) & (int_column(packets, "tcp_seq") >= 0)
           & (int_column(packets, "ts_ns") != NO_VALUE))
     if "error" in packets:
         ok &= packets["error"].isna().to_numpy()
+    return flags, ok
+
+
+def _points_at(packets: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The point key columns of some rows, as text and integers (the same in every
+    partition)."""
+    def text(name: str, na: str) -> np.ndarray:
+        return pd.Series(packets[name].array[rows]).astype("string").to_numpy(object,
+                                                                               na_value=na)
+
+    return {"capture": text("capture", ""), "interface_key": text("interface", _NO_INTERFACE),
+            "flow_key": int_column(packets, "flow_id", rows)}
+
+
+def handshake_openings(packets: pd.DataFrame, *, order: np.ndarray | None = None) -> Openings:
+    """Pass 1 (map): the SYNs and SYN-ACKs of one partition. ``order``: each row's place in
+    the whole table (default: the partition's index)."""
+    flags, ok = _tcp_rows(packets)
     syn = np.flatnonzero(ok & ((flags & 0x16) == 0x02))
     synack = np.flatnonzero(ok & ((flags & 0x16) == 0x12))
-    if not len(syn) or not len(synack):
-        return empty_frame(HANDSHAKES_SCHEMA)
-    ack_rows = np.flatnonzero(ok & ((flags & 0x17) == 0x10))
-    del flags, ok
-    point = row_digest(point_words(packets, "flow_id"), len(packets))  # a flow at a point
-    ack_rows = ack_rows[np.isin(point[ack_rows], point[synack])]
-    syn_point, synack_point, ack_point = point[syn], point[synack], point[ack_rows]
-    del point
+    order = packets.index.to_numpy(np.int64) if order is None else order
 
-    # from here on only the rows of the SYNs, SYN-ACKs and ACKs are read
     def column(name: str, rows: np.ndarray) -> np.ndarray:
         return int_column(packets, name, rows)
 
-    wrap = 1 << 32
-    syns = pd.DataFrame({"point": syn_point, "isn": column("tcp_seq", syn),
-                         "syn_ts_ns": column("ts_ns", syn), "row": syn})
-    synacks = pd.DataFrame({"point": synack_point,
-                            "isn": (column("tcp_ack", synack) - 1) % wrap,
+    syns = pd.DataFrame({**_points_at(packets, syn), "isn": column("tcp_seq", syn),
+                         "syn_ts_ns": column("ts_ns", syn), "row": order[syn]})
+    columns = packets[["capture", "node", "interface", "flow_id", "src", "sport", "dst",
+                       "dport"]].iloc[syn].reset_index(drop=True)
+    syns = pd.concat([syns, columns.add_prefix("table_")], axis=1)
+    synacks = pd.DataFrame({**_points_at(packets, synack),
+                            "isn": (column("tcp_ack", synack) - 1) % _WRAP,
                             "synack_seq": column("tcp_seq", synack),
-                            "synack_ts_ns": column("ts_ns", synack)})
-    key = ["point", "isn"]
-    synacks = synacks.sort_values("synack_ts_ns", kind="stable").drop_duplicates(key)
-    found = syns.merge(synacks, on=key)
+                            "synack_ts_ns": column("ts_ns", synack),
+                            "row": order[synack]})
+    return Openings(syns, synacks)
+
+
+def pending_handshakes(parts: Sequence[Openings]) -> pd.DataFrame:
+    """Pass 1 merged (client): per (point, ISN), the last SYN before the first SYN-ACK that
+    answers it; the ACK that completes it is pass 2's to find."""
+    syns = pd.concat([p.syns for p in parts], ignore_index=True)
+    synacks = pd.concat([p.synacks for p in parts], ignore_index=True)
+    # as one table in row order would have them
+    syns = syns.sort_values("row", kind="stable")
+    synacks = synacks.sort_values(["synack_ts_ns", "row"], kind="stable")
+    synacks = synacks.drop_duplicates(_KEY).drop(columns="row")
+    found = syns.merge(synacks, on=_KEY)
     found = found[found["syn_ts_ns"] <= found["synack_ts_ns"]]
-    found = found.sort_values("syn_ts_ns", kind="stable").drop_duplicates(key, keep="last")
-    # Only the ACKs that may complete one of these handshakes (their digests match; the
-    # merge decides): the others are many and are left out before it.
-    ack_isn = (column("tcp_seq", ack_rows) - 1) % wrap
-    ack_synack_seq = (column("tcp_ack", ack_rows) - 1) % wrap
-    wanted = np.isin(row_digest([ack_point, ack_isn, ack_synack_seq]),
-                     row_digest([found[name].to_numpy() for name in (*key, "synack_seq")]))
-    acks = pd.DataFrame({"point": ack_point[wanted], "isn": ack_isn[wanted],
-                         "synack_seq": ack_synack_seq[wanted],
-                         "ack_ts_ns": column("ts_ns", ack_rows[wanted])})
-    del ack_point, ack_isn, ack_synack_seq, wanted
-    found = found.merge(acks, on=[*key, "synack_seq"])
+    found = found.sort_values(["syn_ts_ns", "row"], kind="stable")
+    return found.drop_duplicates(_KEY, keep="last").reset_index(drop=True)
+
+
+def handshake_acks(packets: pd.DataFrame, pending: pd.DataFrame) -> pd.DataFrame:
+    """Pass 2 (map): per pending handshake (its key and SYN-ACK sequence number), the
+    earliest ACK of the partition that completes it (not before its SYN-ACK). Its size: at
+    most the pending handshakes."""
+    flags, ok = _tcp_rows(packets)
+    ack_rows = np.flatnonzero(ok & ((flags & 0x17) == 0x10))
+    del flags, ok
+    # Only the ACKs that may complete a pending handshake (their digests match; the merge
+    # decides): the others are many and are left out before any text is made.
+    isn = (int_column(packets, "tcp_seq", ack_rows) - 1) % _WRAP
+    synack_seq = (int_column(packets, "tcp_ack", ack_rows) - 1) % _WRAP
+    wanted = np.isin(row_digest([_local_points(packets, ack_rows), isn, synack_seq]),
+                     row_digest([_local_points(packets, None, pending),
+                                 pending["isn"].to_numpy(np.int64),
+                                 pending["synack_seq"].to_numpy(np.int64)]))
+    ack_rows, isn, synack_seq = ack_rows[wanted], isn[wanted], synack_seq[wanted]
+    acks = pd.DataFrame({**_points_at(packets, ack_rows), "isn": isn, "synack_seq": synack_seq,
+                         "ack_ts_ns": int_column(packets, "ts_ns", ack_rows)})
+    found = pending[[*_KEY, "synack_seq", "synack_ts_ns"]].merge(acks,
+                                                                 on=[*_KEY, "synack_seq"])
     found = found[found["ack_ts_ns"] >= found["synack_ts_ns"]]
-    found = found.sort_values("ack_ts_ns", kind="stable").drop_duplicates(key)
+    return found.groupby(_KEY, sort=False)["ack_ts_ns"].min().reset_index()
+
+
+def _local_points(packets: pd.DataFrame, rows: np.ndarray | None,
+                  pending: pd.DataFrame | None = None) -> np.ndarray:
+    """A digest of the capture point and conversation of some rows of the partition, or of
+    the pending handshakes (in the partition's codes; −1: a point the partition lacks):
+    which of its many ACKs can complete a pending handshake, before any text is made."""
+    capture, captures = string_codes(packets["capture"])
+    interface, interfaces = string_codes(packets["interface"])
+    if pending is None:
+        return row_digest([capture[rows], interface[rows], int_column(packets, "flow_id", rows)])
+    capture_code = {label: i for i, label in enumerate(captures)}
+    interface_code = {label: i for i, label in enumerate(interfaces)} | {_NO_INTERFACE: -1}
+    local_capture = np.array([capture_code.get(c, -2) for c in pending["capture"]], np.int32)
+    local_interface = np.array([interface_code.get(i, -2) for i in pending["interface_key"]],
+                               np.int32)
+    return row_digest([local_capture, local_interface, pending["flow_key"].to_numpy(np.int64)])
+
+
+def handshake_table(pending: pd.DataFrame, parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The handshakes table from pass 1 merged and every partition's pass 2."""
+    acks = pd.concat(list(parts), ignore_index=True).groupby(_KEY, sort=False)[
+        "ack_ts_ns"].min().reset_index()
+    found = pending.merge(acks, on=_KEY)
+    if not len(found):
+        return empty_frame(HANDSHAKES_SCHEMA)
     found = found.sort_values(["syn_ts_ns", "row"], kind="stable").reset_index(drop=True)
-    rows = found["row"].to_numpy()
-    table = packets[["capture", "node", "interface", "flow_id", "src", "sport", "dst",
-                     "dport"]].iloc[rows].reset_index(drop=True)
+    table = found[[c for c in found if c.startswith("table_")]]
+    table = table.rename(columns=lambda c: c.removeprefix("table_"))
     for name in ("syn_ts_ns", "synack_ts_ns", "ack_ts_ns"):
-        table[name] = found[name].to_numpy()
+        table[name] = found[name].to_numpy(np.int64)
     table["rtt_ns"] = table["ack_ts_ns"] - table["syn_ts_ns"]
     return typed_frame(table, HANDSHAKES_SCHEMA)
 
@@ -241,7 +369,7 @@ def _name_codes(packets: pd.DataFrame, column: str, rows: np.ndarray) -> tuple[n
 
 
 def _end_to_end(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
-                nat_flows: pd.DataFrame | None) -> list[pd.DataFrame]:
+                nat_flows: pd.DataFrame | None, order: np.ndarray) -> list[Sampled]:
     """The ``pod_pair`` and ``service`` rows: each packet's first-to-last sighting delay."""
     first = np.flatnonzero(hops["hop"].to_numpy(np.int64, na_value=-1) == 0)
     last = np.append(first[1:] - 1, len(hops) - 1)
@@ -259,8 +387,8 @@ def _end_to_end(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
     parts = []
     pod = (sender >= 0) & (receiver >= 0) & (is_pod[sender] | is_pod[receiver])
     if pod.any():
-        group, labels = _pairs(sender[pod], receiver[pod], names, "{a} → {b}")
-        parts.append(_stats("pod_pair", group, labels, delay[pod]))
+        group, labels, _ = _pairs(sender[pod], receiver[pod], names, "{a} → {b}")
+        parts.append(Sampled("pod_pair", group, labels, delay[pod], order[first][pod]))
     if nat_flows is not None and len(nat_flows) and "service" in nat_flows \
             and "nat_flow_id" in packets:
         flow = int_column(packets, "nat_flow_id", hop_rows[first])
@@ -277,5 +405,6 @@ def _end_to_end(packets: pd.DataFrame, hops: pd.DataFrame, hop_rows: np.ndarray,
             group = lookup[np.where(flow >= 0, flow, -1)]
             chosen = group >= 0
             if chosen.any():
-                parts.append(_stats("service", group[chosen], labels, delay[chosen]))
+                parts.append(Sampled("service", group[chosen], labels, delay[chosen],
+                                     order[first][chosen]))
     return parts

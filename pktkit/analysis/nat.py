@@ -156,6 +156,12 @@ def nat_flows(packets: pd.DataFrame, *, conntrack: ConntrackArg = None) -> NatFl
     echo is not followed), ``tcp_flags``, ``ts_ns``, ``wire_len``. ``conntrack``: a dump's
     path, a mapping ``{node name or None: path}`` (None: a dump that may hold any node's
     entries), or a table from :func:`read_conntrack`. See the module docstring.
+
+    The steps are those of a run over partitions of whole packets, on one partition:
+    :func:`observe_translations` (map), :func:`merge_translations` (merge: the connections),
+    :func:`count_connections` (map: rows assigned, per-connection counts, the dumps' tuples
+    seen untranslated), :func:`nat_flow_table` (merge: the table, the dumps' verdicts) and
+    :func:`apply_nat_flow_ids` (apply: each row's ``nat_flow_id``).
     """
     missing = [c for c in ("packet_id", "hop", "src", "dst", "proto", "sport", "dport")
                if c not in packets.columns]
@@ -163,19 +169,220 @@ def nat_flows(packets: pd.DataFrame, *, conntrack: ConntrackArg = None) -> NatFl
         raise UsageError(f"nat_flows: the packets table lacks {', '.join(missing)} "
                          "(run pktkit.analysis.correlate first)")
     dumps = None if conntrack is None else read_conntrack(conntrack)
+    seen = observe_translations(packets)
+    connections = merge_translations([seen.partial])
+    counted = count_connections(seen, connections, dump_tuples(connections, dumps))
+    del seen  # its tuple keys: gone before the per-row result is made
+    table = nat_flow_table([counted.partial], connections, dumps)
+    return NatFlows(table.flows, apply_nat_flow_ids(counted, table), table.disagreements)
+
+
+# --- in parts: partitions of whole packets -----------------------------------------------------
+
+_BETWEEN = "\0"  # the node key of a translation between two captured nodes
+
+
+class Observed(NamedTuple):
+    """What one partition shows of translations (map 1). ``partial`` crosses to the client:
+    one row per distinct (node, pre-NAT tuple, post-NAT tuple) of its packets — ``node``
+    (name; "" unnamed; ``_BETWEEN``), ``pre``, ``post`` (tuples), ``ts`` (earliest),
+    ``opener``, ``answer`` (any), ``packet_id`` and ``step`` (where its first event is in
+    path order: the packet, the place among its sightings). Its size: the connections it
+    sees, not its rows. ``sightings`` and ``events`` stay with the partition."""
+
+    partial: pd.DataFrame
+    sightings: _Sightings
+    events: _Events
+
+
+class Connections(NamedTuple):
+    """The connections of all partitions (merge 1), in the order one table finds them:
+    ``orig``, ``xlat`` (tuples), ``node`` (key as in :class:`Observed`) and ``of_pair``:
+    (node, pre, post) → connection index. Its size: the connections' pairs."""
+
+    orig: list[Tuple5]
+    xlat: list[Tuple5]
+    node: list[str]
+    of_pair: dict[tuple[str, Tuple5, Tuple5], int]
+
+
+class Counted(NamedTuple):
+    """Map 2 of one partition. ``partial`` crosses to the client: per connection it touches
+    (``conn``) its ``packets``, ``bytes``, ``first``, ``last`` (NA: none), plus
+    ``untranslated`` (dump tuple → nodes it crossed unchanged) and ``nodes`` (the node names
+    it holds). ``packet`` and ``assigned`` stay for :func:`apply_nat_flow_ids`."""
+
+    partial: CountedPartial
+    packet: np.ndarray
+    assigned: _Assigned
+    index: pd.Index
+
+
+class CountedPartial(NamedTuple):
+    per_connection: pd.DataFrame
+    untranslated: dict[Tuple5, set[str | None]]
+    nodes: list[str | None]
+
+
+class NatTable(NamedTuple):
+    """Merge 2: the nat_flows table, the disagreements and connection index → nat_flow_id."""
+
+    flows: pd.DataFrame
+    disagreements: pd.DataFrame
+    conn_to_id: np.ndarray
+
+
+def observe_translations(packets: pd.DataFrame) -> Observed:
+    """Map 1 over one partition of whole packets: its translations (steps 1-2 of the
+    module docstring)."""
     t = _Sightings(packets)
-    conns = _connections(t)
+    events = _translation_events(t)
+    columns = ["node", "pre", "post", "ts", "opener", "answer", "packet_id", "step"]
+    if not len(events.pre_row):
+        return Observed(pd.DataFrame({c: [] for c in columns}), t, events)
+    keys, first = np.unique(np.concatenate([events.pre, events.post]), return_index=True)
+    tuple_of = dict(zip(keys.tolist(),
+                        t.tuples_at(np.concatenate([events.pre_row, events.post_row])[first]),
+                        strict=True))
+    opener, answer = t.opener_answer_at(events.pre_row)
+    frame = pd.DataFrame({"node": events.node, "pre": events.pre, "post": events.post,
+                          "ts": t.ints_at("ts_ns", events.pre_row, -1), "opener": opener,
+                          "answer": answer,
+                          "packet_id": t.ints_at("packet_id", events.pre_row, -1),
+                          "step": events.step})
+    # events are in path order: each pair's first event is its first row
+    pairs = frame.groupby(["node", "pre", "post"], sort=False).agg(
+        ts=("ts", "min"), opener=("opener", "any"), answer=("answer", "any"),
+        packet_id=("packet_id", "first"), step=("step", "first")).reset_index()
+    names = [_BETWEEN if n == _NO_NODE else (t.node_names[n] or "")
+             for n in pairs["node"].tolist()]
+    pairs["node"] = names
+    pairs["pre"] = [tuple_of[k] for k in pairs["pre"].tolist()]
+    pairs["post"] = [tuple_of[k] for k in pairs["post"].tolist()]
+    return Observed(pairs[columns], t, events)
+
+
+def merge_translations(partials: list[pd.DataFrame]) -> Connections:
+    """Merge 1 (client): the pairs of every partition, grouped into connections and
+    oriented (steps 3-4 of the module docstring), in the order one table would find them
+    (its packets in packet_id order)."""
+    merged: dict[tuple[str, Tuple5, Tuple5], list] = {}
+    for partial in partials:
+        for node, pre, post, ts, opener, answer, packet, step in partial.itertuples(
+                index=False, name=None):
+            known = merged.get((node, pre, post))
+            if known is None:
+                merged[(node, pre, post)] = [ts, opener, answer, (packet, step)]
+            else:
+                known[0] = min(known[0], ts)
+                known[1], known[2] = known[1] or opener, known[2] or answer
+                known[3] = min(known[3], (packet, step))
+    pairs = sorted(merged.items(), key=lambda item: item[1][3])
+    by_key: dict[tuple[str, Pair], list[int]] = {}
+    for i, ((node, p, q), _) in enumerate(pairs):
+        # A reply shows reverse(X) → reverse(O): both directions give one key.
+        by_key.setdefault((node, min((p, q), (reverse(q), reverse(p)))), []).append(i)
+    ts = np.array([v[0] for _, v in pairs], np.int64)
+    opener = np.array([bool(v[1]) for _, v in pairs], bool)
+    answer = np.array([bool(v[2]) for _, v in pairs], bool)
+    found = Connections([], [], [], {})
+    for (node, _), members in by_key.items():
+        o, x = _orient([(pairs[i][0][1], pairs[i][0][2]) for i in members], ts[members],
+                       opener[members], answer[members])
+        for i in members:
+            found.of_pair[pairs[i][0]] = len(found.orig)
+        found.orig.append(o)
+        found.xlat.append(x)
+        found.node.append(node)
+    return found
+
+
+def count_connections(seen: Observed, connections: Connections,
+                      check: list[Tuple5]) -> Counted:
+    """Map 2 over one partition: each row's connection (step 5 of the module docstring),
+    per connection its packets, bytes and time span, and which of the dumps' tuples
+    ``check`` (:func:`dump_tuples`) its packets of no NAT flow carried unchanged across a
+    node."""
+    t, events = seen.sightings, seen.events
+    # each event's connection: looked up once per distinct (node, pre, post) of the partition
+    pair, first = _first_of_each(events)
+    pre_tuple = t.tuples_at(events.pre_row[first]) if len(first) else []
+    post_tuple = t.tuples_at(events.post_row[first]) if len(first) else []
+    pair_conn = np.array([connections.of_pair[(
+        _BETWEEN if n == _NO_NODE else (t.node_names[n] or ""), p, q)]
+        for n, p, q in zip(events.node[first].tolist(), pre_tuple, post_tuple, strict=True)],
+        np.int64)
+    event_conn = pair_conn[pair] if len(first) else np.zeros(0, np.int64)
+    conns = _Connections(connections.orig, connections.xlat,
+                         [0] * len(connections.orig), events.pre_row, event_conn)
     assigned = _assign(t, conns)
-    flows, conn_to_id = _flow_table(t, conns, assigned)
+    k = len(connections.orig)
+    per = _per_connection(t, assigned, k) if k else pd.DataFrame(
+        {c: pd.array([], "Int64") for c in ("packets", "first", "last", "bytes")})
+    touched = per["packets"].notna() | per["first"].notna()
+    per = per[touched.to_numpy()].assign(conn=np.flatnonzero(touched.to_numpy()))
+    keys = t.keys.keys_of(check) if check else np.zeros(0, np.int64)
+    tuple_of_key = {int(key): tup for key, tup in zip(keys.tolist(), check, strict=True)
+                    if key >= 0}
+    untranslated = {tuple_of_key[key]: nodes for key, nodes in
+                    _untranslated_transits(t, assigned, set(tuple_of_key)).items()}
+    return Counted(CountedPartial(per.reset_index(drop=True), untranslated,
+                                  t.all_node_names()),
+                   t.packet, assigned, t.packets.index)
+
+
+def _first_of_each(events: _Events) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's (node, pre, post) pair number, and each pair's first event."""
+    if not len(events.pre_row):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pairs = pd.DataFrame({"node": events.node, "pre": events.pre, "post": events.post})
+    pair = pairs.groupby(["node", "pre", "post"], sort=False).ngroup().to_numpy()
+    return pair, np.unique(pair, return_index=True)[1]
+
+
+def dump_tuples(connections: Connections, dumps: pd.DataFrame | None) -> list[Tuple5]:
+    """The pre-NAT tuples (both directions) of the dumps' NATed entries that match no
+    connection: those whose crossing untranslated map 2 looks for."""
+    if dumps is None:
+        return []
+    return [tup for entry in _unmatched_entries(_connection_frame(connections), dumps)
+            for tup in _pre_nat(entry)]
+
+
+def nat_flow_table(partials: list[CountedPartial], connections: Connections,
+                   dumps: pd.DataFrame | None) -> NatTable:
+    """Merge 2 (client): the nat_flows table in nat_flow_id order and, given dumps, each
+    flow's verdict and the disagreements."""
+    k = len(connections.orig)
+    per = _merged_counts([p.per_connection for p in partials], k)
+    flows, conn_to_id = _flow_table(connections, per)
     disagreements = empty_frame(DISAGREEMENTS_SCHEMA)
     if dumps is not None:
-        _check_dump_nodes(dumps, t.all_node_names())
-        status, disagreements = _compare(flows, dumps, t, assigned)
+        _check_dump_nodes(dumps, list(dict.fromkeys(n for p in partials for n in p.nodes)))
+        untranslated: dict[Tuple5, set[str | None]] = {}
+        for p in partials:
+            for tup, nodes in p.untranslated.items():
+                untranslated.setdefault(tup, set()).update(nodes)
+        status, disagreements = _compare(flows, dumps, untranslated)
         flows["conntrack"] = pd.Categorical(status, dtype=CONNTRACK_STATUS)
-    packet_numbers = t.packet
-    del t  # its tuple keys: gone before the per-row result is made
-    per_packet = _per_row_ids(packet_numbers, assigned, conn_to_id, packets.index)
-    return NatFlows(flows, per_packet, disagreements)
+    return NatTable(flows, disagreements, conn_to_id)
+
+
+def apply_nat_flow_ids(counted: Counted, table: NatTable) -> pd.Series:
+    """Apply (per partition): each row's ``nat_flow_id`` (NA: not translated)."""
+    return _per_row_ids(counted.packet, counted.assigned, table.conn_to_id, counted.index)
+
+
+def _merged_counts(parts: list[pd.DataFrame], k: int) -> pd.DataFrame:
+    """Per connection: packets and bytes summed over the partitions, first and last their
+    extremes (NA where no partition had any)."""
+    every = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        {c: pd.array([], "Int64") for c in ("packets", "first", "last", "bytes", "conn")})
+    grouped = every.groupby("conn")
+    merged = pd.DataFrame({"packets": grouped["packets"].sum(min_count=1),
+                           "first": grouped["first"].min(), "last": grouped["last"].max(),
+                           "bytes": grouped["bytes"].sum(min_count=1)})
+    return merged.reindex(range(k)).astype("Int64").reset_index(drop=True)
 
 
 def _packet_numbers(column: pd.Series) -> tuple[np.ndarray, int]:
@@ -302,6 +509,7 @@ class _Events(NamedTuple):
     pre: np.ndarray  # their tuple keys
     post: np.ndarray
     node: np.ndarray  # node code of the translating node, _NO_NODE between nodes
+    step: np.ndarray  # the pre-NAT sighting's place among its packet's sightings (path order)
 
 
 def _translation_events(t: _Sightings) -> _Events:
@@ -309,7 +517,7 @@ def _translation_events(t: _Sightings) -> _Events:
     rows = t.rows
     if not len(rows):
         none = np.zeros(0, np.int64)
-        return _Events(none, none, none, none, none)
+        return _Events(none, none, none, none, none, none)
     pid, node, code = t.packet[rows], t.node, t.key[rows]
     new_packet = np.ones(len(rows), bool)
     new_packet[1:] = pid[1:] != pid[:-1]
@@ -327,52 +535,9 @@ def _translation_events(t: _Sightings) -> _Events:
     ev_node = np.concatenate([node[starts[inside]], np.full(len(between), _NO_NODE)])
     path_order = np.argsort(pre_i, kind="stable")  # a packet's first translation first
     pre_i, post_i = pre_i[path_order], post_i[path_order]
-    return _Events(rows[pre_i], rows[post_i], code[pre_i], code[post_i], ev_node[path_order])
-
-
-def _connections(t: _Sightings) -> _Connections:
-    """Translations (steps 2-4 of the module docstring) grouped into connections."""
-    events = _translation_events(t)
-    ev_rows, ev_pre, ev_post, ev_node = events.pre_row, events.pre, events.post, events.node
-    if not len(ev_rows):
-        return _Connections([], [], [], ev_rows, np.zeros(0, np.int64))
-    # The tuple of each key involved, read from one row that has it.
-    keys, first = np.unique(np.concatenate([ev_pre, ev_post]), return_index=True)
-    tuple_of = dict(zip(keys.tolist(),
-                        t.tuples_at(np.concatenate([ev_rows, events.post_row])[first]),
-                        strict=True))
-    del events, keys, first
-    opener, answer = t.opener_answer_at(ev_rows)
-    # One Python step per distinct (node, pre, post), not per packet.
-    events = pd.DataFrame({"node": ev_node, "pre": ev_pre, "post": ev_post,
-                           "ts": t.ints_at("ts_ns", ev_rows, -1), "opener": opener,
-                           "answer": answer})
-    grouped = events.groupby(["node", "pre", "post"], sort=False)
-    pairs = grouped.agg(ts=("ts", "min"), opener=("opener", "any"), answer=("answer", "any"))
-    pair_index = grouped.ngroup().to_numpy()
-    by_key: dict[tuple[int, Pair], list[int]] = {}
-    observed: list[Pair] = []
-    pair_keys = zip(*(pairs.index.get_level_values(level).tolist() for level in range(3)),
-                    strict=True)
-    for i, (n, pre, post) in enumerate(pair_keys):
-        p, q = tuple_of[pre], tuple_of[post]
-        observed.append((p, q))
-        # A reply shows reverse(X) → reverse(O): both directions give one key.
-        by_key.setdefault((n, min((p, q), (reverse(q), reverse(p)))), []).append(i)
-    pair_conn = np.zeros(len(pairs), np.int64)
-    orig: list[Tuple5] = []
-    xlat: list[Tuple5] = []
-    nodes: list[int] = []
-    ts, opener, answer = (pairs[c].to_numpy() for c in ("ts", "opener", "answer"))
-    for (n, _), members in by_key.items():
-        o, x = _orient([observed[i] for i in members], ts[members], opener[members],
-                       answer[members])
-        for i in members:
-            pair_conn[i] = len(orig)
-        orig.append(o)
-        xlat.append(x)
-        nodes.append(n)
-    return _Connections(orig, xlat, nodes, ev_rows, pair_conn[pair_index])
+    packet_start = np.maximum.accumulate(np.where(new_packet, np.arange(len(rows)), 0))
+    return _Events(rows[pre_i], rows[post_i], code[pre_i], code[post_i], ev_node[path_order],
+                   pre_i - packet_start[pre_i])
 
 
 def _orient(observed: list[Pair], ts: np.ndarray, opener: np.ndarray,
@@ -501,13 +666,11 @@ def _per_connection(t: _Sightings, assigned: _Assigned, k: int) -> pd.DataFrame:
                          "bytes": pd.arrays.IntegerArray(sizes, ~kept)})
 
 
-def _flow_table(t: _Sightings, conns: _Connections,
-                assigned: _Assigned) -> tuple[pd.DataFrame, np.ndarray]:
+def _flow_table(conns: Connections, per: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """The nat_flows table and the map connection index → nat_flow_id."""
     k = len(conns.orig)
     if k == 0:
         return empty_frame(NAT_FLOWS_SCHEMA), np.zeros(1, np.int64)
-    per = _per_connection(t, assigned, k)
     missing = per["first"].isna().to_numpy()
     first = per["first"].fillna(0).to_numpy(np.int64)
     order = sorted(range(k), key=lambda c: (missing[c], first[c], conns.orig[c]))
@@ -521,13 +684,25 @@ def _flow_table(t: _Sightings, conns: _Connections,
         for side, tup in (("orig", o), ("xlat", x)):
             for name, value in zip(("src", "sport", "dst", "dport"), tup[1:], strict=True):
                 data[f"{side}_{name}"].append(value)
-        data["node"].append(None if conns.node[c] == _NO_NODE
-                            else t.node_names[conns.node[c]])
+        data["node"].append(None if conns.node[c] in (_BETWEEN, "") else conns.node[c])
     per = per.iloc[order]
     data |= {"nat_flow_id": np.arange(1, k + 1), "packets": per["packets"],
              "bytes": per["bytes"], "first_ts_ns": per["first"], "last_ts_ns": per["last"],
              "conntrack": [None] * k}
     return frame_from_columns(data, NAT_FLOWS_SCHEMA), conn_to_id
+
+
+def _connection_frame(conns: Connections) -> pd.DataFrame:
+    """The connections' orig/xlat tuples and node, as the nat_flows table has them (for
+    matching dump entries before the table is made)."""
+    data: dict[str, list] = {c: [] for c in [*_ORIG, *_XLAT, "node"]}
+    for o, x, node in zip(conns.orig, conns.xlat, conns.node, strict=True):
+        for name, value in zip(_ORIG, o, strict=True):
+            data[name].append(value)
+        for name, value in zip(_XLAT, x[1:], strict=True):
+            data[name].append(value)
+        data["node"].append(None if node in (_BETWEEN, "") else node)
+    return frame_from_columns(data, {c: NAT_FLOWS_SCHEMA[c] for c in data})
 
 
 def _check_dump_nodes(dumps: pd.DataFrame, node_names: list[str | None]) -> None:
@@ -542,22 +717,50 @@ _ORIG = ["proto", "orig_src", "orig_sport", "orig_dst", "orig_dport"]
 _XLAT = ["xlat_src", "xlat_sport", "xlat_dst", "xlat_dport"]
 
 
-def _compare(flows: pd.DataFrame, dumps: pd.DataFrame, t: _Sightings,
-             assigned: _Assigned) -> tuple[list[str], pd.DataFrame]:
-    """Each flow's conntrack status, and the disagreements table."""
-    entries = dumps.rename(columns={"node": "ct_node", "file": "ct_file", "line": "ct_line",
-                                    **{c: f"ct_{c}" for c in _XLAT}})
-    keyed = flows[[*_ORIG, *_XLAT, "nat_flow_id", "node"]]
+def _entries(dumps: pd.DataFrame) -> pd.DataFrame:
+    return dumps.rename(columns={"node": "ct_node", "file": "ct_file", "line": "ct_line",
+                                 **{c: f"ct_{c}" for c in _XLAT}})
+
+
+def _matches(flows: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:
+    """The dump entries with a flow's original tuple, on its node (an entry of a dump
+    without a node name: any flow's), and whether they translate it as captured."""
+    keyed = flows[[*_ORIG, *_XLAT, *(["nat_flow_id"] if "nat_flow_id" in flows else []),
+                   "node"]]
     match = keyed.merge(entries[[*_ORIG, *(f"ct_{c}" for c in _XLAT), "ct_node", "ct_file",
                                  "ct_line", "kind"]], on=_ORIG, how="inner")
-    # An entry counts for a flow on its node; a dump without a node name for any flow.
     same_node = match["ct_node"].isna() | match["node"].isna() | (
         match["ct_node"] == match["node"])
     match = match[same_node.fillna(False).to_numpy(bool)]
     agrees = np.ones(len(match), bool)
     for c in _XLAT:
         agrees &= (match[c] == match[f"ct_{c}"]).fillna(False).to_numpy(bool)
-    match = match.assign(agrees=agrees)
+    return match.assign(agrees=agrees)
+
+
+def _unmatched_entries(flows: pd.DataFrame, dumps: pd.DataFrame) -> list:
+    """The NATed dump entries no flow matches (as rows of :func:`_entries`)."""
+    entries = _entries(dumps)
+    match = _matches(flows, entries)
+    matched_lines = set(zip(match["ct_file"], match["ct_line"], strict=True))
+    return [r for r in entries[entries["kind"].notna()].itertuples(index=False)
+            if (r.ct_file, r.ct_line) not in matched_lines]
+
+
+def _pre_nat(r: object) -> list[Tuple5]:
+    """A dump entry's pre-NAT tuples of both directions."""
+    orig = (int(r.proto), r.orig_src, _na(r.orig_sport), r.orig_dst, _na(r.orig_dport))
+    xlat = (int(r.proto), r.ct_xlat_src, _na(r.ct_xlat_sport), r.ct_xlat_dst,
+            _na(r.ct_xlat_dport))
+    return [orig, reverse(xlat)]
+
+
+def _compare(flows: pd.DataFrame, dumps: pd.DataFrame,
+             untranslated: dict[Tuple5, set[str | None]]) -> tuple[list[str], pd.DataFrame]:
+    """Each flow's conntrack status, and the disagreements table (``untranslated``: the
+    dump tuples that packets of no NAT flow carried unchanged across a node, and the
+    nodes)."""
+    match = _matches(flows, _entries(dumps))
     confirmed = set(match.loc[match["agrees"], "nat_flow_id"])
     seen = set(match["nat_flow_id"])
     status = ["confirmed" if f in confirmed else "contradicted" if f in seen else "absent"
@@ -569,20 +772,9 @@ def _compare(flows: pd.DataFrame, dumps: pd.DataFrame, t: _Sightings,
                       DISAGREEMENT_REASONS[0] if pd.notna(r.kind) else DISAGREEMENT_REASONS[1],
                       captured=True)
     # NATed entries whose original tuple the captures show crossing its node untranslated.
-    matched_lines = set(zip(match["ct_file"], match["ct_line"], strict=True))
-    unmatched = [r for r in entries[entries["kind"].notna()].itertuples(index=False)
-                 if (r.ct_file, r.ct_line) not in matched_lines]
-    pre_nat: list[Tuple5] = []  # per entry: the pre-NAT tuples of both directions
-    for r in unmatched:
-        orig = (int(r.proto), r.orig_src, _na(r.orig_sport), r.orig_dst, _na(r.orig_dport))
-        xlat = (int(r.proto), r.ct_xlat_src, _na(r.ct_xlat_sport), r.ct_xlat_dst,
-                _na(r.ct_xlat_dport))
-        pre_nat += [orig, reverse(xlat)]
-    pre_nat_keys = t.keys.keys_of(pre_nat).reshape(-1, 2).tolist()
-    untranslated = _untranslated_transits(t, assigned, {k for keys in pre_nat_keys for k in keys})
-    for r, keys in zip(unmatched, pre_nat_keys, strict=True):
-        for key in keys:
-            nodes = untranslated.get(key, set())
+    for r in _unmatched_entries(flows, dumps):
+        for tup in _pre_nat(r):
+            nodes = untranslated.get(tup, set())
             node = None if pd.isna(r.ct_node) else r.ct_node
             if nodes and (node is None or node in nodes):
                 where = node if node is not None else next(iter(sorted(nodes, key=str)))

@@ -18,6 +18,9 @@ all sightings and files (:mod:`~pktkit.analysis.overlays`). See the modules abov
 after translation, packets, bytes, time span, the conntrack dump's verdict, the translating
 node) and ``nat_disagreements`` (captures against conntrack dumps; empty without a dump).
 
+Every stage after the correlation runs as the map, merge and apply of a run over partitions
+of whole packets, on one partition (:mod:`~pktkit.analysis.table_parts`).
+
 Names: the packet table gains ``src_name``, ``dst_name``, ``outer_src_name`` and
 ``outer_dst_name``; nat_flows ``orig_src_name``, ``orig_dst_name``, ``xlat_src_name``,
 ``xlat_dst_name`` and ``service``; handshakes ``src_name`` and ``dst_name``; latency the
@@ -32,7 +35,7 @@ import ctypes
 import functools
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +121,7 @@ def analyze(
     docker: Iterable[Source] = (),
     node_addresses: Mapping[str, Iterable[str]] | None = None,
     progress: Progress | bool | None = None,
+    correlation: Callable[..., _correlate.Correlation] | None = None,
 ) -> Analysis:
     """Analyze captures (files, folders, node bundles) from one or many nodes; see the module
     docstring and :mod:`pktkit.analysis.inputs` for what a path may be.
@@ -138,6 +142,9 @@ def analyze(
     does (:mod:`pktkit.analysis.ownership`); an address two nodes claim tells nothing.
     ``progress(stage, done, total)`` is called as the stages (:data:`STAGES`) complete;
     ``progress=True`` shows a tqdm bar (a widget in a notebook).
+    ``correlation``: what correlates the table, called as
+    :func:`~pktkit.analysis.correlate.correlate` is (the default); :mod:`pktkit.scale` passes
+    one that runs on a Dask cluster.
     """
     if not MIN_MTU <= underlay_mtu <= MAX_MTU:
         raise UsageError(f"underlay_mtu {underlay_mtu!r}: give the node network's MTU in bytes, "
@@ -165,7 +172,7 @@ def analyze(
             result = _run(found.captures, dumps, metadata, vxlan_ports=vxlan_ports,
                           underlay_mtu=underlay_mtu, window_ns=window_ns,
                           clock_correction=clock_correction, node_addresses=owned,
-                          report=report)
+                          report=report, correlation=correlation or _correlate.correlate)
         finally:
             if bar is not None:
                 bar.close()
@@ -221,14 +228,14 @@ def _unique(sources: Sequence[Source]) -> list[Source]:
 def _run(inputs: list[CaptureInput], dumps: pd.DataFrame | None, metadata: Metadata, *,
          vxlan_ports: Iterable[int] | str, underlay_mtu: int, window_ns: int,
          clock_correction: str, node_addresses: Mapping[str, Iterable[str]] | None,
-         report: Progress) -> Analysis:
+         report: Progress, correlation: Callable[..., _correlate.Correlation]) -> Analysis:
     """The stages of :func:`analyze`, each reported when done."""
     packets = read_table(inputs, vxlan_ports)
     _release_freed_memory()
     report("read", 1, len(STAGES))
-    found = _correlate.correlate(packets, node_order=list(dict.fromkeys(i.node for i in inputs)),
-                                 window_ns=window_ns, clock_correction=clock_correction,
-                                 node_addresses=node_addresses)
+    found = correlation(packets, node_order=list(dict.fromkeys(i.node for i in inputs)),
+                        window_ns=window_ns, clock_correction=clock_correction,
+                        node_addresses=node_addresses)
     packets["packet_id"] = pd.array(found.packet_id, dtype="Int64")
     packets["hop"] = pd.array(found.hop, dtype="Int64")
     packets["ts_ref_ns"] = pd.arrays.IntegerArray(found.ts_ref_ns, found.ts_ref_ns < 0)

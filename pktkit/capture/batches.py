@@ -87,12 +87,15 @@ class RawBatch:
         return self.buf[s:s + int(self.cap_len[i])].tobytes()
 
 
-def _pcap_batches(path: Path, stats: ReadStats, batch_size: int) -> Iterator[RawBatch]:
+def _pcap_batches(path: Path, stats: ReadStats, batch_size: int,
+                  span: tuple[int, int | None] | None = None) -> Iterator[RawBatch]:
     """Classic uncompressed pcap, batch by batch, with :class:`CaptureReader`'s cut rules.
 
     The file is mapped, not read: frames are decoded where the page cache holds them, with no
     copy, and the pages of each consumed batch are dropped from this process's resident set, so
-    memory stays flat however large the file."""
+    memory stays flat however large the file. ``span``: only the records from offset ``start``
+    (a proven record start, :mod:`~pktkit.capture.chunks`) up to ``end`` (None: the file's
+    end, with its cut rules), frames numbered from 1 there."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size < PCAP_HEADER_BYTES:
@@ -103,14 +106,15 @@ def _pcap_batches(path: Path, stats: ReadStats, batch_size: int) -> Iterator[Raw
     if advise is not None:
         advise(mmap.MADV_SEQUENTIAL)  # read ahead aggressively
     try:
-        yield from _mapped_pcap_batches(mapped, size, stats, batch_size)
+        yield from _mapped_pcap_batches(mapped, size, stats, batch_size, span)
     finally:
         with contextlib.suppress(BufferError):  # a batch still uses it: closed when it goes
             mapped.close()
 
 
 def _mapped_pcap_batches(
-    mapped: mmap.mmap, size: int, stats: ReadStats, batch_size: int
+    mapped: mmap.mmap, size: int, stats: ReadStats, batch_size: int,
+    span: tuple[int, int | None] | None = None,
 ) -> Iterator[RawBatch]:
     order, ticks_per_second = PCAP_MAGICS[mapped[:4]]
     ns_per_tick = 1_000_000_000 // ticks_per_second
@@ -121,10 +125,18 @@ def _mapped_pcap_batches(
     data = np.frombuffer(mapped, np.uint8)
     walk = pcap_walk(data, order, ticks_per_second, snaplen, mapped)
     begin, released = PCAP_HEADER_BYTES, 0  # first record not handed out yet; pages dropped below
+    stop = None  # where a span ends (None: the file's end)
+    if span is not None:
+        begin, stop = span
+        released = begin - begin % mmap.PAGESIZE
     previous = begin  # the batch before the last one handed out ends here
     frames = 0
     stats.bytes_read = begin
     while len(pos := walk.walk(begin, batch_size)):
+        if stop is not None:
+            pos = pos[pos < stop]
+            if not len(pos):
+                break
         n = len(pos)
         last = int(pos[-1])
         end = last + _REC + u32(mapped, last + 8)[0]
@@ -149,7 +161,7 @@ def _mapped_pcap_batches(
         previous = begin = end
         stats.frames, stats.bytes_read = frames, begin
     # No whole record at ``begin``: the clean end, or where CaptureReader stops.
-    left = size - begin
+    left = size - begin if stop is None else 0
     if left:
         stats.stopped_at = begin
         if left < _REC:
@@ -371,16 +383,25 @@ class _PcapngWalk:
 
 
 def raw_batches(
-    path: str | Path, batch_size: int = DEFAULT_BATCH
+    path: str | Path, batch_size: int = DEFAULT_BATCH,
+    span: tuple[int, int | None] | None = None,
 ) -> tuple[ReadStats, Iterator[RawBatch]]:
     """Open one capture (``CaptureError`` if it is none) → its stats and its raw batches.
 
-    The stats fill in while the batches are consumed, exactly as :class:`CaptureReader`'s."""
+    The stats fill in while the batches are consumed, exactly as :class:`CaptureReader`'s.
+    ``span`` (an uncompressed pcap file only): the records from ``start`` to ``end`` (see
+    :func:`_pcap_batches`)."""
     reader = CaptureReader(path)
-    if not reader.stats.compressed and stat.S_ISREG(os.stat(reader.path).st_mode):
-        if reader.format == "pcap":  # (a pipe cannot be mapped)
-            reader.close()
-            return reader.stats, _pcap_batches(reader.path, reader.stats, batch_size)
+    # (a pipe cannot be mapped)
+    mapped = not reader.stats.compressed and stat.S_ISREG(os.stat(reader.path).st_mode)
+    if mapped and reader.format == "pcap":
+        reader.close()
+        return reader.stats, _pcap_batches(reader.path, reader.stats, batch_size, span)
+    if span is not None:
+        reader.close()
+        raise ValueError(f"{path}: a span of records is read from an uncompressed pcap file "
+                         "only")
+    if mapped:
         return reader.stats, _pcapng_batches(reader, batch_size)
     return reader.stats, _frame_batches(reader, batch_size)
 

@@ -12,6 +12,7 @@ exactly the frames the reader yields.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -68,7 +69,11 @@ def split(path: str | os.PathLike[str], pieces: int) -> list[Chunk]:
                            "decompress it first")
     finally:
         del data
-        mapped.close()
+        # the walk's views may outlive this call (a sampling profiler holding the frame, as
+        # Dask's workers run one: seen as a BufferError in a worker now and then); the
+        # mapping then closes when the last of them goes, as batches.py does
+        with contextlib.suppress(BufferError):
+            mapped.close()
 
 
 class _Cuts:

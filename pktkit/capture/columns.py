@@ -176,11 +176,12 @@ class BatchDecoder:
         self._flows = FlowIds()
         self._texts = AddressTexts()
 
-    def batches(self, path: str | Path, ifnames: Mapping[int, str] | None = None
-                ) -> Iterator[ColumnBatch]:
+    def batches(self, path: str | Path, ifnames: Mapping[int, str] | None = None,
+                span: tuple[int, int | None] | None = None) -> Iterator[ColumnBatch]:
         """The batches of one capture; raises ``CaptureError`` at once if it is not one.
-        ``ifnames``: this capture's interface names (default: the decoder's)."""
-        stats, raws = raw_batches(path, self.batch_size)
+        ``ifnames``: this capture's interface names (default: the decoder's); ``span``: a
+        pcap file's records from ``start`` to ``end`` only (:func:`raw_batches`)."""
+        stats, raws = raw_batches(path, self.batch_size, span)
         self.stats.append(stats)
         names = self.ifnames if ifnames is None else dict(ifnames)
         return self._pipelined(raws, names)
@@ -200,6 +201,10 @@ class BatchDecoder:
                 waiting = started
             if waiting is not None:
                 yield waiting.result()
+
+    def flow_keys(self) -> np.ndarray:
+        """The flow keys numbered so far, row = flow id (see :meth:`FlowIds.key_table`)."""
+        return self._flows.key_table()
 
     def decode(self, raw: RawBatch, ifnames: Mapping[int, str] | None = None) -> ColumnBatch:
         """One batch, in this thread."""

@@ -144,6 +144,12 @@ class FlowIds:
         self.index.add(new_digest[first], numbered)
         return ids
 
+    def key_table(self) -> np.ndarray:
+        """The keys numbered so far, row = id ((count, FLOW_KEY_WORDS) uint64, a copy): fed in
+        this order to another :class:`FlowIds`, they number as they did here (a dataset's
+        parts decoded apart are numbered as one table so)."""
+        return self.keys[:self.count].copy()
+
     def _store(self, keys: np.ndarray) -> None:
         need = self.count + len(keys)
         if need > len(self.keys):

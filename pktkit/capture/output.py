@@ -19,6 +19,7 @@ import pyarrow as pa
 
 if TYPE_CHECKING:  # (pandas is never imported here: the Parquet path must not pay for it)
     import pandas as pd
+    import pyarrow.parquet as pq
 
 from pktkit.capture.arrow import arrow_array, arrow_schema, arrow_strings, string_array
 from pktkit.capture.autoports import PortsArg, resolve_ports
@@ -129,24 +130,31 @@ def write_packets(
                 if header:  # no rows at all: the header line alone, as write_table writes it
                     handle.write(",".join(COLUMNS) + "\n")
         else:
-            _write_parquet(tmp, arrow_schema(), batches())
+            write_parquet_batches(tmp, arrow_schema(), batches())
     return decoder.stats
 
 
-def _write_parquet(path: Path, schema: pa.Schema, batches: Iterator[ColumnBatch]) -> None:
+def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer of packet-table columns (``schema``: all of them, or a subset) with
+    the encodings above."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetWriter(
+        path, schema, use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in schema.names],
+        column_encoding={c: e for c, e in _SPLIT_COLUMNS.items() if c in schema.names},
+        write_statistics=[c for c in _STATISTICS_COLUMNS if c in schema.names])
+
+
+def write_parquet_batches(path: Path, schema: pa.Schema, batches: Iterator[ColumnBatch]) -> None:
     """Row groups of whole batches, ROW_GROUP_ROWS rows or more. Arrow conversion, encoding
     and compressing run in a second thread (pyarrow drops the GIL there), overlapping the
     decoding."""
-    import pyarrow.parquet as pq
-
     pending: queue.Queue[ColumnBatch | None] = queue.Queue(maxsize=2)
     failed: list[BaseException] = []
 
     def write() -> None:
         try:
-            with pq.ParquetWriter(path, schema, use_dictionary=_DICTIONARY_COLUMNS,
-                                  column_encoding=_SPLIT_COLUMNS,
-                                  write_statistics=_STATISTICS_COLUMNS) as writer:
+            with parquet_writer(path, schema) as writer:
                 group: list[pa.RecordBatch] = []
                 while (batch := pending.get()) is not None or group:
                     if batch is not None:

@@ -38,16 +38,14 @@ last_ts_ns        Int64
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from pktkit.analysis.rows import (
     NO_TUNNEL,
     Rows,
-    group_extreme,
-    group_first,
-    group_rows,
-    group_sum,
     tunnel_rows,
 )
 from pktkit.capture.frame import typed_frame
@@ -56,6 +54,7 @@ from pktkit.report.labels import (
     key_text,
     text_column,
 )
+from pktkit.report.partials import Agg, aggregate, merge
 from pktkit.report.sizes import DEFAULT_UNDERLAY_MTU, size_arrays
 
 FLOWS_SCHEMA: dict[str, str] = {
@@ -107,53 +106,121 @@ def _nat_keys(nat_flows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(keys, ignore_index=True)
 
 
+FLOW_KINDS = {"first": "first", "packets": "sum", "bytes": "sum", "first_ts_ns": "min",
+              "last_ts_ns": "max", "max_ip_len": "max", "fragments": "sum",
+              "carried_encap": "first", "carried_vni": "first", "nat_flow_id": "first"}
+DIRECTION_KINDS = {"packets": "sum", "bytes": "sum"}
+OVERHEAD_KINDS = {"overhead": "max"}
+_FIRST = ["encap", "vni", "proto", "src", "sport", "dst", "dport"]
+
+
+@dataclass
+class FlowsPartial:
+    """One partition's part of the flows table: per (capture, flow_id) ``flows`` (its first
+    row's columns, counts, time span, largest datagram, first carrier and NAT flow), per
+    (capture, flow_id, src, sport) ``directions`` (packets and bytes each way), per tunnel
+    (overlay_encap, overlay_vni) ``overheads`` (the largest); ``correlated``: the rows carry
+    packet_id (carriers by packet) and nat_flow_id."""
+
+    flows: pd.DataFrame
+    directions: pd.DataFrame
+    overheads: pd.DataFrame
+    by_packet: bool
+    by_nat_flow: bool
+
+
 def flows(
     packets: pd.DataFrame,
     nat_flows: pd.DataFrame | None = None,
     *,
     underlay_mtu: int | None = None,
 ) -> pd.DataFrame:
-    """Per bidirectional flow per capture: volume each way, timing, overlay, NAT, MTU."""
+    """Per bidirectional flow per capture: volume each way, timing, overlay, NAT, MTU (the
+    partial of the whole table, merged)."""
     mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else int(underlay_mtu)
+    partial = flows_partial(packets, underlay_mtu=mtu, order=np.arange(len(packets)))
+    return flows_table([partial], nat_flows, underlay_mtu=mtu)
+
+
+def flows_partial(packets: pd.DataFrame, *, underlay_mtu: int = DEFAULT_UNDERLAY_MTU,
+                  order: np.ndarray | None = None) -> FlowsPartial:
+    """The flows table's partial of one partition of whole packets (:class:`FlowsPartial`)."""
+    order = packets.index.to_numpy(np.int64) if order is None else order
     has_flow = packets["flow_id"].notna().to_numpy() if len(packets) else np.zeros(0, bool)
-    if not has_flow.any():
-        return typed_frame(pd.DataFrame(), FLOWS_SCHEMA)
     positions = None if has_flow.all() else np.flatnonzero(has_flow)
     del has_flow
     rows = Rows(packets, positions)
-    # one integer per (capture, flow_id), numbered in order of appearance: everything below
-    # is numpy takes and integer reductions on these numbers
-    flow, first = group_rows(rows.codes("capture"), rows.codes("flow_id"))
-    count = len(first)
-    max_ip_len = _max_ip_len(packets, positions, flow, count, mtu)
-    # side a: the sender of the flow's first frame in this capture
-    src, sport = rows.codes("src"), rows.values("sport", "int64", -1)
-    from_a = (src == src[first][flow]) & (sport == sport[first][flow])
-    del src, sport
-    wire = rows.values("wire_len", "int64", 0)
-    packets_ab = np.bincount(flow[from_a], minlength=count)
-    bytes_ab = group_sum(flow[from_a], count, wire[from_a])
-    all_packets, all_bytes = np.bincount(flow, minlength=count), group_sum(flow, count, wire)
-    del from_a, wire
-    ts, has_ts = rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")
-    first_ts = group_extreme(flow, count, ts, has_ts, largest=False)
-    last_ts = group_extreme(flow, count, ts, has_ts, largest=True)
-    del ts, has_ts
+    order = order if positions is None else order[positions]
+    n = len(order)
+    at = np.arange(n)
     encap, names = rows.encap_codes()
+    keys = {"capture": text_column(rows.take("capture", at)),
+            "flow_id": rows.take("flow_id", at).astype("Int64")}
+    ts, has_ts = rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")
+    datagram_len, gso = _datagram_sizes(packets, positions, underlay_mtu)
+    first = pd.DataFrame({"encap": pd.Categorical.from_codes(encap, names),
+                          **{name: rows.take(name, at) for name in _FIRST[1:]}})
+    aggs = {"first": Agg("first", first), "packets": Agg("sum"),
+            "bytes": Agg("sum", rows.values("wire_len", "int64", 0)),
+            "first_ts_ns": Agg("min", ts, has_ts), "last_ts_ns": Agg("max", ts, has_ts),
+            "max_ip_len": Agg("max", datagram_len, ~np.isnan(datagram_len) & ~gso),
+            "fragments": Agg("sum", valid=rows.values("fragment", "bool", False))}
+    del ts, has_ts, datagram_len, gso
+    by_packet = "packet_id" in rows
+    if by_packet:  # the correlation links sightings of one packet exactly
+        carrier, carried = _carrier_of_rows(rows, encap, names)
+        has_vni = carried & ~rows.isna("vni")[carrier]
+        aggs["carried_encap"] = Agg("first", pd.Categorical.from_codes(encap[carrier], names),
+                                    carried)
+        aggs["carried_vni"] = Agg("first", rows.values("vni", "int64", 0)[carrier], has_vni)
+    else:
+        aggs["carried_encap"] = aggs["carried_vni"] = Agg("first", np.zeros(n), np.zeros(n, bool))
+    by_nat_flow = "nat_flow_id" in rows
+    aggs["nat_flow_id"] = Agg("first", rows.values("nat_flow_id", "int64", 0) if by_nat_flow
+                              else np.zeros(n), ~rows.isna("nat_flow_id") if by_nat_flow
+                              else np.zeros(n, bool))
+    flow_rows = aggregate(keys, order, aggs)
+    directions = aggregate({**keys, "src": text_column(rows.take("src", at)),
+                            "sport": pd.Series(rows.values("sport", "int64", -1))}, order,
+                           {"packets": Agg("sum"),
+                            "bytes": Agg("sum", rows.values("wire_len", "int64", 0))})
+    return FlowsPartial(flow_rows, directions, _tunnel_overhead(rows, encap, names, order),
+                        by_packet, by_nat_flow)
+
+
+def flows_table(partials: list[FlowsPartial], nat_flows: pd.DataFrame | None = None, *,
+                underlay_mtu: int = DEFAULT_UNDERLAY_MTU) -> pd.DataFrame:
+    """The flows table from every partition's partial (and the nat_flows table, for rows
+    without ``nat_flow_id``)."""
+    merged = merge([p.flows for p in partials], ["capture", "flow_id"], FLOW_KINDS)
+    if not len(merged):
+        return typed_frame(pd.DataFrame(), FLOWS_SCHEMA)
+    mtu = underlay_mtu
+    first = pd.DataFrame(merged["first"].tolist(), columns=_FIRST)
+    directions = merge([p.directions for p in partials], ["capture", "flow_id", "src", "sport"],
+                       DIRECTION_KINDS)
+    # side a: the sender of the flow's first frame in this capture
+    side_a = pd.DataFrame({"capture": merged["capture"], "flow_id": merged["flow_id"],
+                           "src": first["src"].astype("string"),
+                           "sport": first["sport"].astype("Int64").fillna(-1).astype("int64")})
+    from_a = side_a.merge(directions, on=["capture", "flow_id", "src", "sport"], how="left")
+    packets_ab = from_a["packets"].fillna(0).to_numpy(np.int64)
+    bytes_ab = from_a["bytes"].fillna(0).to_numpy(np.int64)
+    all_packets = merged["packets"].to_numpy(np.int64)
+    all_bytes = merged["bytes"].to_numpy(np.int64)
     table = pd.DataFrame({
-        "capture": text_column(rows.take("capture", first)),
-        "flow_id": rows.take("flow_id", first).astype("Int64"),
-        "encap": key_text(encap[first], names), "vni": rows.take("vni", first),
-        "proto": rows.take("proto", first),
-        "a_addr": text_column(rows.take("src", first)), "a_port": rows.take("sport", first),
-        "b_addr": text_column(rows.take("dst", first)), "b_port": rows.take("dport", first),
+        "capture": merged["capture"].astype("string"),
+        "flow_id": merged["flow_id"].astype("Int64"),
+        "encap": first["encap"].astype("string"), "vni": first["vni"].astype("UInt32"),
+        "proto": first["proto"].astype("UInt8"),
+        "a_addr": first["src"].astype("string"), "a_port": first["sport"].astype("UInt16"),
+        "b_addr": first["dst"].astype("string"), "b_port": first["dport"].astype("UInt16"),
         "packets_ab": packets_ab, "bytes_ab": bytes_ab,
         "packets_ba": all_packets - packets_ab, "bytes_ba": all_bytes - bytes_ab,
         "packets": all_packets, "bytes": pd.array(all_bytes, dtype="Int64"),
-        "first_ts_ns": first_ts, "last_ts_ns": last_ts,
-        "max_ip_len": max_ip_len,
-        "fragments": np.bincount(flow[rows.values("fragment", "bool", False)],
-                                 minlength=count),
+        "first_ts_ns": merged["first_ts_ns"], "last_ts_ns": merged["last_ts_ns"],
+        "max_ip_len": merged["max_ip_len"],
+        "fragments": merged["fragments"].to_numpy(np.int64),
     })
     table["duration_ns"] = table["last_ts_ns"] - table["first_ts_ns"]
     seconds = table["duration_ns"].astype("Float64") / 1e9
@@ -161,56 +228,61 @@ def flows(
 
     conversation = _conversation_key(table["proto"], _endpoint(table["a_addr"], table["a_port"]),
                                      _endpoint(table["b_addr"], table["b_port"]))
-    _attach_overlay(table, rows, encap, names, flow, conversation)
+    carried = (pd.Series(pd.array(merged["carried_encap"].tolist(), dtype="string")),
+               pd.Series(pd.array(merged["carried_vni"].tolist(), dtype="Int64"))
+               .astype("UInt32"))
+    _attach_overlay(table, conversation, carried if partials[0].by_packet else None)
     # the inner MTU of the flow's overlay: underlay MTU minus that overlay's largest overhead
+    overheads = merge([p.overheads for p in partials], ["overlay_encap", "overlay_vni"],
+                      OVERHEAD_KINDS)[["overlay_encap", "overlay_vni", "overhead"]]
     overlay_overhead = table[["overlay_encap", "overlay_vni"]].merge(
-        _tunnel_overhead(rows, encap, names), on=["overlay_encap", "overlay_vni"],
-        how="left")["overhead"]
+        overheads, on=["overlay_encap", "overlay_vni"], how="left")["overhead"]
     table["path_mtu"] = (mtu - overlay_overhead.fillna(0).to_numpy("int64"))
     table["exceeds_mtu"] = (table["max_ip_len"] > table["path_mtu"]).fillna(False)
-    table["nat_flow_id"] = _nat_flow_ids(table, rows, flow, conversation, nat_flows)
+    table["nat_flow_id"] = (
+        pd.Series(pd.array(merged["nat_flow_id"].tolist(), dtype="Int64"))
+        if partials[0].by_nat_flow else _nat_flow_ids(table, conversation, nat_flows))
     # the flows in trouble first, then the heaviest
     table = table.sort_values(["exceeds_mtu", "bytes", "capture", "flow_id"],
                               ascending=[False, False, True, True], kind="stable")
     return typed_frame(table, FLOWS_SCHEMA)
 
 
-def _max_ip_len(packets: pd.DataFrame, positions: np.ndarray | None, flow: np.ndarray,
-                count: int, mtu: int) -> pd.arrays.IntegerArray:
-    """Per flow, its largest datagram (fragments reassembled), GSO frames left out. Sized on
-    the whole table: a datagram's fragments all have the flow's src and dst, so the rows
-    without a flow (no src or dst) never share a datagram with those that have one."""
+def _datagram_sizes(packets: pd.DataFrame, positions: np.ndarray | None,
+                    mtu: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's datagram length (fragments reassembled) and whether it is a GSO frame.
+    Sized on the whole table: a datagram's fragments all have the flow's src and dst, so the
+    rows without a flow (no src or dst) never share a datagram with those that have one."""
     sizes = size_arrays(packets, mtu)
     datagram_len, gso = sizes.datagram_len, sizes.gso
     del sizes
     if positions is not None:
         datagram_len, gso = datagram_len[positions], gso[positions]
-    return group_extreme(flow, count, datagram_len, ~np.isnan(datagram_len) & ~gso,
-                          largest=True)
+    return datagram_len, gso
 
 
-def _tunnel_overhead(rows: Rows, encap: np.ndarray, names: list[str]) -> pd.DataFrame:
+def _tunnel_overhead(rows: Rows, encap: np.ndarray, names: list[str],
+                     order: np.ndarray) -> pd.DataFrame:
     """The largest overhead_bytes per (encap, vni) of the tunnelled rows, keyed as the
     overlay columns (overlay_encap, overlay_vni)."""
     tunnelled = np.flatnonzero(tunnel_rows(encap, names))
-    group, first = group_rows(encap[tunnelled], rows.codes("vni")[tunnelled])
     cost = rows.values("overhead_bytes", "int64", 0)[tunnelled]
     has_cost = ~rows.isna("overhead_bytes")[tunnelled]
-    return pd.DataFrame({
-        "overlay_encap": key_text(encap[tunnelled[first]], names),
-        "overlay_vni": rows.take("vni", tunnelled[first]),
-        "overhead": group_extreme(group, len(first), cost, has_cost, largest=True),
-    })
+    return aggregate({"overlay_encap": pd.Series(key_text(encap[tunnelled], names)),
+                      "overlay_vni": rows.take("vni", tunnelled)}, order[tunnelled],
+                     {"overhead": Agg("max", cost, has_cost)})
 
 
-def _attach_overlay(table: pd.DataFrame, rows: Rows, encap: np.ndarray, names: list[str],
-                    flow: np.ndarray, conversation: pd.Series) -> None:
-    """Set overlay_encap/overlay_vni: the flow's own tunnel, else the one carrying its packets."""
+def _attach_overlay(table: pd.DataFrame, conversation: pd.Series,
+                    carried: tuple[pd.Series, pd.Series] | None) -> None:
+    """Set overlay_encap/overlay_vni: the flow's own tunnel, else the one carrying its
+    packets (``carried``: per flow, from the correlation), else (no correlation) the one
+    overlay its 5-tuple rides."""
     own = table["encap"].ne(NO_TUNNEL)
     overlay_encap = table["encap"].where(own).astype("string")
     overlay_vni = table["vni"].astype("UInt32").where(own)
-    if "packet_id" in rows:  # the correlation links sightings of one packet exactly
-        carried_encap, carried_vni = _carriers(rows, encap, names, flow, len(table))
+    if carried is not None:  # the correlation links sightings of one packet exactly
+        carried_encap, carried_vni = carried
         overlay_encap = overlay_encap.fillna(carried_encap)
         overlay_vni = overlay_vni.fillna(carried_vni)
     else:  # the same 5-tuple inside exactly one overlay
@@ -225,10 +297,10 @@ def _attach_overlay(table: pd.DataFrame, rows: Rows, encap: np.ndarray, names: l
     table["overlay_vni"] = overlay_vni
 
 
-def _carriers(rows: Rows, encap: np.ndarray, names: list[str], flow: np.ndarray,
-              count: int) -> tuple[pd.Series, pd.Series]:
-    """Per flow, the tunnel carrying its packets. A packet's carrier is its first tunnelled
-    sighting (same packet_id); a flow's encap is that of the first of its rows that has a
+def _carrier_of_rows(rows: Rows, encap: np.ndarray, names: list[str]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, its packet's first tunnelled sighting (any row where there is none) and
+    whether there is one. A flow's carried encap is that of the first of its rows that has a
     carrier, its VNI the first carrier VNI that is not NA (one row may give both)."""
     packet = rows.codes("packet_id")  # −1: NA
     n = len(packet)
@@ -237,30 +309,15 @@ def _carriers(rows: Rows, encap: np.ndarray, names: list[str], flow: np.ndarray,
     first_carrier = np.full(packet.max(initial=-1) + 2, n, dtype=np.int64)
     np.minimum.at(first_carrier, packet[carriers], carriers)
     carrier = first_carrier[packet]
-    del packet, carriers, first_carrier
     carried = carrier < n
     carrier[~carried] = 0  # any row: only read where carried
-    row = group_first(flow, count, carried)
-    found = row >= 0
-    carried_encap = np.full(count, None, dtype=object)
-    carried_encap[found] = [names[code] for code in encap[carrier[row[found]]].tolist()]
-    has_vni = carried & ~rows.isna("vni")[carrier]
-    row = group_first(flow, count, has_vni)
-    found = row >= 0
-    vni = np.zeros(count, dtype=np.int64)
-    vni[found] = rows.values("vni", "int64", 0)[carrier[row[found]]]
-    return (pd.Series(pd.array(carried_encap, dtype="string")),
-            pd.Series(pd.arrays.IntegerArray(vni, ~found)).astype("UInt32"))
+    return carrier, carried
 
 
-def _nat_flow_ids(table: pd.DataFrame, rows: Rows, flow: np.ndarray,
-                  conversation: pd.Series, nat_flows: pd.DataFrame | None) -> pd.Series:
-    if "nat_flow_id" in rows:  # labelled by the correlation, on every sighting
-        row = group_first(flow, len(table), ~rows.isna("nat_flow_id"))
-        found = row >= 0
-        ids = np.zeros(len(table), dtype=np.int64)
-        ids[found] = rows.values("nat_flow_id", "int64", 0)[row[found]]
-        return pd.Series(pd.arrays.IntegerArray(ids, ~found))
+def _nat_flow_ids(table: pd.DataFrame, conversation: pd.Series,
+                  nat_flows: pd.DataFrame | None) -> pd.Series:
+    """Without a ``nat_flow_id`` column: the NAT flow whose original or translated tuple is
+    the flow's (when exactly one is)."""
     if nat_flows is None or nat_flows.empty:
         return pd.Series(pd.NA, index=table.index, dtype="Int64")
     icmp = table["proto"].astype("Int64").isin([IPPROTO_ICMP, IPPROTO_ICMPV6]).fillna(False)

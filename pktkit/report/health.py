@@ -32,22 +32,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pktkit.analysis.rows import (
-    Rows,
-    group_extreme,
-    group_first,
-    group_rows,
-    group_sum,
-    tunnel_rows,
-)
+from pktkit.analysis.rows import Rows, tunnel_rows
 from pktkit.capture.checksums import BAD
 from pktkit.capture.checksums import COLUMN_VALUES as CHECKSUM_VALUES
 from pktkit.capture.frame import typed_frame
 from pktkit.report.labels import (
-    distinct_text,
     joined,
     text_column,
 )
+from pktkit.report.partials import HEAD, Agg, aggregate, merge
 
 ERRORS_SCHEMA: dict[str, str] = {
     "capture": "string", "reason": "string", "packets": "Int64", "first_frame": "Int64",
@@ -72,9 +65,26 @@ def _frame_list(frames: pd.Series, limit: int = 5) -> str:
     return shown + (", …" if len(frames) > limit else "")
 
 
+def _order(packets: pd.DataFrame, order: np.ndarray | None) -> np.ndarray:
+    """Each row's place in the whole table: ``order``, else the partition's index."""
+    return packets.index.to_numpy(np.int64) if order is None else order
+
+
+ERROR_KINDS = {"packets": "sum", "frames": "head"}
+
+
 def errors(packets: pd.DataFrame) -> pd.DataFrame:
-    """Decode problems per (capture, reason), plus snaplen-cut frames and cut files."""
-    records: list[dict[str, Any]] = []
+    """Decode problems per (capture, reason), plus snaplen-cut frames and cut files: the
+    partial of the whole table, merged."""
+    partial = errors_partial(packets, order=np.arange(len(packets)))
+    return errors_table([partial], packets.attrs.get("read_stats", []))
+
+
+def errors_partial(packets: pd.DataFrame, *, order: np.ndarray | None = None) -> pd.DataFrame:
+    """Per (capture, reason) of one partition: its frames and the first ``HEAD`` of them."""
+    order = _order(packets, order)
+    flagged_rows = np.zeros(0, np.int64)
+    snaplen_cut = np.zeros(len(packets), bool)
     if len(packets):
         rows = Rows(packets)
         has_error = ~rows.isna("error")
@@ -85,18 +95,27 @@ def errors(packets: pd.DataFrame) -> pd.DataFrame:
         del cap_len, wire_len
         flagged_rows = np.flatnonzero(has_error | snaplen_cut)
         del has_error
-        # only the flagged rows, usually few, become a frame
-        flagged = pd.DataFrame({"capture": packets["capture"].array[flagged_rows],
-                                "frame": packets["frame"].array[flagged_rows],
-                                "reason": text_column(
-                                    pd.Series(packets["error"].array[flagged_rows]))
-                                .mask(snaplen_cut[flagged_rows], "snaplen-cut")})
-        for (capture, why), group in flagged.groupby([text_column(flagged["capture"]), "reason"],
-                                                     sort=False):
-            records.append({"capture": capture, "reason": why, "packets": len(group),
-                            "first_frame": int(group["frame"].iloc[0]),
-                            "frames": _frame_list(group["frame"])})
-    for stats in packets.attrs.get("read_stats", []):
+    # only the flagged rows, usually few, become a frame
+    reason = text_column(pd.Series(packets["error"].array[flagged_rows])) \
+        .mask(snaplen_cut[flagged_rows], "snaplen-cut")
+    frames = pd.Series(packets["frame"].array[flagged_rows])
+    return aggregate({"capture": text_column(pd.Series(packets["capture"].array[flagged_rows])),
+                      "reason": reason}, order[flagged_rows],
+                     {"packets": Agg("sum"), "frames": Agg("head", frames)})
+
+
+def errors_table(partials: list[pd.DataFrame], read_stats: list[dict[str, Any]]
+                 ) -> pd.DataFrame:
+    """The errors table from every partition's partial and the captures' read statistics."""
+    records: list[dict[str, Any]] = []
+    merged = merge(partials, ["capture", "reason"], ERROR_KINDS)
+    for capture, why, count, head in zip(merged["capture"], merged["reason"],
+                                         merged["packets"], merged["frames"], strict=True):
+        frames = pd.Series([frame for _, frame in head])
+        records.append({"capture": capture, "reason": why, "packets": int(count),
+                        "first_frame": int(frames.iloc[0]),
+                        "frames": _frame_list(frames, limit=HEAD - 1)})  # "…": a sixth
+    for stats in read_stats:
         if stats.get("stopped_at") is not None:
             records.append({"capture": stats["capture"], "reason": "capture-cut",
                             "packets": pd.NA, "first_frame": stats.get("frames") or pd.NA,
@@ -105,38 +124,57 @@ def errors(packets: pd.DataFrame) -> pd.DataFrame:
     return typed_frame(table.sort_values(["capture", "reason"], kind="stable"), ERRORS_SCHEMA)
 
 
+CAPTURE_KINDS = {"packets": "sum", "bytes": "sum", "first_ts_ns": "min", "last_ts_ns": "max",
+                 "linktype": "first", "tunnelled": "sum", "fragments": "sum", "errors": "sum",
+                 "bad_checksums": "sum", "interfaces": "distinct"}
+
+
 def captures(packets: pd.DataFrame) -> pd.DataFrame:
-    """One row per capture file: volume, time span, link type, interfaces, problems."""
+    """One row per capture file: volume, time span, link type, interfaces, problems (the
+    partial of the whole table, merged)."""
     if packets.empty:
         return typed_frame(pd.DataFrame(), CAPTURES_SCHEMA)
+    partial = captures_partial(packets, order=np.arange(len(packets)))
+    return captures_table([partial], packets.attrs.get("read_stats", []))
+
+
+def captures_partial(packets: pd.DataFrame, *, order: np.ndarray | None = None
+                     ) -> pd.DataFrame:
+    """Per capture file of one partition: its counts, time span, first link type, the
+    interfaces it names."""
+    order = _order(packets, order)
     has_capture = packets["capture"].notna().to_numpy()
-    rows = Rows(packets, None if has_capture.all() else np.flatnonzero(has_capture))
+    positions = None if has_capture.all() else np.flatnonzero(has_capture)
+    rows = Rows(packets, positions)
     del has_capture
-    group, first = group_rows(rows.codes("capture"))
-    count = len(first)
-    ts, has_ts = rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")
-    first_ts = group_extreme(group, count, ts, has_ts, largest=False)
-    last_ts = group_extreme(group, count, ts, has_ts, largest=True)
-    del ts, has_ts
-    linktype_row = group_first(group, count, ~rows.isna("linktype"))
-    linktype = rows.take("linktype", np.maximum(linktype_row, 0)).mask(linktype_row < 0)
     encap, names = rows.encap_codes()
-    table = pd.DataFrame({
-        "capture": text_column(rows.take("capture", first)),
-        "packets": np.bincount(group, minlength=count),
-        "bytes": group_sum(group, count, rows.values("wire_len", "int64", 0)),
-        "first_ts_ns": first_ts, "last_ts_ns": last_ts, "linktype": linktype,
-        "tunnelled": np.bincount(group[tunnel_rows(encap, names)], minlength=count),
-        "fragments": np.bincount(group[rows.values("fragment", "bool", False)],
-                                 minlength=count),
-        "errors": np.bincount(group[~rows.isna("error")], minlength=count),
-        "bad_checksums": np.bincount(group[_checksum(packets, rows.positions) == BAD],
-                                     minlength=count),
-        "interfaces": [joined(found)
-                       for found in distinct_text(rows, "interface", group, count)],
-    })
-    cut = {s["capture"] for s in packets.attrs.get("read_stats", [])
-           if s.get("stopped_at") is not None}
+    interface = rows.codes("interface")
+    return aggregate(
+        {"capture": text_column(rows.take("capture", np.arange(len(interface))))},
+        order if positions is None else order[positions], {
+            "packets": Agg("sum"),
+            "bytes": Agg("sum", rows.values("wire_len", "int64", 0)),
+            "first_ts_ns": Agg("min", rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")),
+            "last_ts_ns": Agg("max", rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")),
+            "linktype": Agg("first", rows.take("linktype", np.arange(len(interface))),
+                            ~rows.isna("linktype")),
+            "tunnelled": Agg("sum", valid=tunnel_rows(encap, names)),
+            "fragments": Agg("sum", valid=rows.values("fragment", "bool", False)),
+            "errors": Agg("sum", valid=~rows.isna("error")),
+            "bad_checksums": Agg("sum", valid=_checksum(packets, positions) == BAD),
+            "interfaces": Agg("distinct", interface,
+                              text=lambda at: [str(v) for v in rows.take("interface", at)]),
+        })
+
+
+def captures_table(partials: list[pd.DataFrame], read_stats: list[dict[str, Any]]
+                   ) -> pd.DataFrame:
+    """The captures table from every partition's partial and the read statistics."""
+    table = merge(partials, ["capture"], CAPTURE_KINDS)
+    if not len(table):
+        return typed_frame(pd.DataFrame(), CAPTURES_SCHEMA)
+    table["interfaces"] = [joined(found) for found in table["interfaces"]]
+    cut = {s["capture"] for s in read_stats if s.get("stopped_at") is not None}
     table["complete"] = ~table["capture"].isin(list(cut))
     return typed_frame(table, CAPTURES_SCHEMA)
 
@@ -155,22 +193,35 @@ def _checksum_codes(packets: pd.DataFrame) -> np.ndarray:
                           categories=CHECKSUM_VALUES).codes
 
 
+CHECKSUM_KINDS = {"checked": "sum", **{name: "sum" for name in CHECKSUM_VALUES}}
+
+
 def checksums(packets: pd.DataFrame) -> pd.DataFrame:
-    """Checksum verdicts per (capture, interface): the bad ones where they were captured."""
+    """Checksum verdicts per (capture, interface): the bad ones where they were captured (the
+    partial of the whole table, merged)."""
+    return checksums_table([checksums_partial(packets, order=np.arange(len(packets)))])
+
+
+def checksums_partial(packets: pd.DataFrame, *, order: np.ndarray | None = None
+                      ) -> pd.DataFrame:
+    """Per (capture, interface) of one partition: its frames with a verdict, per verdict."""
+    order = _order(packets, order)
     status = _checksum_codes(packets)
     checked = np.flatnonzero(status >= 0)
-    if not len(checked):
-        return typed_frame(pd.DataFrame(), CHECKSUMS_SCHEMA)
     rows = Rows(packets, checked)
     status = status[checked]
-    group, first = group_rows(rows.codes("capture"), rows.codes("interface"))
-    count = len(first)
-    table = pd.DataFrame({
-        "capture": text_column(rows.take("capture", first)),
-        "interface": text_column(rows.take("interface", first)),
-        "checked": np.bincount(group, minlength=count),
-        **{name: np.bincount(group[status == code], minlength=count)
-           for code, name in enumerate(CHECKSUM_VALUES)},
-    })
+    at = np.arange(len(checked))
+    return aggregate({"capture": text_column(rows.take("capture", at)),
+                      "interface": text_column(rows.take("interface", at))},
+                     order[checked], {"checked": Agg("sum"), **{
+                         name: Agg("sum", valid=status == code)
+                         for code, name in enumerate(CHECKSUM_VALUES)}})
+
+
+def checksums_table(partials: list[pd.DataFrame]) -> pd.DataFrame:
+    """The checksums table from every partition's partial."""
+    table = merge(partials, ["capture", "interface"], CHECKSUM_KINDS)
+    if not len(table):
+        return typed_frame(pd.DataFrame(), CHECKSUMS_SCHEMA)
     table = table.sort_values(["bad", "capture"], ascending=[False, True], kind="stable")
     return typed_frame(table, CHECKSUMS_SCHEMA)

@@ -59,19 +59,17 @@ import pandas as pd
 from pktkit.analysis.rows import (
     NO_TUNNEL,
     Rows,
-    group_extreme,
-    group_nunique,
+    distinct_rows,
     group_rows,
-    group_sum,
     tunnel_rows,
 )
 from pktkit.capture.frame import typed_frame
 from pktkit.report.labels import (
-    distinct_text,
     joined,
     key_text,
     text_column,
 )
+from pktkit.report.partials import Agg, aggregate, merge
 from pktkit.report.sizes import DEFAULT_UNDERLAY_MTU, size_arrays
 
 OVERLAYS_SCHEMA: dict[str, str] = {
@@ -98,48 +96,77 @@ def in_key_order(table: pd.DataFrame) -> pd.DataFrame:
                              ignore_index=True)
 
 
+OVERLAY_KINDS = {"packets": "sum", "bytes": "sum", "flows": "distinct",
+                 "captures": "distinct", "first_ts_ns": "min", "last_ts_ns": "max",
+                 "vteps": "distinct", "outer_dports": "distinct"}
+
+
 def overlays(packets: pd.DataFrame) -> pd.DataFrame:
-    """Per (encap, vni) of tunnelled packets: traffic, flows and VTEPs (schema above)."""
+    """Per (encap, vni) of tunnelled packets: traffic, flows and VTEPs (schema above): the
+    partial of the whole table, merged."""
+    return overlays_table([overlays_partial(packets, order=np.arange(len(packets)))])
+
+
+def overlays_partial(packets: pd.DataFrame, *, order: np.ndarray | None = None
+                     ) -> pd.DataFrame:
+    """Per (encap, vni) of one partition's tunnelled rows: counts, time span, and its
+    distinct flows, captures, VTEP pairs and outer ports (sets: their size is the overlay's
+    flows, not its rows)."""
+    order = packets.index.to_numpy(np.int64) if order is None else order
     encap, names = Rows(packets).encap_codes()
     tunnelled = np.flatnonzero(tunnel_rows(encap, names))
-    if not len(tunnelled):
-        return typed_frame(pd.DataFrame(), OVERLAYS_SCHEMA)
     rows = Rows(packets, tunnelled)
     encap = encap[tunnelled]
-    group, first = group_rows(encap, rows.codes("vni"))
-    count = len(first)
+    at = np.arange(len(tunnelled))
     ts, has_ts = rows.values("ts_ns", "int64", 0), ~rows.isna("ts_ns")
-    table = pd.DataFrame({
-        "encap": key_text(encap[first], names), "vni": rows.take("vni", first),
-        "packets": np.bincount(group, minlength=count),
-        "bytes": group_sum(group, count, rows.values("wire_len", "int64", 0)),
-        "flows": group_nunique(group, count, rows.codes("flow_id")),
-        "captures": group_nunique(group, count, rows.codes("capture")),
-        "first_ts_ns": group_extreme(group, count, ts, has_ts, largest=False),
-        "last_ts_ns": group_extreme(group, count, ts, has_ts, largest=True),
-    })
-    del ts, has_ts
-    pairs = _vtep_pairs(rows, group, count)
-    table["vtep_pairs"] = [len(found) for found in pairs]
-    table["vteps"] = [joined(found, "; ") for found in pairs]
-    table["outer_dports"] = [joined(found)
-                             for found in distinct_text(rows, "outer_dport", group, count)]
+    src, dst = rows.codes("outer_src"), rows.codes("outer_dst")
+    both = np.flatnonzero((src >= 0) & (dst >= 0))  # a pair with an NA side is no pair
+    pair = np.full(len(tunnelled), -1, np.int64)
+    pair[both] = group_rows(src[both], dst[both])[0]
+    del src, dst, both
+
+    def vtep_pairs(where: np.ndarray) -> list[str]:
+        """``a ↔ b`` (a ≤ b: both directions between two VTEPs are one pair)."""
+        found = []
+        for a, b in zip(text_column(rows.take("outer_src", where)).tolist(),
+                        text_column(rows.take("outer_dst", where)).tolist(), strict=True):
+            low, high = (a, b) if a <= b else (b, a)
+            found.append(f"{low} ↔ {high}")
+        return found
+
+    return aggregate(
+        {"encap": pd.Series(key_text(encap, names)), "vni": rows.take("vni", at)},
+        order[tunnelled], {
+            "packets": Agg("sum"), "bytes": Agg("sum", rows.values("wire_len", "int64", 0)),
+            "flows": Agg("distinct", rows.codes("flow_id"),
+                         text=lambda where: rows.take("flow_id", where).tolist()),
+            "captures": Agg("distinct", rows.codes("capture"),
+                            text=lambda where: [str(c) for c in rows.take("capture", where)]),
+            "first_ts_ns": Agg("min", ts, has_ts), "last_ts_ns": Agg("max", ts, has_ts),
+            "vteps": Agg("distinct", pair, text=vtep_pairs),
+            "outer_dports": Agg("distinct", rows.codes("outer_dport"),
+                                text=lambda where: [str(v) for v in
+                                                    rows.take("outer_dport", where)]),
+        })
+
+
+def overlays_table(partials: list[pd.DataFrame]) -> pd.DataFrame:
+    """The overlays table from every partition's partial."""
+    table = merge(partials, ["encap", "vni"], OVERLAY_KINDS)
+    if not len(table):
+        return typed_frame(pd.DataFrame(), OVERLAYS_SCHEMA)
+    for name in ("flows", "captures"):
+        table[name] = [len(found) for found in table[name]]
+    table["vtep_pairs"] = [len(found) for found in table["vteps"]]
+    table["vteps"] = [joined(found, "; ") for found in table["vteps"]]
+    table["outer_dports"] = [joined(found) for found in table["outer_dports"]]
     return typed_frame(in_key_order(table), OVERLAYS_SCHEMA)
 
 
-def _vtep_pairs(rows: Rows, groups: np.ndarray, count: int) -> list[set[str]]:
-    """Per group, its unordered VTEP pairs ``a ↔ b`` (a ≤ b; both directions between two
-    VTEPs are one pair), from the distinct (outer_src, outer_dst) of its rows."""
-    src, dst = rows.codes("outer_src"), rows.codes("outer_dst")
-    both = np.flatnonzero((src >= 0) & (dst >= 0))  # a pair with an NA side is no pair
-    at = both[group_rows(groups[both], src[both], dst[both])[1]]
-    del src, dst, both
-    found: list[set[str]] = [set() for _ in range(count)]
-    for group, a, b in zip(groups[at].tolist(), text_column(rows.take("outer_src", at)).tolist(),
-                           text_column(rows.take("outer_dst", at)).tolist(), strict=True):
-        low, high = (a, b) if a <= b else (b, a)
-        found[group].add(f"{low} ↔ {high}")
-    return found
+OVERHEAD_KINDS = {"packets": "sum", "wire_bytes": "sum", "overhead_bytes": "sum",
+                  "costed": "sum", "overhead_min": "min", "overhead_max": "max",
+                  "l4_payload_bytes": "sum", "max_inner_len": "max", "oversized": "sum",
+                  "fragments": "sum", "frag_needed": "sum", "gso_frames": "sum"}
 
 
 def overhead(
@@ -148,57 +175,80 @@ def overhead(
     underlay_mtu: int | None = None,
     by_vni: bool = True,
 ) -> pd.DataFrame:
-    """Encapsulation cost and MTU headroom per (encap, vni), or per encap (schema above).
+    """Encapsulation cost and MTU headroom per (encap, vni), or per encap (schema above):
+    the partial of the whole table, merged.
 
     ``underlay_mtu`` None means :data:`DEFAULT_UNDERLAY_MTU` (1500).
     """
-    mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else int(underlay_mtu)
     if packets.empty:
         return typed_frame(pd.DataFrame(), OVERHEAD_SCHEMA)
-    sizes = size_arrays(packets, underlay_mtu=mtu)
+    mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else int(underlay_mtu)
+    partial = overhead_partial(packets, underlay_mtu=mtu, by_vni=by_vni,
+                               order=np.arange(len(packets)))
+    return overhead_table([partial], underlay_mtu=mtu,
+                          payload_estimated="l4_payload_len" not in packets)
+
+
+def overhead_partial(packets: pd.DataFrame, *, underlay_mtu: int, by_vni: bool = True,
+                     order: np.ndarray | None = None) -> pd.DataFrame:
+    """Per (encap, vni) (or encap) of one partition of whole packets: sums, extremes and its
+    oversized datagrams (a datagram's fragments at one point are in one packet, so in one
+    partition: their counts add up)."""
+    order = packets.index.to_numpy(np.int64) if order is None else order
+    sizes = size_arrays(packets, underlay_mtu=underlay_mtu)
     rows = Rows(packets)
     encap, names = rows.encap_codes()
-    group, first = group_rows(encap, rows.codes("vni")) if by_vni else group_rows(encap)
-    count = len(first)
+    vni = rows.codes("vni")
+    group = group_rows(encap, vni)[0] if by_vni else group_rows(encap)[0]
     cost, has_cost = rows.values("overhead_bytes", "int64", 0), ~rows.isna("overhead_bytes")
-    cost_bytes = group_sum(group, count, cost)
-    costed = np.bincount(group[has_cost], minlength=count)  # packets with an overhead
     has_l4 = ~np.isnan(sizes.l4_payload_len)
-    inner = ~np.isnan(sizes.ip_len) & ~sizes.gso  # offload super-frames are no wire packets
     oversized = np.flatnonzero(sizes.oversized)
-    table = pd.DataFrame({
-        "encap": key_text(encap[first], names),
-        "vni": (rows.take("vni", first) if by_vni
-                else pd.array([pd.NA] * count, dtype="UInt32")),
-        "packets": np.bincount(group, minlength=count),
-        "wire_bytes": pd.array(group_sum(group, count, rows.values("wire_len", "int64", 0)),
-                               dtype="Int64"),
-        "overhead_mean": pd.arrays.FloatingArray(cost_bytes / np.maximum(costed, 1),
-                                                 costed == 0),
-        "overhead_min": group_extreme(group, count, cost, has_cost, largest=False),
-        "overhead_max": group_extreme(group, count, cost, has_cost, largest=True),
-        "overhead_bytes": pd.array(cost_bytes, dtype="Int64"),
-        "l4_payload_bytes": pd.array(group_sum(group[has_l4], count,
-                                                sizes.l4_payload_len[has_l4].astype(np.int64)),
-                                     dtype="Int64"),
-        "max_inner_len": group_extreme(group, count, sizes.ip_len, inner, largest=True),
-        # one datagram number per oversized datagram, so its fragments count once
-        "oversized": group_nunique(group[oversized], count, sizes.datagram()[oversized]),
-        "fragments": np.bincount(group[rows.values("fragment", "bool", False)],
-                                 minlength=count),
-        "frag_needed": np.bincount(group[sizes.frag_needed], minlength=count),
-        "gso_frames": np.bincount(group[sizes.gso], minlength=count),
+    # one row per oversized datagram (per group), so its fragments count once
+    first_of_datagram = np.zeros(len(packets), bool)
+    first_of_datagram[oversized[distinct_rows(group[oversized],
+                                              sizes.datagram()[oversized])]] = True
+    keys = {"encap": pd.Series(key_text(encap, names))}
+    if by_vni:
+        keys["vni"] = rows.take("vni", np.arange(len(packets)))
+    return aggregate(keys, order, {
+        "packets": Agg("sum"),
+        "wire_bytes": Agg("sum", rows.values("wire_len", "int64", 0)),
+        "overhead_bytes": Agg("sum", cost), "costed": Agg("sum", valid=has_cost),
+        "overhead_min": Agg("min", cost, has_cost), "overhead_max": Agg("max", cost, has_cost),
+        "l4_payload_bytes": Agg("sum", np.where(has_l4, sizes.l4_payload_len, 0)
+                                .astype(np.int64), has_l4),
+        # offload super-frames are no wire packets
+        "max_inner_len": Agg("max", sizes.ip_len, ~np.isnan(sizes.ip_len) & ~sizes.gso),
+        "oversized": Agg("sum", valid=first_of_datagram),
+        "fragments": Agg("sum", valid=rows.values("fragment", "bool", False)),
+        "frag_needed": Agg("sum", valid=sizes.frag_needed),
+        "gso_frames": Agg("sum", valid=sizes.gso),
     })
-    del sizes, group, cost, has_cost, has_l4, inner
+
+
+def overhead_table(partials: list[pd.DataFrame], *, underlay_mtu: int,
+                   payload_estimated: bool) -> pd.DataFrame:
+    """The overhead table from every partition's partial."""
+    by_vni = all("vni" in p for p in partials)
+    table = merge(partials, ["encap", "vni"] if by_vni else ["encap"], OVERHEAD_KINDS)
+    if not len(table):
+        return typed_frame(pd.DataFrame(), OVERHEAD_SCHEMA)
+    if not by_vni:
+        table["vni"] = pd.array([pd.NA] * len(table), dtype="UInt32")
+    costed, cost_bytes = table["costed"].to_numpy(), table["overhead_bytes"].to_numpy()
+    table["overhead_mean"] = pd.arrays.FloatingArray(cost_bytes / np.maximum(costed, 1),
+                                                     costed == 0)
+    for name in ("wire_bytes", "overhead_bytes", "l4_payload_bytes"):
+        table[name] = pd.array(table[name], dtype="Int64")
     table = in_key_order(table)
     wire = table["wire_bytes"].astype("Float64")
     table["overhead_share"] = table["overhead_bytes"] / wire
     table["payload_efficiency"] = table["l4_payload_bytes"] / wire
-    table["underlay_mtu"] = mtu
-    table["inner_mtu"] = mtu - table["overhead_max"]
+    table["underlay_mtu"] = underlay_mtu
+    table["inner_mtu"] = underlay_mtu - table["overhead_max"]
     table["headroom"] = table["inner_mtu"] - table["max_inner_len"]
     # overlays first (the point of the table), the untunnelled baseline last
     table = table.sort_values("encap", key=lambda s: s.eq(NO_TUNNEL), kind="stable")
     typed = typed_frame(table, OVERHEAD_SCHEMA)
-    typed.attrs["payload_estimated"] = "l4_payload_len" not in packets
+    typed.attrs["payload_estimated"] = payload_estimated
     return typed

@@ -12,7 +12,7 @@ below them, so that they hide no data.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,19 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import ScaledTranslation
 
-from pktkit.analysis.rows import Rows, group_rows, group_sum, tunnel_rows
+from pktkit.analysis.percentiles import (
+    MergedCounts,
+    Sampled,
+    WantedBins,
+    count_samples,
+    locate_ranks,
+    merge_counts,
+    rank_values,
+    values_in_bins,
+)
+from pktkit.analysis.rows import Rows, group_rows, tunnel_rows
 from pktkit.report.labels import nat_tuple, overlay_label
+from pktkit.report.partials import Agg, aggregate, merge
 
 FIGSIZE = (8.0, 4.5)
 SMALL = 7  # legend and annotation font size
@@ -111,15 +122,66 @@ def _delay_scopes(data: pd.DataFrame, by: str) -> tuple[list[str], np.ndarray, n
 CDF_POINTS = 4096  # a CDF drawn through this many ranks differs by < 1 pixel from all of them
 
 
-def _cdf_points(sorted_delays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The empirical CDF of sorted delays as (x, fraction ≤ x): every sample up to CDF_POINTS,
-    else CDF_POINTS evenly spaced ranks including the first and the last (a line of 400k
-    steps would cost tens of MB to draw and look the same)."""
-    count = len(sorted_delays)
+def _cdf_ranks(count: int) -> np.ndarray:
+    """The ranks a CDF of ``count`` sorted delays is drawn through: every sample up to
+    CDF_POINTS, else CDF_POINTS evenly spaced ranks including the first and the last (a line
+    of 400k steps would cost tens of MB to draw and look the same)."""
     ranks = np.arange(count)
     if count > CDF_POINTS:
         ranks = np.unique(np.linspace(0, count - 1, CDF_POINTS).round().astype(np.int64))
-    return sorted_delays[ranks], (ranks + 1) / count
+    return ranks
+
+
+def _cdf_points(sorted_delays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The empirical CDF of sorted delays as (x, fraction ≤ x) at :func:`_cdf_ranks`."""
+    ranks = _cdf_ranks(len(sorted_delays))
+    return sorted_delays[ranks], (ranks + 1) / len(sorted_delays)
+
+
+Curve = tuple[str, np.ndarray, np.ndarray, int]  # label, x (ns), fraction ≤ x, samples
+
+
+def cdf_samples(data: pd.DataFrame, by: str) -> list[Sampled]:
+    """The delays of one partition of the hops table (or of any table with ``scope`` and
+    ``delay_ns``) per scope, for :func:`cdf_ranks`; each sample's order is its hops row's
+    (packet_id, hop), else its index."""
+    scopes, scope_of_row, delay_ns = _delay_scopes(data, by)
+    with_delay = np.flatnonzero(~Rows(data).isna("delay_ns"))
+    if {"packet_id", "hop"} <= set(data):
+        order = ((data["packet_id"].to_numpy(np.int64)[with_delay] << 20)
+                 | data["hop"].to_numpy(np.int64)[with_delay])
+    else:
+        order = data.index.to_numpy(np.int64)[with_delay]
+    scoped = scope_of_row >= 0
+    return [Sampled(by, scope_of_row[scoped], scopes, delay_ns[scoped].astype(np.int64),
+                    order[scoped])]
+
+
+def cdf_ranks(counts: MergedCounts, max_lines: int) -> tuple[WantedBins, int]:
+    """The ranks the ``max_lines`` busiest scopes' CDFs need (ties: the first seen), located
+    in the merged histograms; and how many scopes there are."""
+    groups = counts.groups
+    busiest = sorted(range(len(groups)), key=lambda i: -groups["count"].iloc[i])[:max_lines]
+    ranks = [pd.DataFrame({"metric": groups["metric"].iloc[i], "key": groups["key"].iloc[i],
+                           "rank": _cdf_ranks(int(groups["count"].iloc[i]))}) for i in busiest]
+    wanted = locate_ranks(counts, pd.concat(ranks, ignore_index=True) if ranks
+                          else pd.DataFrame({"metric": [], "key": [], "rank": []}))
+    wanted.groups = groups.iloc[busiest].reset_index(drop=True)
+    return wanted, len(groups)
+
+
+def cdf_curves(wanted: WantedBins, parts: Sequence[pd.DataFrame]) -> list[Curve]:
+    """The busiest scopes' CDF curves, exact at their ranks, from every partition's pass 2
+    (:func:`pktkit.analysis.percentiles.values_in_bins`)."""
+    value_at = rank_values(wanted, parts)
+    curves = []
+    for metric, key, scope, count in zip(wanted.groups["metric"], wanted.groups["key"],
+                                         wanted.groups["scope"],
+                                         wanted.groups["count"].astype(int), strict=True):
+        ranks = _cdf_ranks(count)
+        xs = np.array([value_at[(metric, key, r)] for r in ranks.tolist()], np.float64)
+        curves.append((scope, xs, (ranks + 1) / count, count))
+    return curves
 
 
 def latency_cdf(
@@ -128,44 +190,46 @@ def latency_cdf(
     *,
     by: str = "hop",
     max_lines: int = 10,
+    curves: tuple[list[Curve], int] | None = None,
 ) -> Figure:
     """CDF of delays per hop (``by="hop"``) or per node pair (``by="node_pair"``).
 
     ``data`` is the correlation's hops table (``delay_ns`` per sighting, ``from_node``,
     ``from_interface``, ``node``, ``interface``) or any table with ``scope`` and
-    ``delay_ns``: one step curve per scope from every sample. Given the latency table
-    (``metric``, ``scope``, ``min_ns`` … ``max_ns``) it draws each scope's percentiles of
-    that metric, joined, as an approximate CDF. The ``max_lines`` busiest scopes are shown.
+    ``delay_ns``: one step curve per scope from every sample (exact at up to CDF_POINTS
+    ranks: :func:`cdf_samples`, :func:`cdf_ranks`, :func:`cdf_curves` on one partition).
+    Given the latency table (``metric``, ``scope``, ``min_ns`` … ``max_ns``) it draws each
+    scope's percentiles of that metric, joined, as an approximate CDF. The ``max_lines``
+    busiest scopes are shown. ``curves``: the busiest curves and the number of scopes,
+    already made from partitions (then ``data`` is not read).
     """
     if by not in LATENCY_SCOPES:
         raise ValueError(f"by={by!r}: choose one of {', '.join(LATENCY_SCOPES)}")
     fig, ax = _canvas(ax, (FIGSIZE[0], FIGSIZE[1] + _legend_height(max_lines)))
     title = f"Latency CDF per {LATENCY_SCOPES[by]}"
-    curves: list[tuple[str, np.ndarray, np.ndarray, int]] = []  # label, x (ns), y, samples
-    if data is not None and "delay_ns" in data:
-        scopes, scope_of_row, delay_ns = _delay_scopes(data, by)
-        samples = np.bincount(scope_of_row[scope_of_row >= 0], minlength=len(scopes))
-        scope_count = len(scopes)
-        # the samples of the busiest scopes only (ties: the first seen): those are drawn
-        for number in sorted(range(scope_count), key=lambda i: -samples[i])[:max_lines]:
-            delays = np.sort(delay_ns[scope_of_row == number])
-            curves.append((scopes[number], *_cdf_points(delays), len(delays)))
-        del scope_of_row, delay_ns
+    found: list[Curve] = []
+    if curves is not None:
+        found, scope_count = curves
+    elif data is not None and "delay_ns" in data:
+        samples = cdf_samples(data, by)
+        wanted, scope_count = cdf_ranks(merge_counts([count_samples(samples)]), max_lines)
+        found = cdf_curves(wanted, [values_in_bins(samples, wanted)])
+        del samples
     elif data is not None and "p50_ns" in data:
         for row in data[data["metric"] == by].itertuples(index=False):
             points = [(getattr(row, col), q) for col, q in PERCENTILES]
             points = [(float(x), q) for x, q in points if not pd.isna(x)]
             if points:
                 xs, ys = zip(*points, strict=True)
-                curves.append((f"{row.scope} (percentiles)", np.array(xs), np.array(ys),
-                               int(row.count)))
-        scope_count = len(curves)
+                found.append((f"{row.scope} (percentiles)", np.array(xs), np.array(ys),
+                              int(row.count)))
+        scope_count = len(found)
     else:
         scope_count = 0
     if not scope_count:
         return _no_data(fig, ax, title, f"no {LATENCY_SCOPES[by]} delays (run the correlation)")
-    curves.sort(key=lambda c: -c[3])
-    shown = curves[:max_lines]
+    found.sort(key=lambda c: -c[3])
+    shown = found[:max_lines]
     lowest = min(float(xs.min()) for _, xs, _, _ in shown)
     highest = max(float(xs.max()) for _, xs, _, _ in shown)
     # the scale before the lines: a line made on a linear axis keeps a second copy of its
@@ -242,12 +306,16 @@ def _rate_axis(peak_bps: float) -> tuple[float, str]:
     return 1.0, "bit/s"
 
 
+THROUGHPUT_KINDS = {"bits": "sum", "overlay": "first"}
+
+
 def throughput(
     packets: pd.DataFrame | None,
     ax: Axes | None = None,
     *,
     bin_ns: int | None = None,
     max_lines: int = 8,
+    partials: tuple[Sequence[pd.DataFrame], int] | None = None,
 ) -> Figure:
     """Tunnelled throughput over time, one line per (encap, VNI) and capture.
 
@@ -255,52 +323,43 @@ def throughput(
     points (eth0 of both nodes): summing them would count it twice. One colour per VNI;
     its first capture a wide pale band, the others thin lines inside it. Wire bytes per bin of
     ``bin_ns`` (default: about 60 bins over the span), as bit/s; time in seconds since the
-    first packet of the table. The ``max_lines`` heaviest lines are shown.
+    first packet of the table. The ``max_lines`` heaviest lines are shown. ``partials``:
+    every partition's :func:`throughput_partial` and the bin width they used (then
+    ``packets`` is not read; :func:`throughput_window` gives the start and the width).
     """
     fig, ax = _canvas(ax, (FIGSIZE[0], FIGSIZE[1] + _legend_height(max_lines)))
     title = "Throughput per VNI over time"
-    if packets is None or packets.empty:
-        return _no_data(fig, ax, title, "no packets")
-    start = packets["ts_ns"].min()
-    encap, names = Rows(packets).encap_codes()
-    tunnelled = np.flatnonzero(tunnel_rows(encap, names) & packets["ts_ns"].notna().to_numpy())
-    if not len(tunnelled):
+    if partials is None:
+        if packets is None or packets.empty:
+            return _no_data(fig, ax, title, "no packets")
+        start = packets["ts_ns"].min()
+        encap, names = Rows(packets).encap_codes()
+        tunnelled = tunnel_rows(encap, names) & packets["ts_ns"].notna().to_numpy()
+        if not tunnelled.any():
+            return _no_data(fig, ax, title, "no tunnelled traffic")
+        last = int(packets["ts_ns"].to_numpy("int64", na_value=0)[tunnelled].max())
+        width = bin_ns or _nice_bin_ns(float(last - start))
+        partials = ([throughput_partial(packets, int(start), width,
+                                        order=np.arange(len(packets)))], width)
+    merged = merge(list(partials[0]), ["series", "bin"], THROUGHPUT_KINDS)
+    width = partials[1]
+    if not len(merged):
         return _no_data(fig, ax, title, "no tunnelled traffic")
-    rows = Rows(packets, tunnelled)
-    offset_ns = rows.values("ts_ns", "int64", 0) - start
-    width = bin_ns or _nice_bin_ns(float(offset_ns.max()))
-    time_bin = offset_ns // width
-    del offset_ns
-    # a line per (overlay, capture): labelled once per distinct (encap, vni, capture)
-    encap = encap[tunnelled]
-    combination, first = group_rows(encap, rows.codes("vni"), rows.codes("capture"))
-    series_of: dict[str, int] = {}  # label → its number
-    overlay_of: dict[str, str] = {}  # label → its overlay, from the label's first row
-    numbers = np.empty(len(first), dtype=np.int64)  # per combination
-    for index, (encap_name, vni, capture) in enumerate(zip(
-            [names[code] for code in encap[first].tolist()], rows.take("vni", first).tolist(),
-            rows.take("capture", first).tolist(), strict=True)):
-        overlay = overlay_label(encap_name, vni)
-        series = f"{overlay} · {capture}"
-        overlay_of.setdefault(series, overlay)
-        numbers[index] = series_of.setdefault(series, len(series_of))
-    series_of_row = numbers[combination]
-    del combination, encap
-    bits = rows.values("wire_len", "int64", 0) * 8
-    labels = sorted(series_of)  # as groupby orders them
-    heaviest = pd.Series(group_sum(series_of_row, len(series_of), bits)[
-        [series_of[label] for label in labels]], index=pd.Index(labels)).sort_values(
+    # a line per (overlay, capture); its overlay from its first row
+    first_bin = merged.sort_values("order", kind="stable").drop_duplicates("series")
+    overlay_of = dict(zip(first_bin["series"], first_bin["overlay"], strict=True))
+    labels = sorted(overlay_of)  # as groupby orders them
+    bits = merged.groupby("series", sort=True)["bits"].sum()
+    heaviest = pd.Series(bits[labels].to_numpy(), index=pd.Index(labels)).sort_values(
         ascending=False)
     shown = list(heaviest.index[:max_lines])
     # bits per time bin (rows) and shown line (columns, in label order, as pivot_table has them)
     columns = sorted(shown)
-    column_of = np.full(len(series_of), -1, dtype=np.int64)
-    column_of[[series_of[label] for label in columns]] = np.arange(len(columns))
-    column = column_of[series_of_row]
-    drawn = column >= 0
-    binned = np.zeros((int(time_bin.max()) + 1, len(columns)), dtype=np.int64)
-    np.add.at(binned, (time_bin[drawn], column[drawn]), bits[drawn])
-    del time_bin, column, drawn, bits, series_of_row
+    binned = np.zeros((int(merged["bin"].max()) + 1, len(columns)), dtype=np.int64)
+    drawn = merged[merged["series"].isin(columns)]
+    np.add.at(binned, (drawn["bin"].to_numpy(np.int64),
+                       [columns.index(series) for series in drawn["series"]]),
+              drawn["bits"].to_numpy(np.int64))
     rate = pd.DataFrame(binned, columns=pd.Index(columns)) * (1e9 / width)
     scale, unit = _rate_axis(float(rate.to_numpy().max()))
     seconds = rate.index.to_numpy() * width / 1e9
@@ -320,6 +379,46 @@ def throughput(
     ax.set_ylabel(f"throughput ({unit})")
     return _finish_lines(fig, ax, title, f"the {max_lines} heaviest",
                          len(heaviest) > max_lines, len(heaviest))
+
+
+def throughput_window(tables: Mapping[str, pd.DataFrame],
+                      bin_ns: int | None = None) -> tuple[int, int] | None:
+    """The throughput plot's start (the first packet) and bin width from the merged report
+    tables (captures' first time, overlays' last), as :func:`throughput` finds them in the
+    packet table; None without tunnelled traffic."""
+    captures, overlays = tables.get("captures"), tables.get("overlays")
+    if captures is None or overlays is None or not len(overlays) \
+            or overlays["last_ts_ns"].isna().all():
+        return None
+    start = int(captures["first_ts_ns"].min())
+    return start, bin_ns or _nice_bin_ns(float(int(overlays["last_ts_ns"].max()) - start))
+
+
+def throughput_partial(packets: pd.DataFrame, start: int, width: int, *,
+                       order: np.ndarray | None = None) -> pd.DataFrame:
+    """One partition's tunnelled wire bits per (line, time bin of ``width`` from ``start``),
+    and each line's overlay from its first row: at most lines × bins rows."""
+    order = packets.index.to_numpy(np.int64) if order is None else order
+    encap, names = Rows(packets).encap_codes()
+    tunnelled = np.flatnonzero(tunnel_rows(encap, names) & packets["ts_ns"].notna().to_numpy())
+    rows = Rows(packets, tunnelled)
+    time_bin = (rows.values("ts_ns", "int64", 0) - start) // width
+    # a line per (overlay, capture): labelled once per distinct (encap, vni, capture)
+    encap = encap[tunnelled]
+    combination, first = group_rows(encap, rows.codes("vni"), rows.codes("capture"))
+    series, overlay = [], []
+    for encap_name, vni, capture in zip(
+            [names[code] for code in encap[first].tolist()], rows.take("vni", first).tolist(),
+            rows.take("capture", first).tolist(), strict=True):
+        overlay.append(overlay_label(encap_name, vni))
+        series.append(f"{overlay[-1]} · {capture}")
+    labels = list(dict.fromkeys(series))
+    code = np.array([labels.index(label) for label in series], np.int64)
+    return aggregate(
+        {"series": pd.Series(pd.Categorical.from_codes(code[combination], labels)),
+         "bin": pd.Series(time_bin)}, order[tunnelled],
+        {"bits": Agg("sum", rows.values("wire_len", "int64", 0) * 8),
+         "overlay": Agg("first", np.array(overlay, dtype=object)[combination])})
 
 
 # -- NAT -----------------------------------------------------------------------------------

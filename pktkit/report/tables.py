@@ -10,18 +10,90 @@ tables.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
 from pktkit.analysis.identities import IdentityMap
 from pktkit.analysis.naming import NAT_NAMES, add_names
 from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
 from pktkit.analysis.pipeline import Analysis
-from pktkit.report.flow_table import flows
-from pktkit.report.health import captures, checksums, errors
-from pktkit.report.overlay_costs import (
-    overhead,
-    overlays,
+from pktkit.report.flow_table import FlowsPartial, flows_partial, flows_table
+from pktkit.report.health import (
+    captures_partial,
+    captures_table,
+    checksums_partial,
+    checksums_table,
+    errors_partial,
+    errors_table,
 )
+from pktkit.report.overlay_costs import (
+    overhead_partial,
+    overhead_table,
+    overlays_partial,
+    overlays_table,
+)
+from pktkit.report.sizes import DEFAULT_UNDERLAY_MTU
+
+
+@dataclass
+class ReportPartial:
+    """One partition's part of the report's tables (each module's partial)."""
+
+    captures: pd.DataFrame
+    overlays: pd.DataFrame
+    overhead: pd.DataFrame
+    flows: FlowsPartial
+    errors: pd.DataFrame
+    checksums: pd.DataFrame
+
+
+def report_partial(packets: pd.DataFrame, *, underlay_mtu: int | None = None,
+                   order: np.ndarray | None = None) -> ReportPartial:
+    """The report tables' partials of one partition of whole packets (``order``: each row's
+    place in the whole table; default: the partition's index)."""
+    mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else int(underlay_mtu)
+    return ReportPartial(
+        captures=captures_partial(packets, order=order),
+        overlays=overlays_partial(packets, order=order),
+        overhead=overhead_partial(packets, underlay_mtu=mtu, order=order),
+        flows=flows_partial(packets, underlay_mtu=mtu, order=order),
+        errors=errors_partial(packets, order=order),
+        checksums=checksums_partial(packets, order=order))
+
+
+def report_tables(
+    partials: Sequence[ReportPartial],
+    *,
+    read_stats: Sequence[dict[str, Any]] = (),
+    payload_estimated: bool = False,
+    underlay_mtu: int | None = None,
+    nat_flows: pd.DataFrame | None = None,
+    hops: pd.DataFrame | None = None,
+    latency: pd.DataFrame | None = None,
+    clock_offsets: pd.DataFrame | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Every report table, in page order (as :func:`build_tables`), from every partition's
+    partial: ``read_stats`` the captures' (``packets.attrs["read_stats"]``),
+    ``payload_estimated`` whether the packet table lacks ``l4_payload_len``."""
+    mtu = DEFAULT_UNDERLAY_MTU if underlay_mtu is None else int(underlay_mtu)
+    stats = list(read_stats)
+    tables: dict[str, pd.DataFrame] = {
+        "captures": captures_table([p.captures for p in partials], stats),
+        "overlays": overlays_table([p.overlays for p in partials]),
+        "overhead": overhead_table([p.overhead for p in partials], underlay_mtu=mtu,
+                                   payload_estimated=payload_estimated),
+        "flows": flows_table([p.flows for p in partials], nat_flows, underlay_mtu=mtu),
+    }
+    given = {"nat_flows": nat_flows, "latency": latency, "clock_offsets": clock_offsets,
+             "hops": hops}
+    tables.update({name: table for name, table in given.items() if table is not None})
+    tables["errors"] = errors_table([p.errors for p in partials], stats)
+    tables["checksums"] = checksums_table([p.checksums for p in partials])
+    return tables
 
 
 def build_tables(
@@ -35,19 +107,12 @@ def build_tables(
 ) -> dict[str, pd.DataFrame]:
     """Every report table, in page order: captures, overlays, overhead, flows, then the
     correlation's tables passed through when given (nat_flows, latency, clock_offsets, hops),
-    errors and checksums last."""
-    tables: dict[str, pd.DataFrame] = {
-        "captures": captures(packets),
-        "overlays": overlays(packets),
-        "overhead": overhead(packets, underlay_mtu=underlay_mtu),
-        "flows": flows(packets, nat_flows, underlay_mtu=underlay_mtu),
-    }
-    given = {"nat_flows": nat_flows, "latency": latency, "clock_offsets": clock_offsets,
-             "hops": hops}
-    tables.update({name: table for name, table in given.items() if table is not None})
-    tables["errors"] = errors(packets)
-    tables["checksums"] = checksums(packets)
-    return tables
+    errors and checksums last: :func:`report_tables` of the whole table as one partition."""
+    partial = report_partial(packets, underlay_mtu=underlay_mtu, order=np.arange(len(packets)))
+    return report_tables([partial], read_stats=packets.attrs.get("read_stats", []),
+                         payload_estimated="l4_payload_len" not in packets,
+                         underlay_mtu=underlay_mtu, nat_flows=nat_flows, hops=hops,
+                         latency=latency, clock_offsets=clock_offsets)
 
 
 NAT_NAME_COLUMNS = ["orig_src_name", "orig_dst_name", "xlat_src_name", "xlat_dst_name",

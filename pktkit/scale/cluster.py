@@ -1,0 +1,136 @@
+"""A Dask cluster for one run: N local worker processes, or an existing cluster by address.
+
+:func:`dask_client` yields a connected :class:`distributed.Client` and closes everything it
+started when the block ends, however it ends (an error, Ctrl-C, SIGTERM raised as an
+exception; a signal that arrives while a local cluster starts takes effect once it has
+started, so that it can be closed). A local cluster has ``workers`` processes of one
+thread each (the decoders and the analysis hold the GIL: threads would not add up), a memory
+limit per worker (Dask spills to disk at 70 % of it, pauses at 80 %, restarts the worker at
+95 %) and its spill files in a temporary folder removed at the end. With ``scheduler`` an
+existing cluster is used as it is: its workers must see the inputs and the output folder at
+the same paths as this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from pktkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+AUTO = "auto"
+CONNECT_TIMEOUT_S = 10
+
+
+def workers_arg(text: str) -> int | str:
+    """``--workers``: a number of worker processes >= 1, or ``auto`` (one per core); a
+    ValueError otherwise (argparse's one-line error)."""
+    if text == AUTO:
+        return text
+    count = int(text)
+    if count < 1:
+        raise ValueError(text)
+    return count
+
+
+def worker_total(workers: int | str) -> int:
+    """The number of workers ``--workers`` asks for (``auto``: the cores this process may use)."""
+    if workers == AUTO:
+        affinity = getattr(os, "sched_getaffinity", None)
+        return len(affinity(0)) if affinity else (os.cpu_count() or 1)
+    return int(workers)
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
+                memory_limit: str | int = "auto", dashboard_address: str = ":8787",
+                announce: Callable[[str], None] | None = None) -> Iterator[Client]:
+    """A client of a new local cluster of ``workers`` processes, or of the cluster at
+    ``scheduler``; ``announce`` gets one line naming the cluster and its dashboard.
+    ``memory_limit`` per worker: bytes, a size such as ``"1.5GB"``, or ``"auto"`` (the
+    machine's memory shared out). Everything started here is closed when the block ends."""
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, ValueError, TypeError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"--scheduler {scheduler}: cannot connect ({why}); start a Dask "
+                             "scheduler there (dask scheduler) or give its address as "
+                             "tcp://HOST:PORT") from None
+        try:
+            if announce:
+                count = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+                announce(f"Dask cluster at {scheduler}: {count} worker{'s' * (count != 1)}; "
+                         f"dashboard {client.dashboard_link}")
+            with _quiet_when_stopped():
+                yield client
+        finally:
+            client.close()
+        return
+    spill = tempfile.mkdtemp(prefix="pktkit-dask-")
+    try:
+        with contextlib.ExitStack() as stack:
+            with _signals_deferred():  # (a cluster half started cannot be closed cleanly)
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=worker_total(workers), threads_per_worker=1, processes=True,
+                    memory_limit=memory_limit, local_directory=spill,
+                    dashboard_address=dashboard_address, silence_logs=logging.ERROR))
+                client = stack.enter_context(Client(cluster))
+            if announce:
+                count = len(cluster.workers)
+                announce(f"Dask cluster: {count} worker{'s' * (count != 1)} of 1 thread; "
+                         f"dashboard {client.dashboard_link}")
+            with _quiet_when_stopped():
+                yield client
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet_when_stopped() -> Iterator[None]:
+    """When the block is left by Ctrl-C or a signal (not an Exception), Dask's and asyncio's
+    loggers are silenced for good, before the cluster closes: the client's calls cut short
+    would be reported by them as tracebacks ("Task exception was never retrieved", closed
+    connections) around the program's one line."""
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:
+        for name in ("asyncio", "distributed", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        raise
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP held while the block runs and raised again after it (in
+    the main thread; elsewhere the block runs as it is). A local cluster interrupted while it
+    starts leaves its nannies half made: Dask's exit hook then fails on them with
+    tracebacks. Held, the signal stops the run once the cluster can be closed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    kinds = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {kind: signal.signal(kind, lambda signum, frame: caught.append(signum))
+                for kind in kinds}
+    try:
+        yield
+    finally:
+        for kind, handler in previous.items():
+            signal.signal(kind, handler)
+        if caught:
+            signal.raise_signal(caught[0])

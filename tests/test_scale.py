@@ -1,0 +1,334 @@
+"""pktkit.scale: a LocalCluster of 2 workers gives what one process gives — the dataset's rows
+(captures cut into chunks, a cut capture, pcap and pcapng) and the analysis — also when a
+worker is killed in the middle of the run (Dask runs its task again); bad cluster arguments are
+one-line errors with exit 2; every cluster is closed with no process left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pktkit import cli
+from pktkit.analysis.inputs import resolve_inputs
+from pktkit.analysis.pipeline import analyze
+from pktkit.capture.autoports import resolve_ports
+from pktkit.capture.dataset import DatasetCapture, read_manifest, write_dataset
+from pktkit.craft.generation import generate, make_scenario
+from pktkit.report.folder import write_analysis
+from pktkit.scale import cluster as scale_cluster
+from pktkit.scale.analyze import analyze_on_cluster
+from pktkit.scale.cluster import dask_client
+from pktkit.scale.decode import write_dataset as write_on_cluster
+
+CHUNK = 20_000  # bytes: the test captures (30-90 kB) are cut into 2-5 chunks
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    with dask_client(2, dashboard_address=":0") as connected:
+        yield connected
+    assert not multiprocessing.active_children()  # the workers and nannies are gone
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """An impaired two-node overlay as per-interface pcap files and as -i any pcapng files,
+    and a pcap cut inside a record (the last chunk must stop where the whole file's reader
+    stops)."""
+    root = tmp_path_factory.mktemp("scale")
+    impairments = ["queue=5ms", "loss=0.02", "reorder=0.05", "duplicate=0.05"]
+    generate(make_scenario("vxlan-overlay", seed=4, impairments=impairments), root / "ether")
+    generate(make_scenario("geneve-overlay", seed=5, impairments=impairments), root / "any",
+             fmt="pcapng", linktype="sll2")
+    ether = sorted((root / "ether").glob("*.pcap"))
+    biggest = max(ether, key=lambda p: p.stat().st_size)
+    cut = root / "ether" / "cut-copy.pcap"
+    data = biggest.read_bytes()
+    cut.write_bytes(data[:len(data) - 37])
+    return [*ether, cut, *sorted((root / "any").glob("*.pcapng"))]
+
+
+def _kill_once(marker: str, task: str) -> object:
+    """A worker plugin that SIGKILLs its worker process as it starts a task whose key holds
+    ``task``, once in all (the first to create ``marker``)."""
+    from distributed import WorkerPlugin
+
+    class KillOnce(WorkerPlugin):  # (defined in here: pickled by value to the workers)
+        def transition(self, key: object, start: str, finish: str, **kwargs: object) -> None:
+            if finish == "executing" and task in str(key):
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    return
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillOnce()
+
+
+def test_chunks_share_the_workers_by_bytes(tmp_path: Path) -> None:
+    """Few captures: cut to keep every worker busy, by bytes; many: one task each, cut only
+    past the chunk size; never below the least chunk; a compressed file is never cut."""
+    from pktkit.scale.decode import chunk_counts
+
+    sizes = {"big": 3000, "small": 1000, "tiny": 10}
+    paths = []
+    for name, size in sizes.items():
+        path = tmp_path / f"{name}.pcap"
+        path.write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(size - 4))  # (a pcap's magic)
+        paths.append(path)
+    gz = tmp_path / "big.pcap.gz"
+    gz.write_bytes(b"\x1f\x8b" + bytes(5000))
+    assert chunk_counts(paths[:1], 8, chunk_bytes=10_000, min_chunk_bytes=100) == [8]
+    assert chunk_counts(paths[:2], 8, chunk_bytes=10_000, min_chunk_bytes=100) == [6, 2]
+    assert chunk_counts(paths, 8, chunk_bytes=10_000, min_chunk_bytes=100) == [6, 2, 1]
+    assert chunk_counts(paths[:1], 8, chunk_bytes=10_000, min_chunk_bytes=1000) == [3]
+    assert chunk_counts(paths[:1], 1, chunk_bytes=1000, min_chunk_bytes=100) == [3]
+    assert chunk_counts(paths * 3, 2, chunk_bytes=10_000, min_chunk_bytes=100) == [1] * 9
+    assert chunk_counts([gz, tmp_path / "missing.pcap"], 8, chunk_bytes=100,
+                        min_chunk_bytes=1) == [1, 1]
+
+
+def dataset_inputs(captures: list[Path]) -> list[DatasetCapture]:
+    return [DatasetCapture(i.path, i.node, i.label, dict(i.interfaces), i.interface)
+            for i in resolve_inputs(captures)]
+
+
+def assert_same_dataset(got: Path, want: Path) -> None:
+    """Equal rows (pandas' reading) and equal manifests but for the parts' names."""
+    pd.testing.assert_frame_equal(pd.read_parquet(got), pd.read_parquet(want))
+    got_manifest, want_manifest = read_manifest(got), read_manifest(want)
+    for entry in [*got_manifest["captures"], *want_manifest["captures"]]:
+        entry.pop("parts")
+    assert got_manifest == want_manifest
+
+
+def test_two_workers_write_the_rows_of_one_process(client: object, captures: list[Path],
+                                                   tmp_path: Path) -> None:
+    inputs = dataset_inputs(captures)
+    ports = resolve_ports(captures, "auto")  # (Geneve and VXLAN ports found in the packets)
+    one = write_dataset(inputs, tmp_path / "one", ports)
+    steps: list[tuple[int, int]] = []
+    many = write_on_cluster(client, inputs, tmp_path / "many", ports, chunk_bytes=CHUNK,
+                            min_chunk_bytes=1,
+                            progress=lambda done, total: steps.append((done, total)))
+    assert many == one  # each capture's frames, bytes read, and where a cut one stopped
+    assert one[captures.index(captures[-3])].stopped_at is not None  # the cut copy
+    parts = [len(c["parts"]) for c in read_manifest(tmp_path / "many")["captures"]]
+    assert max(parts) >= 3 and sum(parts) == len(steps) == steps[-1][1]
+    assert_same_dataset(tmp_path / "many", tmp_path / "one")
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
+
+
+def test_a_worker_killed_mid_run_is_retried(client: object, captures: list[Path],
+                                            tmp_path: Path) -> None:
+    marker = tmp_path / "killed-once"
+    inputs = dataset_inputs(captures)
+    ports = resolve_ports(captures, "auto")
+    write_dataset(inputs, tmp_path / "one", ports)
+    client.register_plugin(_kill_once(str(marker), "pktkit-decode"),  # type: ignore[attr-defined]
+                           name="pktkit-kill-once")
+    try:
+        write_on_cluster(client, inputs, tmp_path / "many", ports, chunk_bytes=CHUNK,
+                         min_chunk_bytes=1)
+    finally:
+        client.unregister_worker_plugin("pktkit-kill-once")  # type: ignore[attr-defined]
+    assert marker.exists()  # a worker did die in the run
+    assert_same_dataset(tmp_path / "many", tmp_path / "one")
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
+    client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]  # (the nanny's restart)
+
+
+def assert_same_report(got: Path, want: Path) -> None:
+    """Every table of two report folders equal: ids included (the cluster numbers packets
+    as one process does), rows in the same order, dtypes and categories alike."""
+    tables = sorted(p.name for p in want.glob("*.parquet"))
+    assert {"packets.parquet", "hops.parquet", "latency.parquet", "nat_flows.parquet",
+            "clock_offsets.parquet"} <= set(tables)
+    assert tables == sorted(p.name for p in got.glob("*.parquet"))
+    for name in tables:
+        pd.testing.assert_frame_equal(pd.read_parquet(got / name), pd.read_parquet(want / name),
+                                      obj=name)
+
+
+@pytest.fixture(scope="module")
+def analysis_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path]:
+    """A NodePort Service across two nodes (DNAT and masquerade on node-a), node-b's clock
+    offset and drifting, the underlay impaired; and their single-process report."""
+    root = tmp_path_factory.mktemp("analysis")
+    generate(make_scenario("k8s-nodeport", seed=6, flows=12, clock_offset_s=0.2,
+                           clock_drift_ppm=40, impairments=["queue=2ms", "loss=0.02",
+                                                            "reorder=0.05",
+                                                            "duplicate=0.05"]),
+             root / "vx", fmt="pcapng", linktype="sll2")
+    files = sorted((root / "vx").glob("*.pcapng"))
+    write_analysis(analyze(files), root / "one")
+    return files, root / "one"
+
+
+def test_analyze_on_the_cluster_is_the_single_process(client: object, analysis_set: tuple,
+                                                      tmp_path: Path) -> None:
+    files, one = analysis_set
+    summary, notes = analyze_on_cluster(client, files, tmp_path / "many")
+    assert summary["correlation"]["packets"] > 50 and summary["counts"]["nat_flows"] > 5
+    assert notes == []
+    assert_same_report(tmp_path / "many", one)
+    # a dataset as the input: the same analysis (its metadata given: a dataset has none)
+    write_dataset(dataset_inputs(files), tmp_path / "ds", resolve_ports(files, ()))
+    analyze_on_cluster(client, [tmp_path / "ds"], tmp_path / "from-ds",
+                       options={"k8s": [files[0].parent / "kubectl.json"]})
+    assert_same_report(tmp_path / "from-ds", one)
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]  # scratch removed
+
+
+def test_a_worker_killed_in_the_correlation_is_retried(client: object, analysis_set: tuple,
+                                                       tmp_path: Path) -> None:
+    files, one = analysis_set
+    marker = tmp_path / "killed-once"
+    client.register_plugin(_kill_once(str(marker), "survey"),  # type: ignore[attr-defined]
+                           name="pktkit-kill-survey")
+    try:
+        analyze_on_cluster(client, files, tmp_path / "many")
+    finally:
+        client.unregister_worker_plugin("pktkit-kill-survey")  # type: ignore[attr-defined]
+    assert marker.exists()  # a worker died holding parts: Dask made them again
+    assert_same_report(tmp_path / "many", one)
+    client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]
+
+
+def test_bundles_on_the_cluster_are_one_task_of_the_single_process(
+        client: object, analysis_set: tuple, tmp_path: Path) -> None:
+    """Bundles (their node addresses and links belong to the reading of their captures): the
+    single-process analysis as one task, its report moved into place by the client."""
+    from bundle_checks import make_bundles
+
+    files, _ = analysis_set
+    bundles = list(make_bundles(files[0].parent, tmp_path / "bundles", addresses={
+        "node-a": ["192.168.50.11"], "node-b": ["192.168.50.12"]}).values())
+    alone = analyze(bundles)
+    write_analysis(alone, tmp_path / "one")
+    summary, notes = analyze_on_cluster(client, bundles, tmp_path / "many")
+    assert summary["correlation"]["packets"] > 50 and notes == alone.notes
+    assert_same_report(tmp_path / "many", tmp_path / "one")
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
+
+
+def main(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_bad_cluster_arguments_are_one_line_errors(captures: list[Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scale_cluster, "CONNECT_TIMEOUT_S", 1)
+    capture, out = str(captures[0]), f"{tmp_path / 'ds'}/"
+    for args, says in (
+        (["packets", capture, "-o", out, "--workers", "0"], "invalid workers value: '0'"),
+        (["analyze", capture, "-o", str(tmp_path / "r"), "--workers", "many"], "'many'"),
+        (["packets", capture, "-o", out, "--scheduler", "tcp://127.0.0.1:9"],
+         "--scheduler tcp://127.0.0.1:9: cannot connect"),
+        (["analyze", capture, "-o", str(tmp_path / "r"), "--scheduler", "tcp://127.0.0.1:9"],
+         "--scheduler tcp://127.0.0.1:9: cannot connect"),
+        (["packets", capture, "-o", str(tmp_path / "t.parquet"), "--workers", "2"],
+         "give -o DIR/"),
+        (["packets", capture, "--workers", "2"], "give -o DIR/"),
+        (["packets", capture, "-o", out, "--workers", "2", "--scheduler", "tcp://x:1"],
+         "give it without --workers"),
+    ):
+        code, stdout, stderr = main(*args)
+        assert (code, stdout) == (2, ""), args
+        assert stderr.count("\n") == 1 and says in stderr, (args, stderr)
+    assert not list(tmp_path.iterdir())  # nothing written, nothing left
+
+
+def test_cli_analyze_on_a_scheduler(client: object, analysis_set: tuple,
+                                    tmp_path: Path) -> None:
+    files, one = analysis_set
+    address = client.scheduler.address  # type: ignore[attr-defined]
+    code, out, err = main("analyze", *map(str, files), "-o", str(tmp_path / "r"),
+                          "--scheduler", address)
+    assert code == 0, err
+    assert err.startswith(f"pktkit: Dask cluster at {address}: 2 workers; dashboard http")
+    assert out.startswith("k8s-nodeport: ") or "NAT flow" in out
+    assert_same_report(tmp_path / "r", one)
+
+
+def test_cli_packets_on_two_workers(captures: list[Path], tmp_path: Path) -> None:
+    before = set(multiprocessing.active_children())  # (the module's cluster, if it runs)
+    code, _, err = main("packets", *map(str, captures[:4]), "-o", str(tmp_path / "one") + "/",
+                        "-q")
+    assert code == 0 and err == ""
+    code, out, err = main("packets", *map(str, captures[:4]), "-o", str(tmp_path / "two") + "/",
+                          "--workers", "2")
+    assert code == 0, err
+    assert err.startswith("pktkit: Dask cluster: 2 workers of 1 thread; dashboard http")
+    assert out.strip().endswith(f"from 4 captures written to {tmp_path / 'two'}/")
+    assert_same_dataset(tmp_path / "two", tmp_path / "one")
+    assert set(multiprocessing.active_children()) <= before  # its cluster is gone
+
+
+@pytest.mark.parametrize(("verb", "signum", "delay"), [
+    ("packets", signal.SIGINT, 1.0), ("packets", signal.SIGTERM, 3.0),
+    ("analyze", signal.SIGINT, 4.0)])
+def test_a_stopped_run_leaves_nothing(captures: list[Path], analysis_set: tuple,
+                                      tmp_path: Path, verb: str, signum: int,
+                                      delay: float) -> None:
+    """Stopped while the cluster starts, decodes or correlates: one line, the signal's exit
+    code, no worker process left, no staged or scratch folder left (the cluster is closed
+    before they go, so no worker writes into them after)."""
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    if verb == "packets":
+        given = tmp_path / "in"
+        given.mkdir()
+        for i in range(150):
+            (given / f"copy-{i}.pcap").write_bytes(captures[0].read_bytes())
+        args = ["packets", str(given), "-o", f"{tmp_path / 'out'}/"]
+    else:
+        args = ["analyze", *map(str, analysis_set[0]), "-o", str(tmp_path / "out")]
+    token = uuid.uuid4().hex
+    run = subprocess.Popen([sys.executable, "-m", "pktkit.cli", *args, "--workers", "2"],
+                           text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env={**os.environ, "PKTKIT_TEST_RUN": token})
+    time.sleep(delay)
+    run.send_signal(signum)
+    _, err = run.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if not line.startswith("pktkit: Dask cluster")]
+    if run.returncode == 0:  # (a fast machine finished first: then the output is whole)
+        assert (tmp_path / "out").is_dir()
+    else:
+        assert run.returncode == 128 + signum
+        assert len(lines) == 1 and lines[0].startswith("pktkit: "), err
+        assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+    deadline = time.monotonic() + 30
+    while _processes_with(token):  # (a worker's nanny may take a moment to see it go)
+        assert time.monotonic() < deadline, "worker processes left behind"
+        time.sleep(0.2)
+
+
+def _processes_with(token: str) -> list[str]:
+    """The processes whose environment holds ``token`` (the run's and its children's)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if token.encode() in environ.read_bytes():
+                found.append(environ.parent.name)
+        except OSError:
+            continue
+    return found
