@@ -221,7 +221,7 @@ def build_set(size: str, flows: int, duration_s: float, rebuild: bool) -> dict:
                 k = done["segment"]
                 low, high = append_segment(done, path, partial, k * shift_s * 10**6)
                 shutil.rmtree(path)
-                span_s = (high - low) / 1e6 - k * shift_s
+                span_s = (high - low) / 1e6  # on the nodes' clocks: ≤ true span + 2 offsets
                 # the segment's own span, its clocks' spread and the window must fit the shift
                 if span_s + 2 * done["max_offset_ns"] / 1e9 + WINDOW_S > shift_s:
                     raise SystemExit(f"segment {k} spans {span_s:.1f} s: raise TAIL_S")
