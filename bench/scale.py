@@ -207,7 +207,9 @@ def build_set(size: str, flows: int, duration_s: float, rebuild: bool) -> dict:
     with ProcessPoolExecutor(max_workers=2) as pool:
         while state["frames"] < target:
             first = len(state["segments"])
-            rounds = [first, first + 1]
+            done_frames = [x["frames"] for x in state["segments"]]
+            one_will_do = done_frames and target - state["frames"] <= min(done_frames)
+            rounds = [first] if one_will_do else [first, first + 1]
             temp = [OUT / f"scale-segment-{k}" for k in rounds]
             for path in temp:
                 shutil.rmtree(path, ignore_errors=True)
