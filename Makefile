@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo captures lint bench clean
+.PHONY: install test demo captures lint bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: captures
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/analyze.py
+
+# issue 13: --workers 1 against --workers 2 on 32-node sets of 10M and 20M frames (not in `test`)
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

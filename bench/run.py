@@ -24,6 +24,7 @@ Usage: python bench/run.py [--packets N] [--scapy-packets N] [--rebuild]
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -279,6 +280,65 @@ def floors_worker(capture: str, table: str) -> None:
     print(json.dumps({"parquet": parquet, "checksums": summed, "walk": walked}))
 
 
+def stages_worker(capture: str) -> None:
+    """CPU seconds of each stage of ``pktkit packets -o`` run one after another in one thread
+    (the run itself spreads them over three threads): the record walk with the gather of each
+    frame's head (the first touch of most pages), the vectorized layers with the reference
+    decoder's rows, the L4 checksum sums, the payload hashes, the columns (flow ids, address
+    codes), the Arrow conversion and the Parquet encoding."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pktkit.capture import output
+    from pktkit.capture.arrow import arrow_schema
+    from pktkit.capture.batches import raw_batches
+    from pktkit.capture.columns import BatchDecoder
+    from pktkit.capture.vectorized import payload_hashes
+
+    clock = time.process_time
+    decoder, schema = BatchDecoder(), arrow_schema()
+    spent = dict.fromkeys(STAGES, 0.0)
+    _, raws = raw_batches(capture)
+    group: list[pa.RecordBatch] = []
+    with tempfile.TemporaryDirectory(dir=OUT) as scratch, pq.ParquetWriter(
+            Path(scratch) / "stages.parquet", schema,
+            use_dictionary=output._DICTIONARY_COLUMNS, column_encoding=output._SPLIT_COLUMNS,
+            write_statistics=output._STATISTICS_COLUMNS) as writer:
+        batches = iter(raws)
+        while True:
+            marks = [clock()]
+            raw = next(batches, None)
+            marks.append(clock())
+            if raw is None:
+                break
+            started = decoder._start(raw, {})
+            marks.append(clock())
+            started.f.finish_checksums()
+            marks.append(clock())
+            payload_hashes(raw, started.f)
+            marks.append(clock())
+            columns = decoder._columns(raw, started.f, started)
+            marks.append(clock())
+            group.append(output.arrow_batch(columns, schema))
+            marks.append(clock())
+            if sum(len(b) for b in group) >= output.ROW_GROUP_ROWS:
+                table = pa.Table.from_batches(group, schema)
+                writer.write_table(table, row_group_size=len(table))
+                group = []
+            marks.append(clock())
+            for stage, (begin, end) in zip(STAGES, itertools.pairwise(marks), strict=True):
+                spent[stage] += end - begin
+        if group:
+            started_at = clock()
+            writer.write_table(pa.Table.from_batches(group, schema))
+            spent["parquet"] += clock() - started_at
+    spent["walk"] += marks[1] - marks[0]
+    print(json.dumps(spent))
+
+
+STAGES = ("walk", "layers", "checksums", "hashes", "columns", "arrow", "parquet")
+
+
 def run_floors(capture: Path) -> dict[str, float]:
     """The floors of one pktkit run on ``capture`` (see floors_worker), and the interpreter
     with the imports of ``pktkit packets -o``, as a process of its own."""
@@ -286,16 +346,18 @@ def run_floors(capture: Path) -> dict[str, float]:
                                  "from pktkit.capture.output import write_packets"])
     _, _, out, _ = measured([PYTHON, __file__, "--worker", "floors", str(capture),
                              str(OUT / "out.parquet")])
-    return {"imports": imports, **json.loads(out)}
+    _, _, staged, _ = measured([PYTHON, __file__, "--worker", "stages", str(capture)])
+    return {"imports": imports, **json.loads(out),
+            **{f"stage {k}": v for k, v in json.loads(staged).items()}}
 
 
 # -- report ------------------------------------------------------------------------------------
 
 
-def print_floors(floors: dict[str, float], small: Run, tshark: Run) -> None:
-    """What the ratio to tshark can reach at best on this machine: after the interpreter and
-    the imports (one core), two cores have 2 × (target − imports) CPU seconds for everything
-    else, and the floors below are only part of that everything."""
+def print_floors(floors: dict[str, float], small: Run, tshark: Run, rate: Run) -> None:
+    """What the targets leave on this machine: after the interpreter and the imports (one
+    core), two cores have 2 × (target time − imports) CPU seconds for everything else. The
+    floors are only part of that everything; the stages are the whole of it, one at a time."""
     target = small.packets / (RATIO_TARGET * tshark.pps)
     budget = 2 * (target - floors["imports"])
     floor = floors["parquet"] + floors["checksums"] + floors["walk"]
@@ -303,9 +365,17 @@ def print_floors(floors: dict[str, float], small: Run, tshark: Run) -> None:
           f"{floors['imports']:.2f}, Parquet encoding of the table {floors['parquet']:.2f}, "
           f"checksum arithmetic over every byte {floors['checksums']:.2f}, record walk "
           f"{floors['walk']:.2f}; pktkit's whole run {small.cpu:.2f}")
+    stages = {k.removeprefix("stage "): v for k, v in floors.items() if k.startswith("stage ")}
+    print(f"stages: CPU seconds, one after another in one thread on {_count(small.packets)}: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+          + f"; sum {sum(stages.values()):.2f}")
     print(f"        {RATIO_TARGET}x tshark = {target:.2f} s for the whole process: after the "
           f"imports, 2 cores give {budget:.2f} CPU s, and encoding + checksums + walk alone take "
           f"{floor:.2f} (before decoding, flow ids, payload hashes, Arrow)")
+    seconds = rate.packets / RATE_TARGET
+    print(f"        {RATE_TARGET:,} packets/s on {_count(rate.packets)} = {seconds:.2f} s: after "
+          f"the imports, 2 cores give {2 * (seconds - floors['imports']):.2f} CPU s (both busy "
+          f"throughout); pktkit's {_count(rate.packets)} run used {rate.cpu:.2f}")
 
 
 def report(runs: list[Run], tshark: Run, small: Run, larger: list[Run],
@@ -331,7 +401,7 @@ def report(runs: list[Run], tshark: Run, small: Run, larger: list[Run],
     print(f"rate:   pktkit {rate.pps:,.0f} packets/s on {_count(rate.packets)}, the whole process "
           f"(target >= {RATE_TARGET:,}): {'PASS' if rate_ok else 'FAIL'}")
     sizes = ", ".join(f"{_count(r.packets)} {r.peak_mb:.0f} MB" for r in [small, *larger])
-    print_floors(floors, small, tshark)
+    print_floors(floors, small, tshark, rate)
     print(f"memory: {sizes} (x{flat:.2f} from {_count(small.packets)} to "
           f"{_count(largest.packets)}; target flat, < {MEMORY_TARGET_MB} MB): "
           f"{'PASS' if memory_ok else 'FAIL'}")
@@ -351,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             tshark_worker(args.worker[1])
         elif args.worker[0] == "floors":
             floors_worker(args.worker[1], args.worker[2])
+        elif args.worker[0] == "stages":
+            stages_worker(args.worker[1])
         else:
             scapy_worker(args.worker[1], int(args.worker[2]))
         return 0

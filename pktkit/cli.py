@@ -53,7 +53,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     scenario = make_scenario(args.scenario, seed=args.seed, flows=args.flows,
                              duration_s=args.duration, overrides=overrides,
                              clock_offset_s=args.clock_offset, clock_drift_ppm=args.clock_drift,
-                             impairments=args.impair)
+                             impairments=args.impair, nodes=args.nodes)
     result = generate(scenario, args.out, fmt=args.format, linktype=args.linktype)
     if not args.quiet:
         print(f"{scenario.name}: {result.packets} frames in {len(result.files)} files "
@@ -451,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "reorder=FRACTION, duplicate=FRACTION (a frame recorded twice)")
     gen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a scenario parameter (repeatable)")
+    gen.add_argument("--nodes", type=int, metavar="N",
+                     help="N nodes instead of two (overlay and flat-routed scenarios): pods on "
+                          "each, flows between random pairs; every node but the first gets "
+                          "its own clock, drawn within ±--clock-offset and ±--clock-drift")
     gen.add_argument("-q", "--quiet", action="store_true")
     gen.set_defaults(func=_cmd_generate)
 

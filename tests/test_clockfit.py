@@ -268,3 +268,62 @@ def test_binding_rows_give_the_polygon_all_samples_give() -> None:
     assert whole is not None and hulls is not None
     assert (whole.delta[0], whole.delta[-1]) == pytest.approx((hulls.delta[0], hulls.delta[-1]))
     assert cf.feasible_polygon(br, bs, fr, fs)[0] is None
+
+
+# -- one direction, reduced ---------------------------------------------------------------------
+
+
+def assert_same_way(one: cf.OneWay, other: cf.OneWay) -> None:
+    for name in ("forward", "count", "x_sum", "whole_us", "max_drift_ppm"):
+        assert getattr(one, name) == getattr(other, name), name
+    for name in ("hull_key", "hull_send", "hull_recv", "key", "send", "recv"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(other, name), name)
+
+
+@pytest.mark.parametrize("forward", [True, False])
+def test_reductions_merge_exactly_however_split(forward: bool) -> None:
+    """30,000 samples (beyond the 8,000 of the sample) at a coarse resolution (ties in time,
+    equal points), split into 2, 3 and 7 parts in shuffled order: the parts' reductions
+    merged are the reduction of all of them (count, exact sum, bounding points, sample), and
+    the fit of merged reductions is the fit of all the samples."""
+    rng = np.random.default_rng(11)
+    a, b = Clock(), Clock(300e6, 80e-6)
+    (fs, fr, bs, br), _, _ = crossings(rng, a, b, 30_000, 20e9, floored(queued=0.1), 10 * US)
+    send, recv = (fs, fr) if forward else (bs, br)
+    whole = cf.OneWay.of(send, recv, forward)
+    assert whole.count == 30_000 and len(whole.key) == cf.SAMPLE_SIZE and not whole.complete
+    assert whole.x_sum == sum(int(x) for x in (send if forward else recv))
+    for k in (2, 3, 7):
+        part = rng.integers(0, k, len(send))
+        ways = [cf.OneWay.of(send[at], recv[at], forward, key=at)
+                for at in (rng.permutation(np.flatnonzero(part == i)) for i in range(k))]
+        assert_same_way(cf.OneWay.merge(ways[::-1]), whole)
+    fits = [cf.fit_pair(fs, fr, bs, br)]
+    halves = np.arange(len(fs)) % 2 == 0
+    fwd = cf.OneWay.merge([cf.OneWay.of(fs[m], fr[m], True, key=np.flatnonzero(m))
+                           for m in (halves, ~halves)])
+    back = cf.OneWay.merge([cf.OneWay.of(bs[m], br[m], False, key=np.flatnonzero(m))
+                            for m in (~halves, halves)])
+    fits.append(cf.fit_ways(fwd, back))
+    assert fits[0] is not None and fits[0] == fits[1]
+
+
+def test_bounding_points_are_the_hull_vertices_that_can_bind() -> None:
+    """Against brute force: every point lowest in y − δx for an admissible δ (a fine grid
+    of δ within ±D) is kept, and every point kept is an end of the hull or lowest for some
+    admissible δ (tried exactly at the slopes to every other point, where the lowest
+    changes)."""
+    rng = np.random.default_rng(12)
+    D = cf.MAX_DRIFT_PPM * 1e-6
+    for _ in range(30):
+        n = int(rng.integers(3, 200))
+        x = np.sort(rng.integers(0, 10**9, n))
+        y = rng.integers(0, 10**5, n) + rng.choice([0, 300_000], n, p=[0.9, 0.1])
+        kept = set(cf.bounding_points(x, y, np.arange(n)).tolist())
+        grid = np.linspace(-D, D, 4001)
+        assert set(np.argmin(y[None, :] - grid[:, None] * x[None, :], axis=1).tolist()) <= kept
+        ends = {int(np.lexsort((y, x))[0]), int(np.lexsort((y, -x))[0])}
+        for p in kept - ends:
+            other = x != x[p]
+            slopes = np.clip((y[other] - y[p]) / (x[other] - x[p]), -D, D)
+            assert any(y[p] - d * x[p] <= (y - d * x).min() + 1e-6 for d in slopes), p

@@ -1,4 +1,4 @@
-"""Clock offset and drift of one node pair from one-way packet crossings (numpy only).
+"""Clock offset and drift of one node pair from one-way packet crossings (numpy).
 
 Model
 -----
@@ -39,7 +39,7 @@ move it only through their times, never through their delays: a congestion episo
 every packet of a burst for milliseconds does not tilt it. For a slope the two lines' heights
 are the envelopes ``g`` and ``f``, so the objective is convex and piecewise linear in the
 slope, minimal at a hull edge slope. Its standard error comes from random halves of the
-samples (their spread about the whole sample's fit, over √2), never below the timestamps'
+sample (their spread about the whole fit, over √2), never below the timestamps'
 resolution over the span. With fewer than four samples a way, a Tukey-bisquare regression of
 all one-way observations (common slope, one intercept per direction) stands in; without a
 resolved drift, the middle of the feasible polygon. The estimate is clamped to the feasible
@@ -66,24 +66,53 @@ below its direction's robust regression line (where no sample of a light-tailed 
 is dropped; (2) while the polygon is empty, the samples binding the least-violating line are
 dropped. A wrong match that lands within the jitter's own tail is undetectable by any method
 and can shrink the bound by as much as it lies below the true envelope.
+
+What the fit reads: reductions that do not grow with the crossings
+------------------------------------------------------------------
+Each direction comes as a :class:`OneWay`, whose size is bounded, and which merges exactly
+(one process and any partition of the crossings give the same reduction, hence the same fit):
+
+* for the linear program and the polygon, exact: the count, the sum of the times (a Python
+  int) and the *bounding points* (:func:`bounding_points`): the lower hull's vertices whose
+  neighbouring edge slopes reach into the drift prior, and its two ends, in integer
+  arithmetic, so the bounding points of a union are those of its parts' bounding points;
+* for the statistics (the frame's medians, the robust regression of the tail test, the random
+  halves behind the drift's standard error): a bottom-k sample, the crossings with the
+  smallest hashes of their key (:data:`SAMPLE_SIZE` a way from :func:`fit_pair`; the
+  crossings' round takes each direction's share of a per-pair sample instead,
+  :class:`~pktkit.analysis.crossings.CrossingGroups`), read in key order (signature order;
+  :func:`fit_pair`: the samples' places), so the random halves are the same however the
+  crossings were split.
+
+The points the fit works on are the sample and the bounding points it lacks. Where the sample
+holds every crossing, that is every crossing, and the fit is the unreduced one. Beyond it, the
+linear program still reads every crossing (counts, sums, hulls); the tail test fits its line
+on the sample and drops the points (sample or bounding) below it; a dropped bounding point
+leaves the hull of what is left among the points read, which is never narrower than the truth
+(removing samples only widens the polygon): the bounds stay valid. ``samples_fwd`` counts the
+crossings kept, ``rejected_fwd`` the points dropped among those read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from pktkit.analysis.rows import row_digest
+
 MAX_DRIFT_PPM = 500.0  # the prior: crystals are within ±100 ppm
 _PRUNE_BINS = 4096      # time bins of the hull candidate pruning
 _MAX_REJECT_ROUNDS = 60
 _HALVES = 32  # random half-samples behind the linear program's standard error
-_HALF_SAMPLES = 8_000  # per direction, of the samples the halves are drawn from
-_LP_SAMPLES = 100_000  # per direction, an even subsample the linear program runs on
-_STAT_SAMPLES = 25_000  # per direction: the statistical fits use an even subsample beyond
+SAMPLE_SIZE = 8_000  # per direction: the statistics run on a bottom-k sample of this size
+_M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB  # splitmix64
 
 
 # -- geometry ---------------------------------------------------------------------------------
@@ -213,18 +242,165 @@ def feasible_polygon(fwd_send: ArrayLike, fwd_recv: ArrayLike, back_send: ArrayL
 
 def binding_rows(send: ArrayLike, recv: ArrayLike, forward: bool,
                  max_drift_ppm: float = MAX_DRIFT_PPM) -> np.ndarray:
-    """The samples (indices) that can bind a line of slope within the drift prior: for
-    ``forward`` samples (a → b) the lower hull of ``(send, recv − send)``, for backward ones
-    the upper hull of ``(recv, send − recv)``. A feasibility test on these alone answers as
-    on all the samples."""
+    """The samples (indices) that can bind a line of slope within the drift prior
+    (:func:`bounding_points`): for ``forward`` samples (a → b) of ``(send, recv − send)``,
+    for backward ones of ``(recv, recv − send)`` (the points ``(recv, send − recv)`` bind
+    from above). A feasibility test on these alone answers as on all the samples."""
     send, recv = np.asarray(send, np.int64), np.asarray(recv, np.int64)
-    if not len(send):
+    return bounding_points(send if forward else recv, recv - send, np.arange(len(send)),
+                           max_drift_ppm)
+
+
+# -- one direction, reduced ------------------------------------------------------------------
+
+
+def _drift_fraction(max_drift_ppm: float) -> Fraction:
+    return Fraction(max_drift_ppm) / 1_000_000
+
+
+def bounding_points(x: np.ndarray, y: np.ndarray, key: np.ndarray,
+                    max_drift_ppm: float = MAX_DRIFT_PPM) -> np.ndarray:
+    """Indices of the points (int64 ``x``, ``y``; ``key`` breaks ties) that can bind a line
+    under them with a slope within the prior: the vertices of the lower convex hull whose
+    neighbouring edges' slopes reach into [-D, D], and the hull's two ends (the first and the
+    last x). In exact integer arithmetic, so the points of a union are those of the union of
+    its parts' points: the reduction merges exactly, however the points are split."""
+    if not len(x):
         return np.zeros(0, np.int64)
-    base = int(send.min()) if forward else int(recv.min())
-    x = ((send if forward else recv) - base).astype(np.float64)
-    y = (recv - send).astype(np.float64)  # a lower hull either way: the backward points
-    # (recv, send − recv) bind from above
-    return _Hull.lower(x, y, np.arange(len(send)), max_drift_ppm * 1e-6).idx
+    order = np.lexsort((key, y, x))
+    sx = x[order]
+    order = order[np.r_[True, sx[1:] != sx[:-1]]]  # of equal x the lowest (then first key)
+    if len(order) > 2 * _PRUNE_BINS:
+        # a point higher than its time bin's lowest by more than the prior's slope over the
+        # bin never binds: dropping it (floats, with a margin) changes no bounding point
+        fx = (x[order] - x[order[0]]).astype(np.float64)
+        fy = (y[order] - y[order].min()).astype(np.float64)
+        kept = _candidates(fx, fy, np.arange(len(order)), max_drift_ppm * 1e-6)[2]
+        order = order[np.union1d(kept, [0, len(order) - 1])]
+    xs, ys = x[order].tolist(), y[order].tolist()
+    hull: list[int] = []
+    for k, (px, py) in enumerate(zip(xs, ys, strict=True)):
+        while len(hull) >= 2:
+            i, j = hull[-2], hull[-1]
+            if (xs[j] - xs[i]) * (py - ys[i]) - (ys[j] - ys[i]) * (px - xs[i]) > 0:
+                break
+            hull.pop()
+        hull.append(k)
+    drift = _drift_fraction(max_drift_ppm)
+    num, den = drift.numerator, drift.denominator
+    keep = []
+    for v, k in enumerate(hull):
+        if 0 < v < len(hull) - 1:
+            i, j = hull[v - 1], hull[v + 1]
+            # left edge's slope <= D and right edge's >= -D
+            if ((ys[k] - ys[i]) * den > num * (xs[k] - xs[i])
+                    or (ys[j] - ys[k]) * den < -num * (xs[j] - xs[k])):
+                continue
+        keep.append(k)
+    return order[np.asarray(keep, np.int64)]
+
+
+def _exact_sum(x: np.ndarray) -> int:
+    """The sum of int64 values as a Python int (no overflow: in 32-bit halves)."""
+    high = int((x >> np.int64(32)).sum())
+    return (high << 32) + int((x & np.int64(0xFFFFFFFF)).sum())
+
+
+def _bottom(key: np.ndarray, size: int) -> np.ndarray:
+    """Indices of the ``size`` entries with the smallest hash of their key (then key), in key
+    order: a bottom-k sample, the same of a union as of the union of its parts' samples."""
+    if len(key) > size:
+        keep = np.lexsort((key, row_digest([key])))[:size]
+        return keep[np.argsort(key[keep], kind="stable")]
+    return np.argsort(key, kind="stable")
+
+
+@dataclass
+class OneWay:
+    """One direction's crossings of a node pair, reduced to what :func:`fit_ways` reads; its
+    size does not grow with the crossings. ``forward``: a → b (the samples' a-clock time is
+    the send time), else b → a (the receive time); every sample is a point (x, recv − send).
+
+    Exact, for the linear program: ``count``, ``x_sum`` (a Python int), ``whole_us`` and the
+    bounding points (:func:`bounding_points` under the prior ``max_drift_ppm``: the lower
+    hull's vertices that can bind, and its ends) as ``hull_*``. For the statistics: the
+    crossings with the :data:`SAMPLE_SIZE` smallest hashes of their ``key`` (a signature:
+    unique in the direction), in key order: all of them up to that size. Both reductions
+    merge exactly (:meth:`merge`), so any split of the crossings gives the same OneWay."""
+
+    forward: bool
+    count: int
+    x_sum: int
+    whole_us: bool
+    max_drift_ppm: float
+    hull_key: np.ndarray
+    hull_send: np.ndarray
+    hull_recv: np.ndarray
+    key: np.ndarray
+    send: np.ndarray
+    recv: np.ndarray
+
+    @classmethod
+    def of(cls, send: ArrayLike, recv: ArrayLike, forward: bool, key: ArrayLike | None = None,
+           max_drift_ppm: float = MAX_DRIFT_PPM, size: int | None = None) -> OneWay:
+        """The reduction of the samples (int64 ns; ``key`` default: their positions), with a
+        sample of ``size`` (default :data:`SAMPLE_SIZE`; 0: none, see :meth:`with_sample`)."""
+        send, recv = (np.asarray(a, dtype=np.int64).ravel() for a in (send, recv))
+        if len(send) != len(recv):
+            raise ValueError("send and receive arrays differ in length")
+        key = np.arange(len(send)) if key is None else np.asarray(key, np.int64).ravel()
+        x = send if forward else recv
+        whole_us = not ((send % 1000).any() or (recv % 1000).any())
+        return cls._reduced(forward, len(send), _exact_sum(x), whole_us, max_drift_ppm, key,
+                            send, recv, key, send, recv, size)
+
+    @staticmethod
+    def merge(ways: Iterable[OneWay], size: int | None = None) -> OneWay:
+        """One reduction of all the samples ``ways`` (of one direction, disjoint) reduce
+        (``size``: as in :meth:`of`)."""
+        ways = list(ways)
+        first = ways[0]
+        if any(w.forward != first.forward or w.max_drift_ppm != first.max_drift_ppm
+               for w in ways):
+            raise ValueError("OneWay.merge: different directions or drift priors")
+
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(w, name) for w in ways])
+
+        return OneWay._reduced(first.forward, sum(w.count for w in ways),
+                               sum(w.x_sum for w in ways), all(w.whole_us for w in ways),
+                               first.max_drift_ppm, cat("hull_key"), cat("hull_send"),
+                               cat("hull_recv"), cat("key"), cat("send"), cat("recv"), size)
+
+    @classmethod
+    def _reduced(cls, forward: bool, count: int, x_sum: int, whole_us: bool,
+                 max_drift_ppm: float, hull_key: np.ndarray, hull_send: np.ndarray,
+                 hull_recv: np.ndarray, key: np.ndarray, send: np.ndarray,
+                 recv: np.ndarray, size: int | None) -> OneWay:
+        x = hull_send if forward else hull_recv
+        h = bounding_points(x, hull_recv - hull_send, hull_key, max_drift_ppm)
+        h = h[np.argsort(hull_key[h], kind="stable")]
+        k = _bottom(key, SAMPLE_SIZE if size is None else size)
+        return cls(forward, count, x_sum, whole_us, max_drift_ppm, hull_key[h], hull_send[h],
+                   hull_recv[h], key[k], send[k], recv[k])
+
+    def with_sample(self, key: np.ndarray, send: np.ndarray, recv: np.ndarray) -> OneWay:
+        """This reduction with the sample ``key``, ``send``, ``recv`` (some of its crossings,
+        chosen by the caller as deterministically), in key order."""
+        order = np.argsort(key, kind="stable")
+        return dataclasses.replace(self, key=key[order], send=send[order], recv=recv[order])
+
+    @property
+    def complete(self) -> bool:
+        """Whether the sample holds every crossing."""
+        return len(self.key) == self.count
+
+    def points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(send, recv, in the sample): the sample in key order, then the bounding points it
+        lacks."""
+        extra = ~np.isin(self.hull_key, self.key)
+        return (np.r_[self.send, self.hull_send[extra]], np.r_[self.recv, self.hull_recv[extra]],
+                np.r_[np.ones(len(self.key), bool), np.zeros(int(extra.sum()), bool)])
 
 
 # -- samples ----------------------------------------------------------------------------------
@@ -240,23 +416,40 @@ class _Samples:
     bv: np.ndarray          # backward: (send - recv) - y0, the line passes above
     resolution: float = 1.0  # of the timestamps: 1000 when all are whole µs (ns)
 
+    # the crossings not among the points (a direction beyond its sample): how many, and
+    # the sum of their times - x0 (exact, then float)
+    fwd_rest: tuple[int, float] = (0, 0.0)
+    back_rest: tuple[int, float] = (0, 0.0)
+
     @classmethod
     def of(cls, fwd_send: ArrayLike, fwd_recv: ArrayLike, back_send: ArrayLike,
            back_recv: ArrayLike) -> _Samples:
-        fs, fr = (np.asarray(a, dtype=np.int64).ravel() for a in (fwd_send, fwd_recv))
-        bs, br = (np.asarray(a, dtype=np.int64).ravel() for a in (back_send, back_recv))
-        if len(fs) != len(fr) or len(bs) != len(br):
-            raise ValueError("send and receive arrays differ in length")
+        fwd, back = OneWay.of(fwd_send, fwd_recv, True), OneWay.of(back_send, back_recv, False)
+        return cls.of_ways(fwd, back)[0]
+
+    @classmethod
+    def of_ways(cls, fwd: OneWay, back: OneWay) -> tuple[_Samples, np.ndarray, np.ndarray]:
+        """The points of both directions (:meth:`OneWay.points`) and which are in the
+        samples; the frame's origin from the sample's medians."""
+        fs, fr, fin = fwd.points()
+        bs, br, bin_ = back.points()
         u = fr - fs
         v = bs - br
         lo = min(int(fs.min()), int(br.min()))
         hi = max(int(fs.max()), int(br.max()))
         x0 = lo + (hi - lo) // 2
-        y0 = (int(np.median(u)) + int(np.median(v))) // 2 if len(u) and len(v) else 0
-        whole_us = all(not (a % 1000).any() for a in (fs, fr, bs, br))
-        return cls(x0, y0, (fs - x0).astype(np.float64), (u - y0).astype(np.float64),
-                   (br - x0).astype(np.float64), (v - y0).astype(np.float64),
-                   1000.0 if whole_us else 1.0)
+        y0 = (int(np.median(u[fin])) + int(np.median(v[bin_]))) // 2 if fin.any() and \
+            bin_.any() else 0
+
+        def rest(way: OneWay, x: np.ndarray) -> tuple[int, float]:
+            n = way.count - len(x)
+            return n, float(way.x_sum - _exact_sum(x) - n * x0) if n else 0.0
+
+        out = cls(x0, y0, (fs - x0).astype(np.float64), (u - y0).astype(np.float64),
+                  (br - x0).astype(np.float64), (v - y0).astype(np.float64),
+                  1000.0 if fwd.whole_us and back.whole_us else 1.0, rest(fwd, fs),
+                  rest(back, br))
+        return out, fin, bin_
 
     def hulls(self, fmask: np.ndarray | None, bmask: np.ndarray | None,
               max_drift: float) -> tuple[_Hull, _Hull]:
@@ -352,32 +545,40 @@ _T999 = [636.6, 31.60, 12.92, 8.610, 6.869, 5.959, 5.408, 5.041, 4.781, 4.587, 4
          3.725, 3.707, 3.690, 3.674, 3.659, 3.646]
 
 
-def _lp_drift(s: _Samples, fmask: np.ndarray, bmask: np.ndarray, max_drift: float) -> float:
+def _lp_drift(s: _Samples, fmask: np.ndarray, bmask: np.ndarray, max_drift: float,
+              whole: bool = False) -> float:
     """Moon, Skelly and Towsley's linear program on both directions at once: the common slope
     whose two lines, each under its direction's points, lie closest to them (the least total
     delay above the lines). The maximum-likelihood line for delays with a hard floor and an
     exponential excess; queued packets move it only through their times, never through their
     delays. For a slope the lines' heights are the envelopes, so the objective is convex and
-    piecewise linear in the slope: its minimum is at a hull edge slope."""
+    piecewise linear in the slope: its minimum is at a hull edge slope. It reads only counts,
+    sums of times and the lower hulls: ``whole``, of every crossing (the points and the rest
+    of the directions beyond their samples), else of the points ``fmask`` and ``bmask``."""
     fwd, back_neg = s.hulls(fmask, bmask, max_drift)
     nf, nb = int(fmask.sum()), int(bmask.sum())
     sx = float(s.fx[fmask].sum() - s.bx[bmask].sum())
+    if whole:
+        nf, nb = nf + s.fwd_rest[0], nb + s.back_rest[0]
+        sx += s.fwd_rest[1] - s.back_rest[1]
     deltas = np.unique(np.clip(np.r_[fwd.slopes, -back_neg.slopes, 0.0], -max_drift, max_drift))
     cost = -deltas * sx - nf * fwd.envelope(deltas)[0] - nb * back_neg.envelope(-deltas)[0]
     return float(deltas[int(np.argmin(cost))])
 
 
-def _lp_slope(s: _Samples, fmask: np.ndarray, bmask: np.ndarray, max_drift: float,
+def _lp_slope(s: _Samples, fmask: np.ndarray, bmask: np.ndarray, fin: np.ndarray,
+              bin_: np.ndarray, max_drift: float,
               rounds: int = _HALVES) -> tuple[float, float, int] | None:
-    """:func:`_lp_drift` with its standard error from subsamples: the spread of the fits of
-    random halves about the whole sample's fit, over √2."""
-    if fmask.sum() < 4 or bmask.sum() < 4:
+    """:func:`_lp_drift` of every crossing with its standard error from the samples
+    (``fin``, ``bin_``): the spread of the fits of random halves of the samples about the
+    whole fit, over √2."""
+    if fmask.sum() + s.fwd_rest[0] < 4 or bmask.sum() + s.back_rest[0] < 4:
         return None
-    delta = _lp_drift(s, _thin(fmask, _LP_SAMPLES), _thin(bmask, _LP_SAMPLES), max_drift)
-    # the halves of at most _HALF_SAMPLES a way: the spread of the large halves is below
-    # the resolution floor anyway
-    fmask, bmask = _thin(fmask, _HALF_SAMPLES), _thin(bmask, _HALF_SAMPLES)
-    rng = np.random.default_rng(0)
+    delta = _lp_drift(s, fmask, bmask, max_drift, whole=True)
+    # the halves of at most SAMPLE_SIZE a way: the spread of larger halves is below the
+    # resolution floor anyway
+    fmask, bmask = fmask & fin, bmask & bin_
+    rng = np.random.default_rng(0)  # by place in the samples' (canonical) key order
     halves = []
     for _ in range(rounds):
         hf = fmask & (rng.random(len(fmask)) < 0.5)
@@ -488,23 +689,14 @@ def _robust_slope(s: _Samples, fmask: np.ndarray, bmask: np.ndarray, delta0: flo
     return out
 
 
-def _thin(mask: np.ndarray, limit: int = _STAT_SAMPLES) -> np.ndarray:
-    """At most ``limit`` of the True entries, evenly strided (deterministic)."""
-    on = np.flatnonzero(mask)
-    if len(on) <= limit:
-        return mask
-    out = np.zeros_like(mask)
-    out[on[np.linspace(0, len(on) - 1, limit).astype(np.int64)]] = True
-    return out
-
-
 def fit_pair(fwd_send: ArrayLike, fwd_recv: ArrayLike, back_send: ArrayLike,
              back_recv: ArrayLike, *, max_drift_ppm: float = MAX_DRIFT_PPM,
              drift_method: str = "auto",
              isolation: bool | float = True, bound_mode: str = "drift-ci",
              min_share: float = 0.5) -> PairFit | None:
     """Fit b's clock against a's from crossings a -> b (send on a's clock, receive on b's) and
-    b -> a (send on b's, receive on a's), int64 ns. None when a direction has no sample or the
+    b -> a (send on b's, receive on a's), int64 ns: :func:`fit_ways` of their reductions
+    (:class:`OneWay`, keyed by their places). None when a direction has no sample or the
     samples contradict each other beyond repair.
 
     ``bound_mode``: ``"guaranteed"`` reports what causality alone guarantees; ``"drift-ci"``
@@ -517,31 +709,49 @@ def fit_pair(fwd_send: ArrayLike, fwd_recv: ArrayLike, back_send: ArrayLike,
     middle of the feasible polygon, no statistics)."""
     if np.size(fwd_send) == 0 or np.size(back_send) == 0:
         return None
+    return fit_ways(OneWay.of(fwd_send, fwd_recv, True, max_drift_ppm=max_drift_ppm),
+                    OneWay.of(back_send, back_recv, False, max_drift_ppm=max_drift_ppm),
+                    max_drift_ppm=max_drift_ppm, drift_method=drift_method,
+                    isolation=isolation, bound_mode=bound_mode, min_share=min_share)
+
+
+def fit_ways(fwd: OneWay, back: OneWay, *, max_drift_ppm: float = MAX_DRIFT_PPM,
+             drift_method: str = "auto", isolation: bool | float = True,
+             bound_mode: str = "drift-ci", min_share: float = 0.5) -> PairFit | None:
+    """:func:`fit_pair` of two reduced directions (``fwd`` a → b, ``back`` b → a): the
+    linear program and the polygon on every crossing's bounding points, counts and sums; the
+    frame, the tail test and the drift's standard error on the samples, in their key order
+    (the same whatever split of the crossings was reduced and merged)."""
+    if fwd.count == 0 or back.count == 0:
+        return None
+    if not fwd.forward or back.forward:
+        raise ValueError("fit_ways: a forward and a backward reduction")
+    if max_drift_ppm > min(fwd.max_drift_ppm, back.max_drift_ppm):
+        raise ValueError("fit_ways: the reductions kept the bounding points of a narrower "
+                         "drift prior")
     if drift_method not in ("auto", "lp", "robust", "minimax"):
         raise ValueError(f"drift_method {drift_method!r}")
     D = max_drift_ppm * 1e-6
-    s = _Samples.of(fwd_send, fwd_recv, back_send, back_recv)
+    s, fin, bin_ = _Samples.of_ways(fwd, back)
     fmask = np.ones(len(s.fx), dtype=bool)
     bmask = np.ones(len(s.bx), dtype=bool)
 
-    # (1) the lower tail test: a robust regression line per direction (common drift); a
-    #     sample below it by more than (sqrt(2 ln n) + 2) residual scales, where no genuine
-    #     sample of a light-tailed jitter reaches, is a wrong match (a harmful one sits below
-    #     the true line, i.e. a whole one-way delay below its direction's bulk)
-    if isolation is not False and min(len(s.fx), len(s.bx)) >= 8:
-        tf, tb = _thin(fmask), _thin(bmask)
-        got = _robust_slope(s, tf, tb, _initial_slope(s, tf, tb), full=True)
+    # (1) the lower tail test: a robust regression line per direction (common drift, on the
+    #     samples); a point below it by more than (sqrt(2 ln n) + 2) residual scales, where
+    #     no genuine sample of a light-tailed jitter reaches, is a wrong match (a harmful one
+    #     sits below the true line, i.e. a whole one-way delay below its direction's bulk)
+    if isolation is not False and min(fwd.count, back.count) >= 8:
+        got = _robust_slope(s, fin, bin_, _initial_slope(s, fin, bin_), full=True)
         if got is not None:
             (dr, _, _), (cf_, cb_, sf, sb) = got
-            kf = (math.sqrt(2 * math.log(len(s.fx))) + 2) if isinstance(isolation, bool) \
+            kf = (math.sqrt(2 * math.log(fwd.count)) + 2) if isinstance(isolation, bool) \
                 else float(isolation)
-            kb = (math.sqrt(2 * math.log(len(s.bx))) + 2) if isinstance(isolation, bool) \
+            kb = (math.sqrt(2 * math.log(back.count)) + 2) if isinstance(isolation, bool) \
                 else float(isolation)
             if sf > 0:
                 fmask &= s.fu - (cf_ + dr * s.fx) >= -kf * sf
             if sb > 0:
                 bmask &= -s.bv - (cb_ - dr * s.bx) >= -kb * sb
-
     # (2) while the polygon is empty: drop the samples that bind the least-violating line
     poly: Polygon | None = None
     for _ in range(_MAX_REJECT_ROUNDS):
@@ -574,9 +784,10 @@ def fit_pair(fwd_send: ArrayLike, fwd_recv: ArrayLike, back_send: ArrayLike,
     else:
         mids = (poly.hi(ends) + poly.lo(ends)) / 2
         delta = float((mids[1] - mids[0]) / (xl - xf))  # the minimax line's
-        got = _lp_slope(s, fmask, bmask, D) if drift_method in ("auto", "lp") else None
+        got = _lp_slope(s, fmask, bmask, fin, bin_, D) if drift_method in ("auto", "lp") \
+            else None
         if got is None and drift_method in ("auto", "robust"):
-            got = _robust_slope(s, _thin(fmask), _thin(bmask), delta)
+            got = _robust_slope(s, fmask & fin, bmask & bin_, delta)
         if got is not None:
             delta = min(max(got[0], d_lo), d_hi)
             # no better than the timestamps' resolution over the span allows
@@ -620,8 +831,9 @@ def fit_pair(fwd_send: ArrayLike, fwd_recv: ArrayLike, back_send: ArrayLike,
     at_rel = round((a + b) / 2)
     return PairFit(
         offset_ns=float(s.y0 + c + delta * at_rel), drift_ppm=delta * 1e6,
-        at_ns=s.x0 + at_rel, bound_ns=float(bound), samples_fwd=int(fmask.sum()),
-        samples_back=int(bmask.sum()),
+        at_ns=s.x0 + at_rel, bound_ns=float(bound),
+        samples_fwd=int(fmask.sum()) + s.fwd_rest[0],
+        samples_back=int(bmask.sum()) + s.back_rest[0],
         span_ns=(s.x0 + math.floor(xf), s.x0 + math.ceil(xl)),
         hard_bound_ns=hard_of_line, guaranteed=guaranteed,
         drift_lo_ppm=d_lo * 1e6, drift_hi_ppm=d_hi * 1e6, drift_sigma_ppm=sigma * 1e6,

@@ -1,7 +1,8 @@
 """Node clocks: each node's offset and drift against the reference node, from the crossings.
 
-The global step of the correlation: the crossing samples of every signature partition
-(:mod:`~pktkit.analysis.crossings`) are reduced per node pair by :func:`fit_pair`
+The global step of the correlation: the crossings of every signature partition, reduced
+and merged per node pair (:class:`~pktkit.analysis.crossings.CrossingGroups`), are fitted per
+node pair by :func:`~pktkit.analysis.clockfit.fit_ways`
 (:mod:`~pktkit.analysis.clockfit`: the lower envelopes of the one-way delays both ways, the
 approach of Paxson's and of Moon, Skelly and Towsley's estimators, with a bound). Each node's
 clock against the reference node (the first node) follows the chain of pair fits with the
@@ -39,13 +40,13 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from pktkit.analysis.clockfit import PairFit, fit_pair
+from pktkit.analysis.clockfit import OneWay, PairFit, fit_ways
 from pktkit.analysis.rows import NO_VALUE
 from pktkit.capture.frame import empty_frame, typed_frame
 
@@ -139,22 +140,15 @@ class NodeClock:
         return bool((np.abs(self.offset_at(grid)) > self.bound_at(grid)).any())
 
 
-def fit_pairs(samples: pd.DataFrame) -> dict[tuple[int, int], PairFit]:
-    """One fit per node pair a < b with crossings both ways (``samples``:
-    :func:`pktkit.analysis.crossings.samples`)."""
+def fit_pairs(ways: Mapping[tuple[int, int], tuple[OneWay, OneWay]],
+              ) -> dict[tuple[int, int], PairFit]:
+    """One fit per node pair a < b crossed both ways (``ways``: its a → b and b → a samples,
+    :meth:`pktkit.analysis.crossings.CrossingGroups.directions`)."""
     out: dict[tuple[int, int], PairFit] = {}
-    if samples.empty:
-        return out
-    ways = dict(tuple(samples.groupby(["sender", "receiver"], sort=True)))
-    for (a, b), forward in ways.items():
-        backward = ways.get((b, a))
-        if a > b or backward is None:
-            continue
-        fit = fit_pair(forward["send"].to_numpy(np.int64), forward["recv"].to_numpy(np.int64),
-                       backward["send"].to_numpy(np.int64),
-                       backward["recv"].to_numpy(np.int64))
+    for (a, b), (forward, backward) in sorted(ways.items()):
+        fit = fit_ways(forward, backward)
         if fit is not None:
-            out[(int(a), int(b))] = fit
+            out[(a, b)] = fit
     return out
 
 

@@ -12,7 +12,10 @@ two nodes crossed between them. Which way, first rule that tells:
    sender's address (decided later, over all crossings: see :func:`undecided`).
 
 This is per-signature work: a partition of the units holding all sightings of its signatures
-gives its own crossings; the clock fit (:mod:`~pktkit.analysis.clocks`) reduces them all.
+gives its own crossings, and reduces them (:class:`CrossingGroups`: per group of crossings
+that go one way together, what the clock fit reads exactly, and per node pair a bottom-k
+sample); the reductions of all partitions merge exactly, and the clock fit
+(:mod:`~pktkit.analysis.clocks`) reads the merged one.
 
 ``crossings`` — one row per crossing (a DataFrame)
 
@@ -33,15 +36,26 @@ b_receiver
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from pktkit.analysis import clockfit
+from pktkit.analysis.clockfit import OneWay
 from pktkit.analysis.grouping import tight_groups
 from pktkit.analysis.rows import NO_VALUE, int_column, row_digest, run_starts
 from pktkit.analysis.sightings import Units
 
 CROSSING_COLUMNS = ("a", "b", "way", "sig", "a_first", "a_last", "b_first", "b_last", "a_sender",
                     "b_sender", "a_receiver", "b_receiver")
+# what a crossing's group is: its node pair, its way as far as known, its wire addresses (all
+# crossings of a group go the same way: ownership and causality orient whole groups)
+GROUP_COLUMNS = ["a", "b", "way", "a_sender", "b_sender", "a_receiver", "b_receiver"]
+ADDRESS_COLUMNS = GROUP_COLUMNS[3:]
+ANY_ADDRESS = -2  # the addresses of an oriented crossing's group: not needed
+SAMPLE_COLUMNS = ["a_first", "a_last", "b_first", "b_last"]
 
 
 def node_order(units: Units) -> np.ndarray:
@@ -145,11 +159,148 @@ def undecided(found: pd.DataFrame) -> np.ndarray:
     return (found["way"] == 0).to_numpy()
 
 
-def samples(found: pd.DataFrame) -> pd.DataFrame:
-    """The oriented crossings as one-way samples: ``sender``, ``receiver`` (node codes),
-    ``send`` (the sender's last sighting, its clock), ``recv`` (the receiver's first, its)."""
-    oriented = found[found["way"] != 0]
-    ab = (oriented["way"] == 1).to_numpy()
-    pick = lambda x, y: np.where(ab, oriented[x].to_numpy(), oriented[y].to_numpy())  # noqa: E731
-    return pd.DataFrame({"sender": pick("a", "b"), "receiver": pick("b", "a"),
-                         "send": pick("a_last", "b_last"), "recv": pick("b_first", "a_first")})
+def group_codes(found: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The groups of ``found`` (one row each, :data:`GROUP_COLUMNS` as int64, sorted by them)
+    and each crossing's group. The addresses tell the open crossings' groups apart only:
+    those of the oriented are :data:`ANY_ADDRESS` (one group per pair and way)."""
+    keys = found[GROUP_COLUMNS].astype(np.int64)
+    oriented = keys["way"].to_numpy() != 0
+    for name in ADDRESS_COLUMNS:
+        keys[name] = np.where(oriented, ANY_ADDRESS, keys[name].to_numpy())
+    order = np.lexsort([keys[c].to_numpy() for c in reversed(GROUP_COLUMNS)])
+    sorted_keys = keys.take(order)
+    new = np.ones(len(order), bool)
+    if len(order):
+        new[1:] = (sorted_keys.to_numpy()[1:] != sorted_keys.to_numpy()[:-1]).any(axis=1)
+    code = np.empty(len(order), np.int64)
+    code[order] = np.cumsum(new) - 1
+    return sorted_keys[new].reset_index(drop=True), code
+
+
+def _pair_sample(a: np.ndarray, b: np.ndarray, sig: np.ndarray, size: int) -> np.ndarray:
+    """Indices of each node pair's ``size`` crossings with the smallest hash of their
+    signature (then signature), in (a, b, signature) order: a bottom-k sample per pair, the
+    same of a union as of the union of its parts' samples."""
+    order = np.lexsort((sig, row_digest([sig]), b, a))
+    starts = np.flatnonzero(run_starts(a[order], b[order]))
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    keep = order[rank < size]
+    return keep[np.lexsort((sig[keep], b[keep], a[keep]))]
+
+
+@dataclass
+class CrossingGroups:
+    """The crossings reduced per group (:func:`group_codes`: node pair, way as far as known,
+    and for the open ones the wire addresses) and per node pair; bounded by the groups and
+    pairs, not by the crossings, and merged exactly (:meth:`merge`): any partition of the
+    crossings gives the same reduction.
+
+    Per group, what the clock fit reads exactly (:class:`~pktkit.analysis.clockfit.OneWay`
+    without a sample: count, sum of times, bounding points) both ways it may have gone:
+    ``ab`` as a → b samples (a's last sighting, b's first; None when known to have gone
+    b → a), ``ba`` as b → a samples. Per node pair, ``sample``: its 2 × :data:`~pktkit.
+    analysis.clockfit.SAMPLE_SIZE` crossings with the smallest hashes of their signatures
+    (all of them up to that), with their group: once the groups are oriented, each
+    direction's statistical sample (:meth:`directions`)."""
+
+    keys: pd.DataFrame  # one row per group: GROUP_COLUMNS (int64), sorted by them
+    ab: list[OneWay | None]
+    ba: list[OneWay | None]
+    sample: pd.DataFrame  # group (index into keys), SAMPLE_COLUMNS; by (a, b, sig)
+
+    @classmethod
+    def of(cls, found: pd.DataFrame) -> CrossingGroups:
+        """The reduction of ``found`` (:func:`crossings`; without ``sig``, the crossings are
+        keyed by their places)."""
+        keys, code = group_codes(found)
+        order = np.argsort(code, kind="stable")
+        starts = np.searchsorted(code[order], np.arange(len(keys) + 1))
+        sig = found["sig"].to_numpy(np.int64) if "sig" in found else np.arange(len(found))
+        a_first, a_last, b_first, b_last = (found[c].to_numpy(np.int64) for c in (
+            "a_first", "a_last", "b_first", "b_last"))
+        ab: list[OneWay | None] = []
+        ba: list[OneWay | None] = []
+        for g, way in enumerate(keys["way"].to_numpy()):
+            rows = order[starts[g]:starts[g + 1]]
+            ab.append(None if way == -1 else OneWay.of(a_last[rows], b_first[rows], True,
+                                                        sig[rows], size=0))
+            ba.append(None if way == 1 else OneWay.of(b_last[rows], a_first[rows], False,
+                                                       sig[rows], size=0))
+        sample = pd.DataFrame({"group": code.astype(np.int32), "sig": sig, "a_first": a_first,
+                               "a_last": a_last, "b_first": b_first, "b_last": b_last})
+        return cls(keys, ab, ba, cls._sampled(keys, sample))
+
+    @staticmethod
+    def _sampled(keys: pd.DataFrame, sample: pd.DataFrame) -> pd.DataFrame:
+        group = sample["group"].to_numpy()
+        a, b = keys["a"].to_numpy()[group], keys["b"].to_numpy()[group]
+        keep = _pair_sample(a, b, sample["sig"].to_numpy(), 2 * clockfit.SAMPLE_SIZE)
+        return sample.take(keep).reset_index(drop=True)
+
+    @property
+    def count(self) -> np.ndarray:
+        """Crossings per group."""
+        return np.array([(ab if ab is not None else ba).count  # type: ignore[union-attr]
+                         for ab, ba in zip(self.ab, self.ba, strict=True)], np.int64)
+
+    def recoded(self, remap: np.ndarray) -> CrossingGroups:
+        """The groups with their address codes mapped by ``remap`` (negative codes stay);
+        groups that become one are not merged yet (:meth:`merge` does)."""
+        keys = self.keys.copy()
+        for name in ADDRESS_COLUMNS:
+            code = keys[name].to_numpy()
+            keys[name] = np.where(code >= 0, remap[np.maximum(code, 0)] if len(remap) else -1,
+                                  code)
+        return CrossingGroups(keys, list(self.ab), list(self.ba), self.sample)
+
+    @staticmethod
+    def merge(parts: Iterable[CrossingGroups]) -> CrossingGroups:
+        """One reduction of the crossings of all ``parts`` (their address codes alike)."""
+        parts = list(parts)
+        keys, code = group_codes(pd.concat([p.keys for p in parts], ignore_index=True))
+        first = np.cumsum([0] + [len(p.keys) for p in parts])
+        ab = [w for p in parts for w in p.ab]
+        ba = [w for p in parts for w in p.ba]
+        order = np.argsort(code, kind="stable")
+        members = np.split(order, np.searchsorted(code[order], np.arange(1, len(keys)))) \
+            if len(keys) else []
+
+        def merged(ways: list[OneWay | None], at: np.ndarray) -> OneWay | None:
+            found = [ways[i] for i in at if ways[i] is not None]
+            return OneWay.merge(found, size=0) if found else None  # type: ignore[arg-type]
+
+        sample = pd.concat([p.sample.assign(group=code[first[i] + p.sample["group"].to_numpy()]
+                                            .astype(np.int32))
+                            for i, p in enumerate(parts)], ignore_index=True)
+        return CrossingGroups(keys, [merged(ab, m) for m in members],
+                              [merged(ba, m) for m in members],
+                              CrossingGroups._sampled(keys, sample))
+
+    def directions(self, way: np.ndarray) -> dict[tuple[int, int], tuple[OneWay, OneWay]]:
+        """Per node pair (a, b) crossed both ways, with the groups' ``way``: the a → b and the
+        b → a crossings, each merged over its groups, with their share of the pair's sample
+        (signature order)."""
+        out: dict[tuple[int, int], tuple[OneWay, OneWay]] = {}
+        a_of, b_of = self.keys["a"].to_numpy(), self.keys["b"].to_numpy()
+        group = self.sample["group"].to_numpy()
+        sig = self.sample["sig"].to_numpy()
+        column = {c: self.sample[c].to_numpy() for c in SAMPLE_COLUMNS}
+        # the groups, and the sample, are in (a, b) order: one slice of each per pair
+        starts = np.flatnonzero(run_starts(a_of, b_of))
+        ends = np.append(starts[1:], len(a_of))[:len(starts)]
+        sample_pair = np.searchsorted(starts, group, side="right") - 1
+        cuts = np.searchsorted(sample_pair, np.arange(len(starts) + 1))
+        for p, (first, end) in enumerate(zip(starts, ends, strict=True)):
+            at = np.arange(first, end)
+            forward = [self.ab[g] for g in at if way[g] == 1]
+            backward = [self.ba[g] for g in at if way[g] == -1]
+            if not forward or not backward:
+                continue
+            rows = np.arange(cuts[p], cuts[p + 1])
+            f, k = rows[way[group[rows]] == 1], rows[way[group[rows]] == -1]
+            out[(int(a_of[first]), int(b_of[first]))] = (
+                OneWay.merge(forward, size=0).with_sample(  # type: ignore[arg-type]
+                    sig[f], column["a_last"][f], column["b_first"][f]),
+                OneWay.merge(backward, size=0).with_sample(  # type: ignore[arg-type]
+                    sig[k], column["b_last"][k], column["a_first"][k]))
+        return out

@@ -18,7 +18,9 @@ first:
    above the one and below the other where in truth it passes below and above them; as
    their packets interleave in time, no line does. Groups already oriented by TTL, direction
    or ownership keep their way. A group the possible combinations disagree on stays open and
-   gives no sample.
+   gives no sample. The test reads only each group's bounding points
+   (:class:`~pktkit.analysis.crossings.CrossingGroups`, :func:`orient_groups`): the polygon
+   of all the crossings is the polygon of those.
 
 ARP replies would also name the owner of an address, but the packet table does not carry the
 ARP sender address; the metadata hook takes interface addresses instead.
@@ -32,8 +34,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from pktkit.analysis.clockfit import binding_rows, feasible_polygon
-from pktkit.analysis.rows import row_digest
+from pktkit.analysis.clockfit import OneWay, feasible_polygon
+from pktkit.analysis.crossings import CrossingGroups
+from pktkit.analysis.rows import run_starts
 
 _ENUMERATED = 8  # open groups of one node pair tried in every combination (2^8 tests)
 
@@ -83,51 +86,67 @@ def orient_by_owner(found: pd.DataFrame, owner: np.ndarray) -> pd.DataFrame:
 
 def orient_by_timing(found: pd.DataFrame) -> pd.DataFrame:
     """The open crossings' ``way`` from causality, per node pair (see the module docstring;
-    a copy in a new frame)."""
+    a copy in a new frame): :func:`orient_groups` of their groups."""
     found = found.copy()
     if not (found["way"] == 0).any():
         return found
-    way = found["way"].to_numpy().copy()
-    for _, pair in found.groupby(["a", "b"], sort=False):
-        if (pair["way"] == 0).any():
-            decided = _split(pair)
-            if decided is not None:
-                way[pair.index.to_numpy()] = decided
-    found["way"] = way
+    groups = CrossingGroups.of(found)
+    keys = groups.keys
+    # each crossing's group: its row among the groups' keys
+    code = found[keys.columns.tolist()].astype(np.int64).merge(
+        keys.reset_index(), how="left", on=keys.columns.tolist())["index"].to_numpy()
+    found["way"] = orient_groups(groups)[code].astype(np.int8)
     return found
 
 
-def _split(pair: pd.DataFrame) -> np.ndarray | None:
-    """The way of every crossing of one node pair (positions as in ``pair``), or None when
-    causality allows no single assignment."""
-    known = pair["way"].to_numpy()
-    # the groups: the addresses on the wire, and the way where known
-    group, labels = pd.factorize(row_digest([pair[c].to_numpy() for c in (
-        "a_sender", "b_sender", "a_receiver", "b_receiver")] + [known]))
-    count = len(labels)
-    a_first, a_last, b_first, b_last = (pair[c].to_numpy(np.int64) for c in (
-        "a_first", "a_last", "b_first", "b_last"))
-    # per group, the crossings that can bind if it went a → b, and if it went b → a
-    rows = [np.flatnonzero(group == g) for g in range(count)]
-    forward = [r[binding_rows(a_last[r], b_first[r], True)] for r in rows]
-    backward = [r[binding_rows(b_last[r], a_first[r], False)] for r in rows]
-    side = np.array([known[r[0]] for r in rows], np.int8)
+def orient_groups(groups: CrossingGroups, way: np.ndarray | None = None) -> np.ndarray:
+    """Per group of crossings its way from causality where ``way`` (default: the groups' own)
+    leaves it open, per node pair: 1, -1, or 0 when still open."""
+    way = (groups.keys["way"].to_numpy() if way is None else way).astype(np.int8).copy()
+    count = groups.count
+    # the groups are in (a, b) order: one run per node pair
+    starts = np.flatnonzero(run_starts(groups.keys["a"].to_numpy(), groups.keys["b"].to_numpy()))
+    for first, end in zip(starts, np.append(starts[1:], len(way))[:len(starts)], strict=True):
+        at = np.arange(first, end)
+        if (way[at] == 0).any():
+            decided = _split([groups.ab[g] for g in at], [groups.ba[g] for g in at], way[at],
+                             count[at])
+            if decided is not None:
+                way[at] = decided
+    return way
+
+
+def _points(ways: list[OneWay | None]) -> tuple[np.ndarray, np.ndarray]:
+    """The bounding points (send, recv) of some groups' samples, together."""
+    found = [w for w in ways if w is not None]
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate([w.hull_send for w in found]), np.concatenate([w.hull_recv
+                                                                          for w in found])
+
+
+def _split(ab: list[OneWay | None], ba: list[OneWay | None], side: np.ndarray,
+           count: np.ndarray) -> np.ndarray | None:
+    """The way of every group of one node pair (``ab``, ``ba``: its samples either way;
+    ``side``: its way where known), or None when causality allows no single assignment.
+    Only the groups' bounding points can bind a line (:class:`OneWay`), so those are all
+    the feasibility test reads."""
+    groups = len(side)
     fixed = side != 0
     # the largest open groups are tried both ways; any others follow one at a time
-    open_ = sorted(np.flatnonzero(~fixed).tolist(), key=lambda g: -len(rows[g]))
+    open_ = sorted(np.flatnonzero(~fixed).tolist(), key=lambda g: -int(count[g]))
     tried, later = open_[:_ENUMERATED], open_[_ENUMERATED:]
 
     def feasible(ways: np.ndarray) -> bool:
-        f = np.concatenate([forward[g] for g in range(count) if ways[g] == 1] or [[]])
-        b = np.concatenate([backward[g] for g in range(count) if ways[g] == -1] or [[]])
-        if not len(f) or not len(b):
+        fs, fr = _points([ab[g] for g in range(groups) if ways[g] == 1])
+        bs, br = _points([ba[g] for g in range(groups) if ways[g] == -1])
+        if not len(fs) or not len(bs):
             return False
-        f, b = f.astype(np.int64), b.astype(np.int64)
-        return feasible_polygon(a_last[f], b_first[f], b_last[b], a_first[b])[0] is not None
+        return feasible_polygon(fs, fr, bs, br)[0] is not None
 
     found = []
     for choice in itertools.product((1, -1), repeat=len(tried)):
-        ways = side.copy()
+        ways = side.astype(np.int8).copy()
         ways[tried] = choice
         if feasible(ways):
             found.append(ways)
@@ -143,4 +162,4 @@ def _split(pair: pd.DataFrame) -> np.ndarray | None:
             both.append(feasible(trial))
         if both[0] != both[1]:
             ways[g] = 1 if both[0] else -1
-    return ways[group]
+    return ways

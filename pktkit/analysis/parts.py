@@ -39,13 +39,14 @@ What crosses a process boundary (all picklable): :class:`Scope` (node names and 
 order, known before the run), :class:`Survey` and :class:`Settled`. Their sizes: the median
 rounds hold counts per slot or transition and bucket (128 buckets per octave), then the
 values of two buckets per slot or transition: bounded by slots, transitions and what a bucket
-can hold, not by frames. The crossings' round holds **one row per crossing** (the fields of
-:data:`~pktkit.analysis.crossings.CROSSING_COLUMNS`), because the pair fit
-(:func:`~pktkit.analysis.clockfit.fit_pair`) reads every sample in the one table's order: the
-median delay each way (its frame), the robust regression of the tail test and the random
-halves behind the drift's standard error (each on an even subsample of that order), and the
-rejection rounds (which reach below the hulls). Only its linear program would do with counts,
-sums and the lower hulls. The ownership evidence is a count per (node, address). A
+can hold, not by frames. The crossings' round holds
+:class:`~pktkit.analysis.crossings.CrossingGroups`: per group of crossings (node pair, way
+when known, the wire addresses of the open ones) a count, the exact sum of the times and the
+bounding points of the lower hulls (what the pair fit's linear program reads exactly), and per
+node pair a bottom-k sample by signature hash (2 × :data:`~pktkit.analysis.clockfit.
+SAMPLE_SIZE` crossings, 44 bytes each) for the fit's statistics: bounded by pairs and groups,
+not by crossings, and merged exactly, so the clock models do not depend on the split (see
+:mod:`~pktkit.analysis.clockfit`). The ownership evidence is a count per (node, address). A
 :class:`Part` (the part's rows and units) is built once and kept for every round (it pickles,
 so a worker may spill it).
 
@@ -73,12 +74,12 @@ from pktkit.analysis.clocks import (
     on_reference_clock,
 )
 from pktkit.analysis.crossings import (
+    CrossingGroups,
     crossings,
     emitted,
     node_groups,
     node_keys,
     node_order,
-    samples,
 )
 from pktkit.analysis.grouping import (
     ALL_SLOTS,
@@ -98,7 +99,7 @@ from pktkit.analysis.medians import (
     medians,
     select,
 )
-from pktkit.analysis.ownership import orient_by_owner, orient_by_timing, owners
+from pktkit.analysis.ownership import orient_by_owner, orient_groups, owners
 from pktkit.analysis.packets import number_packets, signature_order
 from pktkit.analysis.rows import int_column, string_codes
 from pktkit.analysis.sightings import Units, find_units
@@ -223,16 +224,16 @@ class Survey:
     ``slots``: what the slot codes stand for (round 1: the part's own; later: the settled
     ones). Median rounds: ``counts`` (:class:`~pktkit.analysis.medians.Counts`, groups: slot
     codes and ALL_SLOTS for gaps, transition codes ``slot * len(slots) + next`` for steps),
-    and, for gaps, ``units`` per slot. Round 3: ``crossings`` (one row per crossing,
-    :data:`~pktkit.analysis.crossings.CROSSING_COLUMNS`, sender codes into ``addresses``)
-    and ``evidence`` (node, address code, count)."""
+    and, for gaps, ``units`` per slot. Round 3: ``crossings`` (reduced per group and node
+    pair, :class:`~pktkit.analysis.crossings.CrossingGroups`, sender codes into
+    ``addresses``) and ``evidence`` (node, address code, count)."""
 
     round: int
     scope: Scope
     slots: list[SlotId]
     counts: Counts | None = None
     units: np.ndarray | None = None
-    crossings: pd.DataFrame | None = None
+    crossings: CrossingGroups | None = None
     evidence: pd.DataFrame | None = None
     addresses: list[str] = field(default_factory=list)
 
@@ -279,16 +280,13 @@ def _merge_crossings(merged: Survey, surveys: list[Survey]) -> None:
     found, evidence = [], []
     for s in surveys:
         assert s.crossings is not None and s.evidence is not None
-        remap = np.append(np.array([where[a] for a in s.addresses], np.int64), -1)
-        c = s.crossings.copy()
-        for name in ("a_sender", "b_sender", "a_receiver", "b_receiver"):
-            c[name] = remap[c[name].to_numpy()].astype(np.int32)
-        found.append(c)
+        remap = np.array([where[a] for a in s.addresses], np.int64)
+        found.append(s.crossings.recoded(remap))
         e = s.evidence.copy()
-        e["address"] = remap[e["address"].to_numpy()]
+        e["address"] = np.append(remap, -1)[e["address"].to_numpy()]
         evidence.append(e)
     merged.addresses = addresses
-    merged.crossings = pd.concat(found, ignore_index=True)
+    merged.crossings = CrossingGroups.merge(found)
     both = pd.concat(evidence, ignore_index=True)
     merged.evidence = both.groupby(["node", "address"], as_index=False)["count"].sum()
 
@@ -343,7 +341,7 @@ def survey(part: Part, settled: Settled | None = None) -> Survey:
                                                                  settled.selection))
     if now == CROSSINGS:
         groups = node_groups(units, part.packets, part.scope.window_ns, settled.node_limits)
-        found = crossings(groups, units, part.out_code, part.in_code)
+        found = CrossingGroups.of(crossings(groups, units, part.out_code, part.in_code))
         evidence = emitted(groups, units, part.packets, part.out_code)
         return Survey(now, part.scope, slots, crossings=found,
                       evidence=evidence[_EVIDENCE_COLUMNS], addresses=list(units.addresses))
@@ -424,15 +422,13 @@ def settle(survey: Survey, *, clock_correction: str = "auto",
 
 def _settle_clocks(settled: Settled, survey: Survey,
                    node_addresses: Mapping[str, Iterable[str]] | None) -> None:
-    """Round 2: owners, the crossings' ways, the pair fits and the chain."""
+    """Round 3: owners, the ways of the crossings' groups, the pair fits and the chain."""
     assert survey.crossings is not None and survey.evidence is not None
     node_names = list(settled.scope.node_names)
-    # every part's crossings in the order one table gives them: by (a, signature, b)
-    found = survey.crossings.sort_values(["a", "sig", "b"], kind="stable",
-                                         ignore_index=True)
+    found = survey.crossings
     owner = owners(survey.addresses, survey.evidence, node_names, node_addresses)
-    found = orient_by_timing(orient_by_owner(found, owner))
-    models = chain(fit_pairs(samples(found)), len(node_names)) if node_names else []
+    way = orient_groups(found, orient_by_owner(found.keys, owner)["way"].to_numpy())
+    models = chain(fit_pairs(found.directions(way)), len(node_names)) if node_names else []
     settled.clocks = models
     settled.used = applied(models, settled.clock_correction)
     settled.clock_offsets = clock_table(node_names, models, settled.used)

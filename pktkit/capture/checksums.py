@@ -52,7 +52,7 @@ STATUS_NAMES = ("ok", "bad", "offload", "unchecked", "zero")
 COLUMN_VALUES = ("ok", "bad", "offload", "unchecked")  # the table column's categories
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 6, 17, 58
 CHECKSUM_FIELD = {IPPROTO_TCP: 16, IPPROTO_UDP: 6, IPPROTO_ICMP: 2, IPPROTO_ICMPV6: 2}
-CHUNK_BYTES = 1 << 22  # region sums widen this much of a buffer at a time (8 MB of float64)
+CHUNK_BYTES = 1 << 22  # region sums widen this much of a buffer at a time (8 MB of uint64)
 _M = 65535
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
@@ -64,15 +64,17 @@ _BY_RANK = np.array([OK, UNCHECKED, OFFLOAD, BAD], np.int8)
 # -- vectorized ---------------------------------------------------------------------------------
 
 
-_scratch = threading.local()  # a float64 array reused batch after batch (no fresh pages)
+_scratch = threading.local()  # a uint64 array reused batch after batch (no fresh pages)
 
 
 def _widened(words: np.ndarray) -> np.ndarray:
-    """``words.astype(float64)`` into a buffer kept for the next batch: allocating a fresh
-    array of a batch's size costs a page fault per 4 KiB, more than the conversion."""
+    """``words.astype(uint64)`` into a buffer kept for the next batch: allocating a fresh
+    array of a batch's size costs a page fault per 4 KiB, more than the conversion. (uint64,
+    not float64: the same exact sums, and ``np.add.reduceat`` over integers costs ~40 % less
+    than over floats.)"""
     buffer = getattr(_scratch, "buffer", None)
     if buffer is None or len(buffer) < len(words):
-        buffer = _scratch.buffer = np.empty(max(len(words), CHUNK_BYTES // 4 + 1024), np.float64)
+        buffer = _scratch.buffer = np.empty(max(len(words), CHUNK_BYTES // 4 + 1024), np.uint64)
     out = buffer[:len(words)]
     np.copyto(out, words, casting="unsafe")
     return out
@@ -115,8 +117,8 @@ def region_sums(buf: np.ndarray, at: np.ndarray, length: np.ndarray) -> np.ndarr
     with zero), mod 65535, per row; words aligned to each row's own start.
 
     One pass over the bytes the regions cover, CHUNK_BYTES at a time (bounded memory), read as
-    32-bit words (each ≡ the sum of its two 16-bit halves mod 65535) widened to float64 (exact:
-    a region's sum stays far below 2**53), then ``np.add.reduceat`` over the words wholly
+    32-bit words (each ≡ the sum of its two 16-bit halves mod 65535) widened to uint64 (exact:
+    a chunk's sum stays far below 2**64), then ``np.add.reduceat`` over the words wholly
     inside each region; a region's first and last word are masked to its bytes. The words are
     read in the host's order, so the sum is that of the little-endian 16-bit words aligned to
     the buffer (on a little-endian host), which is the big-endian sum of a region starting at

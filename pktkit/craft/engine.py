@@ -131,11 +131,13 @@ class Scenario(ABC):
     # Two nodes, two clocks: long enough a span that the crossings pin a drifting clock to
     # within 2 ppm (docs/ARCHITECTURE.md, "Clocks"; the drift error goes as 1/span).
     MULTI_NODE_DURATION_S: ClassVar[float] = 10.0
+    many_nodes: ClassVar[bool] = False  # takes ``nodes`` (--nodes N: pktkit.craft.nodes)
 
     def __init__(self, params: Any, seed: int, flows: int, duration_s: float,
                  clocks: dict[str, ClockModel] | None = None,
-                 impairments: Impairments | None = None) -> None:
+                 impairments: Impairments | None = None, nodes: int | None = None) -> None:
         self.params = params
+        self.node_count = nodes  # None: the scenario's own (two-node) topology
         self.seed = seed
         self.flow_count = flows
         self.duration_ns = int(duration_s * 1e9)

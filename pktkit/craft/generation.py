@@ -20,6 +20,7 @@ from pktkit.craft import params as P
 from pktkit.craft.engine import EPOCH_NS, Engine, Scenario
 from pktkit.craft.impair import ClockModel, Impairments, check_drift, parse_impairments
 from pktkit.craft.metadata import write_metadata
+from pktkit.craft.nodes import check_node_count, node_clocks
 from pktkit.craft.scenarios import SCENARIOS
 from pktkit.craft.truth import TRUTH_FILE, LostTruth, PacketTruth, TruthWriter
 from pktkit.errors import OutputError, UsageError
@@ -53,12 +54,17 @@ def scenario_parameters(name: str) -> list[tuple[str, object, str]]:
 def make_scenario(name: str, *, seed: int = 1, flows: int | None = None,
                   duration_s: float | None = None, overrides: Mapping[str, str] | None = None,
                   clock_offset_s: float = 0.0, clock_drift_ppm: float = 0.0,
-                  impairments: Impairments | Iterable[str] = ()) -> Scenario:
+                  impairments: Impairments | Iterable[str] = (),
+                  nodes: int | None = None) -> Scenario:
     """Instantiate a scenario with validated parameters (``overrides`` as from ``--set``).
 
     ``clock_offset_s``/``clock_drift_ppm``: the second node's clock reads ``t + offset +
     drift × (t − start)``; ``impairments``: an :class:`Impairments`, or ``--impair`` strings
-    (``"queue=20ms"``, ``"loss=0.01"``, ...; see :mod:`pktkit.craft.impair`)."""
+    (``"queue=20ms"``, ``"loss=0.01"``, ...; see :mod:`pktkit.craft.impair`).
+
+    ``nodes``: N nodes instead of the scenario's two, flows between random pairs of them, and
+    every node but the first its own clock, drawn within ±``clock_offset_s`` and
+    ±``clock_drift_ppm`` (:mod:`pktkit.craft.nodes`)."""
     if name not in SCENARIOS:
         raise UsageError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)} "
                          "(pktkit generate --list)")
@@ -75,15 +81,25 @@ def make_scenario(name: str, *, seed: int = 1, flows: int | None = None,
                          f"from -{MAX_CLOCK_OFFSET_S} to {MAX_CLOCK_OFFSET_S} (the second "
                          "node's clock against the first)")
     check_drift(clock_drift_ppm)
-    scenario = cls(params, seed, flow_count, duration, impairments=impairments)
-    nodes = scenario.node_names()
+    if nodes is not None:
+        if not cls.many_nodes:
+            takes = ", ".join(n for n, c in SCENARIOS.items() if c.many_nodes)
+            raise UsageError(f"--nodes: scenario {name!r} has a fixed topology; --nodes works "
+                             f"with {takes}")
+        check_node_count(nodes)
+    scenario = cls(params, seed, flow_count, duration, impairments=impairments, nodes=nodes)
+    names = scenario.node_names()
     for option, value in (("--clock-offset", clock_offset_s), ("--clock-drift", clock_drift_ppm)):
-        if value and len(nodes) < 2:
-            raise UsageError(f"{option}: scenario {name!r} has one node ({nodes[0]}); "
+        if value and len(names) < 2:
+            raise UsageError(f"{option}: scenario {name!r} has one node ({names[0]}); "
                              "a clock of its own needs a second node")
-    scenario.clocks = {node: ClockModel(at_ns=EPOCH_NS) for node in nodes}
-    if len(nodes) > 1:
-        scenario.clocks[nodes[1]] = ClockModel(round(clock_offset_s * 1e6) * 1000,
+    if nodes is not None:
+        scenario.clocks = node_clocks(names, clock_offset_s, float(clock_drift_ppm),
+                                      f"{name}:{seed}", EPOCH_NS)
+        return scenario
+    scenario.clocks = {node: ClockModel(at_ns=EPOCH_NS) for node in names}
+    if len(names) > 1:
+        scenario.clocks[names[1]] = ClockModel(round(clock_offset_s * 1e6) * 1000,
                                                float(clock_drift_ppm), EPOCH_NS)
     return scenario
 

@@ -26,6 +26,11 @@ Flows cycle through HTTP on port 80, HTTP on 8080, DNS, ping and the oversized U
 (``client``, ``web`` and ``legacy-client``, the pod with the underlay's MTU) and nodes are
 written to ``kubectl.json``. VXLAN's two tenants share pod addresses, which one cluster cannot,
 and NVGRE is no Kubernetes CNI's: those have no metadata.
+
+With ``--nodes N`` (:mod:`pktkit.craft.nodes`) the underlay segment holds N nodes, every node
+has each tenant's three pods (client, server, misconfigured client), and each flow runs from a
+pod on one node to the server pod on another, the pair drawn at random (seeded); each pair of
+nodes has its own VTEP pair and outer IP ID counters.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from pktkit.craft.kernel import (
     VxlanEncap,
 )
 from pktkit.craft.names import local_mac
+from pktkit.craft.nodes import NodePairs, node_mac, node_name, nth_address, nth_subnet
 from pktkit.craft.scenarios.routed import HOUR_NS, cluster_listed_ns, system_pods
 from pktkit.craft.traffic import (
     Emission,
@@ -197,11 +203,14 @@ class Pod:
 
 @dataclass(frozen=True)
 class Tenant:
+    """A tenant's pods by node (two nodes: the clients on node-a, the server on node-b; N
+    nodes: one of each on every node) and its tunnel's encapsulation by (from, to) node."""
+
     name: str
-    client: Pod  # on node-a
-    server: Pod  # on node-b
-    misconfigured: Pod  # on node-a, with the underlay's MTU
-    encaps: dict[str, Transform]  # the tunnel's encapsulation, by sending node
+    clients: dict[str, Pod]
+    servers: dict[str, Pod]
+    misconfigured: dict[str, Pod]  # clients with the underlay's MTU
+    encaps: dict[tuple[str, str], Transform]
 
 
 EncapFactory = Callable[[Node, Node, int], Transform]  # (from, to, IP ID seed) -> VTEP
@@ -214,6 +223,7 @@ class _Overlay(Scenario):
     frame) and build their tenants with :meth:`bridged_tenant` or by hand."""
 
     Params: ClassVar[type] = UnderlayParams
+    many_nodes = True
     default_flows = 5
     default_duration_s = Scenario.MULTI_NODE_DURATION_S
     tunnel_header_bytes: ClassVar[int]
@@ -228,10 +238,16 @@ class _Overlay(Scenario):
         self._devices: dict[str, dict[str, Interface]] = {}
         self._next_ifindex: dict[str, int] = {}
         self._idents: dict[tuple[str, str, int], int] = {}  # the nodes' outer IP ID counters
-        self.nodes = tuple(
-            Node(name, ip, mac, self.device(name, "eth0"))
-            for name, ip, mac in (("node-a", p.node_a_ip, "52:54:00:0a:00:01"),
-                                  ("node-b", p.node_b_ip, "52:54:00:0a:00:02")))
+        if self.node_count is None:
+            named = (("node-a", p.node_a_ip, "52:54:00:0a:00:01"),
+                     ("node-b", p.node_b_ip, "52:54:00:0a:00:02"))
+        else:
+            named = tuple((node_name(i, self.node_count),
+                           nth_address("node_a_ip", p.node_a_ip, i), node_mac(0x0A, i))
+                          for i in range(self.node_count))
+        self.nodes = tuple(Node(name, ip, mac, self.device(name, "eth0"))
+                           for name, ip, mac in named)
+        self.pairs = NodePairs(len(self.nodes), f"{self.name}:{self.seed}")
         self.tenants = self.build_tenants()
 
     # Devices and tenants.
@@ -260,17 +276,38 @@ class _Overlay(Scenario):
     def pod_mtu(self) -> int:
         return self.params.underlay_mtu - self.overhead
 
-    def encaps(self, tenant: str, factory: EncapFactory) -> dict[str, Transform]:
-        """One VTEP per sending node; each draws outer IP IDs from its own counter."""
-        a, b = self.nodes
+    def encaps(self, tenant: str, factory: EncapFactory) -> dict[tuple[str, str], Transform]:
+        """One VTEP per (sending, receiving) node; the outer IP IDs of each pair of nodes come
+        from the sender's counter for that peer."""
         seed = random.Random(f"{self.name}:{self.seed}:{tenant}").getrandbits(32)
-        return {a.name: factory(a, b, seed), b.name: factory(b, a, seed)}
+        return {(src.name, dst.name): factory(src, dst, seed)
+                for src in self.nodes for dst in self.nodes if src is not dst}
+
+    def tenant_pods(self, name: str, pod: Callable[[Node, int, int], Pod], spacing: int,
+                    encaps: dict[tuple[str, str], Transform]) -> Tenant:
+        """The tenant's pods, each made by ``pod(node, role, number)`` (role 0 client, 1
+        server, 2 misconfigured; ``number``: the node's index × ``spacing``, 0 for two
+        nodes): two nodes, the clients on node-a and the server on node-b; N nodes, all three
+        on every node, in node order."""
+        if self.node_count is None:
+            a, b = self.nodes
+            client, server, wide = pod(a, 0, 0), pod(b, 1, 0), pod(a, 2, 0)
+            return Tenant(name, {a.name: client}, {b.name: server}, {a.name: wide}, encaps)
+        made = [(node, [pod(node, role, i * spacing) for role in range(3)])
+                for i, node in enumerate(self.nodes)]
+        return Tenant(name, *({node.name: pods[role] for node, pods in made}
+                              for role in range(3)), encaps)
 
     def bridged_tenant(self, name: str, cidr: str, bridge: str, tunnel: str,
                        veths: tuple[str, str, str], factory: EncapFactory) -> Tenant:
-        """A tenant whose pods (.2 and .4 on node-a, .3 on node-b) sit on a bridge holding the
-        gateway .1 on each node, routed into the tunnel device ``tunnel``."""
+        """A tenant whose pods sit on a bridge holding the gateway .1 on each node, routed into
+        the tunnel device ``tunnel``: two nodes, .2 and .4 on node-a, .3 on node-b; N nodes,
+        node i's client, server and misconfigured pod at .(2+3i), .(3+3i), .(4+3i)."""
         net = ipaddress.ip_network(cidr)
+        if self.node_count is not None and net.num_addresses - 2 < 1 + 3 * self.node_count:
+            raise UsageError(f"pod subnet {cidr} of {name}: no room for the gateway and "
+                             f"{3 * self.node_count} pods of {self.node_count} nodes; give a "
+                             "wider subnet (--set) or fewer --nodes")
 
         def pod(node: Node, host: int, veth: str, mtu: int) -> Pod:
             ip = str(net.network_address + host)
@@ -280,10 +317,12 @@ class _Overlay(Scenario):
                        local_mac(br.label), br, tun,
                        local_mac(tun.label))
 
-        a, b = self.nodes
-        mtu = self.params.underlay_mtu
-        return Tenant(name, pod(a, 2, veths[0], self.pod_mtu), pod(b, 3, veths[1], self.pod_mtu),
-                      pod(a, 4, veths[2], mtu), self.encaps(name, factory))
+        hosts = (2, 3, 4)
+        mtus = (self.pod_mtu, self.pod_mtu, self.params.underlay_mtu)
+        return self.tenant_pods(
+            name, lambda node, role, number: pod(node, hosts[role] + number, veths[role],
+                                                 mtus[role]),
+            3, self.encaps(name, factory))
 
     @abstractmethod
     def build_tenants(self) -> list[Tenant]:
@@ -309,7 +348,7 @@ class _Overlay(Scenario):
         hops += [
             Hop(src.tunnel, "out", 12, (Route(src.tunnel_mac, dst.tunnel_mac),
                                         Fragment(self.pod_mtu))),
-            Hop(src.node.eth0, "out", 6, (tenant.encaps[src.node.name],)),
+            Hop(src.node.eth0, "out", 6, (tenant.encaps[src.node.name, dst.node.name],)),
             Hop(dst.node.eth0, "in", latency, wire=True),
             Hop(dst.tunnel, "in", 10, (Decap(),)),
         ]
@@ -320,30 +359,41 @@ class _Overlay(Scenario):
             hops.append(Hop(dst.veth, "out", 8, (deliver,)))
         return Path(src.mac, src.gateway_mac, tuple(hops), final_latency_us=5)
 
-    def conversation(self, index: int, tenant: Tenant) -> tuple[Pod, list[Emission]]:
-        """Flow ``index``'s sender and what it says to the tenant's server pod."""
-        rng, server = self.rng, tenant.server
+    def ends(self) -> tuple[str, str]:
+        """The next flow's (sending, answering) node: node-a and node-b, or a random pair."""
+        if self.node_count is None:
+            return self.nodes[0].name, self.nodes[1].name
+        src, dst = self.pairs.draw()
+        return self.nodes[src].name, self.nodes[dst].name
+
+    def conversation(self, index: int, tenant: Tenant, src: str,
+                     dst: str) -> tuple[Pod, Pod, list[Emission]]:
+        """Flow ``index``'s sender (on node ``src``), the tenant's server pod on node ``dst``,
+        and what the sender says to it."""
+        rng, server = self.rng, tenant.servers[dst]
+        client = tenant.clients[src]
         kind = KINDS[index % len(KINDS)]
         ephemeral = rng.randint(*LINUX_EPHEMERAL)
         if kind in ("http", "http-alt"):
-            sender = tenant.client
+            sender = client
             port = 80 if kind == "http" else 8080
             host = server.ip if port == 80 else f"{server.ip}:{port}"
-            return sender, tcp_session(
+            return sender, server, tcp_session(
                 Endpoint(sender.ip, ephemeral), Endpoint(server.ip, port),
                 http_request(host, f"/{tenant.name}/{index}"),
                 http_response(varied_size(3000, 40, index, cycle=64)),
                 rng, mss=min(sender.mtu, server.mtu) - 40, rtt_ms=LAN_RTT_MS)
         if kind == "dns":
-            return tenant.client, dns_exchange(
-                Endpoint(tenant.client.ip, ephemeral), Endpoint(server.ip, 53),
+            return client, server, dns_exchange(
+                Endpoint(client.ip, ephemeral), Endpoint(server.ip, 53),
                 f"web-{index}.{tenant.name}.svc.cluster.local.", server.ip, rng)
         if kind == "ping":
-            return tenant.client, ping(Endpoint(tenant.client.ip, 0), Endpoint(server.ip, 0),
-                                       rng.randint(1, 0xFFFF), 2, rng)
-        sender = tenant.misconfigured  # IP packets of the full underlay MTU, DF clear
-        return sender, udp_datagrams(Endpoint(sender.ip, ephemeral), Endpoint(server.ip, 514),
-                                     [sender.mtu - 28] * 3, rng)
+            return client, server, ping(Endpoint(client.ip, 0), Endpoint(server.ip, 0),
+                                        rng.randint(1, 0xFFFF), 2, rng)
+        sender = tenant.misconfigured[src]  # IP packets of the full underlay MTU, DF clear
+        return sender, server, udp_datagrams(Endpoint(sender.ip, ephemeral),
+                                             Endpoint(server.ip, 514), [sender.mtu - 28] * 3,
+                                             rng)
 
     # The cluster as kubectl shows it (Kubernetes CNIs only).
 
@@ -359,21 +409,23 @@ class _Overlay(Scenario):
         nodes = tuple(KubeNode(n.name, n.ip, None, self.node_annotations(n))
                       for n in self.nodes)
         tenant = self.tenants[0]
+        roles = ((tenant.clients, "client", ()),
+                 (tenant.servers, "web", (("http", 80, "TCP"), ("http-alt", 8080, "TCP"),
+                                          ("dns", 53, "UDP"), ("syslog", 514, "UDP"))),
+                 (tenant.misconfigured, "legacy-client", ()))
+        listed = [(pod, workload, ports, replica) for pods, workload, ports in roles
+                  for replica, pod in enumerate(pods.values())]
         pods = [KubePod("default", "Deployment", workload, pod.node.name, pod.ip,
-                        EPOCH_NS - 30 * HOUR_NS + 11 * 10**9 * index, ports)
-                for index, (pod, workload, ports) in enumerate((
-                    (tenant.client, "client", ()),
-                    (tenant.server, "web", (("http", 80, "TCP"), ("http-alt", 8080, "TCP"),
-                                            ("dns", 53, "UDP"), ("syslog", 514, "UDP"))),
-                    (tenant.misconfigured, "legacy-client", ())))]
+                        EPOCH_NS - 30 * HOUR_NS + 11 * 10**9 * index, ports, replica=replica)
+                for index, (pod, workload, ports, replica) in enumerate(listed)]
         return KubeCluster(nodes, (*system_pods(nodes), *pods), (), cluster_listed_ns(self))
 
     def flows(self) -> Iterator[FlowSpec]:
         for index in range(self.flow_count):
             tenant = self.tenants[index % len(self.tenants)]
-            sender, emissions = self.conversation(index, tenant)
-            yield FlowSpec(index + 1, self.start_ns(index), self.leg(tenant, sender, tenant.server),
-                           self.leg(tenant, tenant.server, sender), emissions)
+            sender, server, emissions = self.conversation(index, tenant, *self.ends())
+            yield FlowSpec(index + 1, self.start_ns(index), self.leg(tenant, sender, server),
+                           self.leg(tenant, server, sender), emissions)
 
 
 # -- the scenarios ------------------------------------------------------------------------------
@@ -467,26 +519,36 @@ class Ipip(_Overlay):
 
     def node_annotations(self, node: Node) -> dict[str, str]:
         """Calico's node address and the tunl0 address (its IPAM block's first)."""
-        p: IpipParams = self.params
-        block = p.block_a if node is self.nodes[0] else p.block_b
+        block = self.block(self.nodes.index(node))
         return {"projectcalico.org/IPv4Address": f"{node.ip}/24",
                 "projectcalico.org/IPv4IPIPTunnelAddr": str(
                     ipaddress.ip_network(block).network_address)}
 
+    def block(self, index: int) -> str:
+        """Node ``index``'s IPAM block: block_a and block_b, or the ``index``-th block of
+        block_a's size from block_a (N nodes)."""
+        p: IpipParams = self.params
+        if self.node_count is None:
+            return (p.block_a, p.block_b)[index]
+        return nth_subnet("block_a", p.block_a, index)
+
     def build_tenants(self) -> list[Tenant]:
         p: IpipParams = self.params
-        a, b = self.nodes
+        # two nodes: the client (.1) and the misconfigured pod (.2) in node-a's block, the
+        # server (.1) in node-b's; N nodes: .1, .3 and .2 of every node's block
+        hosts = (1, 1, 2) if self.node_count is None else (1, 3, 2)
+        mtus = (self.pod_mtu, self.pod_mtu, p.underlay_mtu)
 
-        def pod(node: Node, block: str, host: int, mtu: int) -> Pod:
-            ip = str(ipaddress.ip_network(block).network_address + host)
+        def pod(node: Node, role: int, _: int) -> Pod:
+            block = self.block(self.nodes.index(node))
+            ip = str(ipaddress.ip_network(block).network_address + hosts[role])
             tunl0 = self.device(node.name, "tunl0", link="raw")
             veth = self.device(node.name, calico_veth_name(f"default.pod-{ip}"), veth=True)
-            return Pod(ip, local_mac(f"{node.name}/pod/{ip}"), mtu, node, veth,
+            return Pod(ip, local_mac(f"{node.name}/pod/{ip}"), mtus[role], node, veth,
                        CALICO_GATEWAY_MAC, None, tunl0, None)
 
-        return [Tenant("default", pod(a, p.block_a, 1, self.pod_mtu),
-                       pod(b, p.block_b, 1, self.pod_mtu), pod(a, p.block_a, 2, p.underlay_mtu),
-                       # tunl0, the ipip fallback device (every parameter zero): ip_tunnel_xmit
-                       # copies TTL and DF from the inner IPv4 packet.
-                       self.encaps("default", lambda src, dst, seed: IpipEncap(
-                           **self.underlay(src, dst, seed), inherit=True)))]
+        # tunl0, the ipip fallback device (every parameter zero): ip_tunnel_xmit copies TTL
+        # and DF from the inner IPv4 packet.
+        return [self.tenant_pods("default", pod, 0, self.encaps(
+            "default", lambda src, dst, seed: IpipEncap(**self.underlay(src, dst, seed),
+                                                        inherit=True)))]

@@ -8,6 +8,10 @@ and the destination pod's veth (out). Addresses and ports never change along the
 
 Host-side veth names are ``veth`` plus eight hex digits, as the CNI bridge plugin makes them;
 pod MACs are ``0a:58`` plus the low four bytes of the pod address, as that plugin derives them.
+
+``flat-routed --nodes N`` (:mod:`pktkit.craft.nodes`): N nodes on the segment, numbered from
+node-a's address and pod CIDR, each with a client, a DNS and a web pod; each flow runs from the
+client of one node to a pod of another, the pair drawn at random (seeded).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pktkit.craft import params as P
 from pktkit.craft.engine import EPOCH_NS, FlowSpec, Hop, Path, Scenario
 from pktkit.craft.inventory import KubeCluster, KubeNode, KubePod, KubeService, KubeServicePort
 from pktkit.craft.kernel import Route, Transform
-from pktkit.craft.names import pod_mac, veth_name
+from pktkit.craft.names import local_mac, pod_mac, veth_name
+from pktkit.craft.nodes import NodePairs, node_mac, node_name, nth_address, nth_subnet
 from pktkit.craft.traffic import (
     Emission,
     Endpoint,
@@ -77,6 +82,7 @@ class Node:
     eth0: Interface
     cni0: Interface
     cni0_mac: str
+    pod_cidr: str
 
 
 @dataclass(frozen=True)
@@ -140,20 +146,38 @@ class TwoNodeCluster(Scenario):
         check_cluster(p, self.address_params)
         self.node_a = Node("node-a", p.node_a_ip, "52:54:00:6b:0a:11",
                            Interface("node-a", "eth0", 2), Interface("node-a", "cni0", 4),
-                           "9e:31:c4:5d:0a:01")
+                           "9e:31:c4:5d:0a:01", p.pod_cidr_a)
         self.node_b = Node("node-b", p.node_b_ip, "52:54:00:6b:0a:12",
                            Interface("node-b", "eth0", 2), Interface("node-b", "cni0", 4),
-                           "9e:31:c4:5d:0b:01")
+                           "9e:31:c4:5d:0b:01", p.pod_cidr_b)
+        self.nodes = (self.node_a, self.node_b)
         self.link_latency_us = p.link_latency_us
 
-    def pod(self, node: Node, name: str, host: int, ifindex: int) -> Pod:
-        """Pod ``name`` at host number ``host`` of ``node``'s pod CIDR (.1 is cni0); ``ifindex``
-        of its host-side veth (a pair takes two indexes, the host's end the higher)."""
+    def numbered_nodes(self, count: int) -> tuple[Node, ...]:
+        """``count`` nodes numbered from node-a's address and pod CIDR (``--nodes``)."""
         p: ClusterParams = self.params
-        cidr = p.pod_cidr_a if node is self.node_a else p.pod_cidr_b
-        ip = str(ipaddress.ip_network(cidr).network_address + host)
-        return Pod(name, ip, node, Interface(node.name, veth_name(f"default/{name}"), ifindex,
-                                             bridge_port=True))  # a port of cni0
+        nodes = []
+        for i in range(count):
+            name = node_name(i, count)
+            nodes.append(Node(name, nth_address("node_a_ip", p.node_a_ip, i), node_mac(0x6B, i),
+                              Interface(name, "eth0", 2), Interface(name, "cni0", 4),
+                              local_mac(f"{name}/cni0"),
+                              nth_subnet("pod_cidr_a", p.pod_cidr_a, i)))
+        pods = {ipaddress.ip_network(n.pod_cidr) for n in nodes}
+        inside = [n.ip for n in nodes if any(ipaddress.ip_address(n.ip) in c for c in pods)]
+        if inside:
+            raise UsageError(f"node_a_ip={p.node_a_ip}, pod_cidr_a={p.pod_cidr_a}: with "
+                             f"{count} nodes node address {inside[0]} falls in a pod CIDR; "
+                             "give node addresses and pod CIDRs further apart")
+        return tuple(nodes)
+
+    def pod(self, node: Node, name: str, host: int, ifindex: int, veth_of: str = "") -> Pod:
+        """Pod ``name`` at host number ``host`` of ``node``'s pod CIDR (.1 is cni0); ``ifindex``
+        of its host-side veth (a pair takes two indexes, the host's end the higher), named
+        after the pod (``veth_of``: another name to derive it from)."""
+        ip = str(ipaddress.ip_network(node.pod_cidr).network_address + host)
+        return Pod(name, ip, node, Interface(node.name, veth_name(f"default/{veth_of or name}"),
+                                             ifindex, bridge_port=True))  # a port of cni0
 
     def egress(self, pod: Pod, next_hop_mac: str, at_bridge: tuple[Transform, ...] = ()
                ) -> tuple[Hop, ...]:
@@ -186,14 +210,13 @@ class TwoNodeCluster(Scenario):
     # The cluster as kubectl shows it.
 
     def kube_nodes(self) -> tuple[KubeNode, ...]:
-        """Both nodes, flannel host-gw annotations, their pod CIDRs."""
-        p: ClusterParams = self.params
-        return tuple(KubeNode(node.name, node.ip, cidr, {
+        """Every node, flannel host-gw annotations, their pod CIDRs."""
+        return tuple(KubeNode(node.name, node.ip, node.pod_cidr, {
             "flannel.alpha.coreos.com/backend-data": "null",
             "flannel.alpha.coreos.com/backend-type": "host-gw",
             "flannel.alpha.coreos.com/kube-subnet-manager": "true",
             "flannel.alpha.coreos.com/public-ip": node.ip})
-            for node, cidr in ((self.node_a, p.pod_cidr_a), (self.node_b, p.pod_cidr_b)))
+            for node in self.nodes)
 
     def kube_pod(self, pod: Pod, namespace: str, workload: str,
                  ports: tuple[tuple[str, int, str], ...] = (), **more: object) -> KubePod:
@@ -235,54 +258,75 @@ class FlatRouted(TwoNodeCluster):
                    "tunnel): HTTP, DNS and ping, TTL-1 per node")
     Params = RoutedParams
     default_flows = 6
+    many_nodes = True
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.client = self.pod(self.node_a, "client", 5, 6)
         self.dns = self.pod(self.node_b, "dns", 3, 6)
         self.web = self.pod(self.node_b, "web", 7, 8)
+        self.pods: list[tuple[Pod, Pod, Pod]] = []  # N nodes: each node's client, dns, web
+        if self.node_count is not None:
+            self.nodes = self.numbered_nodes(self.node_count)
+            self.pods = [tuple(self.pod(node, role, host, ifindex, f"{role}@{node.name}")
+                               for role, host, ifindex in (("client", 5, 6), ("dns", 3, 8),
+                                                           ("web", 7, 10)))
+                         for node in self.nodes]  # type: ignore[misc]
+            self.pairs = NodePairs(self.node_count, f"{self.name}:{self.seed}")
 
     def interfaces(self) -> list[Interface]:
+        if self.pods:
+            return [iface for node, pods in zip(self.nodes, self.pods, strict=True)
+                    for iface in (node.eth0, node.cni0, *(pod.veth for pod in pods))]
         a, b = self.node_a, self.node_b
         return [self.client.veth, a.cni0, a.eth0, b.eth0, b.cni0, self.web.veth, self.dns.veth]
 
-    def conversation(self, index: int) -> tuple[Pod, list[Emission]]:
-        """Flow ``index``: HTTP to the web pod, a DNS lookup, a ping, in turn."""
+    def conversation(self, index: int, client: Pod, dns: Pod,
+                     web_pod: Pod) -> tuple[Pod, list[Emission]]:
+        """Flow ``index`` from ``client``: HTTP to ``web_pod``, a DNS lookup of ``dns``, a
+        ping of ``web_pod``, in turn."""
         p: RoutedParams = self.params
         rng = self.rng
-        me = Endpoint(self.client.ip, rng.randint(*EPHEMERAL))
+        me = Endpoint(client.ip, rng.randint(*EPHEMERAL))
         kind = index % 3
         if kind == 0:
-            web = Endpoint(self.web.ip, p.web_port)
+            web = Endpoint(web_pod.ip, p.web_port)
             mss = 1460 if ":" not in me.ip else 1440  # MTU 1500 minus the IP and TCP headers
             request = http_request(f"web.default.svc.cluster.local:{p.web_port}", f"/item/{index}")
             response = http_response(varied_size(900, 700, index))
-            return self.web, tcp_session(me, web, request, response, rng, mss=mss,
-                                         rtt_ms=LAN_RTT_MS)
+            return web_pod, tcp_session(me, web, request, response, rng, mss=mss,
+                                        rtt_ms=LAN_RTT_MS)
         if kind == 1:
-            return self.dns, dns_exchange(me, Endpoint(self.dns.ip, 53),
-                                          f"web{index}.default.svc.cluster.local.", self.web.ip,
-                                          rng)
-        return self.web, ping(Endpoint(self.client.ip, 0), Endpoint(self.web.ip, 0),
-                              rng.randint(1, 0xFFFF), 2, rng)
+            return dns, dns_exchange(me, Endpoint(dns.ip, 53),
+                                     f"web{index}.default.svc.cluster.local.", web_pod.ip, rng)
+        return web_pod, ping(Endpoint(client.ip, 0), Endpoint(web_pod.ip, 0),
+                             rng.randint(1, 0xFFFF), 2, rng)
 
     def inventory(self, spans: Mapping[int, tuple[int, int]]) -> KubeCluster:
         """client, web and coredns Deployments; the kube-dns and web Services exist, though
         the client here talks to the pods directly."""
         p: RoutedParams = self.params
         _, dns_ip, web_ip = SERVICE_ADDRESSES[ipaddress.ip_address(p.node_a_ip).version]
+        placed = self.pods or [(self.client, self.dns, self.web)]
         return self.kube_cluster(
-            [self.kube_pod(self.client, "default", "client"),
-             self.kube_pod(self.dns, "kube-system", "coredns", DNS_PORTS),
-             self.kube_pod(self.web, "default", "web", (("http", p.web_port, "TCP"),))],
+            [kube_pod for replica, (client, dns, web) in enumerate(placed) for kube_pod in (
+                self.kube_pod(client, "default", "client", replica=replica),
+                self.kube_pod(dns, "kube-system", "coredns", DNS_PORTS, replica=replica),
+                self.kube_pod(web, "default", "web", (("http", p.web_port, "TCP"),),
+                              replica=replica))],
             [kube_dns(dns_ip), KubeService("default", "web", web_ip,
                                            (KubeServicePort("http", 80, "http"),), app="web")])
 
     def flows(self) -> Iterator[FlowSpec]:
         for index in range(self.flow_count):
-            server, emissions = self.conversation(index)
-            yield FlowSpec(index + 1, self.start_ns(index), self.pod_to_pod(self.client, server),
-                           self.pod_to_pod(server, self.client), emissions)
+            if self.pods:
+                src, dst = self.pairs.draw()
+                client, (_, dns, web) = self.pods[src][0], self.pods[dst]
+            else:
+                client, dns, web = self.client, self.dns, self.web
+            server, emissions = self.conversation(index, client, dns, web)
+            yield FlowSpec(index + 1, self.start_ns(index), self.pod_to_pod(client, server),
+                           self.pod_to_pod(server, client), emissions)
 
 
 class FlatRoutedV6(FlatRouted):
