@@ -267,6 +267,23 @@ def test_a_worker_killed_in_the_correlation_is_retried(client: object, analysis_
     client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]
 
 
+def test_a_worker_killed_in_the_tables_is_retried(client: object, analysis_set: tuple,
+                                                  tmp_path: Path) -> None:
+    """Killed while it applies the NAT flow ids and names (the parts, assigned, live on the
+    workers): Dask makes the lost parts again from their lineage, the report is the same."""
+    files, one = analysis_set
+    marker = tmp_path / "killed-once"
+    client.register_plugin(_kill_once(str(marker), "named"),  # type: ignore[attr-defined]
+                           name="pktkit-kill-named")
+    try:
+        analyze_on_cluster(client, files, tmp_path / "many")
+    finally:
+        client.unregister_worker_plugin("pktkit-kill-named")  # type: ignore[attr-defined]
+    assert marker.exists()
+    assert_same_report(tmp_path / "many", one)
+    client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]
+
+
 def test_bundles_on_the_cluster_are_one_task_of_the_single_process(
         client: object, analysis_set: tuple, tmp_path: Path) -> None:
     """Bundles (their node addresses and links belong to the reading of their captures): the

@@ -254,12 +254,10 @@ def concat_parts(files: Sequence[Path], parquet: Path, csv: Path) -> None:
 
 def _step(client: Client, held: list[Future], task: Callable[..., Any], *args: Any,
           **shared: Any) -> tuple[list[Future], list[Any]]:
-    """One step over every part: ``shared`` scattered once to every worker; the new
-    holders (kept on the workers) and their ``out`` (gathered)."""
-    # (in a list: a list or dict given alone would be scattered item by item)
-    state = {name: client.scatter([value], broadcast=True)[0]
-             for name, value in shared.items()}
-    new = [client.submit(task, h, *(a[i] for a in args), **state, pure=False)
+    """One step over every part: ``shared`` (small) given to each task; the new holders (kept on the workers) and their ``out`` (gathered)."""
+    # (given to each task, not scattered: scattered data lost with a worker cannot be made
+    # again, and a part made again after a worker died needs it)
+    new = [client.submit(task, h, *(a[i] for a in args), **shared, pure=False)
            for i, h in enumerate(held)]
     outs = client.gather(client.map(_out, new, pure=False))
     return new, outs
@@ -298,8 +296,7 @@ def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
     ``name_tables(nat, handshakes, names)`` names the client's tables in place;
     ``window(report_partials)``: the throughput plot's start and bin width; the parts'
     hops rows are written into ``hops_folder`` (:func:`concat_parts` joins them)."""
-    state = client.scatter(settled, broadcast=True)
-    held = [client.submit(packet_part, p, state, i, tuple(drop), row, pure=False)
+    held = [client.submit(packet_part, p, settled, i, tuple(drop), row, pure=False)
             for i, p in enumerate(parts)]
     counts, seen = zip(*client.gather(client.map(_out, held, pure=False)), strict=True)
     every = {name: sorted({v for s in seen for v in s[name]}) for name in OPEN_VOCABULARIES}
