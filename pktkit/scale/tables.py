@@ -254,7 +254,8 @@ def concat_parts(files: Sequence[Path], parquet: Path, csv: Path) -> None:
 
 def _step(client: Client, held: list[Future], task: Callable[..., Any], *args: Any,
           **shared: Any) -> tuple[list[Future], list[Any]]:
-    """One step over every part: ``shared`` (small) given to each task; the new holders (kept on the workers) and their ``out`` (gathered)."""
+    """One step over every part: ``shared`` (small) given to each task; the new holders
+    (kept on the workers) and their ``out`` (gathered)."""
     # (given to each task, not scattered: scattered data lost with a worker cannot be made
     # again, and a part made again after a worker died needs it)
     new = [client.submit(task, h, *(a[i] for a in args), **shared, pure=False)
