@@ -114,7 +114,8 @@ def packet_part(part: Part, settled: Settled, index: int, drop: Sequence[str],
     count = int(found.packet_id.max()) + 1 if len(found.packet_id) else 0
     seen = {name: sorted(str(v) for v in packets[name].dropna().unique())
             for name in OPEN_VOCABULARIES}
-    return Held(PacketPart(packets, found.hops, found.hop_rows), index, out=(count, seen))
+    return Held(PacketPart(packets, found.hops, found.hop_rows), index,
+                out=(count, seen, len(packets)))
 
 
 def numbered(held: Held, offset: int) -> Held:
@@ -205,10 +206,12 @@ def binned(held: Held, wanted: Any, window: tuple[int, int] | None,
 
 def written(held: Held, folder: str, hops_folder: str,
             categories: Mapping[str, Sequence[str]],
-            hop_categories: Mapping[str, Sequence[str]]) -> tuple[int, int, pd.DataFrame]:
+            hop_categories: Mapping[str, Sequence[str]]
+            ) -> tuple[int, int, pd.DataFrame, str]:
     """Task: the part's packet rows written into ``folder`` (one file per node and capture
     of it, hive style) and its hops rows into ``hops_folder`` (its categories the union's);
-    returns the hops' row count, how many are second sightings, and their first rows."""
+    returns the hops' row count, how many are second sightings, their first rows and the
+    hops file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -232,7 +235,7 @@ def written(held: Held, folder: str, hops_folder: str,
     target.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(hops, preserve_index=False), target)
     second = int((hops["hop"] == 1).sum()) if len(hops) else 0
-    return len(hops), second, hops.head(HEAD_ROWS)
+    return len(hops), second, hops.head(HEAD_ROWS), str(target)
 
 
 def concat_parts(files: Sequence[Path], parquet: Path, csv: Path) -> None:
@@ -241,6 +244,10 @@ def concat_parts(files: Sequence[Path], parquet: Path, csv: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if not files:  # (no rows at all: one process's empty hops table)
+        pd.DataFrame().to_parquet(parquet, index=False)
+        pd.DataFrame().to_csv(csv, index=False)
+        return
     schema = pq.read_schema(files[0])
     header = True
     with pq.ParquetWriter(parquet, schema) as writer, csv.open("w", newline="") as text:
@@ -299,7 +306,10 @@ def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
     hops rows are written into ``hops_folder`` (:func:`concat_parts` joins them)."""
     held = [client.submit(packet_part, p, settled, i, tuple(drop), row, pure=False)
             for i, p in enumerate(parts)]
-    counts, seen = zip(*client.gather(client.map(_out, held, pure=False)), strict=True)
+    counts, seen, rows = zip(*client.gather(client.map(_out, held, pure=False)), strict=True)
+    # (a part may be empty: more partitions than groups of packets; it adds nothing)
+    held = [h for h, n in zip(held, rows, strict=True) if n]
+    counts = [c for c, n in zip(counts, rows, strict=True) if n]
     every = {name: sorted({v for s in seen for v in s[name]}) for name in OPEN_VOCABULARIES}
     categories = {**categories, "encap": every["encap"],
                   "error": error_categories(every["error"])}
@@ -348,10 +358,11 @@ def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
                                      categories=dict(categories), hop_categories=vocabulary,
                                      pure=False))
     del held
-    files = [Path(hops_folder) / f"part-{i:05d}.parquet" for i in range(len(shape))]
-    hops_head = pd.concat([h for _, _, h in shape], ignore_index=True).head(HEAD_ROWS)
-    hops_head.attrs["rows"] = sum(n for n, _, _ in shape)
+    files = [Path(path) for _, _, _, path in shape]
+    hops_head = (pd.concat([h for _, _, h, _ in shape], ignore_index=True).head(HEAD_ROWS)
+                 if shape else pd.DataFrame())
+    hops_head.attrs["rows"] = sum(n for n, _, _, _ in shape)
     return ClusterTables(nat=nat, handshakes=handshakes, latency=latency, hops=hops_head,
-                         hop_files=files, second_sightings=sum(s for _, s, _ in shape),
+                         hop_files=files, second_sightings=sum(s for _, s, _, _ in shape),
                          report=reports, throughput=throughput, curves=curves,
                          packets=int(sum(counts)))
