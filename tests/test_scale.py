@@ -1,7 +1,9 @@
 """pktkit.scale: a LocalCluster of 2 workers gives what one process gives — the dataset's rows
-(captures cut into chunks, a cut capture, pcap and pcapng) and the analysis — also when a
-worker is killed in the middle of the run (Dask runs its task again); bad cluster arguments are
-one-line errors with exit 2; every cluster is closed with no process left behind."""
+(captures cut into chunks, a cut capture, pcap and pcapng) and the analysis (every table and
+plot; packet ids through a bijection with one process's, the packet table as the dataset
+``packets/``) — also when a worker is killed in the middle of the run (Dask runs its task
+again); what the client gathers does not grow with frames; bad cluster arguments are one-line
+errors with exit 2; every cluster is closed with no process left behind."""
 
 from __future__ import annotations
 

@@ -92,7 +92,9 @@ class Held:
 
 
 def _next(held: Held, out: Any, kept: Any = None) -> Held:
-    """The next step's holder (a shallow copy: a step run again starts from its input)."""
+    """The next step's holder (a shallow copy: a step run again starts from its input; the
+    steps add columns to shallow copies of its tables, which pandas' copy-on-write keeps
+    apart from the input's without copying the other columns)."""
     step = copy.copy(held)
     step.out, step.kept = out, kept
     return step
@@ -122,9 +124,9 @@ def numbered(held: Held, offset: int) -> Held:
     """Task: global packet ids (the part's plus ``offset``), the overlay columns and the
     conversation keys (``out``: their partial)."""
     part = held.part
-    packets = part.packets.copy()
+    packets = part.packets.copy(deep=False)
     packets["packet_id"] = packets["packet_id"] + offset
-    hops = part.hops.copy()
+    hops = part.hops.copy(deep=False)
     hops["packet_id"] = hops["packet_id"] + offset
     from pktkit.analysis.overlays import overlay_columns
 
@@ -140,7 +142,7 @@ def numbered(held: Held, offset: int) -> Held:
 
 def flows(held: Held, conversations: pd.DataFrame) -> Held:
     """Task: ``flow_id`` per conversation; the NAT translations seen (``out``)."""
-    packets = held.part.packets.copy()
+    packets = held.part.packets.copy(deep=False)
     packets["flow_id"] = apply_conversations(held.kept, conversations)
     seen = observe_translations(packets)
     step = _next(held, seen.partial, seen)
@@ -156,7 +158,7 @@ def counted(held: Held, connections: Any, check: Any) -> Held:
 
 def named(held: Held, table: Any, names: IdentityMap) -> Held:
     """Task: ``nat_flow_id``, the names, the handshakes' openings (``out``)."""
-    packets = held.part.packets.copy()
+    packets = held.part.packets.copy(deep=False)
     packets["nat_flow_id"] = apply_nat_flow_ids(held.kept, table)
     name_packets(packets, names)
     step = _next(held, handshake_openings(packets))
