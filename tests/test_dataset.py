@@ -155,3 +155,22 @@ def test_partition_values_are_encoded(captures: list[Path], tmp_path: Path) -> N
     assert sorted(back["capture"].astype(str).unique()) == labels
     # (each file's node is its label's stem, as analyze names it: a "/" in the node too)
     assert sorted(back["node"].astype(str).unique()) == ["left dir/same", "right/same"]
+
+
+@pytest.mark.filterwarnings("ignore::Warning:dask.dataframe.io.parquet.arrow")
+def test_an_empty_capture_in_a_dataset(captures: list[Path], tmp_path: Path) -> None:
+    """A header-only capture (an N-node set's pod nobody talked to) is a dataset part with no
+    rows and categoricals without categories; the dataset analyzes as its captures do (it
+    used to raise 'dtype of categories must be the same' while joining the parts)."""
+    import struct
+
+    empty = tmp_path / "idle-veth.pcap"  # pcap header: magic, v2.4, Ethernet, no record
+    empty.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    given = [*captures[:-1], empty]
+    assert write(given, f"{tmp_path / 'ds'}/")[0] == 0
+    direct, found = analyze(given), analyze([tmp_path / "ds"])
+    assert len(found.packets) == len(direct.packets) > 0
+    for name in ("packets", "hops", "latency", "clock_offsets"):
+        got, want = getattr(found, name), getattr(direct, name)
+        got.attrs, want.attrs = {}, {}
+        pd.testing.assert_frame_equal(got, want, obj=name)

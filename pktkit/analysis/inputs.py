@@ -344,8 +344,6 @@ def _name_single_interfaces(packets: pd.DataFrame, inputs: Sequence[CaptureInput
 def _read_with_datasets(inputs: Sequence[CaptureInput], vxlan_ports: PortsArg) -> pd.DataFrame:
     """:func:`read_table` of inputs some of which are in datasets: the captures decoded
     together (runs of them), each dataset capture read back, in the inputs' order."""
-    from pandas.api.types import union_categoricals
-
     tables: list[pd.DataFrame] = []
     stats: list[dict[str, Any]] = []
     ports: list[dict[str, Any]] = []
@@ -376,8 +374,8 @@ def _read_with_datasets(inputs: Sequence[CaptureInput], vxlan_ports: PortsArg) -
         tables.append(table)
     flush()
     for name in ("encap", "error"):  # open vocabularies: the union of the parts' categories
-        union = union_categoricals([t[name] for t in tables], ignore_order=True)
-        categories = [str(c) for c in union.categories]
+        # as text: an empty capture's categoricals have no categories, of another dtype
+        categories = list(dict.fromkeys(str(c) for t in tables for c in t[name].cat.categories))
         wanted = sorted(categories) if name == "encap" else error_categories(categories)
         for t in tables:
             t[name] = t[name].cat.set_categories(wanted)
