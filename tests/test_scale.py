@@ -514,3 +514,19 @@ def test_what_the_client_receives_does_not_grow_with_frames(
     # the handshakes' openings: per SYN and SYN-ACK (a handshake's three packets may be in
     # three parts), so they grow with the connections opened, not with the frames
     assert four["named"] < 2 * once["named"], (once["named"], four["named"])
+
+
+def test_an_empty_capture_on_the_cluster(client: object, analysis_set: tuple,
+                                         tmp_path: Path) -> None:
+    """A header-only capture (an N-node set's idle pod) among the captures: its part has no
+    rows; the report is the single process's."""
+    import struct
+
+    files, _ = analysis_set
+    empty = tmp_path / "idle" / "idle-veth.pcap"  # pcap header: v2.4, Ethernet, no record
+    empty.parent.mkdir()
+    empty.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    given = [*files, empty]
+    write_analysis(analyze(given), tmp_path / "one")
+    analyze_on_cluster(client, given, tmp_path / "many")
+    assert_same_report(tmp_path / "many", tmp_path / "one")

@@ -117,8 +117,10 @@ def settled_parts(
     from distributed import futures_of
 
     captures = table_captures(datasets)
+    # (the captures with rows: one process's table has no node of an empty capture only)
     scope = Scope.of_captures([(str(c.entry["capture"]), str(c.entry["node"]))
-                               for c in captures], node_order, window_ns)
+                               for c in captures if int(c.entry["frames"])], node_order,
+                              window_ns)
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {})) or 1
     count = partitions or max(1, 2 * workers)
     keyed = dd.from_map(keyed_rows, captures, window_ns=window_ns, meta=_meta(),
