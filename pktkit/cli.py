@@ -484,8 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "tunnel, eth0, other nodes), order them into hops, estimate the nodes' "
                     "clock offsets, measure hop/node/NAT/handshake latency, find NAT flows, "
                     "and write DIR/index.html, summary.md, summary.json, every table as CSV "
-                    "and Parquet (packets.parquet, hops, latency, clock_offsets, nat_flows, "
-                    "...) and the plots. Addresses are named (pods, Services, nodes, "
+                    "and Parquet (packets.parquet, or with --workers the dataset packets/; "
+                    "hops, latency, clock_offsets, nat_flows, ...) and the plots. Addresses "
+                    "are named (pods, Services, nodes, "
                     "containers) from --k8s/--docker metadata. With no CAPTURE: every folder "
                     "of the bundled captures/, each into DIR/FOLDER/, with DIR/index.html "
                     "listing them.")

@@ -1,7 +1,9 @@
 """pktkit.scale: a LocalCluster of 2 workers gives what one process gives — the dataset's rows
-(captures cut into chunks, a cut capture, pcap and pcapng) and the analysis — also when a
-worker is killed in the middle of the run (Dask runs its task again); bad cluster arguments are
-one-line errors with exit 2; every cluster is closed with no process left behind."""
+(captures cut into chunks, a cut capture, pcap and pcapng) and the analysis (every table and
+plot; packet ids through a bijection with one process's, the packet table as the dataset
+``packets/``) — also when a worker is killed in the middle of the run (Dask runs its task
+again); what the client gathers does not grow with frames; bad cluster arguments are one-line
+errors with exit 2; every cluster is closed with no process left behind."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -146,16 +149,79 @@ def test_a_worker_killed_mid_run_is_retried(client: object, captures: list[Path]
     client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]  # (the nanny's restart)
 
 
+def _values(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each categorical column as its values (a run in parts lists the
+    categories in another order) and a fresh index."""
+    table = table.reset_index(drop=True)
+    for name in table.columns:
+        if isinstance(table[name].dtype, pd.CategoricalDtype):
+            table[name] = table[name].astype(object).where(table[name].notna(), None)
+    return table
+
+
+def packet_id_mapping(got: pd.DataFrame, want: pd.DataFrame) -> pd.Series:
+    """The cluster's packet ids → one process's, from the rows of both packet tables matched
+    by (capture, frame); asserts it is a bijection (the same packets, numbered otherwise)."""
+    pairs = pd.DataFrame({"got": got["packet_id"], "want": want["packet_id"]}).dropna()
+    pairs = pairs.drop_duplicates()
+    assert pairs["got"].is_unique and pairs["want"].is_unique  # one to one
+    assert pd.isna(got["packet_id"]).equals(pd.isna(want["packet_id"]))
+    return pd.Series(pairs["want"].to_numpy(), index=pairs["got"].to_numpy())
+
+
 def assert_same_report(got: Path, want: Path) -> None:
-    """Every table of two report folders equal: ids included (the cluster numbers packets
-    as one process does), rows in the same order, dtypes and categories alike."""
+    """Every table of two report folders equal, the packet ids through a bijection between
+    the two numberings: ``want`` one process's (``packets.parquet``), ``got`` a cluster's
+    (its packet table the dataset ``packets/``; rows in parts' order, compared by capture
+    and frame)."""
     tables = sorted(p.name for p in want.glob("*.parquet"))
     assert {"packets.parquet", "hops.parquet", "latency.parquet", "nat_flows.parquet",
             "clock_offsets.parquet"} <= set(tables)
-    assert tables == sorted(p.name for p in got.glob("*.parquet"))
+    got_tables = sorted(p.name for p in got.glob("*.parquet"))
+    if (got / "packets").is_dir():  # a run in parts
+        assert not (got / "packets.parquet").exists()
+        got_tables.append("packets.parquet")
+        one = _values(pd.read_parquet(want / "packets.parquet"))
+        many = _values(pd.read_parquet(got / "packets"))[list(one.columns)]
+        order = ["capture", "frame"]
+        one = one.sort_values(order, kind="stable").reset_index(drop=True)
+        many = many.sort_values(order, kind="stable").reset_index(drop=True)
+        ids = packet_id_mapping(many, one)
+        many["packet_id"] = pd.array(many["packet_id"].map(ids), dtype="Int64")
+        for name in ("node", "capture"):  # (the dataset's partition columns: categoricals)
+            many[name] = many[name].astype(one[name].dtype)
+        pd.testing.assert_frame_equal(many, one, obj="packets")
+        tables.remove("packets.parquet")
+        got_hops = pd.read_parquet(got / "hops.parquet")
+        got_hops["packet_id"] = pd.array(got_hops["packet_id"].map(ids), dtype="Int64")
+        want_hops = pd.read_parquet(want / "hops.parquet")
+        key = ["packet_id", "hop"]
+        pd.testing.assert_frame_equal(
+            _values(got_hops.sort_values(key)), _values(want_hops.sort_values(key)), obj="hops")
+        tables.remove("hops.parquet")
+        for name in tables:
+            pd.testing.assert_frame_equal(_sorted(pd.read_parquet(got / name)),
+                                          _sorted(pd.read_parquet(want / name)), obj=name)
+        assert sorted(got_tables) == sorted([*tables, "packets.parquet", "hops.parquet"])
+        # the same files (CSV, plots, pages), the plots drawn alike
+        assert {p.name for p in got.iterdir()} - {"packets"} == \
+            {p.name for p in want.iterdir()} - {"packets.parquet"}
+        for png in want.glob("*.png"):
+            assert (got / png.name).read_bytes() == png.read_bytes(), png.name
+        return
+    assert tables == got_tables
     for name in tables:
         pd.testing.assert_frame_equal(pd.read_parquet(got / name), pd.read_parquet(want / name),
                                       obj=name)
+
+
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    """``table``'s rows in the order of their values (latency scopes are listed in packet id
+    order; the ids differ), categoricals as values."""
+    table = _values(table)
+    text = pd.Series(["\x1f".join(map(str, row)) for row in
+                      table.itertuples(index=False, name=None)], dtype=object)
+    return table.iloc[np.argsort(text.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +265,23 @@ def test_a_worker_killed_in_the_correlation_is_retried(client: object, analysis_
     finally:
         client.unregister_worker_plugin("pktkit-kill-survey")  # type: ignore[attr-defined]
     assert marker.exists()  # a worker died holding parts: Dask made them again
+    assert_same_report(tmp_path / "many", one)
+    client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]
+
+
+def test_a_worker_killed_in_the_tables_is_retried(client: object, analysis_set: tuple,
+                                                  tmp_path: Path) -> None:
+    """Killed while it applies the NAT flow ids and names (the parts, assigned, live on the
+    workers): Dask makes the lost parts again from their lineage, the report is the same."""
+    files, one = analysis_set
+    marker = tmp_path / "killed-once"
+    client.register_plugin(_kill_once(str(marker), "named"),  # type: ignore[attr-defined]
+                           name="pktkit-kill-named")
+    try:
+        analyze_on_cluster(client, files, tmp_path / "many")
+    finally:
+        client.unregister_worker_plugin("pktkit-kill-named")  # type: ignore[attr-defined]
+    assert marker.exists()
     assert_same_report(tmp_path / "many", one)
     client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]
 
@@ -332,3 +415,118 @@ def _processes_with(token: str) -> list[str]:
         except OSError:
             continue
     return found
+
+
+@pytest.mark.parametrize("scenario", ["vxlan-overlay", "docker-snat"])
+def test_more_scenarios_on_the_cluster_are_the_single_process(
+        client: object, scenario: str, tmp_path: Path) -> None:
+    """VXLAN's two tenants with the same pod addresses (conversations told apart by their
+    overlay across parts), Docker's masquerade (NAT flows and names from docker.json), with
+    drops, reordering and duplicates."""
+    generate(make_scenario(scenario, seed=8, flows=16,
+                           impairments=["queue=1ms", "loss=0.02", "reorder=0.05",
+                                        "duplicate=0.05"]), tmp_path / "in")
+    files = sorted((tmp_path / "in").glob("*.pcap"))
+    alone = write_analysis(analyze(files), tmp_path / "one")
+    summary, _ = analyze_on_cluster(client, files, tmp_path / "many")
+    assert summary["correlation"]["packets"] > 50
+    assert_same_report(tmp_path / "many", tmp_path / "one")
+    assert _scopes_sorted(summary) == _scopes_sorted(alone)
+    many = pd.read_parquet(tmp_path / "many" / "packets")
+    if scenario == "vxlan-overlay":  # both tenants' VNIs, one pod address in both
+        assert set(many["overlay_vni"].dropna()) == {1, 2}
+    else:
+        assert many["nat_flow_id"].notna().any() and summary["counts"]["nat_flows"] > 0
+
+
+def _scopes_sorted(summary: dict) -> dict:
+    """``summary`` with each latency metric's scopes in name order (they are listed in
+    packet id order)."""
+    import json
+
+    summary = json.loads(json.dumps(summary))
+    for metric, rows in summary.get("latency", {}).items():
+        summary["latency"][metric] = sorted(rows, key=lambda row: json.dumps(row))
+    return summary
+
+
+def _copies(source: Path, target: Path, copies: int, apart_s: int = 100) -> list[Path]:
+    """Each pcap of ``source`` as ``copies`` copies of its records one after the other,
+    ``apart_s`` seconds apart (the same conversations, ``copies`` times the frames); the
+    metadata files beside them copied."""
+    import shutil
+    import struct
+
+    target.mkdir()
+    for item in source.glob("*.json"):
+        shutil.copy(item, target / item.name)
+    files = []
+    for path in sorted(source.glob("*.pcap")):
+        data = path.read_bytes()
+        order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        records, at = [], 24
+        while at + 16 <= len(data):  # (record header: seconds, fraction, saved, wire length)
+            seconds, rest = struct.unpack_from(order + "I", data, at)[0], data[at + 4:at + 16]
+            saved = struct.unpack_from(order + "I", data, at + 8)[0]
+            records.append((seconds, rest, data[at + 16:at + 16 + saved]))
+            at += 16 + saved
+        with (target / path.name).open("wb") as f:
+            f.write(data[:24])
+            for k in range(copies):
+                for seconds, rest, body in records:
+                    f.write(struct.pack(order + "I", seconds + k * apart_s) + rest + body)
+        files.append(target / path.name)
+    return files
+
+
+def test_what_the_client_receives_does_not_grow_with_frames(
+        client: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partials gathered from the workers at each step, pickled: the same conversations
+    in 4× the frames (the capture repeated, 100 s apart) give the same bytes for the steps
+    whose partials are per conversation, NAT connection, scope or histogram bin (the
+    packets' count per part, and the hops table, are not among them)."""
+    import pickle
+
+    from pktkit.scale import tables as scale_tables
+
+    generate(make_scenario("docker-snat", seed=9), tmp_path / "in")
+    step = scale_tables._step
+    sizes: dict[str, int] = {}
+
+    def measured(client: object, held: list, task: object, *args: object,
+                 **shared: object) -> tuple[list, list]:
+        new, outs = step(client, held, task, *args, **shared)  # type: ignore[arg-type]
+        sizes[task.__name__] = len(pickle.dumps(outs))  # type: ignore[attr-defined]
+        return new, outs
+
+    monkeypatch.setattr(scale_tables, "_step", measured)
+    found = {}
+    for copies in (1, 4):
+        files = _copies(tmp_path / "in", tmp_path / f"x{copies}", copies)
+        summary, _ = analyze_on_cluster(client, files, tmp_path / f"out{copies}")
+        found[copies] = (summary["correlation"]["frames"], dict(sizes))
+    (frames_1, once), (frames_4, four) = found[1], found[4]
+    assert frames_4 == 4 * frames_1
+    assert set(once) == set(four) == {"numbered", "flows", "counted", "named", "acked",
+                                      "sampled", "binned"}
+    for name in ("numbered", "flows", "counted", "acked", "sampled", "binned"):
+        assert four[name] <= 1.1 * once[name], (name, once[name], four[name])
+    # the handshakes' openings: per SYN and SYN-ACK (a handshake's three packets may be in
+    # three parts), so they grow with the connections opened, not with the frames
+    assert four["named"] < 2 * once["named"], (once["named"], four["named"])
+
+
+def test_an_empty_capture_on_the_cluster(client: object, analysis_set: tuple,
+                                         tmp_path: Path) -> None:
+    """A header-only capture (an N-node set's idle pod) among the captures: its part has no
+    rows; the report is the single process's."""
+    import struct
+
+    files, _ = analysis_set
+    empty = tmp_path / "idle" / "idle-veth.pcap"  # pcap header: v2.4, Ethernet, no record
+    empty.parent.mkdir()
+    empty.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    given = [*files, empty]
+    write_analysis(analyze(given), tmp_path / "one")
+    analyze_on_cluster(client, given, tmp_path / "many")
+    assert_same_report(tmp_path / "many", tmp_path / "one")

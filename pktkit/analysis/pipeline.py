@@ -162,7 +162,7 @@ def analyze(
             _unique([*docker, *beside_docker, *(f[DOCKER_FILE] for f in in_bundles
                                                 if DOCKER_FILE in f)]))
         dumps = _dumps(conntrack or [], found)
-        owned = _owned_by_one(_merged_addresses(
+        owned = owned_by_one(merged_addresses(
             node_addresses or {}, found.node_addresses,
             {n.name: n.addresses for n in metadata.nodes}))
         bar = ProgressBar(True, notebook=True) if progress is True else None
@@ -189,7 +189,7 @@ def _dumps(given: Sequence[tuple[str | None, str | os.PathLike[str]]],
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def _merged_addresses(*sources: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+def merged_addresses(*sources: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
     """Each node's addresses from every source (given, bundles, metadata), each once."""
     merged: dict[str, list[str]] = {}
     for source in sources:
@@ -199,7 +199,7 @@ def _merged_addresses(*sources: Mapping[str, Iterable[str]]) -> dict[str, list[s
     return merged
 
 
-def _owned_by_one(addresses: dict[str, list[str]]) -> dict[str, list[str]]:
+def owned_by_one(addresses: dict[str, list[str]]) -> dict[str, list[str]]:
     """Each node's addresses that no other node also has (a gateway address every node's
     bridge carries says nothing about which node sent)."""
     count: dict[str, int] = {}

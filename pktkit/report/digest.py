@@ -196,7 +196,10 @@ def summary(
         }
     latency = tables.get("latency")
     if latency is not None and len(latency):
-        slowest = latency.sort_values("p50_ns", ascending=False, na_position="last")
+        # ties by scope: the table's own order follows packet ids, which a run in parts
+        # numbers otherwise
+        slowest = latency.sort_values(["p50_ns", "scope"], ascending=[False, True],
+                                      na_position="last", kind="stable")
         out["latency"] = {
             str(metric): _records(group.head(5), ["scope", "count", "p50_ns", "p99_ns",
                                                   "max_ns"])

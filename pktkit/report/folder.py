@@ -1,6 +1,8 @@
 """The report folder: tables, plots and pages of one analysis (or of several, with an index).
 
-Output folder (:func:`write_analysis`): ``packets.parquet``; every report table as CSV and
+Output folder (:func:`write_analysis`): ``packets.parquet`` (a run on a Dask cluster writes
+the packet table as the dataset ``packets/`` instead: :mod:`pktkit.scale.tables`); every report
+table as CSV and
 Parquet (captures, overlays, overhead, flows, nat_flows, latency, clock_offsets, hops,
 handshakes, errors); the plots as PNG; ``summary.json``, ``summary.md`` and ``index.html``.
 Everything is first written into a hidden temp folder beside the target and moved in when

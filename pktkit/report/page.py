@@ -158,7 +158,8 @@ def _section(name: str, table: pd.DataFrame, figures: list[dict[str, str]],
     title, description = section_title(name)
     first = [c for c in SHOWN_FIRST.get(name, ()) if c in table]
     table = table[[*first, *(c for c in table.columns if c not in first)]]
-    rows, limit = len(table), HTML_ROWS.get(name, MAX_HTML_ROWS)
+    # (a table written elsewhere in parts: its first rows, its count in attrs)
+    rows, limit = int(table.attrs.get("rows", len(table))), HTML_ROWS.get(name, MAX_HTML_ROWS)
     clock = _clock(name, tables)
     if clock == CAPTURE_CLOCK and any(str(c).endswith("ts_ns") for c in table.columns):
         description = f"{description} {CLOCK_NOTE}".strip()

@@ -467,18 +467,23 @@ def nat_timeline(
 
 
 def build_figures(
-    tables: Mapping[str, pd.DataFrame], packets: pd.DataFrame | None = None
+    tables: Mapping[str, pd.DataFrame], packets: pd.DataFrame | None = None, *,
+    throughput_partials: tuple[Sequence[pd.DataFrame], int] | None = None,
+    latency_curves: Mapping[str, tuple[list[Curve], int]] | None = None,
 ) -> dict[str, Figure]:
     """Every plot of the report, by file stem, from :func:`pktkit.report.tables.build_tables`'s
-    tables (and the packet table for throughput). Missing inputs give "no data" figures, so
-    the page always has the same plots."""
+    tables (and the packet table for throughput, or its partitions' ``throughput_partials``
+    as :func:`throughput` takes them; the hops' ``latency_curves`` by ``hop`` and
+    ``node_pair`` as :func:`latency_cdf` takes them, made from partitions). Missing inputs give
+    "no data" figures, so the page always has the same plots."""
     delays = tables.get("hops")
     if delays is None:
         delays = tables.get("latency")
     return {
         "overhead_share": overhead_share(tables.get("overhead")),
-        "throughput": throughput(packets),
-        "latency_hop": latency_cdf(delays, by="hop"),
-        "latency_node_pair": latency_cdf(delays, by="node_pair"),
+        "throughput": throughput(packets, partials=throughput_partials),
+        "latency_hop": latency_cdf(delays, by="hop", curves=(latency_curves or {}).get("hop")),
+        "latency_node_pair": latency_cdf(delays, by="node_pair",
+                                         curves=(latency_curves or {}).get("node_pair")),
         "nat_timeline": nat_timeline(tables.get("nat_flows")),
     }

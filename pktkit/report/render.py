@@ -11,7 +11,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,10 +76,13 @@ def write_report(
     summary: Mapping[str, Any],
     *,
     index_href: str | None = None,
+    written_by_caller: Collection[str] = (),
 ) -> list[Path]:
     """Write the report folder (created if missing); returns the files written, index.html
     last (it is written once everything it links to exists). ``index_href``: the index of
-    the analyses the page links back to."""
+    the analyses the page links back to. ``written_by_caller``: tables whose CSV and Parquet
+    files the caller wrote (a table too large for one process; ``tables`` then holds its
+    first rows, and its row count in ``attrs["rows"]``, for the page)."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +91,8 @@ def write_report(
     written: list[Path] = []
     for name, table in tables.items():
         _check_name("table", name)
+        if name in written_by_caller:
+            continue
         written.append(write_atomic(out / f"{name}.csv",
                                     lambda tmp, t=table: t.to_csv(tmp, index=False), *_REPORT))
         written.append(write_atomic(out / f"{name}.parquet",

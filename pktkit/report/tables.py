@@ -131,17 +131,28 @@ def analysis_tables(analysis: Analysis) -> dict[str, pd.DataFrame]:
     tables = build_tables(analysis.packets, underlay_mtu=analysis.underlay_mtu,
                           nat_flows=nat, hops=analysis.hops,
                           latency=analysis.latency, clock_offsets=analysis.clock_offsets)
+    return named_tables(tables, names, analysis.handshakes,
+                        analysis.nat_disagreements if analysis.conntrack_given else None,
+                        analysis.identities)
+
+
+def named_tables(tables: dict[str, pd.DataFrame], names: IdentityMap,
+                 handshakes: pd.DataFrame, disagreements: pd.DataFrame | None,
+                 identities: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
+    """:func:`report_tables`' tables as the report shows them (:func:`analysis_tables`):
+    the flows' and overlays' addresses named, the handshakes, the NAT disagreements (given a
+    conntrack dump; None: none given) and the identities added, errors and checksums last."""
     add_names(tables["flows"], names, (("a_addr", "a_port"), ("b_addr", "b_port")),
               "first_ts_ns", after=True)
     tables["overlays"]["vtep_names"] = vtep_names(tables["overlays"], names)
     errors, checksum_table = tables.pop("errors"), tables.pop("checksums")
-    tables["handshakes"] = analysis.handshakes
-    if analysis.conntrack_given:
-        disagreements = analysis.nat_disagreements.copy()
+    tables["handshakes"] = handshakes
+    if disagreements is not None:
+        disagreements = disagreements.copy()
         add_names(disagreements, names, NAT_NAMES, None, after=True)
         tables["nat_disagreements"] = disagreements
-    if analysis.identities is not None and len(analysis.identities):
-        tables["identities"] = analysis.identities
+    if identities is not None and len(identities):
+        tables["identities"] = identities
     tables["errors"], tables["checksums"] = errors, checksum_table
     return tables
 

@@ -86,7 +86,10 @@ def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
                 cluster = stack.enter_context(LocalCluster(
                     n_workers=worker_total(workers), threads_per_worker=1, processes=True,
                     memory_limit=memory_limit, local_directory=spill,
-                    dashboard_address=dashboard_address, silence_logs=logging.ERROR))
+                    # (CRITICAL: a task's error reaches the client, which says it in one
+                    # line; a worker still busy when a stopped run closes the scheduler
+                    # would log its failed heartbeats as tracebacks)
+                    dashboard_address=dashboard_address, silence_logs=logging.CRITICAL))
                 client = stack.enter_context(Client(cluster))
             if announce:
                 count = len(cluster.workers)

@@ -13,14 +13,11 @@ through the client until the end (see below):
    its worker; each round every part is surveyed (small :class:`~pktkit.analysis.parts.Survey`
    objects), the client merges and settles them (:func:`~pktkit.analysis.parts.settle`) and
    the next round gets the settled state;
-4. **assign** — each part numbers its packets (0..k-1) and hops, and puts its rows on the
-   reference clock; the client numbers the packets as one process does (in order of first
-   sighting, from the hops' first rows: one row per packet).
+4. **assign** — :mod:`pktkit.scale.tables`: each part numbers its packets and hops on its
+   worker and stays there for the tables.
 
-What the client receives in the end is the :class:`~pktkit.analysis.correlate.Correlation`
-of the whole table (per-row arrays, in the table's row order): the single-process pipeline's
-next stages (overlays, NAT flows, latency, names) take it from there. They move to partitions
-with the tables' partials; until then the client holds the table, as one process does.
+:func:`settled_parts` runs steps 1-3: the parts (futures) and the last round's settled
+state; nothing per row reaches the client.
 """
 
 from __future__ import annotations
@@ -34,8 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pktkit.analysis.correlate import Correlation
-from pktkit.analysis.parts import Part, PartCorrelation, Scope, Settled, Survey, assign, settle
+from pktkit.analysis.parts import Part, Scope, Settled, Survey, settle
 from pktkit.analysis.parts import survey as survey_part
 from pktkit.analysis.sightings import partition_keys
 from pktkit.capture.dataset import read_capture, read_manifest
@@ -107,32 +103,24 @@ def survey(part: Part, settled: Settled | None) -> Survey:
     return survey_part(part, settled)
 
 
-def assigned(part: Part, settled: Settled) -> tuple[np.ndarray, PartCorrelation]:
-    """Task: the part's rows in the table and what :func:`assign` gives them."""
-    return part.packets[ROW].to_numpy(np.int64), assign(part, settled)
-
-
-def correlate_on_cluster(
-    client: Client, datasets: Sequence[str | os.PathLike[str]], rows: int, *,
+def settled_parts(
+    client: Client, datasets: Sequence[str | os.PathLike[str]], *,
     node_order: Sequence[str] = (), window_ns: int, clock_correction: str = "auto",
     node_addresses: Mapping[str, Iterable[str]] | None = None,
-    partitions: int | None = None, categories: Mapping[str, Sequence[str]] | None = None,
-) -> Correlation:
-    """The correlation of the table of ``datasets`` (``rows`` rows), on the cluster (see the
-    module docstring). ``partitions``: how many (default: two per worker, at least one).
-    ``categories``: the categories of the hops table's categorical columns (one process
-    takes them from the whole table: its labels in order of first appearance); default:
-    those of the parts, in the parts' order."""
+    partitions: int | None = None,
+) -> tuple[list[Future], Settled]:
+    """Steps 1-3 of the module docstring over the table of ``datasets``: the parts (futures:
+    they stay on the workers) and the settled state of the last round. ``partitions``: how
+    many (default: two per worker, at least one)."""
     import dask
     import dask.dataframe as dd
     from distributed import futures_of
 
     captures = table_captures(datasets)
-    total = sum(int(c.entry["frames"]) for c in captures)
-    if total != rows:
-        raise ValueError(f"correlate_on_cluster: the datasets hold {total} rows, not {rows}")
+    # (the captures with rows: one process's table has no node of an empty capture only)
     scope = Scope.of_captures([(str(c.entry["capture"]), str(c.entry["node"]))
-                               for c in captures], node_order, window_ns)
+                               for c in captures if int(c.entry["frames"])], node_order,
+                              window_ns)
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {})) or 1
     count = partitions or max(1, 2 * workers)
     keyed = dd.from_map(keyed_rows, captures, window_ns=window_ns, meta=_meta(),
@@ -150,58 +138,10 @@ def correlate_on_cluster(
         merged = Survey.merge(client.gather(surveys))
         settled = settle(merged, clock_correction=clock_correction,
                          node_addresses=node_addresses, previous=settled)
-    state = client.scatter(settled, broadcast=True)
-    results = client.gather(client.map(assigned, parts, settled=state, pure=False))
-    del parts
-    return _whole(results, rows, settled, categories or {})
+    return parts, settled
 
 
-def _whole(results: Sequence[tuple[np.ndarray, PartCorrelation]], rows: int,
-           settled: Settled, categories: Mapping[str, Sequence[str]]) -> Correlation:
-    """The parts' assignments as one table's. Packet ids as one process numbers them: in
-    order of first sighting (reference-clock time, then the capture's place in the table,
-    then the frame: the hop-0 rows of the hops table); the hops in (packet, hop) order."""
-    packet_id = np.full(rows, -1, np.int64)
-    hop = np.full(rows, -1, np.int64)
-    ts_ref = np.full(rows, -1, np.int64)
-    hops, hop_rows = [], []
-    offset = 0
-    for row, found in results:
-        ids = found.packet_id
-        packet_id[row] = np.where(ids >= 0, ids + offset, -1)
-        hop[row], ts_ref[row] = found.hop, found.ts_ref_ns
-        part_hops = found.hops.copy()
-        part_hops["packet_id"] = part_hops["packet_id"] + offset
-        hops.append(part_hops)
-        hop_rows.append(row[found.hop_rows])
-        offset += int(ids.max()) + 1 if len(ids) else 0
-    assert settled.clock_offsets is not None
-    if not hops:
-        return Correlation(packet_id=packet_id, hop=hop, ts_ref_ns=ts_ref,
-                           hops=pd.DataFrame(), hop_rows=np.zeros(0, np.int64),
-                           clock_offsets=settled.clock_offsets, clocks=settled.clocks)
-    table = _concat(hops, categories)
-    where = np.concatenate(hop_rows)
-    # one process's numbering: by first sighting (hops.number_hops)
-    first = np.flatnonzero(table["hop"].to_numpy(np.int64) == 0)
-    ts = table["ts_ns"].to_numpy(np.int64, na_value=np.iinfo(np.int64).max)[first]
-    capture = {label: i for i, label in enumerate(settled.scope.captures)}
-    ucap = np.array([capture[str(c)] for c in table["capture"].to_numpy()[first]], np.int64)
-    frame = table["frame"].to_numpy(np.int64)[first]
-    renumber = np.full(offset, -1, np.int64)
-    renumber[table["packet_id"].to_numpy(np.int64)[first]] = np.argsort(
-        np.lexsort((frame, ucap, ts)), kind="stable")
-    packet_id = np.where(packet_id >= 0, renumber[np.maximum(packet_id, 0)], -1)
-    table["packet_id"] = pd.array(renumber[table["packet_id"].to_numpy(np.int64)],
-                                  dtype=table["packet_id"].dtype)
-    order = np.lexsort((table["hop"].to_numpy(np.int64), table["packet_id"].to_numpy(np.int64)))
-    table = table.take(order).reset_index(drop=True)
-    return Correlation(packet_id=packet_id, hop=hop, ts_ref_ns=ts_ref, hops=table,
-                       hop_rows=where[order], clock_offsets=settled.clock_offsets,
-                       clocks=settled.clocks)
-
-
-def _concat(tables: list[pd.DataFrame], categories: Mapping[str, Sequence[str]]
+def concat_hops(tables: list[pd.DataFrame], categories: Mapping[str, Sequence[str]]
             ) -> pd.DataFrame:
     """Tables of the parts as one: each categorical column with ``categories``' list for it,
     else the union of the parts' (in the parts' order)."""
