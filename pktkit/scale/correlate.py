@@ -98,6 +98,10 @@ def make_part(rows: pd.DataFrame, scope: Scope) -> Part:
     return Part(rows, scope)
 
 
+# rows of a part by default: a part and its working copies stay well under a worker's 1.5 GB
+ROWS_PER_PARTITION = 500_000
+
+
 def survey(part: Part, settled: Settled | None) -> Survey:
     """Task: the part's survey of the next round (the part keeps what it worked out)."""
     return survey_part(part, settled)
@@ -111,7 +115,8 @@ def settled_parts(
 ) -> tuple[list[Future], Settled]:
     """Steps 1-3 of the module docstring over the table of ``datasets``: the parts (futures:
     they stay on the workers) and the settled state of the last round. ``partitions``: how
-    many (default: two per worker, at least one)."""
+    many (default: two per worker, and more for a large table: one per
+    :data:`ROWS_PER_PARTITION` rows, so that a part's memory does not grow with the input)."""
     import dask
     import dask.dataframe as dd
     from distributed import futures_of
@@ -122,7 +127,8 @@ def settled_parts(
                                for c in captures if int(c.entry["frames"])], node_order,
                               window_ns)
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {})) or 1
-    count = partitions or max(1, 2 * workers)
+    rows = sum(int(c.entry["frames"]) for c in captures)
+    count = partitions or max(1, 2 * workers, -(-rows // ROWS_PER_PARTITION))
     keyed = dd.from_map(keyed_rows, captures, window_ns=window_ns, meta=_meta(),
                         enforce_metadata=False)
     with dask.config.set({"dataframe.shuffle.method": "p2p"}):
