@@ -118,18 +118,23 @@ _M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB  # splitmix64
 # -- geometry ---------------------------------------------------------------------------------
 
 
-def _lower_hull(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Lower convex hull (monotone chain) of points sorted by x with distinct x."""
-    xs, ys = x.tolist(), y.tolist()
+def _hull_chain(xs: list, ys: list) -> list[int]:
+    """Positions of the lower convex hull (monotone chain) of points sorted by x with distinct
+    x; exact when the coordinates are Python ints."""
     hull: list[int] = []  # indices of the chain so far
     for k, (px, py) in enumerate(zip(xs, ys, strict=True)):
         while len(hull) >= 2:
             i, j = hull[-2], hull[-1]
-            if (xs[j] - xs[i]) * (py - ys[i]) - (ys[j] - ys[i]) * (px - xs[i]) > 0.0:
+            if (xs[j] - xs[i]) * (py - ys[i]) - (ys[j] - ys[i]) * (px - xs[i]) > 0:
                 break
             hull.pop()
         hull.append(k)
-    sel = np.asarray(hull, dtype=np.int64)
+    return hull
+
+
+def _lower_hull(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Lower convex hull (monotone chain) of points sorted by x with distinct x."""
+    sel = np.asarray(_hull_chain(x.tolist(), y.tolist()), dtype=np.int64)
     return x[sel], y[sel], idx[sel]
 
 
@@ -278,14 +283,7 @@ def bounding_points(x: np.ndarray, y: np.ndarray, key: np.ndarray,
         kept = _candidates(fx, fy, np.arange(len(order)), max_drift_ppm * 1e-6)[2]
         order = order[np.union1d(kept, [0, len(order) - 1])]
     xs, ys = x[order].tolist(), y[order].tolist()
-    hull: list[int] = []
-    for k, (px, py) in enumerate(zip(xs, ys, strict=True)):
-        while len(hull) >= 2:
-            i, j = hull[-2], hull[-1]
-            if (xs[j] - xs[i]) * (py - ys[i]) - (ys[j] - ys[i]) * (px - xs[i]) > 0:
-                break
-            hull.pop()
-        hull.append(k)
+    hull = _hull_chain(xs, ys)  # exact: the coordinates are Python ints
     drift = _drift_fraction(max_drift_ppm)
     num, den = drift.numerator, drift.denominator
     keep = []
