@@ -254,34 +254,21 @@ def test_analyze_on_the_cluster_is_the_single_process(client: object, analysis_s
     assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]  # scratch removed
 
 
-def test_a_worker_killed_in_the_correlation_is_retried(client: object, analysis_set: tuple,
-                                                       tmp_path: Path) -> None:
+@pytest.mark.parametrize("stage", ["survey", "named"])
+def test_a_worker_killed_in_the_correlation_or_the_tables_is_retried(
+        client: object, analysis_set: tuple, tmp_path: Path, stage: str) -> None:
+    """Killed in a survey round, or while it applies the NAT flow ids and names (the parts,
+    assigned, live on the workers): Dask makes the lost parts again from their lineage, the
+    report is the same."""
     files, one = analysis_set
     marker = tmp_path / "killed-once"
-    client.register_plugin(_kill_once(str(marker), "survey"),  # type: ignore[attr-defined]
-                           name="pktkit-kill-survey")
+    client.register_plugin(_kill_once(str(marker), stage),  # type: ignore[attr-defined]
+                           name=f"pktkit-kill-{stage}")
     try:
         analyze_on_cluster(client, files, tmp_path / "many")
     finally:
-        client.unregister_worker_plugin("pktkit-kill-survey")  # type: ignore[attr-defined]
+        client.unregister_worker_plugin(f"pktkit-kill-{stage}")  # type: ignore[attr-defined]
     assert marker.exists()  # a worker died holding parts: Dask made them again
-    assert_same_report(tmp_path / "many", one)
-    client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]
-
-
-def test_a_worker_killed_in_the_tables_is_retried(client: object, analysis_set: tuple,
-                                                  tmp_path: Path) -> None:
-    """Killed while it applies the NAT flow ids and names (the parts, assigned, live on the
-    workers): Dask makes the lost parts again from their lineage, the report is the same."""
-    files, one = analysis_set
-    marker = tmp_path / "killed-once"
-    client.register_plugin(_kill_once(str(marker), "named"),  # type: ignore[attr-defined]
-                           name="pktkit-kill-named")
-    try:
-        analyze_on_cluster(client, files, tmp_path / "many")
-    finally:
-        client.unregister_worker_plugin("pktkit-kill-named")  # type: ignore[attr-defined]
-    assert marker.exists()
     assert_same_report(tmp_path / "many", one)
     client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]
 
