@@ -280,7 +280,7 @@ def _out(held: Held) -> Any:
 @dataclass
 class ClusterTables:
     """What the client holds after the steps: every small table, the report's partials,
-    the hops table and the packets' count."""
+    the hops table's first rows and its parts' files, and the packets' count."""
 
     nat: Any
     handshakes: pd.DataFrame
