@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -615,6 +616,18 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb with ``argv`` (default: the command line) and return its exit code; the
+    signal handlers it sets for the run are restored after it (it is called from tests and
+    scripts as well as by :func:`run`)."""
+    return _main(argv, whole_process=False)
+
+
+def run() -> NoReturn:
+    """The ``pktkit`` program: the verb, then exit with its code."""
+    sys.exit(_main(None, whole_process=True))
+
+
+def _main(argv: Sequence[str] | None, whole_process: bool) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -623,23 +636,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Python's default for SIGTERM and SIGHUP ends the process on the spot, leaving temp files
     # behind; as an exception they unwind through the writers' cleanup, as Ctrl-C does.
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    code = 1  # (an exception no handler below takes: a traceback, exit 1)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except PktkitError as exc:
         print(f"pktkit: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        code = exc.exit_code
     except KeyboardInterrupt:
         print("pktkit: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+        code = 128 + signal.SIGINT
     except Terminated as exc:
         print(f"pktkit: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
-        return 128 + exc.signum
+        code = 128 + exc.signum
     except BrokenPipeError:
-        return 0
+        code = 0
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if whole_process:
+            # The verb is over, its output whole or removed: a stop signal from now on ends
+            # the process with this code, not killed by the signal (Python's default, as
+            # though the run had been cut short) nor with a KeyboardInterrupt traceback from
+            # the interpreter's shutdown.
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, _exit_with(code))
+        else:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return code
+
+
+def _exit_with(code: int) -> Callable[[int, object], None]:
+    def handler(signum: int, frame: object) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return handler
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

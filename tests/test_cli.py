@@ -119,6 +119,22 @@ def test_generate_stopped_by_a_signal_leaves_nothing(tmp_path: Path, signum: int
     assert not out.exists()  # the run made it, the run removed it, partial files and all
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_after_the_verb_has_finished_keeps_its_exit_code(signum: int) -> None:
+    """A stop signal that arrives once the verb is done (here: from an exit hook, while the
+    interpreter shuts down) does not turn a whole run into a killed one: the program exits
+    with the verb's code, without a traceback (Python's default would die by the signal)."""
+    script = ("import atexit, os, signal, sys\n"
+              "from pktkit import cli\n"
+              f"atexit.register(lambda: os.kill(os.getpid(), {int(signum)}))\n"
+              "sys.argv = ['pktkit', 'generate', '--list']\n"
+              "cli.run()\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "vxlan-overlay" in result.stdout and result.stderr == ""
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_packets_and_analyze_stopped_by_a_signal_leave_nothing(tmp_path: Path,
                                                                signum: int) -> None:

@@ -375,6 +375,10 @@ def test_a_stopped_run_leaves_nothing(captures: list[Path], analysis_set: tuple,
     run = subprocess.Popen([sys.executable, "-m", "pktkit.cli", *args, "--workers", "2"],
                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            env={**os.environ, "PKTKIT_TEST_RUN": token})
+    deadline = time.monotonic() + 60
+    while not _catches(run.pid, signal.SIGTERM):  # main() has begun: the run is ours to stop
+        assert run.poll() is None and time.monotonic() < deadline, "pktkit never started"
+        time.sleep(0.01)
     time.sleep(delay)
     run.send_signal(signum)
     _, err = run.communicate(timeout=120)
@@ -390,6 +394,13 @@ def test_a_stopped_run_leaves_nothing(captures: list[Path], analysis_set: tuple,
     while _processes_with(token):  # (a worker's nanny may take a moment to see it go)
         assert time.monotonic() < deadline, "worker processes left behind"
         time.sleep(0.2)
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (the kernel's SigCgt mask)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signum - 1) & 1)
 
 
 def _processes_with(token: str) -> list[str]:
