@@ -182,6 +182,22 @@ def test_unknown_linktype_rows_and_cut_capture(tmp_path: Path) -> None:
     assert "unknown-linktype x2" in text and "warning: cut.pcap" in text
 
 
+def test_read_stats_are_shared_by_the_tables_copies(overlay_capture: Path) -> None:
+    """pandas deep-copies ``attrs`` at every column access and slice: the read_stats (one
+    dict per capture) are handed on, not copied, and still read as the list of dicts they
+    are (equal to one, JSON as one)."""
+    import copy
+    import json
+
+    df = read_packets([overlay_capture, overlay_capture])
+    stats = df.attrs["read_stats"]
+    assert df["ts_ns"].attrs["read_stats"] is stats and df.iloc[:1].attrs["read_stats"] is stats
+    assert copy.deepcopy(df.attrs)["read_stats"] is stats
+    plain = [dict(s) for s in stats]
+    assert stats == plain and json.loads(json.dumps(stats)) == plain
+    assert [s["frames"] for s in stats] == [len(df) // 2] * 2
+
+
 def test_non_capture_raises(tmp_path: Path) -> None:
     path = tmp_path / "x.txt"
     path.write_text("hello")

@@ -57,6 +57,7 @@ from pktkit.capture.autoports import PortsArg
 from pktkit.capture.bundle import ANY, Bundle
 from pktkit.capture.dataset import is_dataset, read_capture, read_manifest
 from pktkit.capture.formats import CAPTURE_SET_FILE, DOCKER_FILE, KUBECTL_FILE
+from pktkit.capture.frame import ReadStatsList
 from pktkit.capture.netinfo import NodeLinks
 from pktkit.capture.reasons import error_categories
 from pktkit.capture.table import read_packets
@@ -380,7 +381,7 @@ def _read_with_datasets(inputs: Sequence[CaptureInput], vxlan_ports: PortsArg) -
         for t in tables:
             t[name] = t[name].cat.set_categories(wanted)
     packets = pd.concat(tables, ignore_index=True)
-    packets.attrs = {"read_stats": stats}
+    packets.attrs = {"read_stats": ReadStatsList(stats)}
     if ports:
         packets.attrs["tunnel_ports"] = ports
     return packets

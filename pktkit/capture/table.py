@@ -22,7 +22,7 @@ from pktkit.capture.autoports import PortsArg, resolve_ports
 from pktkit.capture.columns import BatchDecoder, ColumnBatch, DecodeEngine
 from pktkit.capture.decode import DecodedPacket, Decoder
 from pktkit.capture.flows import FlowNumbering
-from pktkit.capture.frame import SCHEMA, batches_frame
+from pktkit.capture.frame import SCHEMA, ReadStatsList, batches_frame
 from pktkit.capture.output import IfnamesArg, PathArg, ifnames_list, path_list
 from pktkit.capture.read import CaptureReader, RawFrame, ReadStats, warn_if_cut
 from pktkit.capture.reasons import error_categories
@@ -113,7 +113,7 @@ def read_packets(
     dtypes = {**SCHEMA, "error": pd.CategoricalDtype(error_categories(errors))}
     df = pd.DataFrame({name: pd.Series([row[name] for row in rows], dtype=dtype)
                        for name, dtype in dtypes.items()})
-    df.attrs["read_stats"] = [asdict(s) for s in stats]
+    df.attrs["read_stats"] = ReadStatsList(asdict(s) for s in stats)
     if ports.found is not None:
         df.attrs["tunnel_ports"] = ports.attrs()
     return df
@@ -130,7 +130,7 @@ def read_columnar(paths: list[str | os.PathLike[str]], decoder: BatchDecoder,
         df = batches_frame(batches)
     else:  # no rows: exactly the reference's empty table
         df = pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in SCHEMA.items()})
-    df.attrs["read_stats"] = [asdict(s) for s in decoder.stats]
+    df.attrs["read_stats"] = ReadStatsList(asdict(s) for s in decoder.stats)
     return df
 
 
