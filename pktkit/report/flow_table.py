@@ -196,7 +196,7 @@ def flows_table(partials: list[FlowsPartial], nat_flows: pd.DataFrame | None = N
     if not len(merged):
         return typed_frame(pd.DataFrame(), FLOWS_SCHEMA)
     mtu = underlay_mtu
-    first = pd.DataFrame(merged["first"].tolist(), columns=_FIRST)
+    first = pd.DataFrame({name: merged[f"first.{name}"] for name in _FIRST})
     directions = merge([p.directions for p in partials], ["capture", "flow_id", "src", "sport"],
                        DIRECTION_KINDS)
     # side a: the sender of the flow's first frame in this capture

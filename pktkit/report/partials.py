@@ -9,10 +9,12 @@ table gives. A partial's size is its groups (× the distinct values a ``distinct
 keeps, × at most ``HEAD`` for a ``head``), never its rows.
 
 Aggregates (:class:`Agg`): ``sum`` (of integers; the valid rows), ``min``/``max`` (NA when no
-row is valid), ``first`` (the value of the group's first valid row in row order; its order
-kept beside it as ``<name>@``), ``head`` (the first ``HEAD`` values in row order, a list),
-``distinct`` (the set of distinct values). ``first`` and ``head`` of a DataFrame take a
-tuple of its columns.
+row is valid), ``first`` (the value of the group's first valid row in row order, a column
+of the values' dtype made nullable; its order kept beside it as ``<name>@``; of a DataFrame,
+each of its columns as ``<name>.<column>``), ``head`` (the first ``HEAD`` values in row
+order, a list; of a DataFrame, tuples of its columns), ``distinct`` (the set of distinct
+values). Only ``head`` and ``distinct`` hold Python objects per group: a partial of many
+groups (flows) stays columnar.
 """
 
 from __future__ import annotations
@@ -54,6 +56,22 @@ def _first_rows(group: np.ndarray, order: np.ndarray, rows: np.ndarray, count: i
     return group[kept], kept
 
 
+def _taken(values: Any, where: np.ndarray) -> Any:
+    """``values`` (a column, or an array of one) at the rows ``where``, NA where it is -1,
+    keeping a nullable or extension dtype (a numpy number or bool becomes its nullable
+    dtype): a ``first`` aggregate stays a column, with no Python object per group."""
+    array = (values if isinstance(values, pd.Series) else pd.Series(values)).array
+    if isinstance(array, pd.arrays.NumpyExtensionArray) and array.dtype.kind in "iufb":
+        array = pd.array(array.to_numpy())
+    return array.take(where, allow_fill=True)
+
+
+def _first_columns(partial: pd.DataFrame, name: str) -> list[str]:
+    """The columns of a ``first`` aggregate: ``name``, or ``name.COLUMN`` for each column of
+    the DataFrame it took."""
+    return [c for c in partial.columns if c == name or c.startswith(f"{name}.")]
+
+
 def aggregate(keys: dict[str, pd.Series], order: np.ndarray, aggs: dict[str, Agg]
               ) -> pd.DataFrame:
     """One row per distinct ``keys`` of these rows (key columns: their values, NA as a value
@@ -77,25 +95,27 @@ def aggregate(keys: dict[str, pd.Series], order: np.ndarray, aggs: dict[str, Agg
         elif agg.kind in ("min", "max"):
             out[name] = group_extreme(group, count, np.asarray(agg.values), valid,
                                       largest=agg.kind == "max")
-        elif agg.kind in ("first", "head"):
-            take = 1 if agg.kind == "first" else HEAD
-            g, rows = _first_rows(group, order, np.flatnonzero(valid), count, take)
-            values = (list(agg.values.take(rows).itertuples(index=False, name=None))
-                      if isinstance(agg.values, pd.DataFrame)  # several columns: a tuple
+        elif agg.kind == "first":
+            g, rows = _first_rows(group, order, np.flatnonzero(valid), count)
+            at = np.full(count, -1, np.int64)
+            at[g] = order[rows]
+            where = np.full(count, -1, np.int64)
+            where[g] = rows
+            out[f"{name}@"] = pd.arrays.IntegerArray(np.maximum(at, 0), at < 0)
+            columns = (agg.values.items() if isinstance(agg.values, pd.DataFrame)
+                       else [(None, agg.values)])
+            for column, values in columns:
+                out[name if column is None else f"{name}.{column}"] = _taken(values, where)
+        elif agg.kind == "head":
+            g, rows = _first_rows(group, order, np.flatnonzero(valid), count, HEAD)
+            values = (list(zip(*(agg.values[c].take(rows).tolist()  # a tuple per row
+                                 for c in agg.values.columns), strict=True))
+                      if isinstance(agg.values, pd.DataFrame)
                       else pd.Series(agg.values).take(rows).tolist())
-            if agg.kind == "first":
-                at = np.full(count, -1, np.int64)
-                at[g] = order[rows]
-                found: list[Any] = [None] * count
-                for i, v in zip(g.tolist(), values, strict=True):
-                    found[i] = v
-                out[f"{name}@"] = pd.arrays.IntegerArray(np.maximum(at, 0), at < 0)
-                out[name] = found
-            else:
-                heads: list[list[tuple[int, Any]]] = [[] for _ in range(count)]
-                for i, o, v in zip(g.tolist(), order[rows].tolist(), values, strict=True):
-                    heads[i].append((o, v))
-                out[name] = heads
+            heads: list[list[tuple[int, Any]]] = [[] for _ in range(count)]
+            for i, o, v in zip(g.tolist(), order[rows].tolist(), values, strict=True):
+                heads[i].append((o, v))
+            out[name] = heads
         elif agg.kind == "distinct":
             codes = agg.values if agg.text is not None else coded(pd.Series(agg.values)
                                                                    .array)[0]
@@ -127,7 +147,7 @@ def merge(partials: Sequence[pd.DataFrame], keys: Sequence[str], kinds: dict[str
     np.minimum.at(smallest, group, order)
     out["order"] = smallest
     for name, kind in kinds.items():
-        column = every[name]
+        column = every.get(name)
         if kind == "sum":
             out[name] = group_sum(group, count, column.to_numpy(np.int64))
         elif kind in ("min", "max"):
@@ -138,10 +158,10 @@ def merge(partials: Sequence[pd.DataFrame], keys: Sequence[str], kinds: dict[str
             at = every[f"{name}@"]
             valid = np.flatnonzero(at.notna().to_numpy())
             g, rows = _first_rows(group, at.to_numpy(np.int64, na_value=0), valid, count)
-            found: list[Any] = [None] * count
-            for i, v in zip(g.tolist(), column.take(rows).tolist(), strict=True):
-                found[i] = v
-            out[name] = found
+            where = np.full(count, -1, np.int64)
+            where[g] = rows
+            for part in _first_columns(every, name):
+                out[part] = _taken(every[part], where)
         elif kind == "head":
             heads: list[list[tuple[int, Any]]] = [[] for _ in range(count)]
             for i, part in zip(group.tolist(), column.tolist(), strict=True):
