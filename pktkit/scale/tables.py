@@ -77,7 +77,7 @@ PACKETS_FOLDER = "packets"  # the cluster run's packet table: a partitioned data
 CDF_SCOPES = ("hop", "node_pair")  # the latency CDF plots of the hops
 CDF_LINES = 10  # their busiest scopes shown (latency_cdf's max_lines)
 HEAD_ROWS = 20  # the hops rows the page shows (page.HTML_ROWS)
-BATCH_ROWS = 65_536  # rows per batch when the hops parts are joined into one file
+BATCH_ROWS = 65_536  # rows per batch when the hops parts are joined into one Parquet file
 
 
 @dataclass
@@ -236,13 +236,19 @@ def written(held: Held, folder: str, hops_folder: str,
     target = Path(hops_folder) / f"part-{held.index:05d}.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(hops, preserve_index=False), target)
+    # its CSV lines too, without the header: CSV text is the costly half of the hops files,
+    # made here in parallel; the client only joins the parts' bytes
+    hops.to_csv(target.with_suffix(".csv"), index=False, header=False)
     second = int((hops["hop"] == 1).sum()) if len(hops) else 0
     return len(hops), second, hops.head(HEAD_ROWS), str(target)
 
 
 def concat_parts(files: Sequence[Path], parquet: Path, csv: Path) -> None:
-    """The tables of ``files`` (one schema) as one Parquet file and one CSV file, a batch at
-    a time: never a whole part in memory."""
+    """The tables of ``files`` (one schema; each with its CSV lines beside it, as
+    :func:`written` leaves them) as one Parquet file, a batch at a time, and one CSV file,
+    the parts' lines joined under the header: never a whole part in memory."""
+    import shutil
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -251,14 +257,16 @@ def concat_parts(files: Sequence[Path], parquet: Path, csv: Path) -> None:
         pd.DataFrame().to_csv(csv, index=False)
         return
     schema = pq.read_schema(files[0])
-    header = True
-    with pq.ParquetWriter(parquet, schema) as writer, csv.open("w", newline="") as text:
+    with pq.ParquetWriter(parquet, schema) as writer:
         for path in files:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
-                table = pa.Table.from_batches([batch], schema=schema)
-                writer.write_table(table)
-                table.to_pandas().to_csv(text, index=False, header=header)
-                header = False
+                writer.write_table(pa.Table.from_batches([batch], schema=schema))
+    with csv.open("w", newline="") as text:
+        pd.DataFrame(columns=schema.names).to_csv(text, index=False)  # the header line
+    with csv.open("ab") as joined:
+        for path in files:
+            with Path(path).with_suffix(".csv").open("rb") as part:
+                shutil.copyfileobj(part, joined, 1 << 20)
 
 
 def _step(client: Client, held: list[Future], task: Callable[..., Any], *args: Any,
