@@ -390,12 +390,12 @@ def test_a_stopped_run_leaves_nothing(captures: list[Path], analysis_set: tuple,
     _, err = run.communicate(timeout=120)
     lines = [line for line in err.splitlines() if not line.startswith("pktkit: Dask cluster")]
     if run.returncode == 0:  # (a fast machine finished first: then the output is whole)
-        assert (tmp_path / "out").is_dir()
+        assert (tmp_path / "out").is_dir(), err
     else:
-        assert run.returncode == 128 + signum
+        assert run.returncode == 128 + signum, err
         assert len(lines) == 1 and lines[0].startswith("pktkit: "), err
         assert not (tmp_path / "out").exists()
-    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name], err
     deadline = time.monotonic() + 30
     while _processes_with(token):  # (a worker's nanny may take a moment to see it go)
         assert time.monotonic() < deadline, "worker processes left behind"
