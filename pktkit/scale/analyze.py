@@ -45,6 +45,8 @@ from pktkit.files import StagingFolder, output_error, scratch_folder
 from pktkit.progress import Progress
 from pktkit.report.digest import summary
 from pktkit.report.folder import write_analysis
+from pktkit.report.health import captures_table
+from pktkit.report.overlay_costs import overlays_table
 from pktkit.report.render import write_report
 from pktkit.report.tables import NAT_NAME_COLUMNS, named_tables, report_tables
 from pktkit.scale.correlate import (
@@ -143,8 +145,11 @@ def analyze_in_parts(
     def window(partials: list[Any]) -> tuple[int, int] | None:
         from pktkit.report.plot import throughput_window  # (matplotlib: when there is a plot)
 
-        merged = report_tables(partials, underlay_mtu=underlay_mtu)
-        return throughput_window(merged)
+        # (the two tables it reads: merging the flows' partials too cost seconds and the
+        # client hundreds of MB on millions of frames, for a table made again below)
+        return throughput_window({
+            "captures": captures_table([p.captures for p in partials], []),
+            "overlays": overlays_table([p.overlays for p in partials])})
 
     stats = [c.entry["read_stats"] for c in captures]
     with StagingFolder(out) as staged:
