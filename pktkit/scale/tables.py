@@ -20,7 +20,7 @@ back (:mod:`pktkit.analysis.table_parts` lists the partials):
 7. ``binned`` — pass 2 (the values in the wanted bins: latency percentiles, the CDF plots'
    ranks), the throughput plot's bins;
 8. ``written`` — each worker writes its part's packet rows into the output's ``packets/``
-   folder (hive style ``node=…/capture=…/part-NNNNN.parquet``, as a packet dataset) and its
+   folder (hive style ``node=…/capture=…/part-NNNNN-0.parquet``, as a packet dataset) and its
    hops rows into a scratch folder; the client joins those into ``hops.parquet`` and
    ``hops.csv`` a batch at a time (:func:`concat_parts`: in packet id order, as the parts'
    offsets number them) and keeps their first rows for the page.
@@ -37,7 +37,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -74,6 +73,7 @@ if TYPE_CHECKING:
 
 OPEN_VOCABULARIES = ("encap", "error")  # categories differ by part: the table's are the union
 PACKETS_FOLDER = "packets"  # the cluster run's packet table: a partitioned dataset
+PARTITION_COLUMNS = ("node", "capture")  # its hive folders
 CDF_SCOPES = ("hop", "node_pair")  # the latency CDF plots of the hops
 CDF_LINES = 10  # their busiest scopes shown (latency_cdf's max_lines)
 HEAD_ROWS = 20  # the hops rows the page shows (page.HTML_ROWS)
@@ -215,21 +215,24 @@ def written(held: Held, folder: str, hops_folder: str,
     returns the hops' row count, how many are second sightings, their first rows and the
     hops file."""
     import pyarrow as pa
+    import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
     packets = held.part.packets.reset_index(drop=True)
     for name, wanted in categories.items():
         if name in packets and isinstance(packets[name].dtype, pd.CategoricalDtype):
             packets[name] = packets[name].cat.set_categories(list(wanted))
-    for (node, capture), rows in packets.groupby(["node", "capture"], sort=True,
-                                                 observed=True):
-        target = (Path(folder) / f"node={quote(str(node), safe='')}"
-                  / f"capture={quote(str(capture), safe='')}"
-                  / f"part-{held.index:05d}.parquet")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(rows.drop(columns=["node", "capture"]),
-                                     preserve_index=False)
-        pq.write_table(table, target)  # (the whole folder is staged: published when done)
+    for name in PARTITION_COLUMNS:  # (the folder names: the values as text)
+        packets[name] = packets[name].astype("string")
+    # one call for every (node, capture) folder of the part (a file per folder: a Python
+    # loop writing them one by one cost more than the rest of the step); values in folder
+    # names percent-encoded as the packet datasets' (capture.dataset)
+    ds.write_dataset(pa.Table.from_pandas(packets, preserve_index=False), folder,
+                     format="parquet", partitioning=list(PARTITION_COLUMNS),
+                     partitioning_flavor="hive", basename_template=(
+                         f"part-{held.index:05d}-{{i}}.parquet"),
+                     existing_data_behavior="overwrite_or_ignore", preserve_order=True)
+    # (the whole folder is staged: published when done)
     hops = held.part.hops.reset_index(drop=True)
     for name, wanted in hop_categories.items():
         hops[name] = hops[name].cat.set_categories(list(wanted))
