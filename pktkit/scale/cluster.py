@@ -74,7 +74,7 @@ def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
                 count = len(client.scheduler_info(n_workers=-1).get("workers", {}))
                 announce(f"Dask cluster at {scheduler}: {count} worker{'s' * (count != 1)}; "
                          f"dashboard {client.dashboard_link}")
-            with _quiet_when_stopped():
+            with _quiet_when_stopped(), _without_graph_size_advice():
                 yield client
         finally:
             client.close()
@@ -95,10 +95,24 @@ def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
                 count = len(cluster.workers)
                 announce(f"Dask cluster: {count} worker{'s' * (count != 1)} of 1 thread; "
                          f"dashboard {client.dashboard_link}")
-            with _quiet_when_stopped():
+            with _quiet_when_stopped(), _without_graph_size_advice():
                 yield client
     finally:
         shutil.rmtree(spill, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _without_graph_size_advice() -> Iterator[None]:
+    """Dask's "Sending large graph of size ..." warning silenced while the block runs. Each
+    step's shared state (pending handshakes, NAT flows) is given to every task on purpose:
+    scattered data lost with a killed worker cannot be made again (scale.tables._step). The
+    warning is advice to a program's author, and would print source lines among the CLI's
+    one-line messages."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        yield
 
 
 @contextlib.contextmanager
