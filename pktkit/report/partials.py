@@ -97,11 +97,9 @@ def aggregate(keys: dict[str, pd.Series], order: np.ndarray, aggs: dict[str, Agg
                                       largest=agg.kind == "max")
         elif agg.kind == "first":
             g, rows = _first_rows(group, order, np.flatnonzero(valid), count)
-            at = np.full(count, -1, np.int64)
-            at[g] = order[rows]
-            where = np.full(count, -1, np.int64)
+            where = np.full(count, -1, np.int64)  # per group its first valid row (-1: none)
             where[g] = rows
-            out[f"{name}@"] = pd.arrays.IntegerArray(np.maximum(at, 0), at < 0)
+            out[f"{name}@"] = pd.arrays.IntegerArray(order[np.maximum(where, 0)], where < 0)
             columns = (agg.values.items() if isinstance(agg.values, pd.DataFrame)
                        else [(None, agg.values)])
             for column, values in columns:

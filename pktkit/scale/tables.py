@@ -226,13 +226,13 @@ def written(held: Held, folder: str, hops_folder: str,
         packets[name] = packets[name].astype("string")
     # one call for every (node, capture) folder of the part (a file per folder: a Python
     # loop writing them one by one cost more than the rest of the step); values in folder
-    # names percent-encoded as the packet datasets' (capture.dataset)
+    # names percent-encoded as the packet datasets' (capture.dataset); the whole folder is
+    # staged, published when done
     ds.write_dataset(pa.Table.from_pandas(packets, preserve_index=False), folder,
                      format="parquet", partitioning=list(PARTITION_COLUMNS),
                      partitioning_flavor="hive", basename_template=(
                          f"part-{held.index:05d}-{{i}}.parquet"),
                      existing_data_behavior="overwrite_or_ignore", preserve_order=True)
-    # (the whole folder is staged: published when done)
     hops = held.part.hops.reset_index(drop=True)
     for name, wanted in hop_categories.items():
         hops[name] = hops[name].cat.set_categories(list(wanted))
@@ -264,9 +264,8 @@ def concat_parts(files: Sequence[Path], parquet: Path, csv: Path) -> None:
         for path in files:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
                 writer.write_table(pa.Table.from_batches([batch], schema=schema))
-    with csv.open("w", newline="") as text:
-        pd.DataFrame(columns=schema.names).to_csv(text, index=False)  # the header line
-    with csv.open("ab") as joined:
+    with csv.open("wb") as joined:
+        joined.write(pd.DataFrame(columns=schema.names).to_csv(index=False).encode())
         for path in files:
             with Path(path).with_suffix(".csv").open("rb") as part:
                 shutil.copyfileobj(part, joined, 1 << 20)
