@@ -39,13 +39,14 @@ from test_read import ng_block, ng_epb, ng_idb, ng_shb, ng_spb, pcap_bytes
 
 from pktkit.capture import flows
 from pktkit.capture.arrow import arrow_schema
-from pktkit.capture.batches import DEFAULT_BATCH
+from pktkit.capture.batches import DEFAULT_BATCH, raw_batches
 from pktkit.capture.columns import BatchDecoder
 from pktkit.capture.frame import SCHEMA
 from pktkit.capture.output import write_table
 from pktkit.capture.read import CaptureCutWarning
 from pktkit.capture.schema import COLUMNS, INT_COLUMNS
 from pktkit.capture.table import read_columnar, read_packets, summarize
+from pktkit.capture.vectorized import Frames
 from pktkit.cli import main as cli_main
 from pktkit.craft.generation import generate, make_scenario
 from pktkit.craft.scenarios import SCENARIOS
@@ -215,6 +216,8 @@ def ethernet_edge_frames() -> list[bytes]:
         eth(ipv4(A, B, 41, tcp6)),
         eth(_udp4(4789, vxlan(3, inner_frame()), total=0)),
         eth(_udp4(4789, vxlan(3, inner_frame()), flags_frag=0x2000)),
+        eth(ipv4("10.0.0.1", "10.0.0.2", 17, b"v" * 60, flags_frag=0x0003)),  # its later piece
+        eth(_udp4(4789, vxlan(3, eth(ipv4(A, B, 17, b"d" * 40, flags_frag=0x0005))))),
         # not IP: ARP, LLC, LLDP, Cisco MetaData, runt frames
         eth(b"\x00\x01\x08\x00\x06\x04\x00\x01" + b"\0" * 20, 0x0806), eth(b"\x42" * 40, 100),
         eth(b"\0" * 40, 0x88CC), eth(b"\x01\x01\x00\x01\x00\x05\x08\x00" + tcp4, 0x8909),
@@ -232,9 +235,45 @@ def test_ethernet_edge_cases(tmp_path: Path) -> None:
     assert (fast["encap"] == "vxlan").sum() >= 10 and fast["error"].notna().sum() >= 10
 
 
+def fragment_frames() -> list[bytes]:
+    """IPv4 fragments: first (TCP, UDP, ICMP), middle, last; a VXLAN datagram's pieces (the
+    first holds the tunnel header), and pieces of an inner packet inside VXLAN."""
+    return [
+        eth(ipv4(A, B, 6, tcp(1, 2, payload=b"t" * 40), flags_frag=0x2000)),
+        eth(ipv4(A, B, 17, udp(1, 2, b"a" * 40), flags_frag=0x2000)),
+        eth(ipv4(A, B, 1, icmp_echo() + b"i" * 30, flags_frag=0x2000)),
+        eth(ipv4(A, B, 17, b"b" * 40, flags_frag=0x2005)),
+        eth(ipv4(A, B, 6, b"c" * 41, flags_frag=0x4010)),  # DF with an offset: still a piece
+        eth(_udp4(4789, vxlan(3, inner_frame()), flags_frag=0x2000)),
+        eth(ipv4("10.0.0.1", "10.0.0.2", 17, b"v" * 60, flags_frag=0x0003)),
+        eth(_udp4(4789, vxlan(3, eth(ipv4(A, B, 6, tcp(1, 2), flags_frag=0x2000))))),
+        eth(_udp4(4789, vxlan(3, eth(ipv4(A, B, 17, b"d" * 40, flags_frag=0x0005))))),
+    ]
+
+
+def test_ipv4_fragments_take_the_fast_path(tmp_path: Path) -> None:
+    """The vectorized layers decode IPv4 fragments themselves (on an overlay whose underlay
+    MTU splits packets they were 12 % of the frames, and 28 s of a 3M-frame analysis in the
+    frame-by-frame decoder), and give the reference table."""
+    path = pcap_file(tmp_path / "pieces.pcap", full(fragment_frames()))
+    _, raws = raw_batches(path)
+    raw = next(iter(raws))
+    frames = Frames(raw, BatchDecoder()._ports)
+    frames.decode(raw)
+    assert frames.fast.all() and frames.fragment.all()
+    assert_same([path], batch_sizes=(1, 4))
+    table = read_packets(path)
+    assert table["fragment"].all()
+    assert table["sport"].notna().tolist() == [1, 1, 0, 0, 0, 1, 0, 1, 0]  # (ICMP: none)
+    assert table["icmp_id"].notna().tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert table["frag_offset"].tolist() == [0, 0, 0, 40, 128, 0, 24, 0, 40]
+    assert table["vni"].notna().tolist() == [False] * 5 + [True, False, True, True]
+
+
 def test_edge_cases_cut_by_the_snaplen(tmp_path: Path) -> None:
     """Every frame cut at every length, as a snaplen cuts (wire_len stays the frame's)."""
-    records = [(f[:n], len(f)) for f in ethernet_edge_frames() for n in range(len(f))]
+    records = [(f[:n], len(f)) for f in [*ethernet_edge_frames(), *fragment_frames()]
+               for n in range(len(f))]
     assert_same([pcap_file(tmp_path / "snap.pcap", records)], batch_sizes=(97,))
 
 

@@ -215,7 +215,7 @@ class BatchDecoder:
         n = len(raw)
         f = Frames(raw, self._ports)
         f.decode(raw)
-        fragment = np.zeros(n, bool)
+        fragment = f.fragment
         error = np.full(n, -1, np.int32)
         for i in np.flatnonzero(~f.fast).tolist():
             p = self.decoder.decode(raw.frame_bytes(i), int(raw.linktype[i]), int(raw.wire_len[i]))

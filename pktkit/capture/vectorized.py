@@ -7,7 +7,7 @@ decoder (:mod:`~pktkit.capture.decode`) is applied as a mask, and both read thei
 the same declared layouts (:mod:`~pktkit.capture.headers`); a header at the same offset in
 every row is read as a strided view, otherwise with one gather per layer. A row is *fast* only
 when it decodes completely, without error, within ``HEAD`` bytes; every other row (truncated or
-malformed, fragments, GRE, Geneve, IP-in-IP, IPv6 extension headers, ARP, nested tunnels, other
+malformed, IPv6 fragments, GRE, Geneve, IP-in-IP, IPv6 extension headers, ARP, nested tunnels, other
 link types, ...) is left to the reference decoder, which computes nothing differently.
 """
 
@@ -153,6 +153,7 @@ class Frames:
         self.payload_at = minus.copy()  # where the payload starts in the frame
         self.payload_end = minus.copy()  # where the captured region of its layer ends
         self.more_fragments = np.full(n, -1, np.int8)
+        self.fragment = np.zeros(n, bool)  # some IPv4 header has MF set or an offset
         self.overhead = np.zeros(n, np.int64)
         self.encap = np.zeros(n, np.int64)
         self.link_wire = np.zeros(n, np.int64)  # link bytes on the wire - link bytes captured
@@ -302,16 +303,16 @@ class Frames:
         has_total = total != 0
         fits = o + total <= end
         ok = ((vihl >> 4 == 4) & (ihl >= IPV4.size) & (o + ihl <= np.minimum(end, HEAD))
-              & ((frag & 0x3FFF) == 0)  # fragments: the reference decoder
               & (~has_total | ((total >= ihl) & (fits | clipped))))
         shrink = has_total & fits  # the IP length ends the region: drop Ethernet padding
         end = np.where(shrink, o + total, end)
         clipped = clipped & ~shrink
         ip_len = np.where(has_total, total, end - o)  # 0: TSO frame, the captured bytes
-        rows, (header, o, ihl, end, clipped, ip_len) = self.keep(ok, rows, header, o, ihl, end,
-                                                                 clipped, ip_len)
+        rows, (header, o, ihl, end, clipped, ip_len, frag) = self.keep(
+            ok, rows, header, o, ihl, end, clipped, ip_len, frag)
         self.ip_len[rows] = ip_len
-        self.frag_offset[rows], self.more_fragments[rows] = 0, 0  # (fragments: fallback)
+        fragment = (frag & 0x3FFF) != 0  # MF set or an offset (the DF bit is no fragment)
+        self.frag_offset[rows], self.more_fragments[rows] = (frag & 0x1FFF) * 8, frag >> 13 & 1
         self.ip_version[rows] = 4
         self.ip_id[rows] = _be16(header, _IP4["id"])
         self.ttl[rows] = header[:, _IP4["ttl"]]
@@ -332,7 +333,31 @@ class Frames:
             words[options] = (words[options] + checksums.block_sums(extra)) % 65535
         self.check(rows, checksums.ipv4_statuses(words, _be16(header, _IP4["sum"])))
         pseudo = checksums.block_sums(header[:, _IP4["src"]:_IP4["dst"] + 4])
-        self.l4(rows, _uniform(o + ihl), end, clipped, proto, outer, o + ip_len, pseudo)
+        if fragment.any():
+            self.fragment[np.arange(self.n)[rows][fragment]] = True
+            later = (frag & 0x1FFF) != 0
+            if later.any():  # a non-first fragment holds no L4 (or tunnel) header
+                sub, (o_, ihl_, end_, len_) = self.keep(later, rows, o, ihl, end, ip_len)
+                self.fragment_payload(sub, o_ + ihl_, o_ + len_, end_)
+                rows, (o, ihl, end, clipped, ip_len, proto, pseudo, fragment) = self.keep(
+                    ~later, rows, o, ihl, end, clipped, ip_len, proto, pseudo, fragment)
+            clipped = clipped | fragment  # a first fragment: the datagram goes on in later ones
+        else:
+            fragment = None
+        self.l4(rows, _uniform(o + ihl), end, clipped, proto, outer, o + ip_len, pseudo,
+                fragment)
+
+    def fragment_payload(self, rows: np.ndarray, start: Offset, wire_end: np.ndarray,
+                         end: np.ndarray) -> None:
+        """A non-first fragment's rows: no L4 fields (an outer header's too), its payload
+        from ``start`` to ``wire_end``; decoded."""
+        for name in ("sport", "dport", "tcp_flags", "icmp_type", "icmp_code", "tcp_seq",
+                     "tcp_ack", "icmp_id", "icmp_seq"):
+            getattr(self, name)[rows] = -1
+        self.l4_payload_len[rows] = np.maximum(wire_end - start, 0)
+        self.payload_at[rows] = start
+        self.payload_end[rows] = end
+        self.fast[rows] = True
 
     def ipv6(
         self, rows: RowSelection, o: Offset, end: np.ndarray, clipped: np.ndarray, outer: bool
@@ -367,9 +392,11 @@ class Frames:
     def l4(
         self, rows: RowSelection, o: Offset, end: np.ndarray, clipped: np.ndarray,
         proto: np.ndarray, outer: bool, wire_end: np.ndarray, pseudo: np.ndarray,
+        fragment: np.ndarray | None = None,
     ) -> None:
         """``wire_end``: where the IP packet ends by its length field (see decode._payload);
-        ``pseudo``: the word sum of the IP addresses (for the checksums)."""
+        ``pseudo``: the word sum of the IP addresses (for the checksums); ``fragment``: rows
+        whose IP header is a (first) fragment, whose L4 checksum cannot be checked."""
         header = self.block(rows, o, _L4_HEAD)
         lim = np.minimum(end, HEAD)
         tcp, udp = proto == IPPROTO_TCP, proto == IPPROTO_UDP
@@ -422,10 +449,11 @@ class Frames:
             l4_len = np.where(own, udp_len, l4_len)
             field = np.where(tcp, _be16(header, _TCP_SUM),
                              np.where(udp, _be16(header, _UDP_SUM), _be16(header, _ICMP_SUM)))
-            sub, (o_, l4_len, p_, field, pseudo) = self.keep(checked, rows, o, l4_len, proto,
-                                                             field, pseudo)
+            whole = np.ones(len(l4_len), bool) if fragment is None else ~fragment
+            sub, (o_, l4_len, p_, field, pseudo, whole) = self.keep(
+                checked, rows, o, l4_len, proto, field, pseudo, whole)
             starts = self.start[sub] + o_
-            checkable = ((o_ + l4_len <= self.cap_len[sub])
+            checkable = (whole & (o_ + l4_len <= self.cap_len[sub])
                          & (l4_len >= np.where(p_ == IPPROTO_TCP, _TCP_SUM,
                                                np.where(p_ == IPPROTO_UDP, _UDP_SUM, _ICMP_SUM))
                             + 2))
