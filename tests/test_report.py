@@ -23,8 +23,8 @@ import pktkit
 import pktkit.report as report
 from pktkit.capture.read import CaptureCutWarning
 from pktkit.capture.table import read_packets
+from pktkit.report import digest, health
 from pktkit.report import flow_table as flows_module
-from pktkit.report import health
 from pktkit.report import overlay_costs as overlays_module
 from pktkit.report import sizes as sizes_module
 from pktkit.report.labels import clock_model_text
@@ -509,3 +509,29 @@ def test_a_clock_model_in_words() -> None:
         "node-a: the reference clock"
     assert clock_model_text({**base, "node": "node-d", "offset_ns": None}).startswith(
         "node-d: no estimate")
+
+
+def test_each_conversation_over_the_mtu_is_one_problem_with_its_names() -> None:
+    """One ``flow-exceeds-mtu`` entry per conversation, in the order they first appear: its
+    rows' count, largest datagram, smallest path MTU and captures; its names before its tuple
+    when they are not its addresses (computed by hand from the rows below)."""
+    flows = pd.DataFrame({
+        "flow_id": [7, 3, 7, 9],
+        "capture": ["node-a/eth0", "node-a/eth0", "node-b/eth0", "node-a/eth0"],
+        "proto": [17, 6, 17, 17], "a_addr": ["10.0.0.4", "10.0.0.5", "10.0.0.4", "10.0.0.6"],
+        "a_port": pd.array([5, 80, 5, 1], "Int64"),
+        "b_addr": ["10.0.0.3", "10.0.0.7", "10.0.0.3", "10.0.0.8"],
+        "b_port": pd.array([514, 8080, 514, 2], "Int64"), "overlay_encap": ["vxlan"] * 4,
+        "overlay_vni": pd.array([1, 2, 1, 1], "Int64"), "exceeds_mtu": [True, True, True, False],
+        "max_ip_len": [1500, 1600, 1480, 100], "path_mtu": [1450, 1450, 1400, 1450],
+        "fragments": [0, 0, 0, 0], "packets": [3, 1, 3, 2],
+        "a_name": ["pod:x", "10.0.0.5", "pod:x", "10.0.0.6"],
+        "b_name": ["pod:y", "10.0.0.7", "pod:y", "10.0.0.8"]})
+    found = [p for p in digest._conversation_problems(flows)
+             if p["problem"] == "flow-exceeds-mtu"]
+    assert found == [
+        {"problem": "flow-exceeds-mtu",
+         "where": "pod:x → pod:y (udp 10.0.0.4:5 → 10.0.0.3:514 (vxlan vni 1))", "count": 2,
+         "detail": "datagrams of 1500 bytes > path MTU 1400, seen in 2 captures"},
+        {"problem": "flow-exceeds-mtu", "where": "tcp 10.0.0.5:80 → 10.0.0.7:8080 (vxlan vni 2)",
+         "count": 1, "detail": "datagrams of 1600 bytes > path MTU 1450, seen in 1 capture"}]

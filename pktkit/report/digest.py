@@ -109,26 +109,34 @@ def _conversation_problems(flow_table: pd.DataFrame) -> list[dict[str, Any]]:
                 found.append({"problem": problem, "where": overlay, "count": len(chosen),
                               "detail": detail(chosen)})
     too_big = flows[flows["exceeds_mtu"].fillna(False)]
-    for _, group in too_big.groupby("flow_id", sort=False):
-        first = group.iloc[0]
+    if not len(too_big):
+        return found
+    # one aggregate per conversation, not a loop over groups: on a 32-node overlay whose
+    # underlay MTU splits packets, thousands of conversations exceed it (seconds per run)
+    by_flow = too_big.groupby("flow_id", sort=False)
+    firsts = by_flow.head(1)  # (each conversation's first row, in the groups' order)
+    sizes = by_flow.agg(count=("capture", "size"), largest=("max_ip_len", "max"),
+                        mtu=("path_mtu", "min"), captures=("capture", "nunique"))
+    for first, count, largest, mtu, captures in zip(
+            firsts.to_dict("records"), sizes["count"], sizes["largest"], sizes["mtu"],
+            sizes["captures"], strict=True):
         key = [first[c] for c in ("proto", "a_addr", "a_port", "b_addr", "b_port")]
         found.append({
             "problem": "flow-exceeds-mtu",
-            "where": named_where(group, f"{tuple_text(*key)} ({first['overlay']})"),
-            "count": len(group),
-            "detail": f"datagrams of {int(group['max_ip_len'].max())} bytes > path MTU "
-                      f"{int(group['path_mtu'].min())}, seen in "
-                      f"{group['capture'].nunique()} captures",
+            "where": named_where(first, f"{tuple_text(*key)} ({first['overlay']})"),
+            "count": int(count),
+            "detail": f"datagrams of {int(largest)} bytes > path MTU {int(mtu)}, seen in "
+                      f"{int(captures)} capture{'s' * (int(captures) != 1)}",
         })
     return found
 
 
-def named_where(group: pd.DataFrame, where: str) -> str:
+def named_where(first: Mapping[str, Any], where: str) -> str:
     """A conversation's names first, its tuple beside ("pod:a → pod:b (udp 10.0.0.4:5 →
-    10.0.0.3:514)"), when the flows table has names that are not the addresses."""
-    if not {"a_name", "b_name"} <= set(group):
+    10.0.0.3:514)"), when the flows table has names that are not the addresses (``first``:
+    the conversation's first row)."""
+    if not {"a_name", "b_name"} <= set(first.keys()):
         return where
-    first = group.iloc[0]
     if (str(first["a_name"]), str(first["b_name"])) == (str(first["a_addr"]),
                                                        str(first["b_addr"])):
         return where
