@@ -120,15 +120,16 @@ def write_packets(
 
     with atomic_path(out, "the table") as tmp:
         if suffix == ".csv":
+            from pktkit.capture.csv_text import write_csv
             from pktkit.capture.frame import batches_frame
 
-            with open(tmp, "w", newline="") as handle:
+            with open(tmp, "wb") as handle:
                 header = True
                 for batch in batches():
-                    batches_frame([batch]).to_csv(handle, header=header, index=False)
+                    write_csv(batches_frame([batch]), handle, header=header)
                     header = False
                 if header:  # no rows at all: the header line alone, as write_table writes it
-                    handle.write(",".join(COLUMNS) + "\n")
+                    handle.write((",".join(COLUMNS) + "\n").encode())
         else:
             write_parquet_batches(tmp, arrow_schema(), batches())
     return decoder.stats
@@ -191,7 +192,9 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     suffix = table_suffix(path)
     with atomic_path(path, "the table") as tmp:
         if suffix == ".csv":
-            df.to_csv(tmp, index=False)
+            from pktkit.capture.csv_text import write_csv  # (pandas: not on the Parquet path)
+
+            write_csv(df, tmp)
         else:
             write_parquet(df, tmp)
     return path

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from pktkit.capture.csv_text import write_csv
 from pktkit.capture.output import write_parquet
 from pktkit.errors import OutputError, UsageError
 from pktkit.files import write_atomic, write_bytes, write_text
@@ -94,7 +95,7 @@ def write_report(
         if name in written_by_caller:
             continue
         written.append(write_atomic(out / f"{name}.csv",
-                                    lambda tmp, t=table: t.to_csv(tmp, index=False), *_REPORT))
+                                    lambda tmp, t=table: write_csv(t, tmp), *_REPORT))
         written.append(write_atomic(out / f"{name}.parquet",
                                     lambda tmp, t=table: write_parquet(t, tmp), *_REPORT))
     pngs = {}

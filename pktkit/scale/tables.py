@@ -65,6 +65,7 @@ from pktkit.analysis.overlays import apply_conversations, conversation_keys, mer
 from pktkit.analysis.parts import Part, Settled, assign
 from pktkit.analysis.percentiles import count_samples, merge_counts, values_in_bins
 from pktkit.analysis.table_parts import PacketPart
+from pktkit.capture.csv_text import write_csv
 from pktkit.capture.reasons import error_categories
 from pktkit.report.tables import report_partial
 
@@ -241,7 +242,7 @@ def written(held: Held, folder: str, hops_folder: str,
     pq.write_table(pa.Table.from_pandas(hops, preserve_index=False), target)
     # its CSV lines too, without the header: CSV text is the costly half of the hops files,
     # made here in parallel; the client only joins the parts' bytes
-    hops.to_csv(target.with_suffix(".csv"), index=False, header=False)
+    write_csv(hops, target.with_suffix(".csv"), header=False)
     second = int((hops["hop"] == 1).sum()) if len(hops) else 0
     return len(hops), second, hops.head(HEAD_ROWS), str(target)
 
