@@ -262,12 +262,13 @@ def test_analyze_on_the_cluster_is_the_single_process(client: object, analysis_s
     assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]  # scratch removed
 
 
-@pytest.mark.parametrize("stage", ["survey", "named"])
+@pytest.mark.parametrize("stage", ["survey", "pair-fits", "named"])
 def test_a_worker_killed_in_the_correlation_or_the_tables_is_retried(
         client: object, analysis_set: tuple, tmp_path: Path, stage: str) -> None:
-    """Killed in a survey round, or while it applies the NAT flow ids and names (the parts,
-    assigned, live on the workers): Dask makes the lost parts again from their lineage, the
-    report is the same."""
+    """Killed in a survey round, in the clock round's pair fits (tasks on the workers, not
+    the client's work), or while it applies the NAT flow ids and names (the parts, assigned,
+    live on the workers): Dask makes the lost parts again from their lineage and runs the
+    lost fits again, the report is the same."""
     files, one = analysis_set
     marker = tmp_path / "killed-once"
     client.register_plugin(_kill_once(str(marker), stage),  # type: ignore[attr-defined]

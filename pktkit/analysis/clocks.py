@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -140,16 +140,25 @@ class NodeClock:
         return bool((np.abs(self.offset_at(grid)) > self.bound_at(grid)).any())
 
 
-def fit_pairs(ways: Mapping[tuple[int, int], tuple[OneWay, OneWay]],
+PairWays = tuple[OneWay, OneWay]  # a node pair's a → b and b → a crossings
+# how the pair fits are run: map(fit_pair, ways) in this process; on a cluster, as tasks
+PairMapper = Callable[[Callable[[PairWays], PairFit | None], list[PairWays]],
+                      Iterable[PairFit | None]]
+
+
+def fit_pair(ways: PairWays) -> PairFit | None:
+    """One pair's fit (a task of its own on a cluster: the fits are independent)."""
+    return fit_ways(*ways)
+
+
+def fit_pairs(ways: Mapping[tuple[int, int], PairWays], mapper: PairMapper = map,
               ) -> dict[tuple[int, int], PairFit]:
     """One fit per node pair a < b crossed both ways (``ways``: its a → b and b → a samples,
-    :meth:`pktkit.analysis.crossings.CrossingGroups.directions`)."""
-    out: dict[tuple[int, int], PairFit] = {}
-    for (a, b), (forward, backward) in sorted(ways.items()):
-        fit = fit_ways(forward, backward)
-        if fit is not None:
-            out[(a, b)] = fit
-    return out
+    :meth:`pktkit.analysis.crossings.CrossingGroups.directions`), each by
+    :func:`fit_pair` through ``mapper`` (the same fits whoever runs them)."""
+    pairs = sorted(ways)
+    fits = mapper(fit_pair, [ways[pair] for pair in pairs])
+    return {pair: fit for pair, fit in zip(pairs, fits, strict=True) if fit is not None}
 
 
 def chain(pairs: dict[tuple[int, int], PairFit], nodes: int,

@@ -67,6 +67,7 @@ import pandas as pd
 from pktkit.analysis.clocks import (
     CLOCK_CORRECTIONS,
     NodeClock,
+    PairMapper,
     applied,
     chain,
     clock_table,
@@ -367,10 +368,11 @@ def survey(part: Part, settled: Settled | None = None) -> Survey:
 
 def settle(survey: Survey, *, clock_correction: str = "auto",
            node_addresses: Mapping[str, Iterable[str]] | None = None,
-           previous: Settled | None = None) -> Settled:
+           previous: Settled | None = None, pair_mapper: PairMapper = map) -> Settled:
     """The round ``survey`` (every part's, merged) completes, on top of ``previous``. The
     crossings' round uses ``clock_correction`` and ``node_addresses`` (as :func:`correlate`
-    does); the node names are the scope's."""
+    does); the node names are the scope's; its pair fits run through ``pair_mapper`` (see
+    :func:`~pktkit.analysis.clocks.fit_pairs`)."""
     if clock_correction not in CLOCK_CORRECTIONS:
         raise UsageError(f"clock correction {clock_correction!r}: choose one of "
                          f"{', '.join(CLOCK_CORRECTIONS)}")
@@ -416,19 +418,21 @@ def settle(survey: Survey, *, clock_correction: str = "auto",
         settled.selection = settled.units = None
     else:
         settled.clock_correction = clock_correction
-        _settle_clocks(settled, survey, node_addresses)
+        _settle_clocks(settled, survey, node_addresses, pair_mapper)
     return settled
 
 
 def _settle_clocks(settled: Settled, survey: Survey,
-                   node_addresses: Mapping[str, Iterable[str]] | None) -> None:
+                   node_addresses: Mapping[str, Iterable[str]] | None,
+                   pair_mapper: PairMapper) -> None:
     """Round 3: owners, the ways of the crossings' groups, the pair fits and the chain."""
     assert survey.crossings is not None and survey.evidence is not None
     node_names = list(settled.scope.node_names)
     found = survey.crossings
     owner = owners(survey.addresses, survey.evidence, node_names, node_addresses)
     way = orient_groups(found, orient_by_owner(found.keys, owner)["way"].to_numpy())
-    models = chain(fit_pairs(found.directions(way)), len(node_names)) if node_names else []
+    models = chain(fit_pairs(found.directions(way), pair_mapper),
+                   len(node_names)) if node_names else []
     settled.clocks = models
     settled.used = applied(models, settled.clock_correction)
     settled.clock_offsets = clock_table(node_names, models, settled.used)
