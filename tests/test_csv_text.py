@@ -96,3 +96,5 @@ def test_one_column_and_odd_names() -> None:
     odd = pd.DataFrame({"a,b": [1, 2], 'say "x"': [3, 4], 5: [6, 7]})
     assert arrow_columns(odd) is not None
     assert our_bytes(odd) == pandas_bytes(odd) == b'"a,b","say ""x""",5\n1,3,6\n2,4,7\n'
+    levels = pd.DataFrame([[1, 2]], columns=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y")]))
+    assert our_bytes(levels) == pandas_bytes(levels) == b"a,a\nx,y\n1,2\n"

@@ -13,9 +13,9 @@ in both, as converted here:
   holding a comma, a double quote or a line break (pandas quotes those, Arrow without quoting
   cannot write them);
 
-and the table has at least two columns (a lone empty string is ``""`` to pandas). Times and
-anything else: pandas. The header is written by the :mod:`csv` module, as pandas
-writes it.
+and the table has at least two columns (a lone empty string is ``""`` to pandas) and one
+header line (not a MultiIndex). Times and anything else: pandas. The header is written by
+the :mod:`csv` module, as pandas writes it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def write_csv(table: pd.DataFrame, target: str | os.PathLike[str] | BinaryIO, *,
         with open(target, "wb") as out:
             write_csv(table, out, header=header)
         return
-    columns = arrow_columns(table) if table.shape[1] >= 2 else None
+    columns = arrow_columns(table) if table.shape[1] >= 2 and not isinstance(
+        table.columns, pd.MultiIndex) else None  # (several header lines: pandas')
     if columns is None:
         target.write(table.to_csv(index=False, header=header).encode())
         return
