@@ -7,6 +7,7 @@ code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import signal
@@ -624,7 +625,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> NoReturn:
     """The ``pktkit`` program: the verb, then exit with its code."""
+    # Registered first, this exit hook runs after every other one: from then on the stop
+    # signals are held, and one still pending ends with the process. Python's finalization
+    # gives them their default action back before the process ends, so a SIGTERM in that last
+    # window killed a finished run (-15, not its code: seen in CI).
+    atexit.register(_hold_stop_signals)
     sys.exit(_main(None, whole_process=True))
+
+
+def _hold_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
 
 
 def _main(argv: Sequence[str] | None, whole_process: bool) -> int:
