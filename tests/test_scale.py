@@ -43,6 +43,15 @@ def client() -> Iterator[object]:
     assert not multiprocessing.active_children()  # the workers and nannies are gone
 
 
+@pytest.fixture
+def own_client() -> Iterator[object]:
+    """A cluster for one test that kills a worker: the module's cluster stays whole for the
+    others (in one full run a killed worker's nanny was closed after its restart, and the
+    tests after it met a cluster one worker short)."""
+    with dask_client(2, dashboard_address=":0") as connected:
+        yield connected
+
+
 @pytest.fixture(scope="module")
 def captures(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """An impaired two-node overlay as per-interface pcap files and as -i any pcapng files,
@@ -134,8 +143,9 @@ def test_two_workers_write_the_rows_of_one_process(client: object, captures: lis
     assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
 
 
-def test_a_worker_killed_mid_run_is_retried(client: object, captures: list[Path],
+def test_a_worker_killed_mid_run_is_retried(own_client: object, captures: list[Path],
                                             tmp_path: Path) -> None:
+    client = own_client
     marker = tmp_path / "killed-once"
     inputs = dataset_inputs(captures)
     ports = resolve_ports(captures, "auto")
@@ -150,7 +160,6 @@ def test_a_worker_killed_mid_run_is_retried(client: object, captures: list[Path]
     assert marker.exists()  # a worker did die in the run
     assert_same_dataset(tmp_path / "many", tmp_path / "one")
     assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
-    client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]  # (the nanny's restart)
 
 
 def _values(table: pd.DataFrame) -> pd.DataFrame:
@@ -266,10 +275,11 @@ def test_analyze_on_the_cluster_is_the_single_process(client: object, analysis_s
 
 @pytest.mark.parametrize("stage", ["survey", "named"])
 def test_a_worker_killed_in_the_correlation_or_the_tables_is_retried(
-        client: object, analysis_set: tuple, tmp_path: Path, stage: str) -> None:
+        own_client: object, analysis_set: tuple, tmp_path: Path, stage: str) -> None:
     """Killed in a survey round, or while it applies the NAT flow ids and names (the parts,
     assigned, live on the workers): Dask makes the lost parts again from their lineage, the
     report is the same."""
+    client = own_client
     files, one = analysis_set
     marker = tmp_path / "killed-once"
     client.register_plugin(_kill_once(str(marker), stage),  # type: ignore[attr-defined]
@@ -280,14 +290,12 @@ def test_a_worker_killed_in_the_correlation_or_the_tables_is_retried(
         client.unregister_worker_plugin(f"pktkit-kill-{stage}")  # type: ignore[attr-defined]
     assert marker.exists()  # a worker died holding parts: Dask made them again
     assert_same_report(tmp_path / "many", one)
-    client.wait_for_workers(2, timeout=60)  # type: ignore[attr-defined]
 
 
 def test_the_pair_fits_run_on_the_workers(client: object, analysis_set: tuple,
                                          tmp_path: Path) -> None:
     """The clock round's pair fits are tasks on the workers, not the client's work (they grow
-    with the square of the nodes); the report is the same. (Not killed there: a fourth kill
-    of this module's cluster once left its nanny closed, one worker short, in a full run.)"""
+    with the square of the nodes); the report is the same."""
     files, one = analysis_set
     marker = tmp_path / "pair-fits-ran"
     client.register_plugin(_kill_once(str(marker), "pair-fits", kill=False),  # type: ignore[attr-defined]
