@@ -141,13 +141,14 @@ def settled_parts(
     parts = client.map(make_part, frames, scope=scope, pure=False)
     del shuffled, frames  # (the parts hold their rows now)
     settled: Settled | None = None
+    pair_tasks = _pair_tasks(client, workers)
     while settled is None or not settled.ready:
         state = client.scatter(settled, broadcast=True) if settled is not None else None
         surveys = client.map(survey, parts, settled=state, pure=False)
         merged = Survey.merge(client.gather(surveys))
         settled = settle(merged, clock_correction=clock_correction,
                          node_addresses=node_addresses, previous=settled,
-                         pair_mapper=_pair_tasks(client, workers))
+                         pair_mapper=pair_tasks)
     return parts, settled
 
 
