@@ -5,7 +5,8 @@ final step is a rename) and renamed over the target only when complete; on any f
 including an interrupt, the temporary file is removed. A report folder is staged the same way
 (:class:`StagingFolder`). Files get the permissions of an ordinary ``open()`` (0666 less the
 umask), never a temp file's 0600. Failures to write become :class:`~pktkit.errors.OutputError`
-naming the path and what to do.
+naming the path and what to do. Files can be written in a second thread while the caller goes
+on (:func:`meanwhile`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import json
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from pktkit.errors import OutputError
 
 PARTIAL_SUFFIX = ".partial"
+T = TypeVar("T")
 
 
 def partial_name(path: Path) -> Path:
@@ -191,3 +195,38 @@ def check_output_folder(out_dir: str | os.PathLike[str]) -> None:
         raise _folder_error(Path(out_dir), f"{existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise _folder_error(Path(out_dir), f"{existing} is not writable")
+
+
+class Stopped(Exception):
+    """Work of :func:`meanwhile` given up because the block it ran beside failed."""
+
+
+@contextlib.contextmanager
+def meanwhile(work: Callable[[threading.Event], T]) -> Iterator[Future[T]]:
+    """Run ``work(stop)`` in a second thread while the block runs, and wait for it when the
+    block ends; the block gets its future, whose result (or exception) is there after the
+    block. For writes whose encoding drops the GIL (pyarrow's Parquet and CSV writers): the
+    block's Python work and the writing share the cores. If the block fails or is
+    interrupted, ``stop`` is set: ``work`` should raise :class:`Stopped` at its next file
+    (or row group), and the block's exception is what the caller sees. ``work`` must only
+    read what the block may change, or read a copy."""
+    future: Future[T] = Future()
+    stop = threading.Event()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(work(stop))
+        except BaseException as exc:  # given to the caller's thread by the future
+            future.set_exception(exc)
+
+    thread = threading.Thread(target=run, name="pktkit-meanwhile", daemon=True)
+    thread.start()
+    try:
+        yield future
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        thread.join()
+    future.result()  # (its error, if any, is the block's too)

@@ -13,8 +13,10 @@ from pktkit.errors import OutputError
 from pktkit.files import (
     AtomicFile,
     StagingFolder,
+    Stopped,
     atomic_path,
     check_output_folder,
+    meanwhile,
     write_json,
     write_text,
 )
@@ -84,3 +86,36 @@ def test_check_output_folder(tmp_path: Path) -> None:
         check_output_folder(tmp_path / "file" / "sub")
     check_output_folder(tmp_path / "a" / "b")  # may be made: no error, nothing made
     assert not (tmp_path / "a").exists()
+
+
+def test_work_meanwhile_runs_in_another_thread_and_its_result_or_error_follows_the_block(
+) -> None:
+    import threading
+
+    seen: list[str] = []
+    with meanwhile(lambda stop: seen.append(threading.current_thread().name) or 42) as done:
+        pass
+    assert done.result() == 42 and seen == ["pktkit-meanwhile"]
+
+    def fails(stop: threading.Event) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"), meanwhile(fails):
+        pass
+
+
+def test_a_failed_block_stops_the_work_and_its_own_error_wins() -> None:
+    import threading
+
+    began, steps = threading.Event(), []
+
+    def work(stop: threading.Event) -> None:
+        began.set()
+        while not stop.wait(0.01):  # each step checks, as a writer does between files
+            steps.append(1)
+            assert len(steps) < 1000, "never stopped"
+        raise Stopped("work")
+
+    with pytest.raises(ValueError, match="the block's"), meanwhile(work):
+        assert began.wait(10)
+        raise ValueError("the block's")

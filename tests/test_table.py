@@ -237,6 +237,82 @@ def test_parquet_in_row_groups_reads_back_as_pandas_own_file(
     pd.testing.assert_frame_equal(back, expected)
     assert back.attrs == expected.attrs and back.attrs["read_stats"]
     assert pq.read_schema(ours).metadata == pq.read_schema(tmp_path / "pandas.parquet").metadata
+    # the encodings: integer columns byte-stream-split, every other one with dictionary pages
+    # (but booleans: Parquet has none for them)
+    group = pq.ParquetFile(ours).metadata.row_group(0)
+    encodings = {group.column(i).path_in_schema: set(group.column(i).encodings)
+                 for i in range(group.num_columns)}
+    integers = [name for name in df if pd.api.types.is_integer_dtype(df[name].dtype)]
+    assert integers and all("BYTE_STREAM_SPLIT" in encodings[name] for name in integers)
+    plain = {name: encodings[name] for name in df
+             if name not in integers and not pd.api.types.is_bool_dtype(df[name].dtype)
+             and "RLE_DICTIONARY" not in encodings[name]}
+    assert not plain
+
+
+def test_a_table_written_meanwhile_is_write_tables_file(overlay_capture: Path,
+                                                          tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The packet table written in a second thread while the caller adds a column: the file
+    holds the table as it was (the same as write_table's), and appears only when the block
+    ends."""
+    from pktkit.capture import output
+
+    monkeypatch.setattr(output, "ROW_GROUP_ROWS", 4)
+    df = read_packets([overlay_capture] * 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    expected = write_table(df, out / "expected.parquet")
+    with output.table_written_meanwhile(df, out / "ours.parquet"):
+        df["added"] = 1
+        df["src"] = "replaced"
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "ours.parquet"),
+                                  pd.read_parquet(expected))
+    assert sorted(p.name for p in out.iterdir()) == ["expected.parquet", "ours.parquet"]
+
+
+def test_a_table_written_meanwhile_leaves_nothing_when_the_block_fails(
+    overlay_capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block's error is what the caller gets, and the write stops at its next row group
+    (one row group a step here) without a file or a temporary left. The first row group is
+    held until the block has failed (its stop event set), so the write cannot end first."""
+    import threading
+    from types import SimpleNamespace
+
+    import pyarrow.parquet as pq
+
+    from pktkit import files
+    from pktkit.capture import output
+
+    stops: list[threading.Event] = []
+
+    def recorded() -> threading.Event:
+        stops.append(threading.Event())
+        return stops[-1]
+
+    monkeypatch.setattr(files, "threading", SimpleNamespace(Event=recorded,
+                                                            Thread=threading.Thread))
+    monkeypatch.setattr(output, "ROW_GROUP_ROWS", 4)
+    started, groups = threading.Event(), []
+    original = pq.ParquetWriter.write_table
+
+    def held(self, table, *args, **kwargs):  # type: ignore[no-untyped-def]
+        groups.append(len(table))
+        started.set()
+        assert stops[0].wait(10)
+        return original(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", held)
+    df = read_packets([overlay_capture] * 4)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt), output.table_written_meanwhile(df, out / "ours.parquet"):
+        assert started.wait(10)
+        raise KeyboardInterrupt
+    assert list(out.iterdir()) == []
+    assert len(groups) == 1 and len(df) > 4  # stopped after its first row group
 
 
 def test_write_table_errors(overlay_capture: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pktkit.analysis.pipeline import Analysis
-from pktkit.capture.output import write_table
+from pktkit.capture.output import table_written_meanwhile
 from pktkit.files import StagingFolder
 from pktkit.report.digest import summary
 from pktkit.report.page import render_index
@@ -29,19 +29,21 @@ from pktkit.report.tables import analysis_tables
 
 def _write_files(analysis: Analysis, folder: Path, *, figures: bool,
                  index_href: str | None = None) -> dict[str, Any]:
-    tables = analysis_tables(analysis)
-    result = summary(tables)
-    result["correlation"] = correlation_summary(analysis)
-    if "tunnel_ports" in analysis.packets.attrs:  # (--vxlan-port auto: the ports found)
-        result["tunnel_ports"] = analysis.packets.attrs["tunnel_ports"]
+    folder.mkdir(parents=True, exist_ok=True)
     plots = {}
-    if figures:
-        from pktkit.report.plot import build_figures
-
-        plots = build_figures(tables, analysis.packets)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_table(analysis.packets, folder / "packets.parquet")
+        # (the largest file, encoded meanwhile by pyarrow, mostly without the GIL, while
+        # this thread builds the report's tables and plots: ~1.5 s of 20 on 1M frames)
+        with table_written_meanwhile(analysis.packets, folder / "packets.parquet"):
+            tables = analysis_tables(analysis)
+            result = summary(tables)
+            result["correlation"] = correlation_summary(analysis)
+            if "tunnel_ports" in analysis.packets.attrs:  # (--vxlan-port auto: ports found)
+                result["tunnel_ports"] = analysis.packets.attrs["tunnel_ports"]
+            if figures:
+                from pktkit.report.plot import build_figures
+
+                plots = build_figures(tables, analysis.packets)
         write_report(folder, tables, plots, result, index_href=index_href)
     finally:
         if plots:

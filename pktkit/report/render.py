@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ import pandas as pd
 from pktkit.capture.csv_text import write_csv
 from pktkit.capture.output import write_parquet
 from pktkit.errors import OutputError, UsageError
-from pktkit.files import write_atomic, write_bytes, write_text
+from pktkit.files import Stopped, meanwhile, write_atomic, write_bytes, write_text
 from pktkit.report.page import render_html
 from pktkit.report.present import display, headline, summary_frames
 
@@ -89,21 +90,32 @@ def write_report(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot create the report folder ({exc.strerror})") from None
-    written: list[Path] = []
-    for name, table in tables.items():
+    for name in tables:
         _check_name("table", name)
-        if name in written_by_caller:
-            continue
-        written.append(write_atomic(out / f"{name}.csv",
-                                    lambda tmp, t=table: write_csv(t, tmp), *_REPORT))
-        written.append(write_atomic(out / f"{name}.parquet",
-                                    lambda tmp, t=table: write_parquet(t, tmp), *_REPORT))
-    pngs = {}
-    if figures:
-        from pktkit.report.plot import has_data  # matplotlib is loaded: there are figures
 
-        pngs = {_check_name("figure", name): figure_png(fig) for name, fig in figures.items()
-                if has_data(fig)}
+    def write_tables(stop: threading.Event) -> list[Path]:
+        files: list[Path] = []
+        for name, table in tables.items():
+            if name in written_by_caller:
+                continue
+            if stop.is_set():
+                raise Stopped(name)
+            files.append(write_atomic(out / f"{name}.csv",
+                                      lambda tmp, t=table: write_csv(t, tmp), *_REPORT))
+            files.append(write_atomic(out / f"{name}.parquet",
+                                      lambda tmp, t=table: write_parquet(t, tmp), *_REPORT))
+        return files
+
+    pngs = {}
+    # (the tables' CSV and Parquet, encoded by Arrow mostly without the GIL, are written
+    # while the plots are drawn)
+    with meanwhile(write_tables) as tables_written:
+        if figures:
+            from pktkit.report.plot import has_data  # matplotlib is loaded: there are figures
+
+            pngs = {_check_name("figure", name): figure_png(fig)
+                    for name, fig in figures.items() if has_data(fig)}
+    written = tables_written.result()
     written += [write_bytes(out / f"{name}.png", png, *_REPORT) for name, png in pngs.items()]
     written.append(write_text(out / "summary.json",
                               json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
