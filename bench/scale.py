@@ -18,7 +18,9 @@
    not kept (each segment numbers its own packets); ``capture-set.json`` and ``kubectl.json``
    are segment 0's (the topology is the same in every segment). Generation speed is printed.
 2. On each set, as whole processes one after another: ``pktkit analyze SET --out DIR
-   --workers N --quiet`` for N in ``--workers`` (default 1,2). While each runs, the process
+   --workers N --quiet`` for N in ``--workers`` (default 1,2; with N > 1 also
+   ``--memory-limit`` 1.5GB: each worker spills its parts past 60-70 % of it). While each
+   runs, the process
    tree (the CLI and every descendant: Dask's nanny and worker processes) is sampled every
    0.2 s from /proc (psutil): the whole run's peak is the largest sum of the tree's resident
    memory (an upper bound: pages shared between processes count once per process), and each
@@ -34,8 +36,9 @@
    10M's, identical results — and appends the figures to bench/README.md. Exit status 1 if a
    measured target fails.
 
-Usage: python bench/scale.py [--sizes 10M,20M] [--workers 1,2] [--flows N] [--duration S]
-       [--rebuild] [--keep-outputs] [--no-readme] [--build-only] [--cache DIR]
+Usage: python bench/scale.py [--sizes 10M,20M] [--workers 1,2] [--memory-limit 1.5GB]
+       [--flows N] [--duration S] [--rebuild] [--keep-outputs] [--no-readme] [--build-only]
+       [--cache DIR]
 """
 
 from __future__ import annotations
@@ -300,8 +303,11 @@ def measure(label: str, command: list[str]) -> Run:
     run.cpu_s = usage.ru_utime + usage.ru_stime
     if run.returncode:
         print(stderr.decode(errors="replace")[-2000:], file=sys.stderr)
+    # (a worker killed by its nanny and restarted is a process more)
+    heavy = sum(mb > 200 for key, mb in run.process_peaks_mb.items() if not key.startswith("0:"))
     print(f"    {run.wall_s:.0f} s, {run.cpu_s:.0f} s CPU, tree peak {run.peak_mb:,.0f} MB, "
-          f"largest worker {run.worker_peak_mb:,.0f} MB, exit {run.returncode}", flush=True)
+          f"largest worker {run.worker_peak_mb:,.0f} MB, {heavy} worker processes over "
+          f"200 MB, exit {run.returncode}", flush=True)
     return run
 
 
@@ -403,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10M,20M", help="frames of each large set")
     parser.add_argument("--workers", default="1,2", help="--workers values to run")
+    parser.add_argument("--memory-limit", default="1.5GB",
+                        help="--memory-limit of the runs with workers (default 1.5GB: the "
+                             "target; 'auto': the machine's memory shared out, no spilling)")
     parser.add_argument("--flows", type=int, default=17_000, help="flows of the base set")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of the base set")
     parser.add_argument("--rebuild", action="store_true", help="generate the base set again")
@@ -445,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             command = [*PKTKIT, "analyze", str(folder), "--out", str(out_dir), "--quiet"]
             if flag:
                 command += ["--workers", str(n)]
+            if flag and n != 1 and args.memory_limit != "auto":
+                command += ["--memory-limit", args.memory_limit]
             results[size][n] = measure(label, command)
             outputs[n] = out_dir
         done = [n for n in workers if n in outputs and results[size][n].returncode == 0]

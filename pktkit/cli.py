@@ -126,6 +126,9 @@ def _scaled(args: argparse.Namespace) -> bool:
     """Whether the verb runs on a Dask cluster (``--workers`` other than 1, ``--scheduler``)."""
     if args.scheduler is not None and args.workers != 1:
         raise UsageError("--scheduler uses that cluster's workers: give it without --workers")
+    if args.memory_limit != "auto" and (args.scheduler is not None or args.workers == 1):
+        raise UsageError("--memory-limit sizes the workers of a local cluster: give it with "
+                         "--workers N (a cluster at --scheduler has its workers' own limits)")
     return args.scheduler is not None or args.workers != 1
 
 
@@ -154,7 +157,7 @@ def _write_dataset(args: argparse.Namespace, ports: object) -> list:
         # staged folder is removed (none can write into it after)
         try:
             with staged_dataset(args.out) as folder, dask_client(
-                    args.workers, args.scheduler,
+                    args.workers, args.scheduler, memory_limit=args.memory_limit,
                     announce=None if args.quiet else _announce) as client:
                 stats = decode_into(
                     client, captures, folder, ports,  # type: ignore[arg-type]
@@ -292,7 +295,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                 # the cluster inside the scratch folder: closed before it is removed
                 Path(args.out).absolute().parent.mkdir(parents=True, exist_ok=True)
                 with scratch_folder(args.out) as scratch, dask_client(
-                        args.workers, args.scheduler,
+                        args.workers, args.scheduler, memory_limit=args.memory_limit,
                         announce=None if args.quiet or args.json else _announce) as client:
                     output, notes = analyze_on_cluster(
                         client, args.captures, args.out, nodes=nodes, options=options,
@@ -413,10 +416,21 @@ def workers(text: str) -> int | str:  # (argparse names it: "invalid workers val
     return workers_arg(text)
 
 
+def memory_limit(text: str) -> int | str:  # (argparse: "invalid memory_limit value")
+    """``--memory-limit``: a size of at least 1.5 GB, or ``auto``."""
+    from pktkit.scale.cluster import memory_limit_arg
+
+    return memory_limit_arg(text)
+
+
 def _add_scale_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--workers", type=workers, default=1, metavar="N|auto",
                         help=f"{what} on a local Dask cluster of N worker processes (auto: one "
                              "per core; default 1: in this process, no cluster)")
+    parser.add_argument("--memory-limit", type=memory_limit, default="auto", metavar="SIZE",
+                        help="with --workers N: each worker's memory, such as 2GB (at least "
+                             "1.5GB); past 60-70%% of it a worker spills its parts to disk "
+                             "(default auto: the machine's memory shared out)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help=f"{what} on the existing Dask cluster at ADDRESS (tcp://HOST:PORT); "
                              "its workers must see the inputs and the output at the same paths")

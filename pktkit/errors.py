@@ -25,6 +25,13 @@ class OutputError(PktkitError):
     """An output location that cannot be written."""
 
 
+class ClusterError(PktkitError):
+    """Work a Dask cluster could not finish: a task whose workers died every time it ran
+    (out of memory, most often). Exit 1: not a problem of the input."""
+
+    exit_code = 1
+
+
 class ConntrackFormatError(UsageError):
     """A conntrack dump that is none of the formats ``parse_conntrack`` reads."""
 

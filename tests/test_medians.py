@@ -13,6 +13,7 @@ import pytest
 from pktkit.analysis.medians import (
     SUB_BUCKETS,
     Counts,
+    _one_key,
     bucket_of,
     coarse_counts,
     exact_medians,
@@ -74,3 +75,25 @@ def test_the_counts_do_not_grow_with_the_values() -> None:
         assert np.array_equal(medians(fine, selection),
                               pd.Series(values).groupby(group).median().to_numpy())
     assert sizes[1] < 1.3 * sizes[0], sizes
+
+
+@pytest.mark.parametrize("spread", ["narrow", "wide", "full"])
+def test_counts_are_the_distinct_pairs_sorted_by_group_then_key(spread: str) -> None:
+    """Counts.of sorts the pairs as one int64 where they fit (narrow, wide: up to the last
+    bit), as two keys where not (full: keys over all of int64): the same rows either way,
+    as numpy's unique of the stacked pairs gives them."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    high = {"narrow": 300, "wide": (2**63 - 1) // 16, "full": 2**63 - 1}[spread]
+    group = rng.integers(-3, 5, n)
+    key = rng.integers(-high, high, n, dtype=np.int64)
+    key[rng.random(n) < 0.5] = key[0]  # many repeats
+    if spread == "wide":  # 8 groups × a span just under 2**63 / 8
+        key[:2] = [-high, high - 1]
+    assert (_one_key(group, key) is None) == (spread == "full")
+    pairs, want = np.unique(np.c_[group, key], axis=0, return_counts=True)
+    got = Counts.of(group, key)
+    assert np.array_equal(got.group, pairs[:, 0]) and np.array_equal(got.key, pairs[:, 1])
+    assert np.array_equal(got.count, want)
+    weighted = Counts.of(group, key, np.full(n, 3))
+    assert np.array_equal(weighted.count, 3 * want)

@@ -351,6 +351,14 @@ def test_bad_cluster_arguments_are_one_line_errors(captures: list[Path], tmp_pat
         (["packets", capture, "--workers", "2"], "give -o DIR/"),
         (["packets", capture, "-o", out, "--workers", "2", "--scheduler", "tcp://x:1"],
          "give it without --workers"),
+        (["analyze", capture, "-o", str(tmp_path / "r"), "--workers", "2", "--memory-limit",
+          "1GB"], "invalid memory_limit value: '1GB'"),
+        (["packets", capture, "-o", out, "--workers", "2", "--memory-limit", "lots"],
+         "invalid memory_limit value: 'lots'"),
+        (["analyze", capture, "-o", str(tmp_path / "r"), "--memory-limit", "2GB"],
+         "give it with --workers N"),
+        (["packets", capture, "-o", out, "--scheduler", "tcp://x:1", "--memory-limit", "2GB"],
+         "give it with --workers N"),
     ):
         code, stdout, stderr = main(*args)
         assert (code, stdout) == (2, ""), args
@@ -376,9 +384,11 @@ def test_cli_packets_on_two_workers(captures: list[Path], tmp_path: Path) -> Non
                         "-q")
     assert code == 0 and err == ""
     code, out, err = main("packets", *map(str, captures[:4]), "-o", str(tmp_path / "two") + "/",
-                          "--workers", "2")
+                          "--workers", "2", "--memory-limit", "1.6GB")
     assert code == 0, err
-    assert err.startswith("pktkit: Dask cluster: 2 workers of 1 thread; dashboard http")
+    # the limit as the scheduler knows it: 1.6e9 bytes
+    assert err.startswith("pktkit: Dask cluster: 2 workers of 1 thread and 1.49 GiB of "
+                          "memory; dashboard http")
     assert out.strip().endswith(f"from 4 captures written to {tmp_path / 'two'}/")
     assert_same_dataset(tmp_path / "two", tmp_path / "one")
     assert set(multiprocessing.active_children()) <= before  # its cluster is gone
@@ -604,3 +614,43 @@ def test_rows_at_any_offset_are_written_without_arrow_warnings(tmp_path: Path) -
         assert done.returncode == 0 and done.stdout == "True\n", done.stderr
         assert ("poorly aligned" in done.stderr) is warned, done.stderr
         assert warned or done.stderr == ""
+
+
+def test_a_task_whose_workers_all_die_is_a_one_line_cluster_error() -> None:
+    """KilledWorker (a task that killed every worker it ran on; no retry allowed here) leaves
+    dask_client as a ClusterError saying what to do, and the cluster is closed."""
+    import dask
+
+    from pktkit.errors import ClusterError
+
+    before = set(multiprocessing.active_children())
+    says = r"died every time .*\(--memory-limit, at least 1.5GB\)"
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            pytest.raises(ClusterError, match=says) as caught, \
+            dask_client(1, dashboard_address=":0") as connected:
+        connected.submit(os._exit, 3, pure=False).result()  # type: ignore[attr-defined]
+    assert caught.value.exit_code == 1 and "\n" not in str(caught.value)
+    assert set(multiprocessing.active_children()) <= before
+
+
+def test_dask_counts_the_memory_of_the_parts_it_holds(analysis_set: tuple) -> None:
+    """A Part (and a tables step's Held) is sized by its attributes: at least its rows'
+    memory, where Dask's default (sys.getsizeof) said ~56 bytes and workers saw their parts as
+    unmanaged memory they could not spill."""
+    from dask.sizeof import sizeof
+
+    from pktkit.analysis.parts import Part, Scope
+    from pktkit.analysis.table_parts import PacketPart
+    from pktkit.scale.tables import Held
+
+    _, one = analysis_set
+    packets = pd.read_parquet(one / "packets.parquet")
+    scope = Scope.of_captures(list(dict.fromkeys(zip(packets["capture"], packets["node"],
+                                                     strict=True))),
+                              list(dict.fromkeys(packets["node"])), 10**9)
+    part = Part(packets, scope)
+    rows = int(packets.memory_usage(deep=True).sum())
+    units = sum(sizeof(v) for v in vars(part.units).values())
+    assert rows > 100_000 and sizeof(part) >= rows + units
+    held = Held(PacketPart(packets, packets.head(0), np.zeros(len(packets), np.int64)), 0)
+    assert sizeof(held) >= rows + 8 * len(packets)

@@ -53,6 +53,15 @@ class Counts:
            weight: np.ndarray | None = None) -> Counts:
         """The counts of (group, key) pairs, each ``weight`` times (default once)."""
         group, key = np.asarray(group, np.int64), np.asarray(key, np.int64)
+        if len(group) and weight is None:
+            combined = _one_key(group, key)
+            if combined is not None:  # (sorting one key: ~10x faster than lexsort's two)
+                pairs, lowest, span = combined
+                pairs.sort()
+                start = np.flatnonzero(run_starts(pairs))
+                counts = np.diff(np.append(start, len(pairs)))
+                g, k = np.divmod(pairs[start], span)
+                return cls(g + lowest[0], k + lowest[1], counts)
         order = np.lexsort((key, group))
         g, k = group[order], key[order]
         start = np.flatnonzero(run_starts(g, k))
@@ -75,6 +84,21 @@ class Counts:
         start = np.flatnonzero(run_starts(self.group))
         return self.group[start], np.add.reduceat(self.count, start) if len(start) else \
             np.zeros(0, np.int64)
+
+
+def _one_key(group: np.ndarray, key: np.ndarray,
+             ) -> tuple[np.ndarray, tuple[int, int], int] | None:
+    """(group, key) pairs as one int64 each that sorts as the pairs do: ``(group − lowest
+    group) × span + (key − lowest key)``, with the two lowest values and the span of the
+    keys; None when the product would not fit in int64 (keys spread over most of it)."""
+    low_group, low_key = int(group.min()), int(key.min())
+    span = int(key.max()) - low_key + 1
+    if (int(group.max()) - low_group + 1) * span > np.iinfo(np.int64).max:
+        return None
+    pairs = group - np.int64(low_group)
+    pairs *= np.int64(span)
+    pairs += key - np.int64(low_key)  # (each term fits, and so does their sum)
+    return pairs, (low_group, low_key), span
 
 
 @dataclass

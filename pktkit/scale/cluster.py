@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from pktkit.errors import UsageError
+from pktkit.errors import ClusterError, UsageError
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -41,6 +41,25 @@ def workers_arg(text: str) -> int | str:
     if count < 1:
         raise ValueError(text)
     return count
+
+
+# a task works on a part of up to ROWS_PER_PARTITION rows (scale.correlate); on the 32-node
+# 3M-frame set (6 parts of 500,000 rows) 1GB workers were killed by their nannies in the
+# shuffle, again and again; 1.5GB ones spilled and peaked at 1.32-1.35 GB
+MIN_MEMORY_LIMIT = 1_500_000_000
+
+
+def memory_limit_arg(text: str) -> int | str:
+    """``--memory-limit``: ``auto`` or a size (``1.5GB``, ``2GiB``, bytes) of at least
+    :data:`MIN_MEMORY_LIMIT`; a ValueError otherwise (argparse's one-line error)."""
+    if text == AUTO:
+        return text
+    from dask.utils import parse_bytes
+
+    size = parse_bytes(text)
+    if size < MIN_MEMORY_LIMIT:
+        raise ValueError(text)
+    return size
 
 
 def worker_total(workers: int | str) -> int:
@@ -74,7 +93,7 @@ def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
                 count = len(client.scheduler_info(n_workers=-1).get("workers", {}))
                 announce(f"Dask cluster at {scheduler}: {count} worker{'s' * (count != 1)}; "
                          f"dashboard {client.dashboard_link}")
-            with _quiet_when_stopped(), _without_graph_size_advice():
+            with _quiet_when_stopped(), _without_graph_size_advice(), _workers_lost():
                 yield client
         finally:
             client.close()
@@ -92,13 +111,35 @@ def dask_client(workers: int | str = 1, scheduler: str | None = None, *,
                     dashboard_address=dashboard_address, silence_logs=logging.CRITICAL))
                 client = stack.enter_context(Client(cluster))
             if announce:
+                from dask.utils import format_bytes
+
                 count = len(cluster.workers)
-                announce(f"Dask cluster: {count} worker{'s' * (count != 1)} of 1 thread; "
-                         f"dashboard {client.dashboard_link}")
-            with _quiet_when_stopped(), _without_graph_size_advice():
+                limits = {w.get("memory_limit") for w in
+                          client.scheduler_info(n_workers=-1).get("workers", {}).values()}
+                memory = (f" and {format_bytes(limits.pop())} of memory"
+                          if len(limits) == 1 and None not in limits else "")
+                announce(f"Dask cluster: {count} worker{'s' * (count != 1)} of 1 thread"
+                         f"{memory}; dashboard {client.dashboard_link}")
+            with _quiet_when_stopped(), _without_graph_size_advice(), _workers_lost():
                 yield client
     finally:
         shutil.rmtree(spill, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _workers_lost() -> Iterator[None]:
+    """Dask's KilledWorker (a task whose workers all died running it: its retries spent) as
+    a one-line :class:`~pktkit.errors.ClusterError` saying what to do."""
+    from distributed.scheduler import KilledWorker
+
+    try:
+        yield
+    except KilledWorker as exc:
+        task = exc.task[0] if isinstance(exc.task, tuple) else exc.task
+        raise ClusterError(
+            f"Dask workers died every time they ran the task {str(task)[:60]!r} (out of "
+            "memory, most often): give each worker more memory (--memory-limit, at least "
+            "1.5GB), or run with fewer workers per machine") from None
 
 
 @contextlib.contextmanager

@@ -40,6 +40,7 @@ from pktkit.analysis.sightings import partition_keys
 from pktkit.capture.dataset import read_capture, read_manifest
 from pktkit.capture.frame import SCHEMA
 from pktkit.capture.reasons import error_categories
+from pktkit.scale import sizes  # noqa: F401 (Dask counts a part's memory)
 
 if TYPE_CHECKING:
     from distributed import Client, Future

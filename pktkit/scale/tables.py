@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from dask.sizeof import sizeof
 
 from pktkit.analysis.identities import IdentityMap
 from pktkit.analysis.latency import (
@@ -68,6 +69,7 @@ from pktkit.analysis.table_parts import PacketPart
 from pktkit.capture.csv_text import write_csv
 from pktkit.capture.reasons import error_categories
 from pktkit.report.tables import report_partial
+from pktkit.scale.sizes import attribute_bytes
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -90,6 +92,9 @@ class Held:
     index: int
     kept: Any = None
     out: Any = None
+
+
+sizeof.register(Held)(attribute_bytes)
 
 
 def _next(held: Held, out: Any, kept: Any = None) -> Held:
