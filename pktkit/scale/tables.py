@@ -69,6 +69,7 @@ from pktkit.analysis.table_parts import PacketPart
 from pktkit.capture.csv_text import write_csv
 from pktkit.capture.reasons import error_categories
 from pktkit.report.tables import report_partial
+from pktkit.scale.correlate import working_copy
 from pktkit.scale.sizes import attribute_bytes
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ def packet_part(part: Part, settled: Settled, index: int, drop: Sequence[str],
                 row: str) -> Held:
     """Task: the part's rows numbered by :func:`assign` (ids 0..k-1 of its own), indexed by
     their place in the whole table; ``out``: its packet count."""
+    part = working_copy(part)  # (assign completes the part's state: not the held object)
     found = assign(part, settled)
     packets = part.packets
     if part.positions is not None:  # assign answers per row as the part was given
