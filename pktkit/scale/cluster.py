@@ -139,7 +139,7 @@ def _workers_lost() -> Iterator[None]:
         raise ClusterError(
             f"Dask workers died every time they ran the task {str(task)[:60]!r} (out of "
             "memory, most often): give each worker more memory (--memory-limit, at least "
-            "1.5GB), or run with fewer workers per machine") from None
+            f"{MIN_MEMORY_LIMIT / 1e9:g}GB), or run with fewer workers per machine") from None
 
 
 @contextlib.contextmanager

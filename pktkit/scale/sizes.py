@@ -5,7 +5,9 @@ but counts any other object as ``sys.getsizeof`` does: a :class:`~pktkit.analysi
 of 500,000 rows (~200 MB) as 56 bytes. The worker then sees its parts as *unmanaged* memory:
 its dashboard shows them so, and its memory manager, which spills the largest managed data
 first, cannot weigh what it evicts. Registered here: an object of the kinds below counts its
-attributes, each as Dask sizes it (arrays, DataFrames, and these kinds again).
+attributes, each as Dask sizes it (arrays, DataFrames, and these kinds again); a tables
+step's ``Held`` is registered the same way where it is defined (:mod:`pktkit.scale.tables`,
+which imports this module).
 """
 
 from __future__ import annotations
