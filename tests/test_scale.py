@@ -543,7 +543,15 @@ def test_what_the_client_receives_does_not_grow_with_frames(
         sizes[task.__name__] = len(pickle.dumps(outs))  # type: ignore[attr-defined]
         return new, outs
 
+    merged_reports = scale_tables.merged_reports
+
+    def measured_reports(client: object, held: list, underlay_mtu: int) -> list:
+        reports = merged_reports(client, held, underlay_mtu)  # type: ignore[arg-type]
+        sizes["reports"] = len(pickle.dumps(reports))
+        return reports
+
     monkeypatch.setattr(scale_tables, "_step", measured)
+    monkeypatch.setattr(scale_tables, "merged_reports", measured_reports)
     found = {}
     for copies in (1, 4):
         files = _copies(tmp_path / "in", tmp_path / f"x{copies}", copies)
@@ -552,8 +560,8 @@ def test_what_the_client_receives_does_not_grow_with_frames(
     (frames_1, once), (frames_4, four) = found[1], found[4]
     assert frames_4 == 4 * frames_1
     assert set(once) == set(four) == {"numbered", "flows", "counted", "named", "acked",
-                                      "sampled", "binned"}
-    for name in ("numbered", "flows", "counted", "acked", "sampled", "binned"):
+                                      "sampled", "reports", "binned"}
+    for name in ("numbered", "flows", "counted", "acked", "sampled", "reports", "binned"):
         assert four[name] <= 1.1 * once[name], (name, once[name], four[name])
     # the handshakes' openings: per SYN and SYN-ACK (a handshake's three packets may be in
     # three parts), so they grow with the connections opened, not with the frames
@@ -574,6 +582,37 @@ def test_an_empty_capture_on_the_cluster(client: object, analysis_set: tuple,
     write_analysis(analyze(given), tmp_path / "one")
     analyze_on_cluster(client, given, tmp_path / "many")
     assert_same_report(tmp_path / "many", tmp_path / "one")
+
+
+def test_a_steps_shared_state_reaches_the_cluster_once(client: object, tmp_path: Path) -> None:
+    """A step's shared state (the pending handshakes, the NAT flows: hundreds of MB at 10M
+    frames) is made into objects once for all the step's parts, not once per part: given to
+    each of P tasks, it was P copies in the graph and one per task on each worker, and the
+    1.5 GB workers of a 10.9M-frame run died in the acked step. Counted where it is
+    unpickled (a file per unpickling; the scheduler and workers alike), over 8 parts; each
+    task still gets the whole state."""
+    from pktkit.scale import tables as scale_tables
+
+    marks = tmp_path / "unpickled"
+    marks.mkdir()
+    parts = 8
+
+    def unpickled(folder: str, payload: bytes) -> bytes:
+        (Path(folder) / f"{os.getpid()}-{os.urandom(4).hex()}").touch()
+        return payload
+
+    class Noted:  # (defined here: pickled by value, so the workers need no test module)
+        def __reduce__(self) -> tuple:
+            return unpickled, (str(marks), b"x" * 1000)
+
+    def measure(held: scale_tables.Held, scale: int, *, state: bytes) -> scale_tables.Held:
+        return scale_tables.Held(held.part, held.index, out=scale * len(state))
+
+    held = [client.submit(scale_tables.Held, None, i, pure=False)  # type: ignore[attr-defined]
+            for i in range(parts)]
+    _, outs = scale_tables._step(client, held, measure, list(range(parts)), state=Noted())
+    assert outs == [i * 1000 for i in range(parts)]
+    assert 1 <= len(list(marks.iterdir())) <= 2, sorted(p.name for p in marks.iterdir())
 
 
 def test_a_large_graph_is_not_announced() -> None:

@@ -48,7 +48,13 @@ from pktkit.report.plot import (
     throughput_partial,
     throughput_window,
 )
-from pktkit.report.tables import build_tables, report_partial, report_tables
+from pktkit.report.tables import (
+    build_tables,
+    merged_partial,
+    report_partial,
+    report_tables,
+    split_partial,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 IMPAIR = ["queue=5ms", "loss=0.02", "reorder=0.02", "duplicate=0.02"]
@@ -326,6 +332,17 @@ def test_report_tables_in_parts(with_corpus: dict[str, Analysis], k: int) -> Non
             pd.testing.assert_frame_equal(got[table], want[table], obj=f"{name} {table}")
             assert got[table].attrs == want[table].attrs
         assert summary(got) == summary(want)
+        # merged in steps, as a cluster's workers merge them: each partial in buckets by
+        # flow, a bucket of every partial merged, two of those merged again
+        split = [split_partial(p, 3) for p in partials]
+        buckets = [merged_partial([s[b] for s in split]) for b in range(3)]
+        assert sum(len(b.flows.flows) for b in buckets) == len(want["flows"])  # apart
+        assert len(want["flows"]) < 30 or all(len(b.flows.flows) for b in buckets)
+        stepped = report_tables([merged_partial(buckets[:2]), buckets[2]],
+                                read_stats=packets.attrs.get("read_stats", []),
+                                payload_estimated="l4_payload_len" not in packets, **given)
+        for table in want:
+            pd.testing.assert_frame_equal(stepped[table], want[table], obj=f"{name} {table}")
     if CORPUS_FILES[0] not in with_corpus:
         return
     errors = build_tables(with_corpus[CORPUS_FILES[0]].packets)["errors"]

@@ -240,6 +240,9 @@ class Openings:
 
 _POINT = ["capture", "interface_key", "flow_key"]  # a conversation at a capture point
 _KEY = [*_POINT, "isn"]
+# what handshake_acks reads of the pending handshakes (a map's shared state: the rest of a
+# pending row, its SYN's table columns, stays with the merge)
+ACK_COLUMNS = [*_KEY, "synack_seq", "synack_ts_ns"]
 _NO_INTERFACE = "\0"  # the interface key of a file that names none
 _WRAP = 1 << 32
 
@@ -323,8 +326,7 @@ def handshake_acks(packets: pd.DataFrame, pending: pd.DataFrame) -> pd.DataFrame
     ack_rows, isn, synack_seq = ack_rows[wanted], isn[wanted], synack_seq[wanted]
     acks = pd.DataFrame({**_points_at(packets, ack_rows), "isn": isn, "synack_seq": synack_seq,
                          "ack_ts_ns": int_column(packets, "ts_ns", ack_rows)})
-    found = pending[[*_KEY, "synack_seq", "synack_ts_ns"]].merge(acks,
-                                                                 on=[*_KEY, "synack_seq"])
+    found = pending[ACK_COLUMNS].merge(acks, on=[*_KEY, "synack_seq"])
     found = found[found["ack_ts_ns"] >= found["synack_ts_ns"]]
     return found.groupby(_KEY, sort=False)["ack_ts_ns"].min().reset_index()
 

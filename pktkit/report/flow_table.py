@@ -38,6 +38,7 @@ last_ts_ns        Int64
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,9 @@ def _nat_keys(nat_flows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(keys, ignore_index=True)
 
 
+FLOW_KEYS = ["capture", "flow_id"]  # the groups of the partial's three tables
+DIRECTION_KEYS = [*FLOW_KEYS, "src", "sport"]
+TUNNEL_KEYS = ["overlay_encap", "overlay_vni"]
 FLOW_KINDS = {"first": "first", "packets": "sum", "bytes": "sum", "first_ts_ns": "min",
               "last_ts_ns": "max", "max_ip_len": "max", "fragments": "sum",
               "carried_encap": "first", "carried_vni": "first", "nat_flow_id": "first"}
@@ -188,17 +192,47 @@ def flows_partial(packets: pd.DataFrame, *, underlay_mtu: int = DEFAULT_UNDERLAY
                         by_packet, by_nat_flow)
 
 
+def merged_flows_partial(partials: Sequence[FlowsPartial]) -> FlowsPartial:
+    """Several partitions' partials as one partial: :func:`flows_table` of it is
+    :func:`flows_table` of them."""
+    return FlowsPartial(merge([p.flows for p in partials], FLOW_KEYS, FLOW_KINDS,
+                              as_partial=True),
+                        merge([p.directions for p in partials], DIRECTION_KEYS, DIRECTION_KINDS,
+                              as_partial=True),
+                        merge([p.overheads for p in partials], TUNNEL_KEYS, OVERHEAD_KINDS,
+                              as_partial=True),
+                        partials[0].by_packet, partials[0].by_nat_flow)
+
+
+def split_flows_partial(partial: FlowsPartial, buckets: int) -> list[FlowsPartial]:
+    """The partial's flows (and their directions) in ``buckets`` by their (capture,
+    flow_id): a flow's rows of every partition's partial fall in the bucket of one number,
+    so the buckets merge apart; the tunnels' overheads (a row per overlay) in the first."""
+    def bucket(table: pd.DataFrame) -> np.ndarray:
+        capture = pd.util.hash_array(table["capture"].astype("string").to_numpy(
+            object, na_value=""))
+        flow = table["flow_id"].astype("Int64").to_numpy(np.int64, na_value=-1).view(np.uint64)
+        return ((capture ^ (flow * np.uint64(0x9E3779B97F4A7C15))) % np.uint64(buckets)
+                ).astype(np.int64)
+
+    of_flow, of_direction = bucket(partial.flows), bucket(partial.directions)
+    return [FlowsPartial(partial.flows[of_flow == b].reset_index(drop=True),
+                         partial.directions[of_direction == b].reset_index(drop=True),
+                         partial.overheads if b == 0 else partial.overheads.iloc[:0],
+                         partial.by_packet, partial.by_nat_flow)
+            for b in range(buckets)]
+
+
 def flows_table(partials: list[FlowsPartial], nat_flows: pd.DataFrame | None = None, *,
                 underlay_mtu: int = DEFAULT_UNDERLAY_MTU) -> pd.DataFrame:
     """The flows table from every partition's partial (and the nat_flows table, for rows
     without ``nat_flow_id``)."""
-    merged = merge([p.flows for p in partials], ["capture", "flow_id"], FLOW_KINDS)
+    merged = merge([p.flows for p in partials], FLOW_KEYS, FLOW_KINDS)
     if not len(merged):
         return typed_frame(pd.DataFrame(), FLOWS_SCHEMA)
     mtu = underlay_mtu
     first = pd.DataFrame({name: merged[f"first.{name}"] for name in _FIRST})
-    directions = merge([p.directions for p in partials], ["capture", "flow_id", "src", "sport"],
-                       DIRECTION_KINDS)
+    directions = merge([p.directions for p in partials], DIRECTION_KEYS, DIRECTION_KINDS)
     # side a: the sender of the flow's first frame in this capture
     side_a = pd.DataFrame({"capture": merged["capture"], "flow_id": merged["flow_id"],
                            "src": first["src"].astype("string"),
@@ -233,8 +267,8 @@ def flows_table(partials: list[FlowsPartial], nat_flows: pd.DataFrame | None = N
                .astype("UInt32"))
     _attach_overlay(table, conversation, carried if partials[0].by_packet else None)
     # the inner MTU of the flow's overlay: underlay MTU minus that overlay's largest overhead
-    overheads = merge([p.overheads for p in partials], ["overlay_encap", "overlay_vni"],
-                      OVERHEAD_KINDS)[["overlay_encap", "overlay_vni", "overhead"]]
+    overheads = merge([p.overheads for p in partials], TUNNEL_KEYS,
+                      OVERHEAD_KINDS)[[*TUNNEL_KEYS, "overhead"]]
     overlay_overhead = table[["overlay_encap", "overlay_vni"]].merge(
         overheads, on=["overlay_encap", "overlay_vni"], how="left")["overhead"]
     table["path_mtu"] = (mtu - overlay_overhead.fillna(0).to_numpy("int64"))

@@ -108,7 +108,7 @@ def errors_table(partials: list[pd.DataFrame], read_stats: list[dict[str, Any]]
                  ) -> pd.DataFrame:
     """The errors table from every partition's partial and the captures' read statistics."""
     records: list[dict[str, Any]] = []
-    merged = merge(partials, ["capture", "reason"], ERROR_KINDS)
+    merged = merge(partials, ERROR_KEYS, ERROR_KINDS)
     for capture, why, count, head in zip(merged["capture"], merged["reason"],
                                          merged["packets"], merged["frames"], strict=True):
         frames = pd.Series([frame for _, frame in head])
@@ -124,6 +124,9 @@ def errors_table(partials: list[pd.DataFrame], read_stats: list[dict[str, Any]]
     return typed_frame(table.sort_values(["capture", "reason"], kind="stable"), ERRORS_SCHEMA)
 
 
+CAPTURE_KEYS = ["capture"]  # the groups of each table's partial
+ERROR_KEYS = ["capture", "reason"]
+CHECKSUM_KEYS = ["capture", "interface"]
 CAPTURE_KINDS = {"packets": "sum", "bytes": "sum", "first_ts_ns": "min", "last_ts_ns": "max",
                  "linktype": "first", "tunnelled": "sum", "fragments": "sum", "errors": "sum",
                  "bad_checksums": "sum", "interfaces": "distinct"}
@@ -170,7 +173,7 @@ def captures_partial(packets: pd.DataFrame, *, order: np.ndarray | None = None
 def captures_table(partials: list[pd.DataFrame], read_stats: list[dict[str, Any]]
                    ) -> pd.DataFrame:
     """The captures table from every partition's partial and the read statistics."""
-    table = merge(partials, ["capture"], CAPTURE_KINDS)
+    table = merge(partials, CAPTURE_KEYS, CAPTURE_KINDS)
     if not len(table):
         return typed_frame(pd.DataFrame(), CAPTURES_SCHEMA)
     table["interfaces"] = [joined(found) for found in table["interfaces"]]
@@ -220,7 +223,7 @@ def checksums_partial(packets: pd.DataFrame, *, order: np.ndarray | None = None
 
 def checksums_table(partials: list[pd.DataFrame]) -> pd.DataFrame:
     """The checksums table from every partition's partial."""
-    table = merge(partials, ["capture", "interface"], CHECKSUM_KINDS)
+    table = merge(partials, CHECKSUM_KEYS, CHECKSUM_KINDS)
     if not len(table):
         return typed_frame(pd.DataFrame(), CHECKSUMS_SCHEMA)
     table = table.sort_values(["bad", "capture"], ascending=[False, True], kind="stable")

@@ -96,6 +96,7 @@ def in_key_order(table: pd.DataFrame) -> pd.DataFrame:
                              ignore_index=True)
 
 
+OVERLAY_KEYS = ["encap", "vni"]  # the groups of the overlays partial
 OVERLAY_KINDS = {"packets": "sum", "bytes": "sum", "flows": "distinct",
                  "captures": "distinct", "first_ts_ns": "min", "last_ts_ns": "max",
                  "vteps": "distinct", "outer_dports": "distinct"}
@@ -152,7 +153,7 @@ def overlays_partial(packets: pd.DataFrame, *, order: np.ndarray | None = None
 
 def overlays_table(partials: list[pd.DataFrame]) -> pd.DataFrame:
     """The overlays table from every partition's partial."""
-    table = merge(partials, ["encap", "vni"], OVERLAY_KINDS)
+    table = merge(partials, OVERLAY_KEYS, OVERLAY_KINDS)
     if not len(table):
         return typed_frame(pd.DataFrame(), OVERLAYS_SCHEMA)
     for name in ("flows", "captures"):
@@ -226,11 +227,17 @@ def overhead_partial(packets: pd.DataFrame, *, underlay_mtu: int, by_vni: bool =
     })
 
 
+def overhead_keys(partials: list[pd.DataFrame]) -> list[str]:
+    """The groups of the overhead partials: per overlay (encap, VNI) where every partial has
+    the VNI, else per encapsulation."""
+    return OVERLAY_KEYS if all("vni" in p for p in partials) else ["encap"]
+
+
 def overhead_table(partials: list[pd.DataFrame], *, underlay_mtu: int,
                    payload_estimated: bool) -> pd.DataFrame:
     """The overhead table from every partition's partial."""
     by_vni = all("vni" in p for p in partials)
-    table = merge(partials, ["encap", "vni"] if by_vni else ["encap"], OVERHEAD_KINDS)
+    table = merge(partials, overhead_keys(partials), OVERHEAD_KINDS)
     if not len(table):
         return typed_frame(pd.DataFrame(), OVERHEAD_SCHEMA)
     if not by_vni:

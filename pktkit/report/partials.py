@@ -130,10 +130,12 @@ def aggregate(keys: dict[str, pd.Series], order: np.ndarray, aggs: dict[str, Agg
     return pd.DataFrame(out)
 
 
-def merge(partials: Sequence[pd.DataFrame], keys: Sequence[str], kinds: dict[str, str]
-          ) -> pd.DataFrame:
+def merge(partials: Sequence[pd.DataFrame], keys: Sequence[str], kinds: dict[str, str], *,
+          as_partial: bool = False) -> pd.DataFrame:
     """The partials of all partitions as one: per group the aggregates of all its rows, the
-    groups in order of their first row."""
+    groups in order of their first row. ``as_partial``: also each ``first`` aggregate's
+    order (``<name>@``), so that the result merges again with other partials (a merge in
+    steps: the partials of some partitions merged where they were made)."""
     every = pd.concat(list(partials), ignore_index=True)
     grouped = every.groupby(list(keys), sort=False, dropna=False)
     group = grouped.ngroup().to_numpy()
@@ -158,6 +160,8 @@ def merge(partials: Sequence[pd.DataFrame], keys: Sequence[str], kinds: dict[str
             g, rows = _first_rows(group, at.to_numpy(np.int64, na_value=0), valid, count)
             where = np.full(count, -1, np.int64)
             where[g] = rows
+            if as_partial:
+                out[f"{name}@"] = _taken(at, where)
             for part in _first_columns(every, name):
                 out[part] = _taken(every[part], where)
         elif kind == "head":

@@ -21,8 +21,20 @@ from pktkit.analysis.identities import IdentityMap
 from pktkit.analysis.naming import NAT_NAMES, add_names
 from pktkit.analysis.nat import NAT_FLOWS_COLUMNS
 from pktkit.analysis.pipeline import Analysis
-from pktkit.report.flow_table import FlowsPartial, flows_partial, flows_table
+from pktkit.report.flow_table import (
+    FlowsPartial,
+    flows_partial,
+    flows_table,
+    merged_flows_partial,
+    split_flows_partial,
+)
 from pktkit.report.health import (
+    CAPTURE_KEYS,
+    CAPTURE_KINDS,
+    CHECKSUM_KEYS,
+    CHECKSUM_KINDS,
+    ERROR_KEYS,
+    ERROR_KINDS,
     captures_partial,
     captures_table,
     checksums_partial,
@@ -31,11 +43,16 @@ from pktkit.report.health import (
     errors_table,
 )
 from pktkit.report.overlay_costs import (
+    OVERHEAD_KINDS,
+    OVERLAY_KEYS,
+    OVERLAY_KINDS,
+    overhead_keys,
     overhead_partial,
     overhead_table,
     overlays_partial,
     overlays_table,
 )
+from pktkit.report.partials import merge
 from pktkit.report.sizes import DEFAULT_UNDERLAY_MTU
 
 
@@ -63,6 +80,38 @@ def report_partial(packets: pd.DataFrame, *, underlay_mtu: int | None = None,
         flows=flows_partial(packets, underlay_mtu=mtu, order=order),
         errors=errors_partial(packets, order=order),
         checksums=checksums_partial(packets, order=order))
+
+
+def merged_partial(partials: Sequence[ReportPartial]) -> ReportPartial:
+    """Several partitions' partials as one partial: :func:`report_tables` of it is
+    :func:`report_tables` of them (a merge in steps: on a cluster, by the workers)."""
+    def merged(tables: list[pd.DataFrame], keys: list[str], kinds: dict[str, str]
+               ) -> pd.DataFrame:
+        return merge(tables, keys, kinds, as_partial=True)
+
+    overhead = [p.overhead for p in partials]
+    return ReportPartial(
+        captures=merged([p.captures for p in partials], CAPTURE_KEYS, CAPTURE_KINDS),
+        overlays=merged([p.overlays for p in partials], OVERLAY_KEYS, OVERLAY_KINDS),
+        overhead=merged(overhead, overhead_keys(overhead), OVERHEAD_KINDS),
+        flows=merged_flows_partial([p.flows for p in partials]),
+        errors=merged([p.errors for p in partials], ERROR_KEYS, ERROR_KINDS),
+        checksums=merged([p.checksums for p in partials], CHECKSUM_KEYS, CHECKSUM_KINDS))
+
+
+def split_partial(partial: ReportPartial, buckets: int) -> list[ReportPartial]:
+    """The partial in ``buckets`` that merge apart (:func:`merged_partial` of bucket k of
+    every partition's partial): its flows by (capture, flow_id), the only part that grows
+    with the input; the rest, a row per capture, overlay or error reason, in the first."""
+    def first_only(table: pd.DataFrame, bucket: int) -> pd.DataFrame:
+        return table if bucket == 0 else table.iloc[:0]
+
+    return [ReportPartial(captures=first_only(partial.captures, b),
+                          overlays=first_only(partial.overlays, b),
+                          overhead=first_only(partial.overhead, b), flows=flows,
+                          errors=first_only(partial.errors, b),
+                          checksums=first_only(partial.checksums, b))
+            for b, flows in enumerate(split_flows_partial(partial.flows, buckets))]
 
 
 def report_tables(

@@ -144,11 +144,11 @@ def _workers_lost() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _without_graph_size_advice() -> Iterator[None]:
-    """Dask's "Sending large graph of size ..." warning silenced while the block runs. Each
-    step's shared state (pending handshakes, NAT flows) is given to every task on purpose:
-    scattered data lost with a killed worker cannot be made again (scale.tables._step). The
-    warning is advice to a program's author, and would print source lines among the CLI's
-    one-line messages."""
+    """Dask's "Sending large graph of size ..." warning silenced while the block runs. A
+    step's shared state (pending handshakes, NAT flows) is sent in a task's arguments on
+    purpose, once per step (scale.shared.given_once): scattered data lost with a killed
+    worker cannot be made again. The warning is advice to a program's author, and would
+    print source lines among the CLI's one-line messages."""
     import warnings
 
     with warnings.catch_warnings():

@@ -42,6 +42,7 @@ from pktkit.capture.dataset import read_capture, read_manifest
 from pktkit.capture.frame import SCHEMA
 from pktkit.capture.reasons import error_categories
 from pktkit.scale import sizes  # noqa: F401 (Dask counts a part's memory)
+from pktkit.scale.shared import given_once
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -161,7 +162,7 @@ def settled_parts(
     settled: Settled | None = None
     pair_tasks = _pair_tasks(client, workers)
     while settled is None or not settled.ready:
-        state = client.scatter(settled, broadcast=True) if settled is not None else None
+        state = given_once(client, settled, "settled") if settled is not None else None
         surveys = client.map(survey, parts, settled=state, pure=False)
         merged = Survey.merge(client.gather(surveys))
         settled = settle(merged, clock_correction=clock_correction,

@@ -14,9 +14,11 @@ back (:mod:`pktkit.analysis.table_parts` lists the partials):
 3. ``counted`` — the rows' NAT connections counted;
 4. ``named`` — ``nat_flow_id`` from the NAT flow table, names from the broadcast identity
    map, the handshakes' SYNs and SYN-ACKs;
-5. ``acked`` — the handshakes' ACKs;
+5. ``acked`` — the handshakes' ACKs; then the report's partials, in buckets by flow that
+   the workers merge (:func:`merged_reports`: the client gets each flow once, not once per
+   part);
 6. ``sampled`` — latency samples and the hops' delays per CDF scope (pass 1: their
-   histograms), the report's partials, the hops' categories;
+   histograms), the hops' categories;
 7. ``binned`` — pass 2 (the values in the wanted bins: latency percentiles, the CDF plots'
    ranks), the throughput plot's bins;
 8. ``written`` — each worker writes its part's packet rows into the output's ``packets/``
@@ -33,6 +35,8 @@ parts' counts and the hops' first rows.
 from __future__ import annotations
 
 import copy
+import operator
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +48,7 @@ from dask.sizeof import sizeof
 
 from pktkit.analysis.identities import IdentityMap
 from pktkit.analysis.latency import (
+    ACK_COLUMNS,
     handshake_acks,
     handshake_openings,
     handshake_samples,
@@ -68,8 +73,9 @@ from pktkit.analysis.percentiles import count_samples, merge_counts, values_in_b
 from pktkit.analysis.table_parts import PacketPart
 from pktkit.capture.csv_text import write_csv
 from pktkit.capture.reasons import error_categories
-from pktkit.report.tables import report_partial
+from pktkit.report.tables import ReportPartial, merged_partial, report_partial, split_partial
 from pktkit.scale.correlate import working_copy
+from pktkit.scale.shared import given_once
 from pktkit.scale.sizes import attribute_bytes
 
 if TYPE_CHECKING:
@@ -179,23 +185,54 @@ def acked(held: Held, pending: pd.DataFrame) -> Held:
     return _next(held, handshake_acks(held.part.packets, pending))
 
 
-def sampled(held: Held, nat_flows: pd.DataFrame, underlay_mtu: int) -> Held:
+def sampled(held: Held, nat_flows: pd.DataFrame) -> Held:
     """Task: the latency samples and the hops' delays per CDF scope (kept); ``out``: their
-    counts (pass 1), the report's partial and the hops' categories."""
+    counts (pass 1) and the hops' categories."""
     from pktkit.report.plot import cdf_samples  # (matplotlib: on the workers only)
 
     part = held.part
     samples = latency_samples(part.packets, part.hops, part.hop_rows, nat_flows)
-    partial = report_partial(part.packets, underlay_mtu=underlay_mtu,
-                             order=part.packets.index.to_numpy(np.int64))
     delays = ({by: cdf_samples(part.hops, by) for by in CDF_SCOPES}
               if "delay_ns" in part.hops else {})
     vocabulary = {name: [str(c) for c in part.hops[name].cat.categories]
                   for name in part.hops.columns
                   if isinstance(part.hops[name].dtype, pd.CategoricalDtype)}
-    return _next(held, (count_samples(samples), partial,
+    return _next(held, (count_samples(samples),
                         {by: count_samples(d) for by, d in delays.items()}, vocabulary),
                  (samples, delays))
+
+
+def report_buckets(held: Held, underlay_mtu: int, buckets: int) -> list[ReportPartial]:
+    """Task: the part's report partial in ``buckets`` by flow
+    (:func:`~pktkit.report.tables.split_partial`)."""
+    partial = report_partial(held.part.packets, underlay_mtu=underlay_mtu,
+                             order=held.part.packets.index.to_numpy(np.int64))
+    return split_partial(partial, buckets)
+
+
+def merged_reports(client: Client, held: list[Future], underlay_mtu: int
+                   ) -> list[ReportPartial]:
+    """The parts' report partials merged by the workers, a bucket of flows per task
+    (:func:`~pktkit.report.tables.merged_partial`): each part's partial has a row for
+    nearly every flow (a flow's packets fall in every part), so the client, which gathered
+    them whole, held the flows once per part, a size growing with the square of the input;
+    now it gets each flow once. Two buckets per part keep a merge's inputs about half a
+    part's partial. Each part's buckets are a result of their own, apart from the part: a
+    bucket taken from the part's holder made Dask read a spilled part back once per
+    bucket."""
+    run = secrets.token_hex(4)
+    count = 2 * len(held)
+    pieces: list[list[Future]] = [[] for _ in range(count)]
+    for i, h in enumerate(held):  # (a part's buckets taken one after another)
+        split = client.submit(report_buckets, h, underlay_mtu, count, pure=False,
+                              key=f"pktkit-report-split-{run}-{i}")
+        for bucket in range(count):
+            pieces[bucket].append(client.submit(operator.getitem, split, bucket, pure=False,
+                                                key=f"pktkit-report-bucket-{run}-{i}-{bucket}"))
+    merged = [client.submit(merged_partial, parts, pure=False,
+                            key=f"pktkit-report-merged-{run}-{bucket}")
+              for bucket, parts in enumerate(pieces)]
+    return client.gather(merged)
 
 
 def binned(held: Held, wanted: Any, window: tuple[int, int] | None,
@@ -281,14 +318,21 @@ def concat_parts(files: Sequence[Path], parquet: Path, csv: Path) -> None:
 
 def _step(client: Client, held: list[Future], task: Callable[..., Any], *args: Any,
           **shared: Any) -> tuple[list[Future], list[Any]]:
-    """One step over every part: ``shared`` (small) given to each task; the new holders
-    (kept on the workers) and their ``out`` (gathered)."""
-    # (given to each task, not scattered: scattered data lost with a worker cannot be made
-    # again, and a part made again after a worker died needs it)
-    new = [client.submit(task, h, *(a[i] for a in args), **shared, pure=False)
+    """One step over every part: ``args`` one value per part, ``shared`` given to the
+    cluster once for all the step's tasks (:func:`~pktkit.scale.shared.given_once`); the new
+    holders (kept on the workers) and their ``out`` (gathered)."""
+    given = given_once(client, shared, task.__name__) if shared else None
+    run = secrets.token_hex(4)
+    new = [client.submit(_with_shared, task, h, given, *(a[i] for a in args), pure=False,
+                         key=f"pktkit-{task.__name__}-{run}-{i}")
            for i, h in enumerate(held)]
     outs = client.gather(client.map(_out, new, pure=False))
     return new, outs
+
+
+def _with_shared(task: Callable[..., Held], held: Held, shared: dict[str, Any] | None,
+                 *args: Any) -> Held:
+    return task(held, *args, **(shared or {}))
 
 
 def _out(held: Held) -> Any:
@@ -324,7 +368,8 @@ def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
     ``name_tables(nat, handshakes, names)`` names the client's tables in place;
     ``window(report_partials)``: the throughput plot's start and bin width; the parts'
     hops rows are written into ``hops_folder`` (:func:`concat_parts` joins them)."""
-    held = [client.submit(packet_part, p, settled, i, tuple(drop), row, pure=False)
+    state = given_once(client, settled, "settled")
+    held = [client.submit(packet_part, p, state, i, tuple(drop), row, pure=False)
             for i, p in enumerate(parts)]
     counts, seen, rows = zip(*client.gather(client.map(_out, held, pure=False)), strict=True)
     # (a part may be empty: more partitions than groups of packets; it adds nothing)
@@ -345,19 +390,19 @@ def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
     identity = names(nat.flows)
     held, openings = _step(client, held, named, table=nat, names=identity)
     pending = pending_handshakes(openings)
-    held, acks = _step(client, held, acked, pending=pending)
+    held, acks = _step(client, held, acked, pending=pending[ACK_COLUMNS])
     handshakes = handshake_table(pending, acks)
     name_tables(nat, handshakes, identity)
     from pktkit.report.plot import cdf_curves, cdf_ranks  # (matplotlib: the client plots)
 
-    held, found = _step(client, held, sampled, nat_flows=nat.flows, underlay_mtu=underlay_mtu)
+    reports = merged_reports(client, held, underlay_mtu)
+    held, found = _step(client, held, sampled, nat_flows=nat.flows)
     hs_samples = handshake_samples(handshakes)
-    wanted = latency_bins([c for c, _, _, _ in found] + [count_samples(hs_samples)])
-    reports = [r for _, r, _, _ in found]
+    wanted = latency_bins([c for c, _, _ in found] + [count_samples(hs_samples)])
     plot_window = window(reports)
     cdf_wanted = {}
     for by in CDF_SCOPES:
-        counted_by = [d[by] for _, _, d, _ in found if by in d]
+        counted_by = [d[by] for _, d, _ in found if by in d]
         if counted_by:
             cdf_wanted[by] = cdf_ranks(merge_counts(counted_by), CDF_LINES)
     held, values = _step(client, held, binned, wanted=wanted, window=plot_window,
@@ -369,7 +414,7 @@ def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
     curves = {by: (cdf_curves(w, [c[by] for _, _, c in values]), count)
               for by, (w, count) in cdf_wanted.items()}
     vocabulary: dict[str, list[str]] = {}
-    for _, _, _, seen in found:
+    for _, _, seen in found:
         for name, labels in seen.items():
             known = vocabulary.setdefault(name, [])
             known += [label for label in labels if label not in known]
