@@ -215,7 +215,7 @@ def merged_reports(client: Client, held: list[Future], underlay_mtu: int
     """The parts' report partials merged by the workers, a bucket of flows per task
     (:func:`~pktkit.report.tables.merged_partial`): each part's partial has a row for
     nearly every flow (a flow's packets fall in every part), so the client, which gathered
-    them whole, held the flows once per part, a size growing with the square of the input;
+    them whole, held the flows once per part (parts × flows: both grow with the input);
     now it gets each flow once. Two buckets per part keep a merge's inputs about half a
     part's partial. Each part's buckets are a result of their own, apart from the part: a
     bucket taken from the part's holder made Dask read a spilled part back once per
