@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# A suite started in the background by a shell without job control (`make test &`, nohup)
+# inherits SIGINT ignored, and so does every pktkit run a test starts: a test that stops a
+# run with SIGINT (Ctrl-C) then waited for a run that ignored it (a 60 s timeout), or passed
+# on a run that simply finished. Ctrl-C's default, as a terminal gives it: children that
+# exec start with SIGINT's default action, and Python turns it into KeyboardInterrupt.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 
