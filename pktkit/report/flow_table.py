@@ -269,8 +269,8 @@ def flows_table(partials: list[FlowsPartial], nat_flows: pd.DataFrame | None = N
     # the inner MTU of the flow's overlay: underlay MTU minus that overlay's largest overhead
     overheads = merge([p.overheads for p in partials], TUNNEL_KEYS,
                       OVERHEAD_KINDS)[[*TUNNEL_KEYS, "overhead"]]
-    overlay_overhead = table[["overlay_encap", "overlay_vni"]].merge(
-        overheads, on=["overlay_encap", "overlay_vni"], how="left")["overhead"]
+    overlay_overhead = table[TUNNEL_KEYS].merge(overheads, on=TUNNEL_KEYS,
+                                                how="left")["overhead"]
     table["path_mtu"] = (mtu - overlay_overhead.fillna(0).to_numpy("int64"))
     table["exceeds_mtu"] = (table["max_ip_len"] > table["path_mtu"]).fillna(False)
     table["nat_flow_id"] = (

@@ -236,8 +236,9 @@ def overhead_keys(partials: list[pd.DataFrame]) -> list[str]:
 def overhead_table(partials: list[pd.DataFrame], *, underlay_mtu: int,
                    payload_estimated: bool) -> pd.DataFrame:
     """The overhead table from every partition's partial."""
-    by_vni = all("vni" in p for p in partials)
-    table = merge(partials, overhead_keys(partials), OVERHEAD_KINDS)
+    keys = overhead_keys(partials)
+    by_vni = "vni" in keys
+    table = merge(partials, keys, OVERHEAD_KINDS)
     if not len(table):
         return typed_frame(pd.DataFrame(), OVERHEAD_SCHEMA)
     if not by_vni:
