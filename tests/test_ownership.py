@@ -143,3 +143,77 @@ def test_one_way_traffic_stays_open() -> None:
                           "a_sender": [4, 4, 4], "b_sender": [4, 4, 4],
                           "a_receiver": [4, 4, 4], "b_receiver": [4, 4, 4]})
     assert (ownership.orient_by_timing(found)["way"] == 0).all()
+
+
+def _every_combination(ab: list, ba: list, side: np.ndarray, count: np.ndarray
+                       ) -> np.ndarray | None:
+    """The definition :func:`ownership._split` answers, by brute force: every combination
+    of the largest open groups tested, the possible ones' agreement taken; the others one at
+    a time against it."""
+    import itertools
+
+    def possible(ways: np.ndarray) -> bool:
+        fs, fr = ownership._points([ab[g] for g in range(len(side)) if ways[g] == 1])
+        bs, br = ownership._points([ba[g] for g in range(len(side)) if ways[g] == -1])
+        return bool(len(fs) and len(bs)) and ownership.feasible_polygon(
+            fs, fr, bs, br)[0] is not None
+
+    open_ = sorted(np.flatnonzero(side == 0).tolist(), key=lambda g: -int(count[g]))
+    tried, later = open_[:ownership._ENUMERATED], open_[ownership._ENUMERATED:]
+    found = []
+    for choice in itertools.product((1, -1), repeat=len(tried)):
+        ways = side.astype(np.int8).copy()
+        ways[tried] = choice
+        if possible(ways):
+            found.append(ways)
+    if not found:
+        return None
+    ways = np.where(np.all([w == found[0] for w in found], axis=0), found[0], 0)
+    for g in later:
+        both = [possible(np.where(np.arange(len(side)) == g, way, ways)) for way in (1, -1)]
+        if both[0] != both[1]:
+            ways[g] = 1 if both[0] else -1
+    return ways.astype(np.int8)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_the_pruned_search_answers_as_every_combination(seed: int) -> None:
+    """A node pair's groups of crossings (queues up to tens of ms, a clock off by up to a
+    second or by 100 µs and drifting up to 80 ppm, some ways known, sometimes a group whose
+    times no clock explains): the depth-first search decides every group as testing
+    all 2^8 combinations does."""
+    from pktkit.analysis.clockfit import OneWay
+
+    rng = np.random.default_rng(seed)
+    # clocks far apart (most readings ruled out) or close (many combinations possible)
+    offset = rng.choice([1e9, 1e5]) * rng.uniform(-1, 1)
+    drift = rng.uniform(-80e-6, 80e-6)
+    groups = int(rng.integers(1, 12))
+    ab, ba, side, count = [], [], np.zeros(groups, np.int8), np.zeros(groups, np.int64)
+    for g in range(groups):
+        truth = rng.choice([1, -1])
+        n = int(rng.integers(1, 40))
+        sent = np.sort(rng.uniform(0, 60e9, n))
+        delay = rng.exponential(rng.choice([50e3, 2e6, 20e6]), n) + 20e3
+        if rng.random() < 0.03:  # arrives before it left: no clock explains it
+            delay = -delay
+        # a -> b: sent on a's clock, received on b's (b = a + offset + drift * t)
+        arrive = sent + delay
+        send_a, recv_b = sent, arrive + offset + drift * arrive
+        send_b, recv_a = sent + offset + drift * sent, arrive
+        forward = OneWay.of(send_a.astype(np.int64), recv_b.astype(np.int64), True)
+        backward = OneWay.of(send_b.astype(np.int64), recv_a.astype(np.int64), False)
+        # the group's copies read either way: its truth, and the other reading
+        ab.append(forward if truth == 1 else OneWay.of(recv_a.astype(np.int64),
+                                                        send_b.astype(np.int64), True))
+        ba.append(backward if truth == -1 else OneWay.of(recv_b.astype(np.int64),
+                                                          send_a.astype(np.int64), False))
+        count[g] = n
+        if rng.random() < 0.2:
+            side[g] = truth
+    expected = _every_combination(ab, ba, side, count)
+    got = ownership._split(ab, ba, side.copy(), count)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and got.tolist() == expected.tolist()
