@@ -545,8 +545,9 @@ def test_what_the_client_receives_does_not_grow_with_frames(
 
     merged_reports = scale_tables.merged_reports
 
-    def measured_reports(client: object, held: list, underlay_mtu: int) -> list:
-        reports = merged_reports(client, held, underlay_mtu)  # type: ignore[arg-type]
+    def measured_reports(client: object, held: list, underlay_mtu: int, folder: Path
+                         ) -> list:
+        reports = merged_reports(client, held, underlay_mtu, folder)  # type: ignore[arg-type]
         sizes["reports"] = len(pickle.dumps(reports))
         return reports
 

@@ -157,7 +157,8 @@ def analyze_in_parts(
             client, parts, settled, drop=(KEY, ROW), row=ROW, dumps=dump,
             names=lambda flows: IdentityMap.from_metadata(metadata).with_published(flows),
             name_tables=name_tables, underlay_mtu=underlay_mtu, window=window,
-            folder=staged / PACKETS_FOLDER, hops_folder=scratch / "hops", categories={})
+            folder=staged / PACKETS_FOLDER, hops_folder=scratch / "hops",
+            buckets_folder=scratch / "report-buckets", categories={})
         del parts
         report("nat", 3, len(STAGES))
         names = IdentityMap.from_metadata(metadata).with_published(found.nat.flows)

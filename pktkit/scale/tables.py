@@ -15,8 +15,8 @@ back (:mod:`pktkit.analysis.table_parts` lists the partials):
 4. ``named`` — ``nat_flow_id`` from the NAT flow table, names from the broadcast identity
    map, the handshakes' SYNs and SYN-ACKs;
 5. ``acked`` — the handshakes' ACKs; then the report's partials, in buckets by flow that
-   the workers merge (:func:`merged_reports`: the client gets each flow once, not once per
-   part);
+   the workers exchange through files and merge (:func:`merged_reports`: the client gets
+   each flow once, not once per part);
 6. ``sampled`` — latency samples and the hops' delays per CDF scope (pass 1: their
    histograms), the hops' categories;
 7. ``binned`` — pass 2 (the values in the wanted bins: latency percentiles, the CDF plots'
@@ -35,8 +35,10 @@ parts' counts and the hops' first rows.
 from __future__ import annotations
 
 import copy
-import operator
+import os
+import pickle
 import secrets
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,37 +204,55 @@ def sampled(held: Held, nat_flows: pd.DataFrame) -> Held:
                  (samples, delays))
 
 
-def report_buckets(held: Held, underlay_mtu: int, buckets: int) -> list[ReportPartial]:
+def report_buckets(held: Held, underlay_mtu: int, buckets: int, folder: str) -> list[str]:
     """Task: the part's report partial in ``buckets`` by flow
-    (:func:`~pktkit.report.tables.split_partial`)."""
+    (:func:`~pktkit.report.tables.split_partial`), each pickled into
+    ``folder/bucket-B/part-I.pkl``; their paths, in bucket order."""
     partial = report_partial(held.part.packets, underlay_mtu=underlay_mtu,
                              order=held.part.packets.index.to_numpy(np.int64))
-    return split_partial(partial, buckets)
+    paths = []
+    for bucket, piece in enumerate(split_partial(partial, buckets)):
+        target = Path(folder) / f"bucket-{bucket:05d}" / f"part-{held.index:05d}.pkl"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # written then renamed: a task run again after its worker died replaces it whole
+        staged = target.with_suffix(".tmp")
+        staged.write_bytes(pickle.dumps(piece, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(staged, target)
+        paths.append(str(target))
+    return paths
 
 
-def merged_reports(client: Client, held: list[Future], underlay_mtu: int
+def merged_bucket(splits: Sequence[Sequence[str]], bucket: int) -> ReportPartial:
+    """Task: bucket ``bucket`` of every part's split (:func:`report_buckets`) merged
+    (:func:`~pktkit.report.tables.merged_partial`). The files stay until every bucket is
+    merged (:func:`merged_reports` removes them): a task run again reads them again."""
+    return merged_partial([pickle.loads(Path(paths[bucket]).read_bytes())
+                           for paths in splits])
+
+
+def merged_reports(client: Client, held: list[Future], underlay_mtu: int, folder: Path
                    ) -> list[ReportPartial]:
-    """The parts' report partials merged by the workers, a bucket of flows per task
-    (:func:`~pktkit.report.tables.merged_partial`): each part's partial has a row for
-    nearly every flow (a flow's packets fall in every part), so the client, which gathered
-    them whole, held the flows once per part (parts × flows: both grow with the input);
-    now it gets each flow once. Two buckets per part keep a merge's inputs about half a
-    part's partial. Each part's buckets are a result of their own, apart from the part: a
-    bucket taken from the part's holder made Dask read a spilled part back once per
-    bucket."""
+    """The parts' report partials merged by the workers, a bucket of flows per task: each
+    part's partial has a row for nearly every flow (a flow's packets fall in every part),
+    so the client, which gathered them whole, held the flows once per part (parts × flows:
+    both grow with the input); now it gets each flow once. Two buckets per part keep a
+    merge's inputs about half a part's partial. The buckets go from the parts to the merges
+    through files in ``folder`` (a scratch folder every worker sees), as a shuffle goes
+    through the workers' disks: held by the workers as 2P results of each part (one task
+    per bucket taking it from the part's split), they cost each worker a part's partial
+    more per part it held, and at 10.9M frames (44 parts, 1.5GB workers) both workers died
+    in this step, run after run."""
     run = secrets.token_hex(4)
     count = 2 * len(held)
-    pieces: list[list[Future]] = [[] for _ in range(count)]
-    for i, h in enumerate(held):  # (a part's buckets taken one after another)
-        split = client.submit(report_buckets, h, underlay_mtu, count, pure=False,
-                              key=f"pktkit-report-split-{run}-{i}")
-        for bucket in range(count):
-            pieces[bucket].append(client.submit(operator.getitem, split, bucket, pure=False,
-                                                key=f"pktkit-report-bucket-{run}-{i}-{bucket}"))
-    merged = [client.submit(merged_partial, parts, pure=False,
+    splits = [client.submit(report_buckets, h, underlay_mtu, count, str(folder / run),
+                            pure=False, key=f"pktkit-report-split-{run}-{i}")
+              for i, h in enumerate(held)]
+    merged = [client.submit(merged_bucket, splits, bucket, pure=False,
                             key=f"pktkit-report-merged-{run}-{bucket}")
-              for bucket, parts in enumerate(pieces)]
-    return client.gather(merged)
+              for bucket in range(count)]
+    found = client.gather(merged)
+    shutil.rmtree(folder / run, ignore_errors=True)
+    return found
 
 
 def binned(held: Held, wanted: Any, window: tuple[int, int] | None,
@@ -361,13 +381,14 @@ def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
                       names: Callable[[pd.DataFrame], IdentityMap],
                       name_tables: Callable[[Any, pd.DataFrame, IdentityMap], None],
                       underlay_mtu: int, window: Callable[[list[Any]], tuple[int, int] | None],
-                      folder: Path, hops_folder: Path,
+                      folder: Path, hops_folder: Path, buckets_folder: Path,
                       categories: Mapping[str, Sequence[str]]) -> ClusterTables:
     """The steps of the module docstring over ``parts`` (after the last round); the packet
     rows written into ``folder`` by the workers. ``names(nat_flows)``: the identity map;
     ``name_tables(nat, handshakes, names)`` names the client's tables in place;
     ``window(report_partials)``: the throughput plot's start and bin width; the parts'
-    hops rows are written into ``hops_folder`` (:func:`concat_parts` joins them)."""
+    hops rows are written into ``hops_folder`` (:func:`concat_parts` joins them), the
+    report's buckets pass through ``buckets_folder`` (:func:`merged_reports`)."""
     state = given_once(client, settled, "settled")
     held = [client.submit(packet_part, p, state, i, tuple(drop), row, pure=False)
             for i, p in enumerate(parts)]
@@ -395,7 +416,7 @@ def tables_on_cluster(client: Client, parts: list[Future], settled: Settled, *,
     name_tables(nat, handshakes, identity)
     from pktkit.report.plot import cdf_curves, cdf_ranks  # (matplotlib: the client plots)
 
-    reports = merged_reports(client, held, underlay_mtu)
+    reports = merged_reports(client, held, underlay_mtu, buckets_folder)
     held, found = _step(client, held, sampled, nat_flows=nat.flows)
     hs_samples = handshake_samples(handshakes)
     wanted = latency_bins([c for c, _, _ in found] + [count_samples(hs_samples)])
