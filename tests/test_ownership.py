@@ -217,3 +217,26 @@ def test_the_pruned_search_answers_as_every_combination(seed: int) -> None:
         assert got is None
     else:
         assert got is not None and got.tolist() == expected.tolist()
+
+
+def test_a_miss_within_the_tolerance_is_not_ruled_out() -> None:
+    """The feasibility test lets envelopes miss by a tolerance that grows with the samples'
+    spread. Group A (forward, a chord of slope 1e-4) and group B (backward, 1e-4 ns above
+    that chord) miss by less than the tolerance of A, B and a far group C together, not of A
+    and B alone: the search may not rule out A and B before C is added (found by review:
+    the brute force leaves A open, a search pruning on the plain test decided it)."""
+    from pktkit.analysis.clockfit import OneWay, feasible_polygon
+
+    a = OneWay.of([0, 1_000_000, 500_000], [0, 1_000_100, 600_000], True)
+    b = OneWay.of([10_000, 10_005], [9_999, 10_004], False)
+    c = OneWay.of([10_000_000_000], [10_010_000_000], True)
+    (a_send, a_recv), (b_send, b_recv) = ownership._points([a]), ownership._points([b])
+    (ac_send, ac_recv) = ownership._points([a, c])
+    assert feasible_polygon(a_send, a_recv, b_send, b_recv)[0] is None
+    assert feasible_polygon(ac_send, ac_recv, b_send, b_recv)[0] is not None
+    ab, ba = [a, None, c], [None, b, None]
+    side, count = np.zeros(3, np.int8), np.array([3, 2, 1])
+    expected = _every_combination(ab, ba, side, count)
+    assert expected is not None and expected.tolist() == [0, -1, 1]
+    found = ownership._split(ab, ba, side.copy(), count)
+    assert found is not None and found.tolist() == expected.tolist()

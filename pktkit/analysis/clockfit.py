@@ -111,6 +111,8 @@ MAX_DRIFT_PPM = 500.0  # the prior: crystals are within ±100 ppm
 _PRUNE_BINS = 4096      # time bins of the hull candidate pruning
 _MAX_REJECT_ROUNDS = 60
 _HALVES = 32  # random half-samples behind the linear program's standard error
+# an empty polygon's envelopes may miss by this much of their scale and still count as met
+_TOLERANCE = 1e-9
 SAMPLE_SIZE = 8_000  # per direction: the statistics run on a bottom-k sample of this size
 _M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB  # splitmix64
 
@@ -210,7 +212,7 @@ def _polygon(fwd: _Hull, back_neg: _Hull, max_drift: float,
     f = -fneg
     h = g - f
     scale = max(1.0, float(np.abs(g).max()), float(np.abs(f).max()))
-    tol = 1e-9 * scale
+    tol = _TOLERANCE * scale
     best = int(np.argmax(h))
     if h[best] < -tol:
         return None, float(bps[best]), float((g[best] + f[best]) / 2), float(-h[best] / 2)
@@ -243,6 +245,35 @@ def feasible_polygon(fwd_send: ArrayLike, fwd_recv: ArrayLike, back_send: ArrayL
     s = _Samples.of(fwd_send, fwd_recv, back_send, back_recv)
     poly, *_ = _polygon(*s.hulls(None, None, max_drift_ppm * 1e-6), max_drift_ppm * 1e-6)
     return poly, s.x0, s.y0
+
+
+def envelope_gap(fwd_send: ArrayLike, fwd_recv: ArrayLike, back_send: ArrayLike,
+                 back_recv: ArrayLike, max_drift_ppm: float = MAX_DRIFT_PPM) -> float:
+    """By how much (ns) every line within the drift prior misses the samples: 0 when
+    :func:`feasible_polygon` finds one, else the narrowest gap between the envelopes (the
+    forward samples' from below, the backward ones' from above). A frame moves both
+    envelopes alike, so the gap is the same in any frame; more samples only widen it."""
+    s = _Samples.of(fwd_send, fwd_recv, back_send, back_recv)
+    poly, _, _, worst = _polygon(*s.hulls(None, None, max_drift_ppm * 1e-6),
+                                 max_drift_ppm * 1e-6)
+    return 0.0 if poly is not None else 2 * worst
+
+
+def tolerance_bound(send: ArrayLike, recv: ArrayLike, forward: ArrayLike,
+                    max_drift_ppm: float = MAX_DRIFT_PPM) -> float:
+    """The largest tolerance (ns) :func:`feasible_polygon` can apply to any subset of these
+    samples (``forward``: which went a → b): its frame's origin lies within their times and
+    delays, so no envelope value exceeds their delays' range plus the drift prior times their
+    time range. A subset whose :func:`envelope_gap` exceeds twice this fails with every
+    sample added to it."""
+    send, recv = np.asarray(send, np.int64), np.asarray(recv, np.int64)
+    forward = np.asarray(forward, bool)
+    if not len(send):
+        return _TOLERANCE
+    x = np.where(forward, send, recv).astype(np.float64)
+    y = np.where(forward, recv - send, send - recv).astype(np.float64)
+    scale = float(y.max() - y.min()) + max_drift_ppm * 1e-6 * float(x.max() - x.min())
+    return _TOLERANCE * max(1.0, scale)
 
 
 def binding_rows(send: ArrayLike, recv: ArrayLike, forward: bool,

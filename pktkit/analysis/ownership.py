@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from pktkit.analysis.clockfit import OneWay, feasible_polygon
+from pktkit.analysis.clockfit import OneWay, envelope_gap, feasible_polygon, tolerance_bound
 from pktkit.analysis.crossings import CrossingGroups
 from pktkit.analysis.rows import run_starts
 
@@ -136,8 +136,10 @@ def _split(ab: list[OneWay | None], ba: list[OneWay | None], side: np.ndarray,
     all 2^k combinations, a depth-first search finds one possible combination, then, per
     group not yet seen both ways, one with that group the other way: the possible
     combinations' agreement is all the answer needs. A group added to a side only adds
-    points, and points only shrink the polygon, so a combination whose first groups are
-    impossible is impossible whatever the rest: the search stops there (10.9M frames on 32
+    points, and points only shrink the polygon, so a combination whose first groups miss
+    every line (by more than the test's tolerance could be for all the groups:
+    :func:`~pktkit.analysis.clockfit.tolerance_bound`) is impossible whatever the rest: the
+    search stops there (10.9M frames on 32
     nodes: 127 s of tests before, see docs/SCALING.md)."""
     groups = len(side)
     fixed = side != 0
@@ -145,13 +147,21 @@ def _split(ab: list[OneWay | None], ba: list[OneWay | None], side: np.ndarray,
     open_ = sorted(np.flatnonzero(~fixed).tolist(), key=lambda g: -int(count[g]))
     tried, later = open_[:_ENUMERATED], open_[_ENUMERATED:]
 
+    # the feasibility test's tolerance grows with the samples' spread: a subset is ruled out
+    # only when it misses by more than any superset's tolerance
+    (ab_send, ab_recv), (ba_send, ba_recv) = _points(ab), _points(ba)
+    margin = 2 * tolerance_bound(np.r_[ab_send, ba_send], np.r_[ab_recv, ba_recv],
+                                 np.arange(len(ab_send) + len(ba_send)) < len(ab_send))
+
     def possible(ways: np.ndarray, *, partial: bool = False) -> bool:
         """Whether some line fits ``ways``' groups (``partial``: groups may still be added,
-        so a side without samples does not rule it out)."""
+        so a side without samples does not rule it out, nor a miss within ``margin``)."""
         fs, fr = _points([ab[g] for g in range(groups) if ways[g] == 1])
         bs, br = _points([ba[g] for g in range(groups) if ways[g] == -1])
         if not len(fs) or not len(bs):
             return partial
+        if partial:
+            return envelope_gap(fs, fr, bs, br) <= margin
         return feasible_polygon(fs, fr, bs, br)[0] is not None
 
     def completed(ways: np.ndarray, depth: int, prefer: np.ndarray) -> np.ndarray | None:

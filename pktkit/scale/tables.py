@@ -204,30 +204,43 @@ def sampled(held: Held, nat_flows: pd.DataFrame) -> Held:
                  (samples, delays))
 
 
-def report_buckets(held: Held, underlay_mtu: int, buckets: int, folder: str) -> list[str]:
+def report_buckets(held: Held, underlay_mtu: int, buckets: int, folder: str
+                   ) -> list[tuple[str, int, int]]:
     """Task: the part's report partial in ``buckets`` by flow
-    (:func:`~pktkit.report.tables.split_partial`), each pickled into
-    ``folder/bucket-B/part-I.pkl``; their paths, in bucket order."""
+    (:func:`~pktkit.report.tables.split_partial`), pickled one after another into
+    ``folder/part-I.pkl``; each bucket's place in it (path, offset, length), in bucket
+    order. One file per part: a file per bucket would be 2P² files (39 million at 4,400
+    parts)."""
     partial = report_partial(held.part.packets, underlay_mtu=underlay_mtu,
                              order=held.part.packets.index.to_numpy(np.int64))
-    paths = []
-    for bucket, piece in enumerate(split_partial(partial, buckets)):
-        target = Path(folder) / f"bucket-{bucket:05d}" / f"part-{held.index:05d}.pkl"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # written then renamed: a task run again after its worker died replaces it whole
-        staged = target.with_suffix(".tmp")
-        staged.write_bytes(pickle.dumps(piece, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(staged, target)
-        paths.append(str(target))
-    return paths
+    target = Path(folder) / f"part-{held.index:05d}.pkl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # written then renamed: a task run again after its worker died replaces it whole (its
+    # own name: the first attempt may still be writing)
+    staged = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    places, at = [], 0
+    with staged.open("wb") as out:
+        for piece in split_partial(partial, buckets):
+            data = pickle.dumps(piece, protocol=pickle.HIGHEST_PROTOCOL)
+            out.write(data)
+            places.append((str(target), at, len(data)))
+            at += len(data)
+    os.replace(staged, target)
+    return places
 
 
-def merged_bucket(splits: Sequence[Sequence[str]], bucket: int) -> ReportPartial:
+def merged_bucket(splits: Sequence[Sequence[tuple[str, int, int]]], bucket: int
+                  ) -> ReportPartial:
     """Task: bucket ``bucket`` of every part's split (:func:`report_buckets`) merged
     (:func:`~pktkit.report.tables.merged_partial`). The files stay until every bucket is
     merged (:func:`merged_reports` removes them): a task run again reads them again."""
-    return merged_partial([pickle.loads(Path(paths[bucket]).read_bytes())
-                           for paths in splits])
+    pieces = []
+    for places in splits:
+        path, offset, length = places[bucket]
+        with open(path, "rb") as found:
+            found.seek(offset)
+            pieces.append(pickle.loads(found.read(length)))
+    return merged_partial(pieces)
 
 
 def merged_reports(client: Client, held: list[Future], underlay_mtu: int, folder: Path
@@ -237,11 +250,10 @@ def merged_reports(client: Client, held: list[Future], underlay_mtu: int, folder
     so the client, which gathered them whole, held the flows once per part (parts × flows:
     both grow with the input); now it gets each flow once. Two buckets per part keep a
     merge's inputs about half a part's partial. The buckets go from the parts to the merges
-    through files in ``folder`` (a scratch folder every worker sees), as a shuffle goes
-    through the workers' disks: held by the workers as 2P results of each part (one task
-    per bucket taking it from the part's split), they cost each worker a part's partial
-    more per part it held, and at 10.9M frames (44 parts, 1.5GB workers) both workers died
-    in this step, run after run."""
+    through a file per part in ``folder`` (a scratch folder every worker sees), as a
+    shuffle goes through the workers' disks: held by the workers as 2P results of each part
+    (one task per bucket taking it from the part's split), they had both 1.5GB workers
+    killed in this step at 10.9M frames (44 parts), in every run that reached it."""
     run = secrets.token_hex(4)
     count = 2 * len(held)
     splits = [client.submit(report_buckets, h, underlay_mtu, count, str(folder / run),
@@ -250,9 +262,10 @@ def merged_reports(client: Client, held: list[Future], underlay_mtu: int, folder
     merged = [client.submit(merged_bucket, splits, bucket, pure=False,
                             key=f"pktkit-report-merged-{run}-{bucket}")
               for bucket in range(count)]
-    found = client.gather(merged)
-    shutil.rmtree(folder / run, ignore_errors=True)
-    return found
+    try:
+        return client.gather(merged)
+    finally:
+        shutil.rmtree(folder / run, ignore_errors=True)
 
 
 def binned(held: Held, wanted: Any, window: tuple[int, int] | None,
