@@ -34,7 +34,7 @@ from pktkit.analysis.parts import (
     settle,
     survey,
 )
-from pktkit.analysis.sightings import partition_keys
+from pktkit.analysis.sightings import fragmented_ids, partition_keys
 from pktkit.craft.generation import generate, make_scenario
 from pktkit.craft.scenarios import SCENARIOS
 
@@ -77,23 +77,38 @@ def table(folder: Path) -> tuple[pd.DataFrame, list[str]]:
     return read_table(inputs), list(dict.fromkeys(i.node for i in inputs))
 
 
-def keys_per_file(packets: pd.DataFrame) -> np.ndarray:
-    """partition_keys of each capture file's rows on their own, as a worker computes them."""
+def keys_per_file(packets: pd.DataFrame, fragmented: np.ndarray | None = None) -> np.ndarray:
+    """partition_keys of each capture file's rows on their own, as a worker computes them
+    (``fragmented``: every file's fragment ids, as the cluster gives them)."""
     keys = np.zeros(len(packets), np.uint64)
     capture = packets["capture"].astype(str).to_numpy()
     for name in pd.unique(capture):
         at = np.flatnonzero(capture == name)
-        keys[at] = partition_keys(packets.take(at).reset_index(drop=True))
+        keys[at] = partition_keys(packets.take(at).reset_index(drop=True),
+                                  fragmented=fragmented)
     return keys
 
 
+@pytest.mark.parametrize("by_fragments", [False, True], ids=["by-id", "by-fragment-ids"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
-def test_every_sighting_of_a_true_packet_has_one_key(root: Path, case: tuple) -> None:
+def test_every_sighting_of_a_true_packet_has_one_key(root: Path, case: tuple,
+                                                     by_fragments: bool) -> None:
+    """Every row of a true packet has one key, in whichever file it is: with every IPv4
+    unit keyed by its id, and with only those whose id a fragment has somewhere (the ids of
+    every file's fragments, as the cluster gathers them, then each file keyed alone)."""
     folder = generated(root, *case)
     packets, _ = table(folder)
     truth = pd.DataFrame(pktkit.load_truth(folder)["packets"])
+    capture = packets["capture"].astype(str).to_numpy()
+    fragmented = (np.unique(np.concatenate([fragmented_ids(packets.take(np.flatnonzero(
+        capture == name)).reset_index(drop=True)) for name in pd.unique(capture)]))
+        if by_fragments else None)
+    found = keys_per_file(packets, fragmented)
+    if by_fragments:  # finer than the id alone: a key of the id alone splits, never merges
+        coarse = keys_per_file(packets)
+        assert pd.Series(coarse).groupby(found).nunique().max() == 1
     keys = pd.DataFrame({"capture": packets["capture"].astype(str),
-                         "frame": packets["frame"].astype("int64"), "key": keys_per_file(packets)})
+                         "frame": packets["frame"].astype("int64"), "key": found})
     both = keys.merge(truth[["capture", "frame", "packet_id"]], on=["capture", "frame"])
     assert len(both) == len(packets)
     per_packet = both.groupby("packet_id")["key"].nunique()

@@ -334,7 +334,28 @@ def point_words(packets: pd.DataFrame, *more: str) -> Iterator[np.ndarray]:
         yield int_column(packets, name)
 
 
-def partition_keys(packets: pd.DataFrame, window_ns: int = DEFAULT_WINDOW_NS) -> np.ndarray:
+def _id_keys(version: np.ndarray, proto: np.ndarray, ip_id: np.ndarray) -> np.ndarray:
+    """The partition keys of IPv4 units by (version, protocol, IP id)."""
+    return row_digest([np.full(len(version), _KIND_ID, np.int64), version.astype(np.int64),
+                       proto.astype(np.int64), ip_id.astype(np.int64)])
+
+
+def fragmented_ids(packets: pd.DataFrame) -> np.ndarray:
+    """The (version, protocol, id) keys of the IPv4 fragments among ``packets`` (any rows:
+    the keys of every capture together are what :func:`partition_keys` takes), sorted and
+    distinct. A fragment row holds its innermost header's fields, as its unit's first row
+    does."""
+    version = int_column(packets, "ip_version")
+    # (without the column, any row may be a fragment)
+    fragment = packets["fragment"].to_numpy(bool, na_value=False) if "fragment" in packets \
+        else np.ones(len(packets), bool)
+    ip_id = int_column(packets, "ip_id")
+    rows = np.flatnonzero(fragment & (version == 4) & (ip_id != NO_VALUE))
+    return np.unique(_id_keys(version[rows], int_column(packets, "proto", rows), ip_id[rows]))
+
+
+def partition_keys(packets: pd.DataFrame, window_ns: int = DEFAULT_WINDOW_NS, *,
+                   fragmented: np.ndarray | None = None) -> np.ndarray:
     """A uint64 key per row of one capture file's rows (any whole files will do) such that
     every row that can belong to one packet has the same key, in whichever file it is: the
     rows of one unit (a datagram's fragments, a tunnel packet's pieces, a duplicate record and
@@ -347,6 +368,13 @@ def partition_keys(packets: pd.DataFrame, window_ns: int = DEFAULT_WINDOW_NS) ->
     optional: one file is one node), and all of the file's rows: a chunk of a file alone can
     cut a unit (a fragmented tunnel packet's pieces, an IPv6 datagram's fragments) at its
     edge.
+
+    ``fragmented``: the ids of every IPv4 fragment of the whole input
+    (:func:`fragmented_ids`, of every capture). Given, only the units whose (version,
+    protocol, id) a fragment has somewhere are keyed by it; any other unit is whole at every
+    point, and its signature keys it. The id is 16 bits, and Linux sends many DF segments with
+    id 0: at 20.8M frames 1,139,069 TCP rows shared the key (4, TCP, 0), a partition 5.5× the
+    others, growing with the input.
 
     Known limit: an IPv6 datagram missing fragments at one point joins the packet before it
     with its datagram key, but the whole copies of that packet carry no fragment id: their
@@ -362,8 +390,12 @@ def partition_keys(packets: pd.DataFrame, window_ns: int = DEFAULT_WINDOW_NS) ->
                                                                      "ip_id"))
     key = units.sig.copy()
     by_id = (version == 4) & (ip_id != NO_VALUE) & (key != NO_VALUE)
-    key[by_id] = row_digest([np.full(int(by_id.sum()), _KIND_ID), version[by_id],
-                             proto[by_id], ip_id[by_id]])
+    id_key = _id_keys(version[by_id], proto[by_id], ip_id[by_id])
+    at = np.flatnonzero(by_id)
+    if fragmented is not None:  # (the others keep their signature)
+        kept = np.isin(id_key, fragmented)
+        at, id_key = at[kept], id_key[kept]
+    key[at] = id_key
     single = np.flatnonzero(key == NO_VALUE)
     if len(single):
         capture, labels = string_codes(packets["capture"].take(rep[single]))

@@ -133,7 +133,7 @@ def analyze_in_parts(
     report("read", 1, len(STAGES))
     parts, settled = settled_parts(client, datasets, node_order=node_order,
                                    window_ns=window_ns, clock_correction=clock_correction,
-                                   node_addresses=owned)
+                                   node_addresses=owned, scratch=scratch)
     report("correlate", 2, len(STAGES))
     backends = service_backends(metadata)
 

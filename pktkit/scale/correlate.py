@@ -3,10 +3,13 @@
 The packet rows are in packet datasets (:mod:`pktkit.capture.dataset`); nothing per row passes
 through the client until the end (see below):
 
-1. **keys** — one task per capture reads its rows back, adds ``node``, its partition key
+1. **keys** — one task per capture collects its IPv4 fragments' ids (four columns read);
+   the client writes them, every capture's together, into the scratch folder; then one task
+   per capture reads its rows back, adds ``node``, its partition key
    (:func:`pktkit.analysis.sightings.partition_keys`: every row that can belong to one packet
-   shares it; computed on one capture file's rows, where its units live) and its row number
-   in the table (``_row``: the captures in order, each in frame order);
+   shares it; computed on one capture file's rows, where its units live, and keyed by the IP
+   id only where some fragment has that id) and its row number in the table (``_row``: the
+   captures in order, each in frame order);
 2. **shuffle** — ``dask.dataframe``'s shuffle on the key (method ``p2p``: through the
    workers' disks, in bounded memory) into P partitions of whole packets;
 3. **rounds** — each partition becomes a :class:`~pktkit.analysis.parts.Part` that stays on
@@ -37,7 +40,7 @@ from pktkit.analysis.clockfit import PairFit
 from pktkit.analysis.clocks import PairMapper, PairWays
 from pktkit.analysis.parts import Part, Scope, Settled, Survey, settle
 from pktkit.analysis.parts import survey as survey_part
-from pktkit.analysis.sightings import partition_keys
+from pktkit.analysis.sightings import fragmented_ids, partition_keys
 from pktkit.capture.dataset import read_capture, read_manifest
 from pktkit.capture.frame import SCHEMA
 from pktkit.capture.reasons import error_categories
@@ -71,12 +74,28 @@ def table_captures(datasets: Sequence[str | os.PathLike[str]]) -> list[TableCapt
     return found
 
 
-def keyed_rows(capture: TableCapture, window_ns: int) -> pd.DataFrame:
-    """Task: one capture's rows with ``node``, their partition keys and table rows."""
+def capture_fragments(capture: TableCapture) -> np.ndarray:
+    """Task: the (version, protocol, id) keys of one capture's IPv4 fragments
+    (:func:`~pktkit.analysis.sightings.fragmented_ids`), from the four columns they need."""
+    import pyarrow.parquet as pq
+
+    columns = ["fragment", "ip_version", "proto", "ip_id"]
+    files = [Path(capture.dataset) / part for part in capture.entry["parts"]]
+    tables = [pq.read_table(f, columns=columns).to_pandas() for f in files]
+    rows = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
+    return fragmented_ids(rows)
+
+
+def keyed_rows(capture: TableCapture, window_ns: int, fragmented: str | None = None
+               ) -> pd.DataFrame:
+    """Task: one capture's rows with ``node``, their partition keys and table rows
+    (``fragmented``: a ``.npy`` file of every capture's fragment ids, see
+    :func:`~pktkit.analysis.sightings.partition_keys`)."""
     rows = read_capture(capture.dataset, capture.entry)
     rows.insert(rows.columns.get_loc("interface"), "node",
                 pd.array([str(capture.entry["node"])] * len(rows), dtype="string"))
-    rows[KEY] = partition_keys(rows, window_ns).astype(np.uint64)
+    ids = np.load(fragmented) if fragmented is not None else None
+    rows[KEY] = partition_keys(rows, window_ns, fragmented=ids).astype(np.uint64)
     rows[ROW] = np.arange(capture.first_row, capture.first_row + len(rows), dtype=np.int64)
     for name in OPEN_VOCABULARIES:
         rows[name] = rows[name].astype("string")
@@ -135,12 +154,16 @@ def settled_parts(
     client: Client, datasets: Sequence[str | os.PathLike[str]], *,
     node_order: Sequence[str] = (), window_ns: int, clock_correction: str = "auto",
     node_addresses: Mapping[str, Iterable[str]] | None = None,
-    partitions: int | None = None,
+    partitions: int | None = None, scratch: Path | None = None,
 ) -> tuple[list[Future], Settled]:
     """Steps 1-3 of the module docstring over the table of ``datasets``: the parts (futures:
     they stay on the workers) and the settled state of the last round. ``partitions``: how
     many (default: two per worker, and more for a large table: one per
-    :data:`ROWS_PER_PARTITION` rows, so that a part's memory does not grow with the input)."""
+    :data:`ROWS_PER_PARTITION` rows, so that a part's memory does not grow with the input).
+    ``scratch``: a folder every worker sees, for the fragment ids of every capture; given,
+    only the units that may meet a fragment are keyed by their IP id (else every IPv4 unit:
+    a key of id 0 grows with the input, see
+    :func:`~pktkit.analysis.sightings.partition_keys`)."""
     import dask
     import dask.dataframe as dd
     from distributed import futures_of
@@ -153,8 +176,14 @@ def settled_parts(
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {})) or 1
     rows = sum(int(c.entry["frames"]) for c in captures)
     count = partitions or max(1, 2 * workers, -(-rows // ROWS_PER_PARTITION))
-    keyed = dd.from_map(keyed_rows, captures, window_ns=window_ns, meta=_meta(),
-                        enforce_metadata=False)
+    fragmented = None
+    if scratch is not None:
+        found = client.gather(client.map(capture_fragments, captures, pure=False))
+        ids = np.unique(np.concatenate([np.zeros(0, np.int64), *found]))
+        fragmented = str(Path(scratch) / f"fragment-ids-{secrets.token_hex(4)}.npy")
+        np.save(fragmented, ids)
+    keyed = dd.from_map(keyed_rows, captures, window_ns=window_ns, fragmented=fragmented,
+                        meta=_meta(), enforce_metadata=False)
     with dask.config.set({"dataframe.shuffle.method": "p2p"}):
         # (this client's: another client of the process may be the default one)
         shuffled = client.persist(keyed.shuffle(on=KEY, npartitions=count))
