@@ -139,8 +139,8 @@ def _split(ab: list[OneWay | None], ba: list[OneWay | None], side: np.ndarray,
     points, and points only shrink the polygon, so a combination whose first groups miss
     every line (by more than the test's tolerance could be for all the groups:
     :func:`~pktkit.analysis.clockfit.tolerance_bound`) is impossible whatever the rest: the
-    search stops there (10.9M frames on 32
-    nodes: 127 s of tests before, see docs/SCALING.md)."""
+    search stops there (10.9M frames on 32 nodes: 169 s of tests before, see
+    docs/SCALING.md)."""
     groups = len(side)
     fixed = side != 0
     # the largest open groups are tried both ways; any others follow one at a time
@@ -194,8 +194,8 @@ def _split(ab: list[OneWay | None], ba: list[OneWay | None], side: np.ndarray,
         trial = start.copy()
         trial[g] = -first[g]
         other = completed(trial, 0, first)
-        for h, ways_seen in seen.items():
-            if other is not None:
+        if other is not None:
+            for h, ways_seen in seen.items():
                 ways_seen.add(int(other[h]))
     ways = start
     for g in tried:

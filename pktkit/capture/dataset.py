@@ -308,6 +308,30 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def _part_files(folder: str | os.PathLike[str], entry: Mapping[str, Any]) -> list[Path]:
+    """The Parquet files of one capture of a dataset; a one-line error if one is missing."""
+    files = [Path(folder) / part for part in entry["parts"]]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise CaptureError(f"{missing[0]}: part of the dataset {folder} is missing; rewrite "
+                           "the dataset with pktkit packets -o DIR/")
+    return files
+
+
+def read_capture_columns(folder: str | os.PathLike[str], entry: Mapping[str, Any],
+                         columns: Sequence[str]) -> pd.DataFrame:
+    """Some columns of one capture's rows, as stored (no ``capture`` column, no categories
+    made): what a pass needing a few columns reads of the dataset."""
+    import pyarrow.parquet as pq
+
+    schema = part_schema()
+    tables = [pq.read_table(f, columns=list(columns), schema=schema)
+              for f in _part_files(folder, entry)]
+    table = pa.concat_tables(tables) if tables else pa.schema(
+        [schema.field(name) for name in columns]).empty_table()
+    return table.to_pandas()
+
+
 def read_capture(folder: str | os.PathLike[str], entry: Mapping[str, Any]) -> pd.DataFrame:
     """One capture's rows of a dataset (``entry``: its manifest record) as the packet table
     reads them (``read_packets``' columns and dtypes; ``capture`` = its label)."""
@@ -317,12 +341,7 @@ def read_capture(folder: str | os.PathLike[str], entry: Mapping[str, Any]) -> pd
     from pktkit.capture.frame import SCHEMA, empty_frame
     from pktkit.capture.reasons import error_categories
 
-    files = [Path(folder) / part for part in entry["parts"]]
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise CaptureError(f"{missing[0]}: part of the dataset {folder} is missing; rewrite "
-                           "the dataset with pktkit packets -o DIR/")
-    tables = [pq.read_table(f, schema=part_schema()) for f in files]
+    tables = [pq.read_table(f, schema=part_schema()) for f in _part_files(folder, entry)]
     table = pa.concat_tables(tables) if tables else part_schema().empty_table()
     df = table.to_pandas() if table.num_rows else empty_frame(
         {k: v for k, v in SCHEMA.items() if k != "capture"})

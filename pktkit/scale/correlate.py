@@ -41,7 +41,7 @@ from pktkit.analysis.clocks import PairMapper, PairWays
 from pktkit.analysis.parts import Part, Scope, Settled, Survey, settle
 from pktkit.analysis.parts import survey as survey_part
 from pktkit.analysis.sightings import fragmented_ids, partition_keys
-from pktkit.capture.dataset import read_capture, read_manifest
+from pktkit.capture.dataset import read_capture, read_capture_columns, read_manifest
 from pktkit.capture.frame import SCHEMA
 from pktkit.capture.reasons import error_categories
 from pktkit.scale import sizes  # noqa: F401 (Dask counts a part's memory)
@@ -77,13 +77,8 @@ def table_captures(datasets: Sequence[str | os.PathLike[str]]) -> list[TableCapt
 def capture_fragments(capture: TableCapture) -> np.ndarray:
     """Task: the (version, protocol, id) keys of one capture's IPv4 fragments
     (:func:`~pktkit.analysis.sightings.fragmented_ids`), from the four columns they need."""
-    import pyarrow.parquet as pq
-
-    columns = ["fragment", "ip_version", "proto", "ip_id"]
-    files = [Path(capture.dataset) / part for part in capture.entry["parts"]]
-    tables = [pq.read_table(f, columns=columns).to_pandas() for f in files]
-    rows = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
-    return fragmented_ids(rows)
+    return fragmented_ids(read_capture_columns(capture.dataset, capture.entry,
+                                              ["fragment", "ip_version", "proto", "ip_id"]))
 
 
 def keyed_rows(capture: TableCapture, window_ns: int, fragmented: str | None = None

@@ -35,7 +35,6 @@ parts' counts and the hops' first rows.
 from __future__ import annotations
 
 import copy
-import os
 import pickle
 import secrets
 import shutil
@@ -75,6 +74,7 @@ from pktkit.analysis.percentiles import count_samples, merge_counts, values_in_b
 from pktkit.analysis.table_parts import PacketPart
 from pktkit.capture.csv_text import write_csv
 from pktkit.capture.reasons import error_categories
+from pktkit.files import atomic_path
 from pktkit.report.tables import ReportPartial, merged_partial, report_partial, split_partial
 from pktkit.scale.correlate import working_copy
 from pktkit.scale.shared import given_once
@@ -215,17 +215,14 @@ def report_buckets(held: Held, underlay_mtu: int, buckets: int, folder: str
                              order=held.part.packets.index.to_numpy(np.int64))
     target = Path(folder) / f"part-{held.index:05d}.pkl"
     target.parent.mkdir(parents=True, exist_ok=True)
-    # written then renamed: a task run again after its worker died replaces it whole (its
-    # own name: the first attempt may still be writing)
-    staged = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
     places, at = [], 0
-    with staged.open("wb") as out:
+    # (written then renamed: a task run again after its worker died replaces it whole)
+    with atomic_path(target, "the report's buckets") as staged, staged.open("wb") as out:
         for piece in split_partial(partial, buckets):
             data = pickle.dumps(piece, protocol=pickle.HIGHEST_PROTOCOL)
             out.write(data)
             places.append((str(target), at, len(data)))
             at += len(data)
-    os.replace(staged, target)
     return places
 
 
